@@ -1,0 +1,113 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ensuresec_common::import::Format;
+
+use crate::{attach::Mode, pins::DEFAULT_PIN_DIR};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ensuresec",
+    version,
+    about = "XDP shield for e-commerce hosts: block/allow lists enforced in the kernel",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Where ensuresec pins its maps and links.
+    #[arg(long, global = true, env = "ENSURESEC_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach the filter to an interface (replaces the program in place if attached).
+    Attach {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, value_enum, default_value_t = Mode::Auto)]
+        mode: Mode,
+        /// Config file for map sizes when the maps do not exist yet.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Detach the filter from an interface; the last detach also removes the maps.
+    Detach {
+        #[arg(long)]
+        iface: String,
+        /// Keep the maps (and the lists in them) even when no interface is left.
+        #[arg(long)]
+        keep_maps: bool,
+    },
+    /// Show interfaces, lists, port policy and counters.
+    Status(OutputArgs),
+    /// Manage the blocklist.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Manage the allowlist.
+    #[command(subcommand)]
+    Allow(AllowCommand),
+    /// Run the agent: attach, expire entries, serve metrics.
+    Run {
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Block an address or CIDR prefix.
+    Add {
+        target: String,
+        /// Remove the block after this long (90s, 15m, 4h, 7d); never without it.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Why it is blocked (shown by `block list`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove a block.
+    Rm { target: String },
+    /// List blocks with reason, time added and time left.
+    List(OutputArgs),
+    /// Block every entry of a list file, all or nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_parser = parse_format)]
+        format: Format,
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowCommand {
+    /// Allowlist an address or CIDR prefix: it is never dropped.
+    Add { target: String },
+    /// Remove an allowlist entry.
+    Rm { target: String },
+    /// List allowlist entries.
+    List(OutputArgs),
+}

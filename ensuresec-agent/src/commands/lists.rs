@@ -1,0 +1,254 @@
+//! `ensuresec block ...` and `ensuresec allow ...`: they work on the pinned maps,
+//! so they need no agent.
+
+use std::{collections::HashSet, path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use ensuresec_common::{
+    entry::Target,
+    import::{self, Format},
+    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BLOCK},
+    ttl::{format_remaining, parse_ttl},
+};
+use serde::Serialize;
+
+use crate::{
+    cli::OutputFormat,
+    clock,
+    edit::Op,
+    output,
+    pins::PinDir,
+    store::{Listed, Reasons, Store, validate_reason},
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Block,
+    Allow,
+}
+
+fn parse_target(text: &str) -> Result<Target> {
+    Ok(text.parse::<Target>()?)
+}
+
+fn parse_opt_ttl(ttl: Option<&str>) -> Result<Option<Duration>> {
+    Ok(ttl.map(parse_ttl).transpose()?)
+}
+
+fn intern(store: &Store, reasons: &mut Reasons, text: Option<&str>) -> Result<u32> {
+    match text {
+        None => Ok(0),
+        Some(t) => Ok(store.intern_reason(reasons, t, || store.reason_ids_in_use())?),
+    }
+}
+
+pub fn block_add(
+    pins: &PinDir,
+    target: &str,
+    ttl: Option<&str>,
+    reason: Option<&str>,
+) -> Result<()> {
+    let target = parse_target(target)?;
+    let ttl = parse_opt_ttl(ttl)?;
+    if let Some(r) = reason {
+        validate_reason(r)?;
+    }
+    let store = Store::open(pins)?;
+    let _lock = store.lock()?;
+    let mut reasons = store.reasons()?;
+    let reason_id = intern(&store, &mut reasons, reason)?;
+    let op = Op::Block {
+        expires_at_ns: clock::expiry_for(ttl),
+        reason_id,
+        now_secs: clock::unix_secs(),
+    };
+    store.edit(&[(target, op)])?;
+    let until = ttl.map_or("until removed".to_string(), |t| {
+        format!("for {}", format_remaining(t))
+    });
+    println!("blocked {target} {until}");
+    warn_if_allowlisted(&store, &target)?;
+    Ok(())
+}
+
+/// Tells the operator when an allowlist entry overrides the block just added.
+fn warn_if_allowlisted(store: &Store, target: &Target) -> Result<()> {
+    let addr = match target {
+        Target::V4(a) => std::net::IpAddr::V4(*a),
+        Target::V6(a) => std::net::IpAddr::V6(*a),
+        Target::Net4(_) | Target::Net6(_) => return Ok(()),
+    };
+    if let Some(l) = store.allowlisted_by(addr)? {
+        eprintln!(
+            "note: {} is on the allowlist, which wins: {target} is not dropped",
+            l.target
+        );
+    }
+    Ok(())
+}
+
+pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
+    let target = parse_target(target)?;
+    let store = Store::open(pins)?;
+    let _lock = store.lock()?;
+    store.edit(&[(target, Op::Unblock)])?;
+    println!("unblocked {target}");
+    Ok(())
+}
+
+pub fn allow_add(pins: &PinDir, target: &str) -> Result<()> {
+    let target = parse_target(target)?;
+    let store = Store::open(pins)?;
+    let _lock = store.lock()?;
+    let op = Op::Allow {
+        from_config: false,
+        now_secs: clock::unix_secs(),
+    };
+    store.edit(&[(target, op)])?;
+    println!("allowlisted {target}");
+    Ok(())
+}
+
+pub fn allow_rm(pins: &PinDir, target: &str) -> Result<()> {
+    let target = parse_target(target)?;
+    let store = Store::open(pins)?;
+    let _lock = store.lock()?;
+    store.edit(&[(target, Op::Unallow)])?;
+    println!("removed {target} from the allowlist");
+    Ok(())
+}
+
+pub fn import(
+    pins: &PinDir,
+    file: &Path,
+    format: Format,
+    ttl: Option<&str>,
+    reason: Option<&str>,
+) -> Result<()> {
+    let ttl = parse_opt_ttl(ttl)?;
+    if let Some(r) = reason {
+        validate_reason(r)?;
+    }
+    let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let entries = import::parse(&file.display().to_string(), &content, format)?;
+    let store = Store::open(pins)?;
+    let _lock = store.lock()?;
+    let mut reasons = store.reasons()?;
+    let shared_reason = intern(&store, &mut reasons, reason)?;
+    let expires_at_ns = clock::expiry_for(ttl);
+    let now_secs = clock::unix_secs();
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut edits = Vec::with_capacity(entries.len());
+    for e in &entries {
+        if !seen.insert(e.target) {
+            continue;
+        }
+        let reason_id = match (&e.label, reason) {
+            (Some(label), None) => {
+                let text = format!("{format} {label}");
+                let text: String = text.chars().take(63).collect();
+                intern(&store, &mut reasons, Some(&text))?
+            }
+            _ => shared_reason,
+        };
+        let op = Op::Block {
+            expires_at_ns,
+            reason_id,
+            now_secs,
+        };
+        edits.push((e.target, op));
+    }
+    let summary = store.edit(&edits)?;
+    println!(
+        "imported {} entries from {} ({} new, {} updated, {} duplicate lines)",
+        edits.len(),
+        file.display(),
+        summary.added,
+        summary.changed,
+        entries.len() - edits.len(),
+    );
+    Ok(())
+}
+
+/// One row of `block list` / `allow list -o json`.
+#[derive(Serialize)]
+pub struct ListRow {
+    pub entry: String,
+    pub family: &'static str,
+    pub kind: &'static str,
+    pub reason: Option<String>,
+    pub added_at: String,
+    /// Wall-clock time the block ends; null when it never does.
+    pub expires_at: Option<String>,
+    pub seconds_left: Option<u64>,
+    pub from_config: bool,
+}
+
+pub fn rows(store: &Store, which: Which) -> Result<Vec<ListRow>> {
+    let flag = match which {
+        Which::Block => FLAG_BLOCK,
+        Which::Allow => FLAG_ALLOW,
+    };
+    let reasons = store.reasons()?;
+    let (now_boot, now_unix) = (clock::boot_ns(), clock::unix_secs());
+    let entries: Vec<Listed> = store
+        .entries()?
+        .into_iter()
+        .filter(|l| l.entry.flags & flag != 0)
+        .collect();
+    Ok(entries
+        .into_iter()
+        .map(|l| {
+            let left = (which == Which::Block)
+                .then(|| clock::remaining(l.entry.expires_at_ns, now_boot))
+                .flatten();
+            ListRow {
+                entry: l.target.to_string(),
+                family: l.target.family(),
+                kind: l.target.kind(),
+                reason: (which == Which::Block)
+                    .then(|| reasons.text(l.entry.reason_id).map(str::to_string))
+                    .flatten(),
+                added_at: clock::rfc3339(l.entry.added_at_secs),
+                expires_at: left.map(|d| clock::rfc3339(now_unix + d.as_secs())),
+                seconds_left: left.map(|d| d.as_secs()),
+                from_config: l.entry.flags & FLAG_ALLOW_FROM_CONFIG != 0,
+            }
+        })
+        .collect())
+}
+
+pub fn list(pins: &PinDir, which: Which, format: OutputFormat) -> Result<()> {
+    let store = Store::open(pins)?;
+    let rows = rows(&store, which)?;
+    let mut table = vec![
+        match which {
+            Which::Block => vec!["ENTRY", "REASON", "ADDED", "TIME LEFT"],
+            Which::Allow => vec!["ENTRY", "SOURCE", "ADDED"],
+        }
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for r in &rows {
+        table.push(match which {
+            Which::Block => vec![
+                r.entry.clone(),
+                r.reason.clone().unwrap_or_else(|| "-".into()),
+                r.added_at.clone(),
+                match r.seconds_left {
+                    None => "never expires".into(),
+                    Some(0) => "expired".into(),
+                    Some(s) => format_remaining(Duration::from_secs(s)),
+                },
+            ],
+            Which::Allow => vec![
+                r.entry.clone(),
+                if r.from_config { "config" } else { "cli" }.into(),
+                r.added_at.clone(),
+            ],
+        });
+    }
+    output::print(format, &rows, table);
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! `ensuresec status`: what is attached, what is listed, what was dropped.
+
+use anyhow::Result;
+use ensuresec_common::{
+    maps::{FLAG_ALLOW, FLAG_BLOCK, PortBitmap},
+    ports::allows,
+    reason::Reason,
+};
+use serde::Serialize;
+
+use crate::{
+    attach::{link_target, mode_name},
+    cli::OutputFormat,
+    clock, output,
+    pins::PinDir,
+    store::Store,
+};
+
+#[derive(Serialize)]
+pub struct Status {
+    pub pin_dir: String,
+    /// Pid of the running agent, if any.
+    pub agent_pid: Option<u32>,
+    pub interfaces: Vec<IfaceStatus>,
+    pub port_policy: PortPolicyStatus,
+    pub lists: Vec<ListCount>,
+    pub counters: Vec<CounterRow>,
+}
+
+#[derive(Serialize)]
+pub struct IfaceStatus {
+    pub iface: String,
+    pub ifindex: Option<u32>,
+    pub mode: &'static str,
+    pub program_id: Option<u32>,
+    /// "attached", or "interface gone" for a link whose device disappeared.
+    pub state: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct PortPolicyStatus {
+    pub enabled: bool,
+    pub tcp: String,
+    pub udp: String,
+}
+
+#[derive(Serialize)]
+pub struct ListCount {
+    pub list: &'static str,
+    pub family: &'static str,
+    pub kind: &'static str,
+    pub entries: usize,
+    /// Blocks whose TTL has passed but that the agent has not swept yet.
+    pub expired: usize,
+    pub capacity: u32,
+}
+
+#[derive(Serialize)]
+pub struct CounterRow {
+    pub verdict: &'static str,
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// "22,80,8000-8100" for the ports set in a bitmap.
+pub fn port_ranges(bits: &PortBitmap) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut port = 0u32;
+    while port <= 65535 {
+        if allows(bits, port as u16) {
+            let start = port;
+            while port < 65535 && allows(bits, (port + 1) as u16) {
+                port += 1;
+            }
+            out.push(if start == port {
+                start.to_string()
+            } else {
+                format!("{start}-{port}")
+            });
+        }
+        port += 1;
+    }
+    out.join(",")
+}
+
+/// Pid of the agent for this pin directory if it is alive.
+pub fn agent_pid(pins: &PinDir) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pins.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "ensuresec").then_some(pid)
+}
+
+pub fn gather(pins: &PinDir) -> Result<Status> {
+    let store = Store::open(pins)?;
+    let records = store.iface_records()?;
+    let interfaces = pins
+        .linked_ifaces()
+        .into_iter()
+        .map(|iface| {
+            let target = link_target(pins, &iface).ok().flatten();
+            let mode = target
+                .and_then(|(ifindex, _)| records.iter().find(|(i, _)| *i == ifindex))
+                .map_or("unknown", |(_, r)| mode_name(r.mode));
+            IfaceStatus {
+                ifindex: target.map(|t| t.0),
+                program_id: target.map(|t| t.1),
+                state: if target.is_some() {
+                    "attached"
+                } else {
+                    "interface gone"
+                },
+                mode,
+                iface,
+            }
+        })
+        .collect();
+    let (enabled, tcp, udp) = store.port_policy()?;
+    let now = clock::boot_ns();
+    let entries = store.entries()?;
+    let caps = store.capacities;
+    let mut lists = Vec::new();
+    for (list, flag) in [("block", FLAG_BLOCK), ("allow", FLAG_ALLOW)] {
+        for (family, kind, capacity) in [
+            ("ipv4", "exact", caps.exact_v4),
+            ("ipv4", "cidr", caps.cidr_v4),
+            ("ipv6", "exact", caps.exact_v6),
+            ("ipv6", "cidr", caps.cidr_v6),
+        ] {
+            let matching = entries.iter().filter(|l| {
+                l.entry.flags & flag != 0 && l.target.family() == family && l.target.kind() == kind
+            });
+            let (mut count, mut expired) = (0, 0);
+            for l in matching {
+                count += 1;
+                if flag == FLAG_BLOCK && !l.entry.blocks_at(now) {
+                    expired += 1;
+                }
+            }
+            lists.push(ListCount {
+                list,
+                family,
+                kind,
+                entries: count,
+                expired,
+                capacity,
+            });
+        }
+    }
+    let counters = store
+        .counters()?
+        .into_iter()
+        .zip(Reason::ALL)
+        .map(|(c, r)| CounterRow {
+            verdict: r.verdict(),
+            reason: r.name(),
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    Ok(Status {
+        pin_dir: pins.root().display().to_string(),
+        agent_pid: agent_pid(pins),
+        interfaces,
+        port_policy: PortPolicyStatus {
+            enabled,
+            tcp: port_ranges(&tcp),
+            udp: port_ranges(&udp),
+        },
+        lists,
+        counters,
+    })
+}
+
+pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
+    let s = gather(pins)?;
+    if format == OutputFormat::Json {
+        output::print(format, &s, Vec::new());
+        return Ok(());
+    }
+    println!("pin directory: {}", s.pin_dir);
+    match s.agent_pid {
+        Some(pid) => println!("agent: running (pid {pid})"),
+        None => {
+            println!("agent: not running (the filter works without it; TTLs expire in the kernel)")
+        }
+    }
+    println!();
+    let mut rows = vec![vec![
+        "INTERFACE".into(),
+        "MODE".into(),
+        "PROGRAM".into(),
+        "STATE".into(),
+    ]];
+    for i in &s.interfaces {
+        rows.push(vec![
+            i.iface.clone(),
+            i.mode.into(),
+            i.program_id.map_or("-".into(), |p| p.to_string()),
+            i.state.into(),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    println!();
+    let policy = if s.port_policy.enabled {
+        format!("on (tcp {}; udp {})", s.port_policy.tcp, s.port_policy.udp)
+    } else {
+        "off".to_string()
+    };
+    println!("port policy: {policy}");
+    println!();
+    let mut rows = vec![
+        ["LIST", "FAMILY", "KIND", "ENTRIES", "EXPIRED", "CAPACITY"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for l in &s.lists {
+        rows.push(vec![
+            l.list.into(),
+            l.family.into(),
+            l.kind.into(),
+            l.entries.to_string(),
+            l.expired.to_string(),
+            l.capacity.to_string(),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    println!();
+    let mut rows = vec![
+        ["VERDICT", "REASON", "PACKETS", "BYTES"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in s.counters.iter().filter(|c| c.packets > 0) {
+        rows.push(vec![
+            c.verdict.into(),
+            c.reason.into(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ensuresec_common::ports::{PortRange, bitmap};
+
+    #[test]
+    fn port_ranges_round_trip() {
+        let ranges: Vec<PortRange> = ["0", "22", "80-81", "65535"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(port_ranges(&bitmap(&ranges)), "0,22,80-81,65535");
+        assert_eq!(port_ranges(&bitmap(&[])), "");
+    }
+}

@@ -1,0 +1,254 @@
+//! `ensuresec run`: attach (adopting what is attached), apply the config's
+//! allowlist and port policy, sweep expired entries, serve metrics. SIGTERM and
+//! SIGINT end it and leave the filter attached.
+
+use std::{
+    collections::HashSet,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, Result};
+use aya::Ebpf;
+use ensuresec_common::{
+    entry::Target,
+    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BLOCK},
+    ports::bitmap,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    attach, clock,
+    commands::status::agent_pid,
+    config::{Config, Validated},
+    ebpf,
+    edit::Op,
+    error::Error,
+    metrics::{self, AgentMetrics, ListSnapshot},
+    pins::PinDir,
+    store::Store,
+};
+
+/// Removes the pid file when the agent ends.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn create(pins: &PinDir) -> Result<Self> {
+        if let Some(pid) = agent_pid(pins)
+            && pid != std::process::id()
+        {
+            return Err(Error::AgentRunning {
+                dir: pins.root().to_path_buf(),
+                pid,
+            }
+            .into());
+        }
+        let path = pins.pid_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(pins.clone(), config))
+}
+
+/// Makes the config's allowlist the set of config-owned allow entries.
+fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
+    let _lock = store.lock()?;
+    let wanted: HashSet<Target> = config.allowlist.iter().copied().collect();
+    let now_secs = clock::unix_secs();
+    let mut edits: Vec<(Target, Op)> = wanted
+        .iter()
+        .map(|t| {
+            (
+                *t,
+                Op::Allow {
+                    from_config: true,
+                    now_secs,
+                },
+            )
+        })
+        .collect();
+    for l in store.entries()? {
+        if l.entry.flags & FLAG_ALLOW_FROM_CONFIG != 0 && !wanted.contains(&l.target) {
+            edits.push((l.target, Op::UnallowConfig));
+        }
+    }
+    let summary = store.edit(&edits)?;
+    tracing::info!(
+        entries = wanted.len(),
+        added = summary.added,
+        removed = summary.removed,
+        "allowlist from the config applied"
+    );
+    Ok(())
+}
+
+fn apply_port_policy(store: &Store, config: &Validated) -> Result<()> {
+    let _lock = store.lock()?;
+    let policy = &config.raw.port_policy;
+    store.set_port_policy(
+        policy.enabled,
+        &bitmap(&config.tcp_ports),
+        &bitmap(&config.udp_ports),
+    )?;
+    if policy.enabled {
+        tracing::info!(tcp = ?policy.tcp, udp = ?policy.udp, "port policy on");
+    }
+    Ok(())
+}
+
+/// Attaches every configured interface not yet attached by this agent.
+fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut HashSet<String>) {
+    for iface in &config.raw.interfaces {
+        if done.contains(&iface.name) {
+            continue;
+        }
+        match attach::attach(bpf, store, &iface.name, iface.mode) {
+            Ok(a) => {
+                let how = if a.replaced {
+                    "adopted (program replaced in place)"
+                } else {
+                    "attached"
+                };
+                tracing::info!(iface = %a.iface, mode = a.mode, "{how}");
+                done.insert(iface.name.clone());
+            }
+            Err(e) => {
+                tracing::error!(iface = %iface.name, error = %e, "cannot attach; retrying at each sweep")
+            }
+        }
+    }
+    // An interface that disappeared must be attached again when it comes back.
+    done.retain(|name| matches!(attach::link_target(store.pins(), name), Ok(Some(_))));
+}
+
+/// Removes expired blocks and refreshes the list gauges.
+fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
+    let _lock = store.lock()?;
+    let now_ns = clock::boot_ns();
+    let entries = store.entries()?;
+    let expired: Vec<(Target, Op)> = entries
+        .iter()
+        .filter(|l| l.entry.flags & FLAG_BLOCK != 0 && !l.entry.blocks_at(now_ns))
+        .map(|l| (l.target, Op::Expire { now_ns }))
+        .collect();
+    if !expired.is_empty() {
+        store.edit(&expired)?;
+        metrics.expired_removed.inc_by(expired.len() as u64);
+        tracing::info!(count = expired.len(), "removed expired blocks");
+    }
+    let mut counts = Vec::new();
+    for (list, flag) in [("block", FLAG_BLOCK), ("allow", FLAG_ALLOW)] {
+        for family in ["ipv4", "ipv6"] {
+            for kind in ["exact", "cidr"] {
+                let n = entries
+                    .iter()
+                    .filter(|l| {
+                        l.entry.flags & flag != 0
+                            && l.target.family() == family
+                            && l.target.kind() == kind
+                            && (flag != FLAG_BLOCK || l.entry.blocks_at(now_ns))
+                    })
+                    .count();
+                counts.push((list, family, kind, n));
+            }
+        }
+    }
+    let caps = store.capacities;
+    *snapshot.lock().expect("snapshot lock") = ListSnapshot {
+        counts,
+        capacities: vec![
+            ("ipv4", "exact", caps.exact_v4),
+            ("ipv4", "cidr", caps.cidr_v4),
+            ("ipv6", "exact", caps.exact_v6),
+            ("ipv6", "cidr", caps.cidr_v6),
+        ],
+    };
+    metrics.sweeps.inc();
+    Ok(())
+}
+
+async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
+    let _pid = PidFile::create(&pins)?;
+    let mut bpf = ebpf::load(&pins, &config.raw.maps)?;
+    let store = Arc::new(Store::open(&pins)?);
+    if store.capacities.exact_v4 != config.raw.maps.exact_v4
+        || store.capacities.cidr_v4 != config.raw.maps.cidr_v4
+    {
+        tracing::warn!(
+            pinned = ?store.capacities,
+            configured = ?config.raw.maps,
+            "the pinned maps keep the sizes they were created with; detach every interface to resize"
+        );
+    }
+    reconcile_allowlist(&store, &config)?;
+    apply_port_policy(&store, &config)?;
+    let snapshot = Arc::new(Mutex::new(ListSnapshot::default()));
+    let (registry, metrics) = metrics::registry(store.clone(), snapshot.clone())?;
+    metrics
+        .port_policy_enabled
+        .set(config.raw.port_policy.enabled as i64);
+    let mut attached = HashSet::new();
+    attach_all(&mut bpf, &store, &config, &mut attached);
+    metrics.attached_interfaces.set(attached.len() as i64);
+    sweep(&store, &snapshot, &metrics)?;
+
+    let mut server = tokio::spawn(metrics::serve(config.raw.metrics.listen, registry));
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut tick = tokio::time::interval(config.raw.agent.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(pin_dir = %pins.root().display(), "agent running");
+    let bpf = Arc::new(Mutex::new(bpf));
+    let metrics = Arc::new(metrics);
+    let config = Arc::new(config);
+    let attached = Arc::new(Mutex::new(attached));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping; the filter stays attached"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping; the filter stays attached"); break; }
+            _ = tick.tick() => {
+                let (store, snapshot, metrics, config, bpf, attached) = (
+                    store.clone(), snapshot.clone(), metrics.clone(), config.clone(), bpf.clone(), attached.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let mut attached = attached.lock().expect("attached lock");
+                    attach_all(&mut bpf.lock().expect("bpf lock"), &store, &config, &mut attached);
+                    metrics.attached_interfaces.set(attached.len() as i64);
+                    if let Err(e) = sweep(&store, &snapshot, &metrics) {
+                        metrics.sweep_errors.inc();
+                        tracing::error!(error = %e, "sweep failed");
+                    }
+                }).await?;
+            }
+            ended = &mut server => {
+                // The metrics server only ends on error (e.g. the address is taken).
+                return match ended {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the metrics server stopped")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.into()),
+                };
+            }
+        }
+    }
+    server.abort();
+    Ok(())
+}

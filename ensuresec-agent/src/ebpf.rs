@@ -1,0 +1,93 @@
+//! Loading the XDP object: embedded at build time, maps pinned by name under
+//! the pin directory and reused when already there.
+
+use std::mem::size_of;
+
+use aya::{Ebpf, EbpfLoader, maps::MapData};
+use ensuresec_common::{
+    maps::{
+        Cidr6Value, Control, Counter, IfaceRecord, ListEntry, MAP_CIDR_V6, MAP_CONTROL,
+        MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6, MAP_IFACES, MAP_PORTS, MAP_REASONS,
+        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, PINNED_MAPS, PortBitmap, ReasonText,
+        TrieRule,
+    },
+    trie4::{MAX_NODES_PER_RULE, Node, RootBlock},
+};
+
+use crate::{
+    config::MapSizes,
+    error::{Error, Result},
+    pins::{PinDir, ensure_bpffs},
+};
+
+/// The compiled XDP object.
+pub fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ensuresec"))
+}
+
+/// Name of the filter program in the object.
+pub const FILTER_PROGRAM: &str = "ensuresec";
+
+/// Key and value sizes of every pinned map, to refuse maps left by another layout.
+fn expected_layout(name: &str) -> (u32, u32) {
+    let s = |k: usize, v: usize| (k as u32, v as u32);
+    match name {
+        MAP_EXACT_V4 => s(4, size_of::<ListEntry>()),
+        MAP_EXACT_V6 => s(16, size_of::<ListEntry>()),
+        MAP_CIDR_V6 => s(20, size_of::<Cidr6Value>()),
+        MAP_TRIE4_ROOT => s(4, size_of::<RootBlock>()),
+        MAP_TRIE4_NODES => s(4, size_of::<Node>()),
+        MAP_TRIE4_RULES => s(4, size_of::<TrieRule>()),
+        MAP_CONTROL => s(4, size_of::<Control>()),
+        MAP_PORTS => s(4, size_of::<PortBitmap>()),
+        MAP_COUNTERS => s(4, size_of::<Counter>()),
+        MAP_REASONS => s(4, size_of::<ReasonText>()),
+        MAP_IFACES => s(4, size_of::<IfaceRecord>()),
+        other => unreachable!("unknown pinned map {other}"),
+    }
+}
+
+/// Refuses pinned maps whose layout differs from this build's.
+pub fn check_pinned_layout(pins: &PinDir) -> Result<()> {
+    for name in PINNED_MAPS {
+        let path = pins.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let data = MapData::from_pin(&path).map_err(|e| Error::map(name, e))?;
+        let info = data.info().map_err(|e| Error::map(name, e))?;
+        let want = expected_layout(name);
+        let have = (info.key_size(), info.value_size());
+        if have != want {
+            return Err(Error::Layout {
+                map: name.to_string(),
+                what: format!(
+                    "key/value sizes {}/{} where this build uses {}/{}",
+                    have.0, have.1, want.0, want.1
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads the object, creating or reusing the pinned maps. Programs are not
+/// loaded into the kernel yet; callers load the ones they need.
+pub fn load(pins: &PinDir, sizes: &MapSizes) -> Result<Ebpf> {
+    ensure_bpffs(pins.root())?;
+    std::fs::create_dir_all(pins.maps())
+        .map_err(|e| Error::io(format!("creating {}", pins.maps().display()), e))?;
+    std::fs::create_dir_all(pins.links())
+        .map_err(|e| Error::io(format!("creating {}", pins.links().display()), e))?;
+    check_pinned_layout(pins)?;
+    let maps_dir = pins.maps();
+    EbpfLoader::new()
+        .default_map_pin_directory(&maps_dir)
+        .map_max_entries(MAP_EXACT_V4, sizes.exact_v4)
+        .map_max_entries(MAP_EXACT_V6, sizes.exact_v6)
+        .map_max_entries(MAP_CIDR_V6, sizes.cidr_v6)
+        .map_max_entries(MAP_TRIE4_RULES, 2 * sizes.cidr_v4)
+        .map_max_entries(MAP_TRIE4_NODES, 2 * MAX_NODES_PER_RULE * sizes.cidr_v4)
+        .load(object())
+        .map_err(|e| Error::Load(format!("{e:#}")))
+}

@@ -1,0 +1,96 @@
+//! Errors of the agent library. Each names what is wrong so that the CLI can
+//! print it as is.
+
+use std::path::PathBuf;
+
+use ensuresec_common::{
+    entry::TargetError, import::ImportError, ports::PortError, trie4_build::TrieError,
+    ttl::TtlError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ensuresec must run as root (it needs CAP_BPF and CAP_NET_ADMIN)")]
+    NotRoot,
+    #[error(
+        "nothing is attached: no ensuresec maps under {0}; run `ensuresec attach --iface IF` or start the agent"
+    )]
+    NothingAttached(PathBuf),
+    #[error("interface `{0}` does not exist")]
+    NoSuchInterface(String),
+    #[error("ensuresec is not attached to `{0}`")]
+    IfaceNotAttached(String),
+    #[error(
+        "`{iface}` is already attached in {current} mode; detach it first to change to {wanted} mode"
+    )]
+    ModeConflict {
+        iface: String,
+        current: String,
+        wanted: String,
+    },
+    #[error("attaching to `{iface}`: {why}")]
+    Attach { iface: String, why: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Trie(#[from] TrieError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("{0} is not on the {1}")]
+    NotListed(String, &'static str),
+    #[error("{0} is allowlisted by the config file; remove it there")]
+    OwnedByConfig(String),
+    #[error(
+        "{what} would hold {need} entries but its capacity is {capacity} ({setting} in the config); nothing was changed"
+    )]
+    Capacity {
+        what: &'static str,
+        need: usize,
+        capacity: u32,
+        setting: &'static str,
+    },
+    #[error("the reason text is {0} bytes; at most 63 are kept")]
+    ReasonTooLong(usize),
+    #[error("no room for another distinct reason text ({0} in use)")]
+    ReasonsFull(u32),
+    #[error(
+        "pinned map {map} was created by an incompatible ensuresec ({what}); detach every interface (this drops the lists) and attach again"
+    )]
+    Layout { map: String, what: String },
+    #[error("map {map}: {why}")]
+    Map { map: String, why: String },
+    #[error("loading the XDP programs: {0}")]
+    Load(String),
+    #[error("config {path}: {why}")]
+    Config { path: PathBuf, why: String },
+    #[error("an agent is already running for {dir} (pid {pid})")]
+    AgentRunning { dir: PathBuf, pid: u32 },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn map(map: &str, why: impl std::fmt::Display) -> Self {
+        Error::Map {
+            map: map.to_string(),
+            why: why.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

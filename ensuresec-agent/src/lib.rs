@@ -1,0 +1,27 @@
+//! ensuresec's user-space side: the `ensuresec` CLI and agent, as a library so
+//! that integration tests and xtask drive the same code.
+
+pub mod attach;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod ebpf;
+pub mod edit;
+pub mod error;
+pub mod metrics;
+pub mod output;
+pub mod pins;
+pub mod store;
+pub mod sys;
+
+/// Fails unless running as root: loading XDP programs and opening pinned maps
+/// needs CAP_BPF and CAP_NET_ADMIN.
+pub fn require_root() -> error::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(error::Error::NotRoot);
+    }
+    Ok(())
+}

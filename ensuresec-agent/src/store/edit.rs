@@ -1,0 +1,319 @@
+//! Applying a batch of list edits all-or-nothing: every entry's new value and
+//! every capacity is checked first, then the maps are written, and a failure
+//! part-way undoes what was already written.
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use ensuresec_common::{
+    entry::Target,
+    maps::{ListEntry, TrieRule},
+};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::{
+    Store,
+    cidr6::Prefix6,
+    exact::{self, ExactPlan},
+};
+use crate::{
+    edit::{Op, apply},
+    error::{Error, Result},
+};
+
+/// One list entry as an operator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub target: Target,
+    pub entry: ListEntry,
+}
+
+/// How many entries a batch created, changed and removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EditSummary {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+impl EditSummary {
+    fn count<K: Eq + Hash>(
+        &mut self,
+        before: &HashMap<K, ListEntry>,
+        after: &HashMap<K, Option<ListEntry>>,
+    ) {
+        for (k, new) in after {
+            match (before.get(k), new) {
+                (None, Some(_)) => self.added += 1,
+                (Some(old), Some(new)) if old != new => self.changed += 1,
+                (Some(_), None) => self.removed += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn key4(a: &Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// Runs the edits for one kind of target over its current values.
+fn replay<K: Copy + Eq + Hash>(
+    edits: &[(Target, K, Op)],
+    current: &HashMap<K, ListEntry>,
+) -> Result<HashMap<K, Option<ListEntry>>> {
+    let mut working: HashMap<K, Option<ListEntry>> = HashMap::new();
+    for (target, key, op) in edits {
+        let now = match working.get(key) {
+            Some(v) => *v,
+            None => current.get(key).copied(),
+        };
+        working.insert(*key, apply(target, now, *op)?);
+    }
+    Ok(working)
+}
+
+fn exact_plan<K: Copy + Eq + Hash>(
+    prior: HashMap<K, ListEntry>,
+    after: &HashMap<K, Option<ListEntry>>,
+) -> ExactPlan<K> {
+    let mut plan = ExactPlan {
+        upserts: Vec::new(),
+        deletes: Vec::new(),
+        prior,
+    };
+    for (k, v) in after {
+        match v {
+            Some(v) if plan.prior.get(k) != Some(v) => plan.upserts.push((*k, *v)),
+            None if plan.prior.contains_key(k) => plan.deletes.push(*k),
+            _ => {}
+        }
+    }
+    plan
+}
+
+fn check_exact<K: aya::Pod + Eq + Hash>(
+    plan: &ExactPlan<K>,
+    count: Option<usize>,
+    capacity: u32,
+    what: &'static str,
+    setting: &'static str,
+) -> Result<()> {
+    if let Some(count) = count {
+        let need = (count as isize + plan.growth()).max(0) as usize;
+        if need > capacity as usize {
+            return Err(Error::Capacity {
+                what,
+                need,
+                capacity,
+                setting,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Every entry of every list.
+    pub fn entries(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for (k, entry) in self.exact_v4.dump::<u32, ListEntry>()? {
+            let target = Target::V4(Ipv4Addr::from(k.to_ne_bytes()));
+            out.push(Listed { target, entry });
+        }
+        for (k, entry) in self.exact_v6.dump::<[u8; 16], ListEntry>()? {
+            let target = Target::V6(Ipv6Addr::from(k));
+            out.push(Listed { target, entry });
+        }
+        out.extend(self.prefix_entries()?);
+        out.sort_by_key(|l| l.target);
+        Ok(out)
+    }
+
+    /// The allowlist entry (exact or prefix) that covers `addr`, if any.
+    pub fn allowlisted_by(&self, addr: std::net::IpAddr) -> Result<Option<Listed>> {
+        let addr = ensuresec_common::entry::normalize_addr(addr);
+        let exact = match addr {
+            std::net::IpAddr::V4(a) => {
+                self.exact_v4
+                    .get::<u32, ListEntry>(&key4(&a))?
+                    .map(|entry| Listed {
+                        target: Target::V4(a),
+                        entry,
+                    })
+            }
+            std::net::IpAddr::V6(a) => {
+                self.exact_v6
+                    .get::<[u8; 16], ListEntry>(&a.octets())?
+                    .map(|entry| Listed {
+                        target: Target::V6(a),
+                        entry,
+                    })
+            }
+        };
+        let allows = |l: &Listed| l.entry.flags & ensuresec_common::maps::FLAG_ALLOW != 0;
+        if let Some(l) = exact.filter(allows) {
+            return Ok(Some(l));
+        }
+        let prefixes = self.prefix_entries()?;
+        Ok(prefixes
+            .into_iter()
+            .find(|l| allows(l) && l.target.contains(addr)))
+    }
+
+    /// Every IPv4 and IPv6 prefix entry.
+    pub fn prefix_entries(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for r in self.trie4_rules()? {
+            let net = Ipv4Net::new(r.addr.into(), r.prefix_len as u8)
+                .map_err(|e| Error::map(self.trie_rules.name, e))?;
+            out.push(Listed {
+                target: Target::Net4(net),
+                entry: r.entry,
+            });
+        }
+        for ((bits, len), v) in self.cidr6_values()? {
+            let net =
+                Ipv6Net::new(bits.into(), len).map_err(|e| Error::map(self.cidr_v6.name, e))?;
+            out.push(Listed {
+                target: Target::Net6(net),
+                entry: v.own,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reason ids any entry still uses.
+    pub fn reason_ids_in_use(&self) -> Result<HashSet<u32>> {
+        Ok(self.entries()?.iter().map(|l| l.entry.reason_id).collect())
+    }
+
+    /// Applies `edits` in order, all or nothing.
+    pub fn edit(&self, edits: &[(Target, Op)]) -> Result<EditSummary> {
+        let (mut e4, mut e6, mut n4, mut n6) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (target, op) in edits {
+            match target {
+                Target::V4(a) => e4.push((*target, key4(a), *op)),
+                Target::V6(a) => e6.push((*target, a.octets(), *op)),
+                Target::Net4(n) => {
+                    n4.push((*target, (u32::from(n.network()), n.prefix_len()), *op))
+                }
+                Target::Net6(n) => {
+                    n6.push((*target, (u128::from(n.network()), n.prefix_len()), *op))
+                }
+            }
+        }
+        let mut summary = EditSummary::default();
+
+        // Work out every new value and check every capacity before writing.
+        let keys4: Vec<u32> = e4.iter().map(|e| e.1).collect();
+        let (prior4, count4) = exact::current(&self.exact_v4, &keys4)?;
+        let after4 = replay(&e4, &prior4)?;
+        summary.count(&prior4, &after4);
+        let plan4 = exact_plan(prior4, &after4);
+        let (cap4, cap6) = (self.capacities.exact_v4, self.capacities.exact_v6);
+        check_exact(
+            &plan4,
+            count4,
+            cap4,
+            "the IPv4 address list",
+            "maps.exact_v4",
+        )?;
+
+        let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.1).collect();
+        let (prior6, count6) = exact::current(&self.exact_v6, &keys6)?;
+        let after6 = replay(&e6, &prior6)?;
+        summary.count(&prior6, &after6);
+        let plan6 = exact_plan(prior6, &after6);
+        check_exact(
+            &plan6,
+            count6,
+            cap6,
+            "the IPv6 address list",
+            "maps.exact_v6",
+        )?;
+
+        let trie = if n4.is_empty() {
+            None
+        } else {
+            let current: HashMap<(u32, u8), ListEntry> = self
+                .trie4_rules()?
+                .into_iter()
+                .map(|r| ((r.addr, r.prefix_len as u8), r.entry))
+                .collect();
+            let after = replay(&n4, &current)?;
+            summary.count(&current, &after);
+            let mut rules = current;
+            for (k, v) in after {
+                match v {
+                    Some(v) => rules.insert(k, v),
+                    None => rules.remove(&k),
+                };
+            }
+            let rules: Vec<TrieRule> = rules
+                .into_iter()
+                .map(|((addr, len), entry)| TrieRule {
+                    entry,
+                    addr,
+                    prefix_len: len as u32,
+                })
+                .collect();
+            Some(self.plan_trie4(&rules)?)
+        };
+
+        let cidr6 = if n6.is_empty() {
+            None
+        } else {
+            let prior = self.cidr6_values()?;
+            let current: HashMap<Prefix6, ListEntry> =
+                prior.iter().map(|(k, v)| (*k, v.own)).collect();
+            let after = replay(&n6, &current)?;
+            summary.count(&current, &after);
+            let mut rules = current;
+            for (k, v) in after {
+                match v {
+                    Some(v) => rules.insert(k, v),
+                    None => rules.remove(&k),
+                };
+            }
+            if rules.len() > self.capacities.cidr_v6 as usize {
+                return Err(Error::Capacity {
+                    what: "the IPv6 prefix list",
+                    need: rules.len(),
+                    capacity: self.capacities.cidr_v6,
+                    setting: "maps.cidr_v6",
+                });
+            }
+            Some((prior, rules))
+        };
+
+        // Write; undo what was written if a later step fails.
+        let flip = trie.as_ref().map(|t| self.install_trie4(t)).transpose()?;
+        let undo_flip = |s: &Store| {
+            if let Some(f) = &flip {
+                s.undo_trie4(f);
+            }
+        };
+        if let Err(e) = plan4.apply(&self.exact_v4, "the IPv4 address list", "maps.exact_v4") {
+            undo_flip(self);
+            return Err(e);
+        }
+        if let Err(e) = plan6.apply(&self.exact_v6, "the IPv6 address list", "maps.exact_v6") {
+            plan4.undo(&self.exact_v4);
+            undo_flip(self);
+            return Err(e);
+        }
+        if let Some((prior, rules)) = cidr6
+            && let Err(e) = self.write_cidr6(prior, &rules)
+        {
+            plan6.undo(&self.exact_v6);
+            plan4.undo(&self.exact_v4);
+            undo_flip(self);
+            return Err(e);
+        }
+        Ok(summary)
+    }
+}

@@ -1,0 +1,24 @@
+//! Types and pure logic shared by the XDP programs and the user-space agent.
+//!
+//! Everything outside the `user` feature is `no_std` and `#[repr(C)]`, because the
+//! eBPF crate and the agent must agree byte for byte on map keys and values.
+#![cfg_attr(not(feature = "user"), no_std)]
+
+pub mod maps;
+pub mod reason;
+pub mod trie4;
+
+#[cfg(feature = "user")]
+pub mod entry;
+#[cfg(feature = "user")]
+pub mod import;
+#[cfg(feature = "user")]
+pub mod ports;
+#[cfg(feature = "user")]
+pub mod precedence;
+#[cfg(feature = "user")]
+pub mod rules6;
+#[cfg(feature = "user")]
+pub mod trie4_build;
+#[cfg(feature = "user")]
+pub mod ttl;

@@ -1,0 +1,217 @@
+//! Map names, sizes and the `#[repr(C)]` values stored in them.
+//!
+//! Map names are at most 15 bytes: the kernel keeps that many in `bpf_map_info`.
+
+/// Exact IPv4 addresses (key: address as a big-endian `u32` read from the packet).
+pub const MAP_EXACT_V4: &str = "ES_EXACT_V4";
+/// Exact IPv6 addresses (key: the 16 address bytes).
+pub const MAP_EXACT_V6: &str = "ES_EXACT_V6";
+/// IPv6 prefixes, an LPM trie whose values carry the combined verdict of every
+/// rule covering the prefix (see `rules6`).
+pub const MAP_CIDR_V6: &str = "ES_CIDR_V6";
+/// IPv4 prefix trie, first level: two copies of 256 blocks of 256 slots (top 16 bits).
+pub const MAP_TRIE4_ROOT: &str = "ES_T4_ROOT";
+/// IPv4 prefix trie, lower levels: nodes of 16 slots (4 bits each), both copies.
+pub const MAP_TRIE4_NODES: &str = "ES_T4_NODES";
+/// IPv4 prefix rules referenced by trie slots, both copies.
+pub const MAP_TRIE4_RULES: &str = "ES_T4_RULES";
+/// One `Control` record: which trie and port-policy copy is live.
+pub const MAP_CONTROL: &str = "ES_CONTROL";
+/// Port policy bitmaps: [tcp copy 0, udp copy 0, tcp copy 1, udp copy 1].
+pub const MAP_PORTS: &str = "ES_PORTS";
+/// Per-CPU packet and byte counters indexed by `Reason`.
+pub const MAP_COUNTERS: &str = "ES_COUNTERS";
+/// Interned reason texts; entry 0 means "no reason".
+pub const MAP_REASONS: &str = "ES_REASONS";
+/// Interfaces ensuresec is attached to (key: ifindex).
+pub const MAP_IFACES: &str = "ES_IFACES";
+/// Benchmark-only parameters for the random-source programs (never pinned).
+pub const MAP_BENCH: &str = "ES_BENCH";
+/// Benchmark-only source addresses the random-source programs draw from.
+pub const MAP_BENCH_SRC: &str = "ES_BENCH_SRC";
+
+/// Every map that lives under the pin directory.
+pub const PINNED_MAPS: [&str; 11] = [
+    MAP_EXACT_V4,
+    MAP_EXACT_V6,
+    MAP_CIDR_V6,
+    MAP_TRIE4_ROOT,
+    MAP_TRIE4_NODES,
+    MAP_TRIE4_RULES,
+    MAP_CONTROL,
+    MAP_PORTS,
+    MAP_COUNTERS,
+    MAP_REASONS,
+    MAP_IFACES,
+];
+
+/// Default capacities (the config can raise or lower them before the maps exist).
+pub const DEFAULT_EXACT_V4: u32 = 1 << 20;
+pub const DEFAULT_EXACT_V6: u32 = 1 << 18;
+pub const DEFAULT_CIDR_V4: u32 = 1 << 16;
+pub const DEFAULT_CIDR_V6: u32 = 1 << 16;
+pub const DEFAULT_REASONS: u32 = 1 << 14;
+pub const MAX_IFACES: u32 = 256;
+
+/// The entry grants an allowlist pass.
+pub const FLAG_ALLOW: u32 = 1;
+/// The entry blocks until `expires_at_ns` (0: forever).
+pub const FLAG_BLOCK: u32 = 1 << 1;
+/// The allowlist flag comes from the config file, which owns it.
+pub const FLAG_ALLOW_FROM_CONFIG: u32 = 1 << 2;
+
+/// Longest reason text stored in `ES_REASONS`.
+pub const REASON_TEXT_MAX: usize = 63;
+
+/// Value of the exact-address maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListEntry {
+    /// `CLOCK_BOOTTIME` nanoseconds after which a block stops applying; 0 never expires.
+    pub expires_at_ns: u64,
+    /// Wall-clock seconds since the Unix epoch when the entry was added (display only).
+    pub added_at_secs: u64,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Index into `ES_REASONS`, 0 for none.
+    pub reason_id: u32,
+}
+
+impl ListEntry {
+    /// Whether a block in this entry still applies at `now_ns` (`CLOCK_BOOTTIME`).
+    #[inline(always)]
+    pub fn blocks_at(&self, now_ns: u64) -> bool {
+        self.flags & FLAG_BLOCK != 0 && (self.expires_at_ns == 0 || self.expires_at_ns > now_ns)
+    }
+}
+
+/// An IPv4 prefix rule referenced from the trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrieRule {
+    pub entry: ListEntry,
+    /// Network address, host byte order.
+    pub addr: u32,
+    pub prefix_len: u32,
+}
+
+/// Value of `ES_CIDR_V6`: the rule itself (`own`) and the verdict of all rules
+/// covering this prefix, which is what the kernel reads after a longest match.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cidr6Value {
+    pub own: ListEntry,
+    /// Latest expiry among covering blocks (0 with `FLAG_BLOCK`: forever).
+    pub effective_expires_at_ns: u64,
+    /// `FLAG_ALLOW` and/or `FLAG_BLOCK` when some covering rule has them.
+    pub effective_flags: u32,
+    pub _pad: u32,
+}
+
+impl Cidr6Value {
+    #[inline(always)]
+    pub fn effective(&self) -> ListEntry {
+        ListEntry {
+            expires_at_ns: self.effective_expires_at_ns,
+            added_at_secs: 0,
+            flags: self.effective_flags,
+            reason_id: 0,
+        }
+    }
+}
+
+/// The single record of `ES_CONTROL`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Live copy (0 or 1) of the IPv4 trie maps.
+    pub trie_copy: u32,
+    /// Non-zero: TCP/UDP destination ports outside the live bitmaps are dropped.
+    pub port_policy_enabled: u32,
+    /// Live copy (0 or 1) of the port bitmaps.
+    pub ports_copy: u32,
+    /// Layout version of the pinned maps, checked before reuse.
+    pub layout_version: u32,
+    /// Rules held by each trie copy (user space only; the kernel follows slots).
+    pub trie_rules: [u32; 2],
+    /// Nodes used by each trie copy (user space only).
+    pub trie_nodes: [u32; 2],
+}
+
+/// Bumped whenever a pinned map's key or value layout changes.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Per-reason packet and byte counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// An interned reason text.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReasonText {
+    pub len: u8,
+    pub text: [u8; REASON_TEXT_MAX],
+}
+
+impl Default for ReasonText {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            text: [0; REASON_TEXT_MAX],
+        }
+    }
+}
+
+/// Attachment record of one interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceRecord {
+    pub name: [u8; 16],
+    /// 1 native (driver), 2 generic (skb).
+    pub mode: u32,
+    pub _pad: u32,
+    pub attached_at_secs: u64,
+}
+
+pub const MODE_NATIVE: u32 = 1;
+pub const MODE_GENERIC: u32 = 2;
+
+/// Port bitmap: one bit per port, 65536 bits.
+pub const PORT_WORDS: usize = 1024;
+pub type PortBitmap = [u64; PORT_WORDS];
+
+/// Parameters of the random-source benchmark programs: each run overwrites the
+/// IPv4 source at `src_offset` with `addr | (random & host_mask)` taken from a
+/// random one of the first `count` rows of `ES_BENCH_SRC`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchParams {
+    pub count: u32,
+    pub src_offset: u32,
+}
+
+/// A row of `ES_BENCH_SRC`: address and host mask, both in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSource {
+    pub addr_be: u32,
+    pub host_mask_be: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for ListEntry {}
+    unsafe impl aya::Pod for TrieRule {}
+    unsafe impl aya::Pod for Cidr6Value {}
+    unsafe impl aya::Pod for Control {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for ReasonText {}
+    unsafe impl aya::Pod for IfaceRecord {}
+    unsafe impl aya::Pod for BenchParams {}
+    unsafe impl aya::Pod for BenchSource {}
+}

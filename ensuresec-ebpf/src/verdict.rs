@@ -1,0 +1,150 @@
+//! The verdict: allowlist → pass, live block → drop, port policy → drop, else pass.
+
+use aya_ebpf::{helpers::generated::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
+use ensuresec_common::{
+    maps::{Control, FLAG_ALLOW, FLAG_BLOCK, ListEntry, PORT_WORDS, TrieRule},
+    reason::Reason,
+    trie4::{
+        NODE_BITS, NODE_LEVELS, NODE_SLOTS, ROOT_BITS, ROOT_BLOCK_SLOTS, ROOT_BLOCKS, SLOT_NODE,
+    },
+};
+
+use crate::{
+    maps::{
+        ES_CIDR_V6, ES_CONTROL, ES_EXACT_V4, ES_EXACT_V6, ES_PORTS, ES_T4_NODES, ES_T4_ROOT,
+        ES_T4_RULES,
+    },
+    parse::{Parsed, Source, Transport},
+};
+
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: helper without arguments, available to XDP programs.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// The verdict of a prefix match: `FLAG_*` bits and the block's expiry.
+/// Plain integers rather than an `Option<ListEntry>` copy, whose padding and
+/// `None` payload LLVM may leave uninitialised, which the verifier rejects.
+#[derive(Clone, Copy)]
+struct PrefixVerdict {
+    flags: u32,
+    expires_at_ns: u64,
+}
+
+const NO_PREFIX: PrefixVerdict = PrefixVerdict {
+    flags: 0,
+    expires_at_ns: 0,
+};
+
+/// Combines an exact entry and a prefix verdict into a list reason.
+#[inline(always)]
+fn list_reason(exact: Option<&ListEntry>, prefix: PrefixVerdict) -> Option<Reason> {
+    let exact_flags = exact.map_or(0, |e| e.flags);
+    if (exact_flags | prefix.flags) & FLAG_ALLOW != 0 {
+        return Some(Reason::Allowlisted);
+    }
+    if (exact_flags | prefix.flags) & FLAG_BLOCK == 0 {
+        return None;
+    }
+    // Only now is the clock needed: the common "not listed" path never reads it.
+    let now = now_ns();
+    if exact.is_some_and(|e| e.blocks_at(now)) {
+        return Some(Reason::BlockedExact);
+    }
+    if prefix.flags & FLAG_BLOCK != 0 && (prefix.expires_at_ns == 0 || prefix.expires_at_ns > now) {
+        return Some(Reason::BlockedCidr);
+    }
+    None
+}
+
+/// Walks the live copy of the IPv4 trie for `addr` (host byte order).
+#[inline(always)]
+fn trie4_lookup(control: &Control, addr: u32) -> Option<&'static TrieRule> {
+    let copy = control.trie_copy & 1;
+    let block = ES_T4_ROOT.get(copy * ROOT_BLOCKS + (addr >> 24))?;
+    let mut slot = block[((addr >> ROOT_BITS) as usize) & (ROOT_BLOCK_SLOTS - 1)];
+    let mut shift = 32 - ROOT_BITS;
+    for _ in 0..NODE_LEVELS {
+        if slot & SLOT_NODE == 0 {
+            break;
+        }
+        shift -= NODE_BITS;
+        let node = ES_T4_NODES.get(slot & !SLOT_NODE)?;
+        slot = node[((addr >> shift) as usize) & (NODE_SLOTS - 1)];
+    }
+    if slot == 0 || slot & SLOT_NODE != 0 {
+        return None;
+    }
+    ES_T4_RULES.get(slot - 1)
+}
+
+#[inline(always)]
+fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
+    // SAFETY: the value is only read; concurrent user-space updates replace it whole.
+    let exact = unsafe { ES_EXACT_V4.get(&src) };
+    if exact.is_some_and(|e| e.flags & FLAG_ALLOW != 0) {
+        return Some(Reason::Allowlisted);
+    }
+    let prefix = trie4_lookup(control, u32::from_be(src)).map_or(NO_PREFIX, |r| PrefixVerdict {
+        flags: r.entry.flags,
+        expires_at_ns: r.entry.expires_at_ns,
+    });
+    list_reason(exact, prefix)
+}
+
+#[inline(always)]
+fn ipv6_lists(src: &[u8; 16]) -> Option<Reason> {
+    // SAFETY: as above.
+    let exact = unsafe { ES_EXACT_V6.get(src) };
+    if exact.is_some_and(|e| e.flags & FLAG_ALLOW != 0) {
+        return Some(Reason::Allowlisted);
+    }
+    let prefix = ES_CIDR_V6
+        .get(Key::new(128, *src))
+        .map_or(NO_PREFIX, |v| PrefixVerdict {
+            flags: v.effective_flags,
+            expires_at_ns: v.effective_expires_at_ns,
+        });
+    list_reason(exact, prefix)
+}
+
+#[inline(always)]
+fn port_allowed(control: &Control, udp: bool, port: u16) -> bool {
+    let index = (control.ports_copy & 1) * 2 + udp as u32;
+    match ES_PORTS.get(index) {
+        Some(bits) => bits[(port as usize / 64) & (PORT_WORDS - 1)] & (1u64 << (port % 64)) != 0,
+        // A missing bitmap cannot happen with a loaded map; never drop because of it.
+        None => true,
+    }
+}
+
+/// Decides the fate of a parsed frame.
+#[inline(always)]
+pub fn decide(parsed: &Parsed) -> Reason {
+    let Some(control) = ES_CONTROL.get(0) else {
+        return parsed.outcome;
+    };
+    let listed = match parsed.source.family {
+        Source::V4 => ipv4_lists(control, parsed.source.v4),
+        Source::V6 => ipv6_lists(&parsed.source.v6),
+        _ => None,
+    };
+    if let Some(reason) = listed {
+        return reason;
+    }
+    if parsed.outcome != Reason::Passed || control.port_policy_enabled == 0 {
+        return parsed.outcome;
+    }
+    let t = parsed.transport;
+    let udp = match t.kind {
+        Transport::TCP => false,
+        Transport::UDP => true,
+        _ => return Reason::Passed,
+    };
+    if port_allowed(control, udp, t.dport) {
+        Reason::Passed
+    } else {
+        Reason::PortPolicy
+    }
+}

@@ -1,0 +1,145 @@
+//! The XDP object loaded into the kernel for BPF_PROG_TEST_RUN, with its maps
+//! pinned in a private directory so tests never touch a real installation.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use ensuresec_agent::{config::MapSizes, ebpf, edit::Op, pins::PinDir, store::Store};
+use ensuresec_common::{entry::Target, maps::Counter};
+
+/// A unique name for this process: `es-TAG-PID-N`.
+pub fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "es-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A pin directory under /sys/fs/bpf that is removed with everything in it.
+pub struct TestPins {
+    pub pins: PinDir,
+}
+
+impl TestPins {
+    pub fn new(tag: &str) -> Self {
+        TestPins {
+            pins: PinDir::new(PathBuf::from("/sys/fs/bpf").join(unique(tag))),
+        }
+    }
+}
+
+impl Drop for TestPins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.pins.root());
+    }
+}
+
+pub struct Kernel {
+    pub ebpf: Ebpf,
+    pub store: Store,
+    pub pins: TestPins,
+}
+
+/// XDP verdicts.
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+impl Kernel {
+    /// Loads the object with small maps and loads every program.
+    pub fn new(sizes: MapSizes) -> Result<Self> {
+        let pins = TestPins::new("kern");
+        let mut ebpf = ebpf::load(&pins.pins, &sizes)?;
+        for name in [
+            "ensuresec",
+            "bench_floor",
+            "bench_floor_random",
+            "bench_filter_random",
+        ] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name}"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {name}"))?;
+        }
+        let store = Store::open(&pins.pins)?;
+        Ok(Kernel { ebpf, store, pins })
+    }
+
+    pub fn small() -> Result<Self> {
+        Self::new(MapSizes {
+            exact_v4: 4096,
+            exact_v6: 4096,
+            cidr_v4: 1024,
+            cidr_v6: 1024,
+        })
+    }
+
+    fn program(&self, name: &str) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?)
+    }
+
+    /// Runs `name` once on `frame`; returns the XDP verdict.
+    pub fn run(&self, name: &str, frame: &[u8]) -> Result<u32> {
+        let result = self.program(name)?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        })?;
+        Ok(result.return_value)
+    }
+
+    /// Runs `name` `repeat` times in the kernel; returns the mean ns per run.
+    pub fn time(&self, name: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+        let result = self.program(name)?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })?;
+        Ok(result.duration.as_nanos() as f64)
+    }
+
+    pub fn edit(&self, target: &str, op: Op) -> Result<()> {
+        let target: Target = target.parse()?;
+        self.store.edit(&[(target, op)])?;
+        Ok(())
+    }
+
+    pub fn block(&self, target: &str) -> Result<()> {
+        self.edit(
+            target,
+            Op::Block {
+                expires_at_ns: 0,
+                reason_id: 0,
+                now_secs: 0,
+            },
+        )
+    }
+
+    pub fn allow(&self, target: &str) -> Result<()> {
+        self.edit(
+            target,
+            Op::Allow {
+                from_config: false,
+                now_secs: 0,
+            },
+        )
+    }
+
+    pub fn counters(&self) -> Result<Vec<Counter>> {
+        Ok(self.store.counters()?)
+    }
+}

@@ -1,0 +1,354 @@
+//! The lab: a storefront running nginx, a shopper and an attacker, each in its
+//! own network namespace, joined by a bridge in a fourth. Nothing in it has a
+//! route outside the lab's own prefixes.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    kernel::{TestPins, unique},
+    netns::{Netns, run, veth},
+};
+
+pub struct Host {
+    pub ns: Netns,
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+}
+
+impl Host {
+    fn new(tag: &str, switch: &Netns, port: &str, v4: Ipv4Addr, v6: Ipv6Addr) -> Result<Self> {
+        let ns = Netns::new(tag)?;
+        veth(&ns, "eth0", switch, port)?;
+        switch.ip(&["link", "set", port, "master", "br0"])?;
+        ns.ip(&["addr", "add", &format!("{v4}/16"), "dev", "eth0"])?;
+        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"])?;
+        Ok(Host { ns, v4, v6 })
+    }
+
+    /// Adds another address on the host's interface (same lab prefixes).
+    pub fn add_address(&self, addr: &str) -> Result<()> {
+        let with_len = if addr.contains(':') {
+            format!("{addr}/64")
+        } else {
+            format!("{addr}/16")
+        };
+        self.ns
+            .ip(&["addr", "add", &with_len, "dev", "eth0", "nodad"])
+    }
+
+    /// HTTP status of a GET from this host (0 when it timed out or failed).
+    pub fn http_status(&self, url: &str, source: Option<&str>) -> u16 {
+        let mut cmd = self.ns.cmd("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+        ]);
+        cmd.args(["--connect-timeout", "2"]);
+        if let Some(src) = source {
+            cmd.args(["--interface", src]);
+        }
+        cmd.arg("-g").arg(url);
+        cmd.output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether `count` pings to `addr` all get answers (1 s deadline each).
+    pub fn ping(&self, addr: &str, count: u32) -> bool {
+        self.ns
+            .cmd("ping")
+            .args([
+                "-n",
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-W",
+                "1",
+                "-i",
+                "0.2",
+                addr,
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}
+
+pub struct Lab {
+    pub storefront: Host,
+    pub shopper: Host,
+    pub attacker: Host,
+    pub pins: TestPins,
+    pub workdir: PathBuf,
+    nginx: Option<Child>,
+    // Dropped last: the bridge every host hangs off.
+    _switch: Netns,
+}
+
+/// The storefront's interface ensuresec protects.
+pub const STOREFRONT_IFACE: &str = "eth0";
+
+/// Pages of the lab shop.
+const PAGES: &[(&str, &str)] = &[
+    (
+        "index.html",
+        "<h1>ensuresec lab shop</h1><a href=/product/1>Mug</a>",
+    ),
+    (
+        "product/1",
+        "<h1>Mug</h1><form action=/cart><button>Add to cart</button></form>",
+    ),
+    ("cart", "<h1>Cart</h1><a href=/checkout>Checkout</a>"),
+    (
+        "checkout",
+        "<h1>Checkout</h1><p>Thank you for your order.</p>",
+    ),
+];
+
+/// The `ensuresec` binary built next to the running executable.
+pub fn ensuresec_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENSURESEC_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current executable");
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join("ensuresec");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "no ensuresec binary near {}; build it (cargo build -p ensuresec-agent) or set ENSURESEC_BIN",
+        exe.display()
+    );
+}
+
+impl Lab {
+    pub fn new() -> Result<Self> {
+        let switch = Netns::new("sw")?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let storefront = Host::new(
+            "shop",
+            &switch,
+            "p-shop",
+            Ipv4Addr::new(10, 77, 0, 1),
+            "fd77::1".parse()?,
+        )?;
+        let shopper = Host::new(
+            "buyer",
+            &switch,
+            "p-buyer",
+            Ipv4Addr::new(10, 77, 1, 10),
+            "fd77::1:10".parse()?,
+        )?;
+        let attacker = Host::new(
+            "atk",
+            &switch,
+            "p-atk",
+            Ipv4Addr::new(10, 77, 66, 6),
+            "fd77::66:6".parse()?,
+        )?;
+        let workdir = std::env::temp_dir().join(unique("lab"));
+        std::fs::create_dir_all(&workdir)?;
+        let mut lab = Lab {
+            storefront,
+            shopper,
+            attacker,
+            pins: TestPins::new("lab"),
+            workdir,
+            nginx: None,
+            _switch: switch,
+        };
+        lab.start_storefront()?;
+        Ok(lab)
+    }
+
+    fn start_storefront(&mut self) -> Result<()> {
+        let root = self.workdir.join("www");
+        for (path, body) in PAGES {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().expect("page has a parent"))?;
+            std::fs::write(&file, format!("<!doctype html>{body}\n"))?;
+        }
+        let conf = self.workdir.join("nginx.conf");
+        let w = self.workdir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\nuser root;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  default_type text/html;\n\
+                   client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
+                   fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
+                   server {{ listen 80; listen [::]:80; listen 8080; listen [::]:8080;\n\
+                     root {}; index index.html; }}\n}}\n",
+                root.display()
+            ),
+        )?;
+        std::fs::create_dir_all(self.workdir.join("tmp"))?;
+        let child = self
+            .storefront
+            .ns
+            .cmd("nginx")
+            .args(["-c"])
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting nginx (Debian package nginx-light)")?;
+        self.nginx = Some(child);
+        let url = format!("http://{}/", self.storefront.v4);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.storefront.http_status(&url, None) != 200 {
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.workdir.join("error.log")).unwrap_or_default();
+                bail!("nginx did not start in the storefront namespace: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    pub fn url4(&self, path: &str) -> String {
+        format!("http://{}{path}", self.storefront.v4)
+    }
+
+    pub fn url6(&self, path: &str) -> String {
+        format!("http://[{}]{path}", self.storefront.v6)
+    }
+
+    /// `ensuresec ARGS` on the storefront, against the lab's pin directory.
+    pub fn ensuresec_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self
+            .storefront
+            .ns
+            .nsenter(&ensuresec_bin().display().to_string());
+        cmd.args(args)
+            .env("ENSURESEC_PIN_DIR", self.pins.pins.root());
+        cmd
+    }
+
+    /// `ensuresec ARGS`, which must succeed; returns its stdout.
+    pub fn ensuresec(&self, args: &[&str]) -> Result<String> {
+        let out = run(&mut self.ensuresec_cmd(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `ensuresec ARGS` whatever its outcome.
+    pub fn ensuresec_raw(&self, args: &[&str]) -> Result<Output> {
+        Ok(self.ensuresec_cmd(args).output()?)
+    }
+
+    /// Writes an agent config for the storefront; `extra` is appended TOML.
+    pub fn agent_config(&self, extra: &str) -> Result<PathBuf> {
+        let path = self.workdir.join(format!("{}.toml", unique("agent")));
+        std::fs::write(
+            &path,
+            format!(
+                "[[interface]]\nname = \"{STOREFRONT_IFACE}\"\n\n[agent]\nsweep_interval = \"500ms\"\n\n{extra}"
+            ),
+        )?;
+        Ok(path)
+    }
+
+    /// Starts `ensuresec run` on the storefront and waits for its metrics endpoint.
+    pub fn start_agent(&self, config: &Path) -> Result<Agent> {
+        let log = self.workdir.join(format!("{}.log", unique("agent")));
+        let child = self
+            .ensuresec_cmd(&["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting the agent")?;
+        let agent = Agent { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.metrics().is_ok() {
+                return Ok(agent);
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not come up: {}", agent.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The agent's metrics page, scraped from inside the storefront.
+    pub fn metrics(&self) -> Result<String> {
+        let out = run(self.storefront.ns.cmd("curl").args([
+            "-sf",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9968/metrics",
+        ]))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut nginx) = self.nginx.take() {
+            let _ = nginx.kill();
+            let _ = nginx.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// A running agent; killed (SIGKILL) when dropped if still running.
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Sends `signal` and waits up to 10 s for the agent to exit.
+    pub fn stop(&mut self, signal: i32) -> Result<std::process::ExitStatus> {
+        self.signal(signal);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("the agent ignored signal {signal}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
