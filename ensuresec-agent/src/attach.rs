@@ -76,14 +76,15 @@ fn filter(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     Ok(prog)
 }
 
-/// The interface a pinned link is attached to, or `None` once it is gone.
-pub fn link_target(pins: &PinDir, iface: &str) -> Result<Option<(u32, u32)>> {
+/// The kernel's view of an interface's pinned link, or `None` once the
+/// interface is gone.
+pub fn link_target(pins: &PinDir, iface: &str) -> Result<Option<sys::XdpLinkInfo>> {
     let path = pins.link(iface);
     let fd =
         sys::obj_get(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let (ifindex, prog_id) = sys::xdp_link_info(fd.as_fd())
+    let info = sys::xdp_link_info(fd.as_fd())
         .map_err(|e| Error::io(format!("reading link {}", path.display()), e))?;
-    Ok((ifindex != 0).then_some((ifindex, prog_id)))
+    Ok((info.ifindex != 0).then_some(info))
 }
 
 /// Attaches (or re-attaches in place) the filter to `iface`.
@@ -97,7 +98,7 @@ pub fn attach(ebpf: &mut Ebpf, store: &Store, iface: &str, mode: Mode) -> Result
     };
     if link_path.exists() {
         match link_target(&pins, iface)? {
-            Some((linked, _)) if linked == index => {
+            Some(linked) if linked.ifindex == index => {
                 let record = store.ifaces.get::<u32, IfaceRecord>(&index)?;
                 let current = record.map_or(0, |r| r.mode);
                 let wanted = match mode {
@@ -210,10 +211,10 @@ pub fn detach(pins: &PinDir, iface: &str, keep_maps: bool) -> Result<Detached> {
             .unpin()
             .map_err(|e| Error::io(format!("removing {}", link_path.display()), e))?,
     );
-    if let Some((ifindex, _)) = target
+    if let Some(linked) = target
         && let Ok(store) = Store::open(pins)
     {
-        store.remove_iface_record(ifindex)?;
+        store.remove_iface_record(linked.ifindex)?;
     }
     let mut out = Detached {
         iface: iface.to_string(),

@@ -143,7 +143,7 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
 /// Removes expired blocks and refreshes the list gauges.
 fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
     let _lock = store.lock()?;
-    let now_ns = clock::boot_ns();
+    let now_ns = clock::mono_ns();
     let entries = store.entries()?;
     let expired: Vec<(Target, Op)> = entries
         .iter()

@@ -74,6 +74,11 @@ pub fn check_pinned_layout(pins: &PinDir) -> Result<()> {
 /// Loads the object, creating or reusing the pinned maps. Programs are not
 /// loaded into the kernel yet; callers load the ones they need.
 pub fn load(pins: &PinDir, sizes: &MapSizes) -> Result<Ebpf> {
+    load_with(pins, sizes, &[])
+}
+
+/// `load`, with the size of more maps set (the benchmark's source table).
+pub fn load_with(pins: &PinDir, sizes: &MapSizes, extra: &[(&str, u32)]) -> Result<Ebpf> {
     ensure_bpffs(pins.root())?;
     std::fs::create_dir_all(pins.maps())
         .map_err(|e| Error::io(format!("creating {}", pins.maps().display()), e))?;
@@ -81,7 +86,11 @@ pub fn load(pins: &PinDir, sizes: &MapSizes) -> Result<Ebpf> {
         .map_err(|e| Error::io(format!("creating {}", pins.links().display()), e))?;
     check_pinned_layout(pins)?;
     let maps_dir = pins.maps();
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    for (name, size) in extra {
+        loader.map_max_entries(name, *size);
+    }
+    loader
         .default_map_pin_directory(&maps_dir)
         .map_max_entries(MAP_EXACT_V4, sizes.exact_v4)
         .map_max_entries(MAP_EXACT_V6, sizes.exact_v6)

@@ -248,9 +248,16 @@ pub fn obj_get(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Kernel ids of an XDP link: (interface index, 0 once the interface is gone;
-/// program id).
-pub fn xdp_link_info(link: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+/// What the kernel says of an XDP link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpLinkInfo {
+    pub link_id: u32,
+    pub program_id: u32,
+    /// 0 once the interface is gone.
+    pub ifindex: u32,
+}
+
+pub fn xdp_link_info(link: BorrowedFd<'_>) -> io::Result<XdpLinkInfo> {
     // SAFETY: zero is a valid bpf_link_info and bpf_attr.
     let mut info: bpf_link_info = unsafe { zeroed() };
     let mut attr: bpf_attr = unsafe { zeroed() };
@@ -261,5 +268,9 @@ pub fn xdp_link_info(link: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     };
     bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     // SAFETY: the kernel filled the xdp variant for an XDP link.
-    Ok((unsafe { info.__bindgen_anon_1.xdp.ifindex }, info.prog_id))
+    Ok(XdpLinkInfo {
+        link_id: info.id,
+        program_id: info.prog_id,
+        ifindex: unsafe { info.__bindgen_anon_1.xdp.ifindex },
+    })
 }

@@ -67,7 +67,7 @@ pub const REASON_TEXT_MAX: usize = 63;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListEntry {
-    /// `CLOCK_BOOTTIME` nanoseconds after which a block stops applying; 0 never expires.
+    /// `CLOCK_MONOTONIC` nanoseconds after which a block stops applying; 0 never expires.
     pub expires_at_ns: u64,
     /// Wall-clock seconds since the Unix epoch when the entry was added (display only).
     pub added_at_secs: u64,
@@ -78,7 +78,7 @@ pub struct ListEntry {
 }
 
 impl ListEntry {
-    /// Whether a block in this entry still applies at `now_ns` (`CLOCK_BOOTTIME`).
+    /// Whether a block in this entry still applies at `now_ns` (`CLOCK_MONOTONIC`).
     #[inline(always)]
     pub fn blocks_at(&self, now_ns: u64) -> bool {
         self.flags & FLAG_BLOCK != 0 && (self.expires_at_ns == 0 || self.expires_at_ns > now_ns)

@@ -11,8 +11,13 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions, Xdp},
 };
-use ensuresec_agent::{config::MapSizes, ebpf, edit::Op, pins::PinDir, store::Store};
-use ensuresec_common::{entry::Target, maps::Counter};
+use std::os::fd::AsFd as _;
+
+use ensuresec_agent::{config::MapSizes, ebpf, edit::Op, pins::PinDir, store::Store, sys};
+use ensuresec_common::{
+    entry::Target,
+    maps::{BenchParams, BenchSource, Counter, MAP_BENCH, MAP_BENCH_SRC},
+};
 
 /// A unique name for this process: `es-TAG-PID-N`.
 pub fn unique(tag: &str) -> String {
@@ -57,8 +62,14 @@ pub const XDP_PASS: u32 = 2;
 impl Kernel {
     /// Loads the object with small maps and loads every program.
     pub fn new(sizes: MapSizes) -> Result<Self> {
+        Self::with_bench_rows(sizes, 1)
+    }
+
+    /// `new`, with room for `rows` sources in the benchmark's source table.
+    pub fn with_bench_rows(sizes: MapSizes, rows: u32) -> Result<Self> {
         let pins = TestPins::new("kern");
-        let mut ebpf = ebpf::load(&pins.pins, &sizes)?;
+        let extra = [(ensuresec_common::maps::MAP_BENCH_SRC, rows.max(1))];
+        let mut ebpf = ebpf::load_with(&pins.pins, &sizes, &extra)?;
         for name in [
             "ensuresec",
             "bench_floor",
@@ -137,6 +148,24 @@ impl Kernel {
                 now_secs: 0,
             },
         )
+    }
+
+    /// Fills the benchmark source table and points the random programs at it.
+    pub fn set_bench_sources(&self, rows: &[BenchSource], src_offset: u32) -> Result<()> {
+        let fd = |name: &str| -> Result<std::os::fd::BorrowedFd<'_>> {
+            match self.ebpf.map(name).with_context(|| format!("map {name}"))? {
+                aya::maps::Map::Array(data) => Ok(data.fd().as_fd()),
+                _ => anyhow::bail!("{name} is not an array"),
+            }
+        };
+        let keys: Vec<u32> = (0..rows.len() as u32).collect();
+        sys::update(fd(MAP_BENCH_SRC)?, &keys, rows).map_err(|p| p.error)?;
+        let params = BenchParams {
+            count: rows.len() as u32,
+            src_offset,
+        };
+        sys::update(fd(MAP_BENCH)?, &[0u32], &[params]).map_err(|p| p.error)?;
+        Ok(())
     }
 
     pub fn counters(&self) -> Result<Vec<Counter>> {

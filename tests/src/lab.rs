@@ -352,3 +352,57 @@ impl Drop for Agent {
         }
     }
 }
+
+/// One namespace with a veth pair (`v0`, `v1`): enough for CLI tests that need
+/// ensuresec attached but no traffic.
+pub struct Solo {
+    pub ns: Netns,
+    pub pins: TestPins,
+    pub workdir: PathBuf,
+}
+
+impl Solo {
+    pub fn new() -> Result<Self> {
+        let ns = Netns::new("solo")?;
+        ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
+        ns.ip(&["link", "set", "v0", "up"])?;
+        ns.ip(&["link", "set", "v1", "up"])?;
+        let workdir = std::env::temp_dir().join(unique("solo"));
+        std::fs::create_dir_all(&workdir)?;
+        Ok(Solo {
+            ns,
+            pins: TestPins::new("solo"),
+            workdir,
+        })
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.ns.nsenter(&ensuresec_bin().display().to_string());
+        cmd.args(args)
+            .env("ENSURESEC_PIN_DIR", self.pins.pins.root());
+        cmd
+    }
+
+    /// Runs `ensuresec ARGS`: (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = self.cmd(args).output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Writes `content` to a file in the work directory and returns its path.
+    pub fn file(&self, name: &str, content: &str) -> Result<String> {
+        let path = self.workdir.join(name);
+        std::fs::write(&path, content)?;
+        Ok(path.display().to_string())
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}

@@ -190,7 +190,7 @@ pub fn rows(store: &Store, which: Which) -> Result<Vec<ListRow>> {
         Which::Allow => FLAG_ALLOW,
     };
     let reasons = store.reasons()?;
-    let (now_boot, now_unix) = (clock::boot_ns(), clock::unix_secs());
+    let (now_boot, now_unix) = (clock::mono_ns(), clock::unix_secs());
     let entries: Vec<Listed> = store
         .entries()?
         .into_iter()

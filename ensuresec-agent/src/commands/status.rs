@@ -33,6 +33,7 @@ pub struct IfaceStatus {
     pub ifindex: Option<u32>,
     pub mode: &'static str,
     pub program_id: Option<u32>,
+    pub link_id: Option<u32>,
     /// "attached", or "interface gone" for a link whose device disappeared.
     pub state: &'static str,
 }
@@ -104,11 +105,12 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         .map(|iface| {
             let target = link_target(pins, &iface).ok().flatten();
             let mode = target
-                .and_then(|(ifindex, _)| records.iter().find(|(i, _)| *i == ifindex))
+                .and_then(|t| records.iter().find(|(i, _)| *i == t.ifindex))
                 .map_or("unknown", |(_, r)| mode_name(r.mode));
             IfaceStatus {
-                ifindex: target.map(|t| t.0),
-                program_id: target.map(|t| t.1),
+                ifindex: target.map(|t| t.ifindex),
+                program_id: target.map(|t| t.program_id),
+                link_id: target.map(|t| t.link_id),
                 state: if target.is_some() {
                     "attached"
                 } else {
@@ -120,7 +122,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         })
         .collect();
     let (enabled, tcp, udp) = store.port_policy()?;
-    let now = clock::boot_ns();
+    let now = clock::mono_ns();
     let entries = store.entries()?;
     let caps = store.capacities;
     let mut lists = Vec::new();
