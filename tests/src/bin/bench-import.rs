@@ -22,7 +22,9 @@ struct Run {
 fn timed_import(solo: &Solo, file: &str) -> Result<(f64, f64)> {
     let start = Instant::now();
     let child = solo
-        .cmd(&["block", "import", file, "--format", "plain", "--ttl", "4h", "--reason", "bench"])
+        .cmd(&[
+            "block", "import", file, "--format", "plain", "--ttl", "4h", "--reason", "bench",
+        ])
         .spawn()?;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid out buffer; the pid is our child.
@@ -83,9 +85,15 @@ fn main() -> Result<()> {
     if listed != LINES as u64 {
         bail!("{listed} entries listed after importing {LINES}");
     }
-    println!("{:<24} {:>9} {:>9} {:>13}", "case", "lines", "seconds", "peak RSS MiB");
+    println!(
+        "{:<24} {:>9} {:>9} {:>13}",
+        "case", "lines", "seconds", "peak RSS MiB"
+    );
     for r in &runs {
-        println!("{:<24} {:>9} {:>9.2} {:>13.1}", r.case, r.lines, r.seconds, r.peak_rss_mib);
+        println!(
+            "{:<24} {:>9} {:>9.2} {:>13.1}",
+            r.case, r.lines, r.seconds, r.peak_rss_mib
+        );
     }
     let path = dir.join("import.json");
     std::fs::write(&path, serde_json::to_string_pretty(&runs)?)?;
