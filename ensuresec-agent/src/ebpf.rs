@@ -5,11 +5,12 @@ use std::mem::size_of;
 
 use aya::{Ebpf, EbpfLoader, maps::MapData};
 use ensuresec_common::{
+    exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
     maps::{
-        Cidr6Value, Control, Counter, IfaceRecord, ListEntry, MAP_CIDR_V6, MAP_CONTROL,
-        MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6, MAP_IFACES, MAP_PORTS, MAP_REASONS,
-        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, PINNED_MAPS, PortBitmap, ReasonText,
-        TrieRule,
+        Cidr6Value, Control, Counter, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_CIDR_V6,
+        MAP_CONTROL, MAP_COUNTERS, MAP_IFACES, MAP_PORTS, MAP_REASONS, MAP_TRIE4_NODES,
+        MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS,
+        PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
     },
     trie4::{MAX_NODES_PER_RULE, Node, RootBlock},
 };
@@ -18,6 +19,7 @@ use crate::{
     config::MapSizes,
     error::{Error, Result},
     pins::{PinDir, ensure_bpffs},
+    store::RawMap,
 };
 
 /// The compiled XDP object.
@@ -32,8 +34,9 @@ pub const FILTER_PROGRAM: &str = "ensuresec";
 fn expected_layout(name: &str) -> (u32, u32) {
     let s = |k: usize, v: usize| (k as u32, v as u32);
     match name {
-        MAP_EXACT_V4 => s(4, size_of::<ListEntry>()),
-        MAP_EXACT_V6 => s(16, size_of::<ListEntry>()),
+        MAP_X4_KEYS => s(4, size_of::<BucketV4>()),
+        MAP_X4_VALS | MAP_X6_VALS => s(4, size_of::<ListEntry>()),
+        MAP_X6_KEYS => s(4, size_of::<BucketV6>()),
         MAP_CIDR_V6 => s(20, size_of::<Cidr6Value>()),
         MAP_TRIE4_ROOT => s(4, size_of::<RootBlock>()),
         MAP_TRIE4_NODES => s(4, size_of::<Node>()),
@@ -86,17 +89,47 @@ pub fn load_with(pins: &PinDir, sizes: &MapSizes, extra: &[(&str, u32)]) -> Resu
         .map_err(|e| Error::io(format!("creating {}", pins.links().display()), e))?;
     check_pinned_layout(pins)?;
     let maps_dir = pins.maps();
+    let (x4, x6) = (
+        buckets_for(sizes.exact_v4, WAYS_V4),
+        buckets_for(sizes.exact_v6, WAYS_V6),
+    );
     let mut loader = EbpfLoader::new();
     for (name, size) in extra {
         loader.map_max_entries(name, *size);
     }
-    loader
+    let ebpf = loader
         .default_map_pin_directory(&maps_dir)
-        .map_max_entries(MAP_EXACT_V4, sizes.exact_v4)
-        .map_max_entries(MAP_EXACT_V6, sizes.exact_v6)
+        .map_max_entries(MAP_X4_KEYS, x4)
+        .map_max_entries(MAP_X4_VALS, x4 * WAYS_V4 as u32)
+        .map_max_entries(MAP_X6_KEYS, x6)
+        .map_max_entries(MAP_X6_VALS, x6 * WAYS_V6 as u32)
         .map_max_entries(MAP_CIDR_V6, sizes.cidr_v6)
         .map_max_entries(MAP_TRIE4_RULES, 2 * sizes.cidr_v4)
         .map_max_entries(MAP_TRIE4_NODES, 2 * MAX_NODES_PER_RULE * sizes.cidr_v4)
         .load(object())
-        .map_err(|e| Error::Load(format!("{e:#}")))
+        .map_err(|e| Error::Load(format!("{e:#}")))?;
+    init_control(pins, sizes)?;
+    Ok(ebpf)
+}
+
+/// Fills `ES_CONTROL` of maps this load created: layout version, the exact
+/// tables' geometry and fresh random hash seeds.
+fn init_control(pins: &PinDir, sizes: &MapSizes) -> Result<()> {
+    let control_map = RawMap::open(pins, MAP_CONTROL)?;
+    let mut control: Control = control_map.get(&0u32)?.unwrap_or_default();
+    if control.layout_version != 0 {
+        return Ok(());
+    }
+    let mut seeds = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seeds))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    control.x4_seed = u64::from_ne_bytes(seeds[..8].try_into().expect("8 bytes"));
+    control.x6_seed = u64::from_ne_bytes(seeds[8..].try_into().expect("8 bytes"));
+    control.x4_mask = buckets_for(sizes.exact_v4, WAYS_V4) - 1;
+    control.x6_mask = buckets_for(sizes.exact_v6, WAYS_V6) - 1;
+    control.x4_capacity = sizes.exact_v4;
+    control.x6_capacity = sizes.exact_v6;
+    control.layout_version = LAYOUT_VERSION;
+    control_map.set(&0u32, &control)
 }

@@ -27,6 +27,8 @@ pub enum TargetError {
     HostBitsSet { text: String, network: String },
     #[error("`{0}` covers the whole address family; refusing a /0 prefix")]
     WholeFamily(String),
+    #[error("`{0}` is the unspecified address, which no packet comes from; it cannot be listed")]
+    Unspecified(String),
 }
 
 impl Target {
@@ -76,6 +78,18 @@ impl FromStr for Target {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
+        let target = Self::parse_any(text)?;
+        // All-zero keys mark empty slots in the kernel's exact tables.
+        match target {
+            Target::V4(a) if a.is_unspecified() => Err(TargetError::Unspecified(text.to_string())),
+            Target::V6(a) if a.is_unspecified() => Err(TargetError::Unspecified(text.to_string())),
+            t => Ok(t),
+        }
+    }
+}
+
+impl Target {
+    fn parse_any(text: &str) -> Result<Self, TargetError> {
         let Some((addr, len)) = text.split_once('/') else {
             return match text.parse::<IpAddr>().map(normalize_addr) {
                 Ok(IpAddr::V4(a)) => Ok(Target::V4(a)),
@@ -112,7 +126,7 @@ impl FromStr for Target {
                 if let Some(v4) = a.to_ipv4_mapped()
                     && len >= 96
                 {
-                    return format!("{v4}/{}", len - 96).parse().map_err(|e| match e {
+                    return Self::parse_any(&format!("{v4}/{}", len - 96)).map_err(|e| match e {
                         TargetError::WholeFamily(_) => TargetError::WholeFamily(text.to_string()),
                         _ => bad(),
                     });
@@ -221,6 +235,14 @@ mod tests {
             t("2001:db8::1/64"),
             Err(TargetError::HostBitsSet { .. })
         ));
+    }
+
+    #[test]
+    fn rejects_unspecified_addresses() {
+        for s in ["0.0.0.0", "::", "0.0.0.0/32", "::/128", "::ffff:0.0.0.0"] {
+            assert!(matches!(t(s), Err(TargetError::Unspecified(_))), "{s}");
+        }
+        assert!(t("0.0.0.0/8").is_ok(), "the prefix is fine");
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //!
 //! Map names are at most 15 bytes: the kernel keeps that many in `bpf_map_info`.
 
-/// Exact IPv4 addresses (key: address as a big-endian `u32` read from the packet).
-pub const MAP_EXACT_V4: &str = "ES_EXACT_V4";
-/// Exact IPv6 addresses (key: the 16 address bytes).
-pub const MAP_EXACT_V6: &str = "ES_EXACT_V6";
+/// Exact IPv4 addresses: buckets of keys (see `exact`), the address as read
+/// from the packet (network order in memory).
+pub const MAP_X4_KEYS: &str = "ES_X4_KEYS";
+/// Values of the IPv4 table, slot `bucket * WAYS_V4 + way`.
+pub const MAP_X4_VALS: &str = "ES_X4_VALS";
+/// Exact IPv6 addresses: buckets of 16-byte keys.
+pub const MAP_X6_KEYS: &str = "ES_X6_KEYS";
+/// Values of the IPv6 table, slot `bucket * WAYS_V6 + way`.
+pub const MAP_X6_VALS: &str = "ES_X6_VALS";
 /// IPv6 prefixes, an LPM trie whose values carry the combined verdict of every
 /// rule covering the prefix (see `rules6`).
 pub const MAP_CIDR_V6: &str = "ES_CIDR_V6";
@@ -31,9 +36,11 @@ pub const MAP_BENCH: &str = "ES_BENCH";
 pub const MAP_BENCH_SRC: &str = "ES_BENCH_SRC";
 
 /// Every map that lives under the pin directory.
-pub const PINNED_MAPS: [&str; 11] = [
-    MAP_EXACT_V4,
-    MAP_EXACT_V6,
+pub const PINNED_MAPS: [&str; 13] = [
+    MAP_X4_KEYS,
+    MAP_X4_VALS,
+    MAP_X6_KEYS,
+    MAP_X6_VALS,
     MAP_CIDR_V6,
     MAP_TRIE4_ROOT,
     MAP_TRIE4_NODES,
@@ -59,6 +66,11 @@ pub const FLAG_ALLOW: u32 = 1;
 pub const FLAG_BLOCK: u32 = 1 << 1;
 /// The allowlist flag comes from the config file, which owns it.
 pub const FLAG_ALLOW_FROM_CONFIG: u32 = 1 << 2;
+/// On an IPv4 prefix rule: some exact allowlist entry lies inside the prefix, so
+/// a block by this rule must still consult the exact table. Without it the XDP
+/// program drops on the prefix alone. Set by the trie builder, never stored by
+/// operators.
+pub const FLAG_EXACT_ALLOW_INSIDE: u32 = 1 << 3;
 
 /// Longest reason text stored in `ES_REASONS`.
 pub const REASON_TEXT_MAX: usize = 63;
@@ -136,10 +148,19 @@ pub struct Control {
     pub trie_rules: [u32; 2],
     /// Nodes used by each trie copy (user space only).
     pub trie_nodes: [u32; 2],
+    /// Hash seeds of the exact tables, random per installation.
+    pub x4_seed: u64,
+    pub x6_seed: u64,
+    /// Bucket count minus one of the exact tables (a power of two minus one).
+    pub x4_mask: u32,
+    pub x6_mask: u32,
+    /// Entries the exact tables may hold (user space only; at most half the slots).
+    pub x4_capacity: u32,
+    pub x6_capacity: u32,
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]

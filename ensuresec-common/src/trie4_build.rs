@@ -4,7 +4,7 @@
 //! into a node, the node's slots inherit the slot's current winner ("leaf pushing").
 
 use crate::{
-    maps::TrieRule,
+    maps::{FLAG_EXACT_ALLOW_INSIDE, TrieRule},
     precedence::wins_over,
     trie4::{NODE_BITS, NODE_SLOTS, Node, ROOT_BITS, SLOT_NODE},
 };
@@ -43,15 +43,32 @@ pub enum TrieError {
 
 impl TrieLayout {
     /// Builds a copy holding `rules` (any order, each prefix once).
-    pub fn build(rules: &[TrieRule], region: CopyRegion) -> Result<Self, TrieError> {
+    /// `exact_allows` are the exact IPv4 allowlist entries (host byte order, any
+    /// order); rules covering one of them get `FLAG_EXACT_ALLOW_INSIDE`.
+    pub fn build(
+        rules: &[TrieRule],
+        exact_allows: &[u32],
+        region: CopyRegion,
+    ) -> Result<Self, TrieError> {
         if rules.len() > region.rule_capacity as usize {
             return Err(TrieError::TooManyRules {
                 count: rules.len(),
                 capacity: region.rule_capacity,
             });
         }
+        let mut allows = exact_allows.to_vec();
+        allows.sort_unstable();
         let mut sorted = rules.to_vec();
         sorted.sort_by_key(|r| (r.prefix_len, r.addr));
+        for rule in &mut sorted {
+            let last = rule.addr | (u32::MAX >> rule.prefix_len.min(31));
+            let first_inside = allows.partition_point(|a| *a < rule.addr);
+            let inside = allows.get(first_inside).is_some_and(|a| *a <= last);
+            rule.entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
+            if inside {
+                rule.entry.flags |= FLAG_EXACT_ALLOW_INSIDE;
+            }
+        }
         for pair in sorted.windows(2) {
             if (pair[0].prefix_len, pair[0].addr) == (pair[1].prefix_len, pair[1].addr) {
                 return Err(TrieError::Duplicate {
@@ -221,7 +238,7 @@ mod tests {
 
     #[test]
     fn empty_trie_matches_nothing() {
-        let t = TrieLayout::build(&[], REGION).unwrap();
+        let t = TrieLayout::build(&[], &[], REGION).unwrap();
         assert!(t.lookup(ip("10.1.2.3")).is_none());
         assert!(t.nodes.is_empty());
     }
@@ -235,7 +252,7 @@ mod tests {
             rule("10.1.2.128/25", FLAG_BLOCK, 50),
             rule("192.168.0.0/30", FLAG_BLOCK, 40),
         ];
-        let t = TrieLayout::build(&rules, REGION).unwrap();
+        let t = TrieLayout::build(&rules, &[], REGION).unwrap();
         assert_eq!(trie_verdict(&t, ip("10.200.0.1"), 1), Some(false));
         // The /16 allow wins over the /8 and the /23 blocks under it.
         assert_eq!(trie_verdict(&t, ip("10.1.2.200"), 1), Some(true));
@@ -251,13 +268,13 @@ mod tests {
             rule("203.0.113.0/24", FLAG_BLOCK, 0),
             rule("203.0.113.64/26", FLAG_BLOCK, 10),
         ];
-        let t = TrieLayout::build(&rules, REGION).unwrap();
+        let t = TrieLayout::build(&rules, &[], REGION).unwrap();
         assert_eq!(trie_verdict(&t, ip("203.0.113.70"), 20), Some(false));
     }
 
     #[test]
     fn slots_carry_absolute_indices() {
-        let t = TrieLayout::build(&[rule("172.16.5.0/29", FLAG_BLOCK, 0)], REGION).unwrap();
+        let t = TrieLayout::build(&[rule("172.16.5.0/29", FLAG_BLOCK, 0)], &[], REGION).unwrap();
         assert_eq!(t.nodes.len(), 4);
         assert_eq!(
             t.root[(ip("172.16.0.0") >> 16) as usize],
@@ -275,7 +292,7 @@ mod tests {
             ..REGION
         };
         assert_eq!(
-            TrieLayout::build(&[rule("172.16.5.0/29", FLAG_BLOCK, 0)], small).unwrap_err(),
+            TrieLayout::build(&[rule("172.16.5.0/29", FLAG_BLOCK, 0)], &[], small).unwrap_err(),
             TrieError::TooManyNodes { capacity: 3 }
         );
         let two = [
@@ -283,7 +300,7 @@ mod tests {
             rule("11.0.0.0/8", FLAG_BLOCK, 0),
         ];
         assert!(matches!(
-            TrieLayout::build(&two, small),
+            TrieLayout::build(&two, &[], small),
             Err(TrieError::TooManyRules {
                 count: 2,
                 capacity: 1
@@ -294,15 +311,29 @@ mod tests {
             rule("10.0.0.0/8", FLAG_ALLOW, 0),
         ];
         assert!(matches!(
-            TrieLayout::build(&dup, REGION),
+            TrieLayout::build(&dup, &[], REGION),
             Err(TrieError::Duplicate { .. })
         ));
         let mut host_bits = rule("10.0.0.0/8", FLAG_BLOCK, 0);
         host_bits.addr |= 1;
         assert!(matches!(
-            TrieLayout::build(&[host_bits], REGION),
+            TrieLayout::build(&[host_bits], &[], REGION),
             Err(TrieError::BadPrefix { .. })
         ));
+    }
+
+    #[test]
+    fn rules_know_whether_exact_allows_lie_inside() {
+        let rules = [
+            rule("10.0.0.0/8", FLAG_BLOCK, 0),
+            rule("10.1.0.0/16", FLAG_BLOCK, 0),
+            rule("192.168.0.0/24", FLAG_BLOCK, 0),
+        ];
+        let t = TrieLayout::build(&rules, &[ip("10.1.255.255"), ip("11.0.0.0")], REGION).unwrap();
+        let flagged = |addr| t.lookup(ip(addr)).unwrap().entry.flags & FLAG_EXACT_ALLOW_INSIDE != 0;
+        assert!(flagged("10.1.0.1"), "the /16 holds 10.1.255.255");
+        assert!(flagged("10.2.0.1"), "so does the /8");
+        assert!(!flagged("192.168.0.1"));
     }
 
     #[test]
@@ -321,7 +352,7 @@ mod tests {
                 }
             })
             .collect();
-        let t = TrieLayout::build(&rules, REGION).unwrap();
+        let t = TrieLayout::build(&rules, &[], REGION).unwrap();
         assert!(t.nodes.len() <= rules.len() * 4);
     }
 
@@ -354,7 +385,7 @@ mod tests {
             let mut rules = rules;
             rules.sort_by_key(|r| (r.prefix_len, r.addr));
             rules.dedup_by_key(|r| (r.prefix_len, r.addr));
-            let t = TrieLayout::build(&rules, REGION).unwrap();
+            let t = TrieLayout::build(&rules, &[], REGION).unwrap();
             for (top, bits) in probes {
                 let addr = (10 + top) << 24 | (bits & 0x00ff_ffff);
                 prop_assert_eq!(trie_verdict(&t, addr, now), brute(&rules, addr, now), "{:#x}", addr);

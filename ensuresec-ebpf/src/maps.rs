@@ -2,11 +2,11 @@
 //! (`ensuresec_common::maps::MAP_*`); sizes here are defaults the loader overrides.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use ensuresec_common::{
+    exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
     maps::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_CIDR_V4, DEFAULT_CIDR_V6,
         DEFAULT_EXACT_V4, DEFAULT_EXACT_V6, DEFAULT_REASONS, IfaceRecord, ListEntry, MAX_IFACES,
@@ -16,13 +16,21 @@ use ensuresec_common::{
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
 };
 
+/// Exact IPv4 addresses: key buckets and their values (see `ensuresec_common::exact`).
 #[map]
-pub static ES_EXACT_V4: HashMap<u32, ListEntry> =
-    HashMap::pinned(DEFAULT_EXACT_V4, BPF_F_NO_PREALLOC);
+pub static ES_X4_KEYS: Array<BucketV4> = Array::pinned(buckets_for(DEFAULT_EXACT_V4, WAYS_V4), 0);
 
 #[map]
-pub static ES_EXACT_V6: HashMap<[u8; 16], ListEntry> =
-    HashMap::pinned(DEFAULT_EXACT_V6, BPF_F_NO_PREALLOC);
+pub static ES_X4_VALS: Array<ListEntry> =
+    Array::pinned(buckets_for(DEFAULT_EXACT_V4, WAYS_V4) * WAYS_V4 as u32, 0);
+
+/// Exact IPv6 addresses.
+#[map]
+pub static ES_X6_KEYS: Array<BucketV6> = Array::pinned(buckets_for(DEFAULT_EXACT_V6, WAYS_V6), 0);
+
+#[map]
+pub static ES_X6_VALS: Array<ListEntry> =
+    Array::pinned(buckets_for(DEFAULT_EXACT_V6, WAYS_V6) * WAYS_V6 as u32, 0);
 
 #[map]
 pub static ES_CIDR_V6: LpmTrie<[u8; 16], Cidr6Value> = LpmTrie::pinned(DEFAULT_CIDR_V6, 0);

@@ -2,7 +2,10 @@
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key};
 use ensuresec_common::{
-    maps::{Control, FLAG_ALLOW, FLAG_BLOCK, ListEntry, PORT_WORDS, TrieRule},
+    exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
+    maps::{
+        Control, FLAG_ALLOW, FLAG_BLOCK, FLAG_EXACT_ALLOW_INSIDE, ListEntry, PORT_WORDS, TrieRule,
+    },
     reason::Reason,
     trie4::{
         NODE_BITS, NODE_LEVELS, NODE_SLOTS, ROOT_BITS, ROOT_BLOCK_SLOTS, ROOT_BLOCKS, SLOT_NODE,
@@ -11,8 +14,8 @@ use ensuresec_common::{
 
 use crate::{
     maps::{
-        ES_CIDR_V6, ES_CONTROL, ES_EXACT_V4, ES_EXACT_V6, ES_PORTS, ES_T4_NODES, ES_T4_ROOT,
-        ES_T4_RULES,
+        ES_CIDR_V6, ES_CONTROL, ES_PORTS, ES_T4_NODES, ES_T4_ROOT, ES_T4_RULES, ES_X4_KEYS,
+        ES_X4_VALS, ES_X6_KEYS, ES_X6_VALS,
     },
     parse::{Parsed, Source, Transport},
 };
@@ -81,24 +84,63 @@ fn trie4_lookup(control: &Control, addr: u32) -> Option<&'static TrieRule> {
     ES_T4_RULES.get(slot - 1)
 }
 
+/// The exact IPv4 entry for `addr` (network order in memory): two buckets.
 #[inline(always)]
-fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
-    // SAFETY: the value is only read; concurrent user-space updates replace it whole.
-    let exact = unsafe { ES_EXACT_V4.get(src) };
-    if exact.is_some_and(|e| e.flags & FLAG_ALLOW != 0) {
-        return Some(Reason::Allowlisted);
+fn exact_v4(control: &Control, addr: u32) -> Option<&'static ListEntry> {
+    let (first, second) = buckets_v4(addr, control.x4_seed, control.x4_mask);
+    for bucket in [first, second] {
+        let keys = ES_X4_KEYS.get(bucket)?;
+        for (way, key) in keys.iter().enumerate() {
+            if *key == addr {
+                return ES_X4_VALS.get(bucket * WAYS_V4 as u32 + way as u32);
+            }
+        }
     }
-    let prefix = trie4_lookup(control, u32::from_be(src)).map_or(NO_PREFIX, |r| PrefixVerdict {
-        flags: r.entry.flags,
-        expires_at_ns: r.entry.expires_at_ns,
-    });
-    list_reason(exact, prefix)
+    None
+}
+
+/// The exact IPv6 entry for `addr`.
+#[inline(always)]
+fn exact_v6(control: &Control, addr: &[u8; 16]) -> Option<&'static ListEntry> {
+    let (first, second) = buckets_v6(addr, control.x6_seed, control.x6_mask);
+    for bucket in [first, second] {
+        let keys = ES_X6_KEYS.get(bucket)?;
+        for (way, key) in keys.iter().enumerate() {
+            if key == addr {
+                return ES_X6_VALS.get(bucket * WAYS_V6 as u32 + way as u32);
+            }
+        }
+    }
+    None
 }
 
 #[inline(always)]
-fn ipv6_lists(src: &[u8; 16]) -> Option<Reason> {
-    // SAFETY: as above.
-    let exact = unsafe { ES_EXACT_V6.get(src) };
+fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
+    // Prefixes first: an allow there wins outright, and a live block with no
+    // exact allow inside it drops without touching the exact table, which is
+    // the path of every packet from a blocked range during an attack.
+    let rule = trie4_lookup(control, u32::from_be(src));
+    if let Some(r) = rule {
+        let flags = r.entry.flags;
+        if flags & FLAG_ALLOW != 0 {
+            return Some(Reason::Allowlisted);
+        }
+        if flags & (FLAG_BLOCK | FLAG_EXACT_ALLOW_INSIDE) == FLAG_BLOCK
+            && r.entry.blocks_at(now_ns())
+        {
+            return Some(Reason::BlockedCidr);
+        }
+    }
+    let prefix = rule.map_or(NO_PREFIX, |r| PrefixVerdict {
+        flags: r.entry.flags,
+        expires_at_ns: r.entry.expires_at_ns,
+    });
+    list_reason(exact_v4(control, src), prefix)
+}
+
+#[inline(always)]
+fn ipv6_lists(control: &Control, src: &[u8; 16]) -> Option<Reason> {
+    let exact = exact_v6(control, src);
     if exact.is_some_and(|e| e.flags & FLAG_ALLOW != 0) {
         return Some(Reason::Allowlisted);
     }
@@ -129,7 +171,7 @@ pub fn decide(parsed: &Parsed) -> Reason {
     };
     let listed = match parsed.source.family {
         Source::V4 => ipv4_lists(control, parsed.source.v4),
-        Source::V6 => ipv6_lists(&parsed.source.v6),
+        Source::V6 => ipv6_lists(control, &parsed.source.v6),
         _ => None,
     };
     if let Some(reason) = listed {

@@ -66,6 +66,20 @@ impl Host {
             .unwrap_or(0)
     }
 
+    /// Retries a GET until it answers `want` or `within` passes; returns the
+    /// last status. For checks right after a block is lifted: IPv6 neighbour
+    /// discovery that the block dropped needs a moment to recover.
+    pub fn http_status_within(&self, url: &str, want: u16, within: Duration) -> u16 {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.http_status(url, None);
+            if got == want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Whether `count` pings to `addr` all get answers (1 s deadline each).
     pub fn ping(&self, addr: &str, count: u32) -> bool {
         self.ns

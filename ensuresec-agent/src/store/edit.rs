@@ -10,14 +10,14 @@ use std::{
 
 use ensuresec_common::{
     entry::Target,
-    maps::{ListEntry, TrieRule},
+    maps::{FLAG_ALLOW, FLAG_EXACT_ALLOW_INSIDE, ListEntry, TrieRule},
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
     Store,
     cidr6::Prefix6,
-    exact::{self, ExactPlan},
+    exact::{Key, Plan, Table},
 };
 use crate::{
     edit::{Op, apply},
@@ -56,6 +56,9 @@ impl EditSummary {
     }
 }
 
+const V4_LIST: &str = "the IPv4 address list";
+const V6_LIST: &str = "the IPv6 address list";
+
 fn key4(a: &Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
 }
@@ -79,8 +82,8 @@ fn replay<K: Copy + Eq + Hash>(
 fn exact_plan<K: Copy + Eq + Hash>(
     prior: HashMap<K, ListEntry>,
     after: &HashMap<K, Option<ListEntry>>,
-) -> ExactPlan<K> {
-    let mut plan = ExactPlan {
+) -> Plan<K> {
+    let mut plan = Plan {
         upserts: Vec::new(),
         deletes: Vec::new(),
         prior,
@@ -95,23 +98,23 @@ fn exact_plan<K: Copy + Eq + Hash>(
     plan
 }
 
-fn check_exact<K: aya::Pod + Eq + Hash>(
-    plan: &ExactPlan<K>,
-    count: Option<usize>,
-    capacity: u32,
+fn check_exact<K: Key, const W: usize>(
+    table: &Table<K, W>,
+    plan: &Plan<K>,
     what: &'static str,
     setting: &'static str,
 ) -> Result<()> {
-    if let Some(count) = count {
-        let need = (count as isize + plan.growth()).max(0) as usize;
-        if need > capacity as usize {
-            return Err(Error::Capacity {
-                what,
-                need,
-                capacity,
-                setting,
-            });
-        }
+    if plan.growth() <= 0 {
+        return Ok(());
+    }
+    let need = (table.count()? as isize + plan.growth()).max(0) as usize;
+    if need > table.capacity as usize {
+        return Err(Error::Capacity {
+            what,
+            need,
+            capacity: table.capacity,
+            setting,
+        });
     }
     Ok(())
 }
@@ -120,11 +123,11 @@ impl Store {
     /// Every entry of every list.
     pub fn entries(&self) -> Result<Vec<Listed>> {
         let mut out = Vec::new();
-        for (k, entry) in self.exact_v4.dump::<u32, ListEntry>()? {
+        for (k, entry) in self.exact_v4.dump()? {
             let target = Target::V4(Ipv4Addr::from(k.to_ne_bytes()));
             out.push(Listed { target, entry });
         }
-        for (k, entry) in self.exact_v6.dump::<[u8; 16], ListEntry>()? {
+        for (k, entry) in self.exact_v6.dump()? {
             let target = Target::V6(Ipv6Addr::from(k));
             out.push(Listed { target, entry });
         }
@@ -137,22 +140,14 @@ impl Store {
     pub fn allowlisted_by(&self, addr: std::net::IpAddr) -> Result<Option<Listed>> {
         let addr = ensuresec_common::entry::normalize_addr(addr);
         let exact = match addr {
-            std::net::IpAddr::V4(a) => {
-                self.exact_v4
-                    .get::<u32, ListEntry>(&key4(&a))?
-                    .map(|entry| Listed {
-                        target: Target::V4(a),
-                        entry,
-                    })
-            }
-            std::net::IpAddr::V6(a) => {
-                self.exact_v6
-                    .get::<[u8; 16], ListEntry>(&a.octets())?
-                    .map(|entry| Listed {
-                        target: Target::V6(a),
-                        entry,
-                    })
-            }
+            std::net::IpAddr::V4(a) => self.exact_v4.get(&key4(&a))?.map(|entry| Listed {
+                target: Target::V4(a),
+                entry,
+            }),
+            std::net::IpAddr::V6(a) => self.exact_v6.get(&a.octets())?.map(|entry| Listed {
+                target: Target::V6(a),
+                entry,
+            }),
         };
         let allows = |l: &Listed| l.entry.flags & ensuresec_common::maps::FLAG_ALLOW != 0;
         if let Some(l) = exact.filter(allows) {
@@ -210,39 +205,39 @@ impl Store {
 
         // Work out every new value and check every capacity before writing.
         let keys4: Vec<u32> = e4.iter().map(|e| e.1).collect();
-        let (prior4, count4) = exact::current(&self.exact_v4, &keys4)?;
+        let prior4 = self.exact_v4.current(&keys4)?;
         let after4 = replay(&e4, &prior4)?;
         summary.count(&prior4, &after4);
         let plan4 = exact_plan(prior4, &after4);
-        let (cap4, cap6) = (self.capacities.exact_v4, self.capacities.exact_v6);
-        check_exact(
-            &plan4,
-            count4,
-            cap4,
-            "the IPv4 address list",
-            "maps.exact_v4",
-        )?;
+        check_exact(&self.exact_v4, &plan4, V4_LIST, "maps.exact_v4")?;
 
         let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.1).collect();
-        let (prior6, count6) = exact::current(&self.exact_v6, &keys6)?;
+        let prior6 = self.exact_v6.current(&keys6)?;
         let after6 = replay(&e6, &prior6)?;
         summary.count(&prior6, &after6);
         let plan6 = exact_plan(prior6, &after6);
-        check_exact(
-            &plan6,
-            count6,
-            cap6,
-            "the IPv6 address list",
-            "maps.exact_v6",
-        )?;
+        check_exact(&self.exact_v6, &plan6, V6_LIST, "maps.exact_v6")?;
 
-        let trie = if n4.is_empty() {
+        // Prefix rules record whether exact allows lie inside them, so the trie
+        // is rebuilt when either changes.
+        let allow_changed = after4.iter().any(|(k, new)| {
+            let was = plan4
+                .prior
+                .get(k)
+                .is_some_and(|e| e.flags & FLAG_ALLOW != 0);
+            was != new.is_some_and(|e| e.flags & FLAG_ALLOW != 0)
+        });
+        let trie = if n4.is_empty() && !allow_changed {
             None
         } else {
             let current: HashMap<(u32, u8), ListEntry> = self
                 .trie4_rules()?
                 .into_iter()
-                .map(|r| ((r.addr, r.prefix_len as u8), r.entry))
+                .map(|r| {
+                    let mut entry = r.entry;
+                    entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
+                    ((r.addr, r.prefix_len as u8), entry)
+                })
                 .collect();
             let after = replay(&n4, &current)?;
             summary.count(&current, &after);
@@ -261,7 +256,21 @@ impl Store {
                     prefix_len: len as u32,
                 })
                 .collect();
-            Some(self.plan_trie4(&rules)?)
+            let mut allows: HashMap<u32, bool> = self
+                .exact_v4
+                .dump()?
+                .into_iter()
+                .map(|(k, e)| (k, e.flags & FLAG_ALLOW != 0))
+                .collect();
+            for (k, v) in &after4 {
+                allows.insert(*k, v.is_some_and(|e| e.flags & FLAG_ALLOW != 0));
+            }
+            let allows: Vec<u32> = allows
+                .into_iter()
+                .filter(|(_, allowed)| *allowed)
+                .map(|(k, _)| u32::from_be_bytes(k.to_ne_bytes()))
+                .collect();
+            Some(self.plan_trie4(&rules, &allows)?)
         };
 
         let cidr6 = if n6.is_empty() {
@@ -297,20 +306,20 @@ impl Store {
                 s.undo_trie4(f);
             }
         };
-        if let Err(e) = plan4.apply(&self.exact_v4, "the IPv4 address list", "maps.exact_v4") {
+        if let Err(e) = self.exact_v4.apply(&plan4, "maps.exact_v4", V4_LIST) {
             undo_flip(self);
             return Err(e);
         }
-        if let Err(e) = plan6.apply(&self.exact_v6, "the IPv6 address list", "maps.exact_v6") {
-            plan4.undo(&self.exact_v4);
+        if let Err(e) = self.exact_v6.apply(&plan6, "maps.exact_v6", V6_LIST) {
+            self.exact_v4.undo(&plan4);
             undo_flip(self);
             return Err(e);
         }
         if let Some((prior, rules)) = cidr6
             && let Err(e) = self.write_cidr6(prior, &rules)
         {
-            plan6.undo(&self.exact_v6);
-            plan4.undo(&self.exact_v4);
+            self.exact_v6.undo(&plan6);
+            self.exact_v4.undo(&plan4);
             undo_flip(self);
             return Err(e);
         }

@@ -1,44 +1,43 @@
-//! Exact-address maps: batched writes that are undone if any part fails.
+//! The exact-address tables (see `ensuresec_common::exact`): finding, adding,
+//! moving and removing keys in their two buckets, in an order that never shows
+//! the XDP program a key without its value or a value of another key.
 
 use std::{collections::HashMap, hash::Hash};
 
 use aya::Pod;
 use ensuresec_common::maps::ListEntry;
 
-use super::RawMap;
+use super::{
+    RawMap,
+    cuckoo::{Image, Move, Slot},
+};
 use crate::error::{Error, Result};
 
-/// Edits above this size read the whole map once instead of one key at a time.
-pub const DUMP_THRESHOLD: usize = 2048;
+/// A key type of an exact table: all-zero is the empty slot.
+pub trait Key: Pod + Copy + Eq + Hash + Default + std::fmt::Debug {}
+impl Key for u32 {}
+impl Key for [u8; 16] {}
 
-/// Current values of `keys`, and the map's entry count when it was read whole.
-pub fn current<K: Pod + Hash + Eq>(
-    map: &RawMap,
-    keys: &[K],
-) -> Result<(HashMap<K, ListEntry>, Option<usize>)> {
-    if keys.len() > DUMP_THRESHOLD {
-        let all: HashMap<K, ListEntry> = map.dump()?.into_iter().collect();
-        let count = all.len();
-        return Ok((all, Some(count)));
-    }
-    let mut out = HashMap::with_capacity(keys.len());
-    for k in keys {
-        if let Some(v) = map.get(k)? {
-            out.insert(*k, v);
-        }
-    }
-    Ok((out, None))
+/// The two candidate buckets of a key (seeded hash, table size).
+pub type BucketsOf<K> = Box<dyn Fn(&K) -> (u32, u32) + Send + Sync>;
+
+/// One table: bucket keys, slot values, and how to hash.
+pub struct Table<K: Key, const W: usize> {
+    pub keys: RawMap,
+    pub vals: RawMap,
+    pub capacity: u32,
+    pub buckets: BucketsOf<K>,
 }
 
-/// The writes one exact map needs, with what to restore on failure.
-pub struct ExactPlan<K> {
+/// The changes to one table, with what to restore on failure.
+pub struct Plan<K> {
     pub upserts: Vec<(K, ListEntry)>,
     pub deletes: Vec<K>,
-    pub prior: HashMap<K, ListEntry>,
+    pub prior: std::collections::HashMap<K, ListEntry>,
 }
 
-impl<K: Pod + Hash + Eq> ExactPlan<K> {
-    /// Entries the map gains (new keys) minus those it loses.
+impl<K: Key> Plan<K> {
+    /// Entries the table gains (new keys) minus those it loses.
     pub fn growth(&self) -> isize {
         let added = self
             .upserts
@@ -47,46 +46,207 @@ impl<K: Pod + Hash + Eq> ExactPlan<K> {
             .count() as isize;
         added - self.deletes.len() as isize
     }
+}
 
-    /// Applies the plan; on failure restores every key it touched.
-    pub fn apply(&self, map: &RawMap, what: &'static str, setting: &'static str) -> Result<()> {
-        let (keys, values): (Vec<K>, Vec<ListEntry>) = self.upserts.iter().copied().unzip();
-        if let Err(partial) = map.update_batch(&keys, &values) {
-            self.restore(map, &keys[..partial.done.min(keys.len())]);
-            if partial.error.raw_os_error() == Some(libc::E2BIG) {
+impl<K: Key, const W: usize> Table<K, W> {
+    fn slot_index(s: Slot) -> u32 {
+        s.bucket * W as u32 + s.way as u32
+    }
+
+    fn bucket(&self, b: u32) -> Result<[K; W]> {
+        self.keys
+            .get::<u32, [K; W]>(&b)?
+            .ok_or_else(|| Error::map(self.keys.name, format!("bucket {b} missing")))
+    }
+
+    /// The value of `key`, if listed.
+    pub fn get(&self, key: &K) -> Result<Option<ListEntry>> {
+        let (a, b) = (self.buckets)(key);
+        for bucket in [a, b] {
+            if let Some(way) = self.bucket(bucket)?.iter().position(|k| k == key) {
+                return self.vals.get(&Self::slot_index(Slot { bucket, way }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keys in the table.
+    pub fn count(&self) -> Result<usize> {
+        let buckets: Vec<(u32, [K; W])> = self.keys.dump()?;
+        Ok(buckets
+            .iter()
+            .map(|(_, keys)| keys.iter().filter(|k| **k != K::default()).count())
+            .sum())
+    }
+
+    /// Current values of `keys`, reading the whole table when there are many.
+    pub fn current(&self, keys: &[K]) -> Result<std::collections::HashMap<K, ListEntry>> {
+        if keys.len() > 2048 {
+            return Ok(self.dump()?.into_iter().collect());
+        }
+        let mut out = std::collections::HashMap::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = self.get(k)? {
+                out.insert(*k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every (key, value).
+    pub fn dump(&self) -> Result<Vec<(K, ListEntry)>> {
+        let buckets: Vec<(u32, [K; W])> = self.keys.dump()?;
+        let mut slots = Vec::new();
+        for (b, keys) in &buckets {
+            for (way, k) in keys.iter().enumerate() {
+                if *k != K::default() {
+                    slots.push((*k, Self::slot_index(Slot { bucket: *b, way })));
+                }
+            }
+        }
+        // Reading the whole value array costs about a fifth of a single lookup
+        // per slot; below that occupancy, read the occupied slots one by one.
+        let total_slots = buckets.len() * W;
+        if slots.len() * 5 < total_slots {
+            let mut out = Vec::with_capacity(slots.len());
+            for (k, i) in slots {
+                if let Some(v) = self.vals.get::<u32, ListEntry>(&i)? {
+                    out.push((k, v));
+                }
+            }
+            return Ok(out);
+        }
+        let values: Vec<(u32, ListEntry)> = self.vals.dump()?;
+        Ok(slots
+            .into_iter()
+            .filter_map(|(k, i)| values.get(i as usize).map(|(_, v)| (k, *v)))
+            .collect())
+    }
+
+    /// Applies a plan. Values are written before the keys that make them
+    /// reachable; a failure restores the buckets and values it changed.
+    pub fn apply(&self, plan: &Plan<K>, setting: &'static str, what: &'static str) -> Result<()> {
+        if plan.upserts.is_empty() && plan.deletes.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<(u32, [K; W])> = self.keys.dump()?;
+        let original: Vec<[K; W]> = all.into_iter().map(|(_, b)| b).collect();
+        let mut image = Image::new(original.clone());
+        // Buckets as the kernel has them, for moves written before the rest.
+        let mut kernel: HashMap<u32, [K; W]> = HashMap::new();
+
+        for key in &plan.deletes {
+            image.remove(key, (self.buckets)(key));
+        }
+        let mut value_writes: Vec<(u32, ListEntry)> = Vec::with_capacity(plan.upserts.len());
+        let mut prior_values: Vec<(u32, ListEntry)> = Vec::new();
+        for (key, value) in &plan.upserts {
+            let pair = (self.buckets)(key);
+            if let Some(s) = image.find(key, pair) {
+                let i = Self::slot_index(s);
+                if let Some(old) = plan.prior.get(key) {
+                    prior_values.push((i, *old));
+                }
+                value_writes.push((i, *value));
+                continue;
+            }
+            let Some((slot, moved)) = image.place(*key, pair, &*self.buckets) else {
+                self.restore(&original, &image, &prior_values);
                 return Err(Error::Capacity {
                     what,
-                    need: map.capacity()? as usize + 1,
-                    capacity: map.capacity()?,
+                    need: self.capacity as usize + 1,
+                    capacity: self.capacity,
                     setting,
                 });
+            };
+            if let Some(m) = moved {
+                self.execute_move(&m, &original, &mut kernel)?;
             }
-            return Err(Error::map(map.name, partial.error));
+            value_writes.push((Self::slot_index(slot), *value));
         }
-        if let Err(partial) = map.delete_batch(&self.deletes) {
-            self.restore(map, &self.deletes[..partial.done.min(self.deletes.len())]);
-            self.restore(map, &keys);
-            return Err(Error::map(map.name, partial.error));
+
+        let (vkeys, vvals): (Vec<u32>, Vec<ListEntry>) = value_writes.into_iter().unzip();
+        let mut dirty: Vec<u32> = image.dirty.iter().copied().collect();
+        dirty.sort_unstable();
+        let new_buckets: Vec<[K; W]> = dirty.iter().map(|b| image.buckets[*b as usize]).collect();
+        let result = self
+            .vals
+            .update_batch(&vkeys, &vvals)
+            .and_then(|()| self.keys.update_batch(&dirty, &new_buckets));
+        if let Err(partial) = result {
+            self.restore(&original, &image, &prior_values);
+            return Err(Error::map(self.keys.name, partial.error));
         }
         Ok(())
     }
 
-    /// Puts back the prior value of every key the plan touched.
-    pub fn undo(&self, map: &RawMap) {
-        let keys: Vec<K> = self.upserts.iter().map(|(k, _)| *k).collect();
-        self.restore(map, &keys);
-        self.restore(map, &self.deletes);
+    /// Moves a key to its other bucket now, in an order that keeps it findable:
+    /// value, then the key at its new place, then the key gone from the old
+    /// one. Moves change no verdict, so they need no undo. The freed slot's new
+    /// value is written by a later syscall, long after any reader that saw the
+    /// moved key there has read its value (a lookup takes nanoseconds).
+    fn execute_move(
+        &self,
+        m: &Move<K>,
+        original: &[[K; W]],
+        kernel: &mut HashMap<u32, [K; W]>,
+    ) -> Result<()> {
+        let value: ListEntry = self
+            .vals
+            .get(&Self::slot_index(m.from))?
+            .unwrap_or_default();
+        self.vals.set(&Self::slot_index(m.to), &value)?;
+        let mut to = *kernel
+            .entry(m.to.bucket)
+            .or_insert(original[m.to.bucket as usize]);
+        to[m.to.way] = m.key;
+        self.keys.set(&m.to.bucket, &to)?;
+        kernel.insert(m.to.bucket, to);
+        let mut from = *kernel
+            .entry(m.from.bucket)
+            .or_insert(original[m.from.bucket as usize]);
+        from[m.from.way] = K::default();
+        self.keys.set(&m.from.bucket, &from)?;
+        kernel.insert(m.from.bucket, from);
+        Ok(())
     }
 
-    fn restore(&self, map: &RawMap, keys: &[K]) {
-        for k in keys {
-            let result = match self.prior.get(k) {
-                Some(v) => map.set(k, v),
-                None => map.remove(k).map(|_| ()),
-            };
-            if let Err(e) = result {
-                tracing::error!(map = map.name, error = %e, "could not undo a partial change");
+    /// Best effort after a failure: the buckets as they were and the values of
+    /// updated keys as they were.
+    fn restore(&self, original: &[[K; W]], image: &Image<K, W>, prior: &[(u32, ListEntry)]) {
+        let dirty: Vec<u32> = image.dirty.iter().copied().collect();
+        let old: Vec<[K; W]> = dirty.iter().map(|b| original[*b as usize]).collect();
+        let (pk, pv): (Vec<u32>, Vec<ListEntry>) = prior.iter().copied().unzip();
+        if self.keys.update_batch(&dirty, &old).is_err()
+            || self.vals.update_batch(&pk, &pv).is_err()
+        {
+            tracing::error!(
+                map = self.keys.name,
+                "could not restore the table after a failure"
+            );
+        }
+    }
+
+    /// Reverts an applied plan (a later step of the same change failed).
+    pub fn undo(&self, plan: &Plan<K>) {
+        let touched = plan
+            .upserts
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(plan.deletes.iter().copied());
+        let mut inverse = Plan {
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            prior: plan.upserts.iter().copied().collect(),
+        };
+        for key in touched {
+            match plan.prior.get(&key) {
+                Some(old) => inverse.upserts.push((key, *old)),
+                None => inverse.deletes.push(key),
             }
+        }
+        if let Err(e) = self.apply(&inverse, "", "") {
+            tracing::error!(map = self.keys.name, error = %e, "could not undo a partial change");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Writers hold an exclusive `flock` on the pin directory for the whole change.
 
 mod cidr6;
+mod cuckoo;
 mod edit;
 mod exact;
 mod raw;
@@ -11,10 +12,13 @@ mod trie4;
 use std::fs::File;
 
 use aya::maps::{MapData, PerCpuArray};
-use ensuresec_common::maps::{
-    Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS,
-    MAP_EXACT_V4, MAP_EXACT_V6, MAP_IFACES, MAP_PORTS, MAP_REASONS, MAP_TRIE4_NODES,
-    MAP_TRIE4_ROOT, MAP_TRIE4_RULES, PortBitmap,
+use ensuresec_common::{
+    exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
+    maps::{
+        Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS,
+        MAP_IFACES, MAP_PORTS, MAP_REASONS, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES,
+        MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PortBitmap,
+    },
 };
 
 pub use self::{
@@ -40,8 +44,8 @@ pub struct Capacities {
 
 pub struct Store {
     pins: PinDir,
-    pub(crate) exact_v4: RawMap,
-    pub(crate) exact_v6: RawMap,
+    pub(crate) exact_v4: exact::Table<u32, WAYS_V4>,
+    pub(crate) exact_v6: exact::Table<[u8; 16], WAYS_V6>,
     pub(crate) cidr_v6: RawMap,
     pub(crate) trie_root: RawMap,
     pub(crate) trie_nodes: RawMap,
@@ -78,16 +82,46 @@ impl Store {
         }
         crate::ebpf::check_pinned_layout(pins)?;
         let open = |name| RawMap::open(pins, name);
-        let (exact_v4, exact_v6, cidr_v6) =
-            (open(MAP_EXACT_V4)?, open(MAP_EXACT_V6)?, open(MAP_CIDR_V6)?);
+        let control_map = open(MAP_CONTROL)?;
+        let control: Control = control_map
+            .get(&0u32)?
+            .ok_or_else(|| Error::map(MAP_CONTROL, "entry 0 missing"))?;
+        if control.layout_version != LAYOUT_VERSION {
+            return Err(Error::Layout {
+                map: MAP_CONTROL.into(),
+                what: format!(
+                    "layout version {}, this build uses {LAYOUT_VERSION}",
+                    control.layout_version
+                ),
+            });
+        }
+        let (seed4, mask4, seed6, mask6) = (
+            control.x4_seed,
+            control.x4_mask,
+            control.x6_seed,
+            control.x6_mask,
+        );
+        let exact_v4 = exact::Table {
+            keys: open(MAP_X4_KEYS)?,
+            vals: open(MAP_X4_VALS)?,
+            capacity: control.x4_capacity,
+            buckets: Box::new(move |k: &u32| buckets_v4(*k, seed4, mask4)),
+        };
+        let exact_v6 = exact::Table {
+            keys: open(MAP_X6_KEYS)?,
+            vals: open(MAP_X6_VALS)?,
+            capacity: control.x6_capacity,
+            buckets: Box::new(move |k: &[u8; 16]| buckets_v6(k, seed6, mask6)),
+        };
+        let cidr_v6 = open(MAP_CIDR_V6)?;
         let (trie_root, trie_nodes, trie_rules) = (
             open(MAP_TRIE4_ROOT)?,
             open(MAP_TRIE4_NODES)?,
             open(MAP_TRIE4_RULES)?,
         );
         let capacities = Capacities {
-            exact_v4: exact_v4.capacity()?,
-            exact_v6: exact_v6.capacity()?,
+            exact_v4: control.x4_capacity,
+            exact_v6: control.x6_capacity,
             cidr_v4: trie_rules.capacity()? / 2,
             cidr_v6: cidr_v6.capacity()?,
             trie4_nodes: trie_nodes.capacity()? / 2,
@@ -103,28 +137,13 @@ impl Store {
             trie_root,
             trie_nodes,
             trie_rules,
-            control: open(MAP_CONTROL)?,
+            control: control_map,
             ports: open(MAP_PORTS)?,
             counters,
             reasons: open(MAP_REASONS)?,
             ifaces: open(MAP_IFACES)?,
             capacities,
         };
-        let mut control = store.control()?;
-        match control.layout_version {
-            // Maps this process or a previous one just created.
-            0 => {
-                control.layout_version = LAYOUT_VERSION;
-                store.set_control(&control)?;
-            }
-            LAYOUT_VERSION => {}
-            other => {
-                return Err(Error::Layout {
-                    map: MAP_CONTROL.into(),
-                    what: format!("layout version {other}, this build uses {LAYOUT_VERSION}"),
-                });
-            }
-        }
         Ok(store)
     }
 

@@ -31,7 +31,7 @@ impl Store {
         let copy = control.trie_copy & 1;
         let base = copy * self.capacities.cidr_v4;
         let count = control.trie_rules[copy as usize];
-        if count as usize > super::exact::DUMP_THRESHOLD {
+        if count as usize > 2048 {
             let all: Vec<(u32, TrieRule)> = self.trie_rules.dump()?;
             return Ok(all
                 .into_iter()
@@ -49,9 +49,9 @@ impl Store {
     }
 
     /// Lays `rules` out for the inactive copy; fails if they do not fit.
-    pub fn plan_trie4(&self, rules: &[TrieRule]) -> Result<TrieLayout> {
+    pub fn plan_trie4(&self, rules: &[TrieRule], exact_allows: &[u32]) -> Result<TrieLayout> {
         let next = 1 - (self.control()?.trie_copy & 1);
-        TrieLayout::build(rules, self.region(next)).map_err(|e| match e {
+        TrieLayout::build(rules, exact_allows, self.region(next)).map_err(|e| match e {
             TrieError::TooManyRules { count, capacity } => Error::Capacity {
                 what: "the IPv4 prefix list",
                 need: count,
