@@ -84,7 +84,7 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
-            sweep_interval: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(10),
         }
     }
 }

@@ -10,15 +10,11 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
-use ensuresec_common::{
-    entry::Target,
-    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BLOCK},
-    ports::bitmap,
-};
+use ensuresec_common::{entry::Target, maps::FLAG_ALLOW_FROM_CONFIG, ports::bitmap};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    attach, clock,
+    attach, census, clock,
     commands::status::agent_pid,
     config::{Config, Validated},
     ebpf,
@@ -144,34 +140,18 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
 fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
     let _lock = store.lock()?;
     let now_ns = clock::mono_ns();
-    let entries = store.entries()?;
-    let expired: Vec<(Target, Op)> = entries
-        .iter()
-        .filter(|l| l.entry.flags & FLAG_BLOCK != 0 && !l.entry.blocks_at(now_ns))
-        .map(|l| (l.target, Op::Expire { now_ns }))
-        .collect();
-    if !expired.is_empty() {
-        store.edit(&expired)?;
-        metrics.expired_removed.inc_by(expired.len() as u64);
-        tracing::info!(count = expired.len(), "removed expired blocks");
+    let census = census::take(&store.entries()?, now_ns);
+    if !census.expired.is_empty() {
+        let edits: Vec<(Target, Op)> = census
+            .expired
+            .iter()
+            .map(|t| (*t, Op::Expire { now_ns }))
+            .collect();
+        store.edit(&edits)?;
+        metrics.expired_removed.inc_by(edits.len() as u64);
+        tracing::info!(count = edits.len(), "removed expired blocks");
     }
-    let mut counts = Vec::new();
-    for (list, flag) in [("block", FLAG_BLOCK), ("allow", FLAG_ALLOW)] {
-        for family in ["ipv4", "ipv6"] {
-            for kind in ["exact", "cidr"] {
-                let n = entries
-                    .iter()
-                    .filter(|l| {
-                        l.entry.flags & flag != 0
-                            && l.target.family() == family
-                            && l.target.kind() == kind
-                            && (flag != FLAG_BLOCK || l.entry.blocks_at(now_ns))
-                    })
-                    .count();
-                counts.push((list, family, kind, n));
-            }
-        }
-    }
+    let counts = census.counts;
     let caps = store.capacities;
     *snapshot.lock().expect("snapshot lock") = ListSnapshot {
         counts,

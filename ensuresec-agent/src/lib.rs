@@ -2,6 +2,7 @@
 //! that integration tests and xtask drive the same code.
 
 pub mod attach;
+pub mod census;
 pub mod cli;
 pub mod clock;
 pub mod commands;

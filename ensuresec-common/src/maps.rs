@@ -160,7 +160,7 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]

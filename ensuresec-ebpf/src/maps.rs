@@ -2,6 +2,7 @@
 //! (`ensuresec_common::maps::MAP_*`); sizes here are defaults the loader overrides.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
@@ -17,20 +18,27 @@ use ensuresec_common::{
 };
 
 /// Exact IPv4 addresses: key buckets and their values (see `ensuresec_common::exact`).
+/// Mappable so that user space reads whole tables from memory.
 #[map]
-pub static ES_X4_KEYS: Array<BucketV4> = Array::pinned(buckets_for(DEFAULT_EXACT_V4, WAYS_V4), 0);
+pub static ES_X4_KEYS: Array<BucketV4> =
+    Array::pinned(buckets_for(DEFAULT_EXACT_V4, WAYS_V4), BPF_F_MMAPABLE);
 
 #[map]
-pub static ES_X4_VALS: Array<ListEntry> =
-    Array::pinned(buckets_for(DEFAULT_EXACT_V4, WAYS_V4) * WAYS_V4 as u32, 0);
+pub static ES_X4_VALS: Array<ListEntry> = Array::pinned(
+    buckets_for(DEFAULT_EXACT_V4, WAYS_V4) * WAYS_V4 as u32,
+    BPF_F_MMAPABLE,
+);
 
 /// Exact IPv6 addresses.
 #[map]
-pub static ES_X6_KEYS: Array<BucketV6> = Array::pinned(buckets_for(DEFAULT_EXACT_V6, WAYS_V6), 0);
+pub static ES_X6_KEYS: Array<BucketV6> =
+    Array::pinned(buckets_for(DEFAULT_EXACT_V6, WAYS_V6), BPF_F_MMAPABLE);
 
 #[map]
-pub static ES_X6_VALS: Array<ListEntry> =
-    Array::pinned(buckets_for(DEFAULT_EXACT_V6, WAYS_V6) * WAYS_V6 as u32, 0);
+pub static ES_X6_VALS: Array<ListEntry> = Array::pinned(
+    buckets_for(DEFAULT_EXACT_V6, WAYS_V6) * WAYS_V6 as u32,
+    BPF_F_MMAPABLE,
+);
 
 #[map]
 pub static ES_CIDR_V6: LpmTrie<[u8; 16], Cidr6Value> = LpmTrie::pinned(DEFAULT_CIDR_V6, 0);

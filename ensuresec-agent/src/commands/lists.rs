@@ -1,7 +1,7 @@
 //! `ensuresec block ...` and `ensuresec allow ...`: they work on the pinned maps,
 //! so they need no agent.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ensuresec_common::{
@@ -131,22 +131,19 @@ pub fn import(
     }
     let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let entries = import::parse(&file.display().to_string(), &content, format)?;
+    drop(content);
+    let lines = entries.len();
     let store = Store::open(pins)?;
     let _lock = store.lock()?;
     let mut reasons = store.reasons()?;
     let shared_reason = intern(&store, &mut reasons, reason)?;
     let expires_at_ns = clock::expiry_for(ttl);
     let now_secs = clock::unix_secs();
-    let mut seen = HashSet::with_capacity(entries.len());
-    let mut edits = Vec::with_capacity(entries.len());
-    for e in &entries {
-        if !seen.insert(e.target) {
-            continue;
-        }
-        let reason_id = match (&e.label, reason) {
+    let mut edits = Vec::with_capacity(lines);
+    for e in entries.into_iter().rev() {
+        let reason_id = match (e.label, reason) {
             (Some(label), None) => {
-                let text = format!("{format} {label}");
-                let text: String = text.chars().take(63).collect();
+                let text: String = format!("{format} {label}").chars().take(63).collect();
                 intern(&store, &mut reasons, Some(&text))?
             }
             _ => shared_reason,
@@ -158,6 +155,9 @@ pub fn import(
         };
         edits.push((e.target, op));
     }
+    // A target listed twice keeps its last line (first in this reversed order).
+    edits.sort_by_key(|(t, _)| *t);
+    edits.dedup_by_key(|(t, _)| *t);
     let summary = store.edit(&edits)?;
     println!(
         "imported {} entries from {} ({} new, {} updated, {} duplicate lines)",
@@ -165,7 +165,7 @@ pub fn import(
         file.display(),
         summary.added,
         summary.changed,
-        entries.len() - edits.len(),
+        lines - edits.len(),
     );
     Ok(())
 }
@@ -191,11 +191,12 @@ pub fn rows(store: &Store, which: Which) -> Result<Vec<ListRow>> {
     };
     let reasons = store.reasons()?;
     let (now_boot, now_unix) = (clock::mono_ns(), clock::unix_secs());
-    let entries: Vec<Listed> = store
+    let mut entries: Vec<Listed> = store
         .entries()?
         .into_iter()
         .filter(|l| l.entry.flags & flag != 0)
         .collect();
+    entries.sort_unstable_by_key(|l| l.target);
     Ok(entries
         .into_iter()
         .map(|l| {

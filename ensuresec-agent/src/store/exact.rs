@@ -70,12 +70,17 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(None)
     }
 
+    /// Every bucket, in order.
+    fn buckets_now(&self) -> Result<Vec<[K; W]>> {
+        self.keys.read_mapped()
+    }
+
     /// Keys in the table.
     pub fn count(&self) -> Result<usize> {
-        let buckets: Vec<(u32, [K; W])> = self.keys.dump()?;
-        Ok(buckets
+        Ok(self
+            .buckets_now()?
             .iter()
-            .map(|(_, keys)| keys.iter().filter(|k| **k != K::default()).count())
+            .map(|keys| keys.iter().filter(|k| **k != K::default()).count())
             .sum())
     }
 
@@ -95,32 +100,24 @@ impl<K: Key, const W: usize> Table<K, W> {
 
     /// Every (key, value).
     pub fn dump(&self) -> Result<Vec<(K, ListEntry)>> {
-        let buckets: Vec<(u32, [K; W])> = self.keys.dump()?;
-        let mut slots = Vec::new();
-        for (b, keys) in &buckets {
+        let buckets = self.buckets_now()?;
+        if buckets.iter().all(|b| b.iter().all(|k| *k == K::default())) {
+            return Ok(Vec::new());
+        }
+        let values: Vec<ListEntry> = self.vals.read_mapped()?;
+        let mut out = Vec::new();
+        for (b, keys) in buckets.iter().enumerate() {
             for (way, k) in keys.iter().enumerate() {
                 if *k != K::default() {
-                    slots.push((*k, Self::slot_index(Slot { bucket: *b, way })));
+                    let i = Self::slot_index(Slot {
+                        bucket: b as u32,
+                        way,
+                    });
+                    out.push((*k, values[i as usize]));
                 }
             }
         }
-        // Reading the whole value array costs about a fifth of a single lookup
-        // per slot; below that occupancy, read the occupied slots one by one.
-        let total_slots = buckets.len() * W;
-        if slots.len() * 5 < total_slots {
-            let mut out = Vec::with_capacity(slots.len());
-            for (k, i) in slots {
-                if let Some(v) = self.vals.get::<u32, ListEntry>(&i)? {
-                    out.push((k, v));
-                }
-            }
-            return Ok(out);
-        }
-        let values: Vec<(u32, ListEntry)> = self.vals.dump()?;
-        Ok(slots
-            .into_iter()
-            .filter_map(|(k, i)| values.get(i as usize).map(|(_, v)| (k, *v)))
-            .collect())
+        Ok(out)
     }
 
     /// Applies a plan. Values are written before the keys that make them
@@ -129,8 +126,7 @@ impl<K: Key, const W: usize> Table<K, W> {
         if plan.upserts.is_empty() && plan.deletes.is_empty() {
             return Ok(());
         }
-        let all: Vec<(u32, [K; W])> = self.keys.dump()?;
-        let original: Vec<[K; W]> = all.into_iter().map(|(_, b)| b).collect();
+        let original: Vec<[K; W]> = self.buckets_now()?;
         let mut image = Image::new(original.clone());
         // Buckets as the kernel has them, for moves written before the rest.
         let mut kernel: HashMap<u32, [K; W]> = HashMap::new();

@@ -69,7 +69,9 @@ fn main() -> Result<()> {
             peak_rss_mib,
         });
     }
+    let start = Instant::now();
     let (ok, out, err) = solo.run(&["status", "-o", "json"])?;
+    let status_seconds = start.elapsed().as_secs_f64();
     if !ok {
         bail!("status failed: {err}");
     }
@@ -95,6 +97,9 @@ fn main() -> Result<()> {
             r.case, r.lines, r.seconds, r.peak_rss_mib
         );
     }
+    println!(
+        "status with {LINES} entries listed: {status_seconds:.2} s (an agent sweep reads the same)"
+    );
     let path = dir.join("import.json");
     std::fs::write(&path, serde_json::to_string_pretty(&runs)?)?;
     eprintln!("wrote {path:?}");

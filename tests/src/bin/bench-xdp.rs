@@ -7,7 +7,11 @@
 //! random blocked addresses, random hosts in random blocked prefixes), the way a
 //! spoofed flood defeats caches. Its floor randomises the same way.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use anyhow::Result;
 use ensuresec_agent::{config::MapSizes, edit::Op};
@@ -16,10 +20,13 @@ use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 const CIDR_ENTRIES: usize = 10_000;
+/// IPv6 rows use at most this many exact entries (the default IPv6 capacity).
+const EXACT_V6_MAX: usize = 262_144;
+const CIDR6_ENTRIES: usize = 1_000;
 const SIZES: [usize; 3] = [1, 10_000, 1_000_000];
 const REPEAT: u32 = 2_000_000;
 const ROUNDS: usize = 5;
@@ -76,6 +83,33 @@ fn packet(src: Ipv4Addr) -> Vec<u8> {
     )
 }
 
+fn packet6(src: Ipv6Addr) -> Vec<u8> {
+    frame(
+        &[],
+        ipv6(
+            src,
+            "2001:db8:ffff::1".parse().expect("address"),
+            &[],
+            &L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: TCP_SYN,
+            },
+        ),
+    )
+}
+
+/// Each fixed packet must take the path its row is named after.
+fn expect_paths<const N: usize>(k: &Kernel, cases: [(Vec<u8>, u32); N]) -> Result<()> {
+    for (i, (frame, want)) in cases.iter().enumerate() {
+        anyhow::ensure!(
+            k.run("ensuresec", frame)? == *want,
+            "case {i} took the wrong path"
+        );
+    }
+    Ok(())
+}
+
 fn median_ns(k: &Kernel, program: &str, frame: &[u8]) -> Result<f64> {
     let mut samples = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
@@ -88,11 +122,28 @@ fn median_ns(k: &Kernel, program: &str, frame: &[u8]) -> Result<f64> {
 fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> Result<()> {
     let exact = exact_addresses(entries, rng);
     let nets = prefixes(CIDR_ENTRIES, rng);
+    let entries6 = entries.min(EXACT_V6_MAX);
+    let exact6: Vec<Ipv6Addr> = (0..entries6)
+        .map(|_| Ipv6Addr::from(0x2001_0db8u128 << 96 | rng.u128(1..1 << 96)))
+        .collect();
+    let nets6: Vec<Ipv6Net> = (0..CIDR6_ENTRIES)
+        .map(|_| {
+            let len = rng.u8(32..=64);
+            Ipv6Net::new(
+                Ipv6Addr::from(0x2a00u128 << 112 | rng.u128(..1 << 112)),
+                len,
+            )
+            .expect("length in range")
+            .trunc()
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let sizes = MapSizes {
         exact_v4: (entries as u32).max(1024),
-        exact_v6: 1024,
+        exact_v6: (entries6 as u32).max(1024),
         cidr_v4: CIDR_ENTRIES as u32,
-        cidr_v6: 1024,
+        cidr_v6: 2 * CIDR6_ENTRIES as u32,
     };
     let k = Kernel::with_bench_rows(sizes, entries.max(CIDR_ENTRIES) as u32)?;
     let block = Op::Block {
@@ -102,6 +153,8 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     };
     let mut edits: Vec<(Target, Op)> = exact.iter().map(|a| (Target::V4(*a), block)).collect();
     edits.extend(nets.iter().map(|n| (Target::Net4(*n), block)));
+    edits.extend(exact6.iter().map(|a| (Target::V6(*a), block)));
+    edits.extend(nets6.iter().map(|n| (Target::Net6(*n), block)));
     k.store.edit(&edits)?;
 
     let listed: HashSet<Ipv4Addr> = exact.iter().copied().collect();
@@ -144,18 +197,16 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
             ratio_to_floor: ns / floor_ns,
         });
     };
-    // Each fixed packet must take the path its row is named after.
-    for (src, want) in [
-        (unlisted, XDP_PASS),
-        (exact[0], XDP_DROP),
-        (in_prefix, XDP_DROP),
-    ] {
-        anyhow::ensure!(
-            k.run("ensuresec", &packet(src))? == want,
-            "{src} took the wrong path"
-        );
-    }
+    expect_paths(
+        &k,
+        [
+            (packet(unlisted), XDP_PASS),
+            (packet(exact[0]), XDP_DROP),
+            (packet(in_prefix), XDP_DROP),
+        ],
+    )?;
     let floor = median_ns(&k, "bench_floor", &packet(unlisted))?;
+    let floor_fixed = floor;
     measure("floor", "fixed", floor, floor);
     let fixed = [
         ("ensuresec-pass", unlisted),
@@ -189,6 +240,34 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
             median_ns(&k, "bench_filter_random", &packet(unlisted))?,
             floor,
         );
+    }
+
+    // IPv6, fixed template only (the random programs rewrite IPv4 sources).
+    let unlisted6: Ipv6Addr = "2001:db9::77".parse()?;
+    let in_prefix6 = Ipv6Addr::from(u128::from(nets6[0].network()) | 1);
+    expect_paths(
+        &k,
+        [
+            (packet6(unlisted6), XDP_PASS),
+            (packet6(exact6[0]), XDP_DROP),
+            (packet6(in_prefix6), XDP_DROP),
+        ],
+    )?;
+    for (program, src) in [
+        ("ensuresec-pass-ipv6", unlisted6),
+        ("ensuresec-block-exact-ipv6", exact6[0]),
+        ("ensuresec-block-cidr-ipv6", in_prefix6),
+    ] {
+        let ns = median_ns(&k, "ensuresec", &packet6(src))?;
+        rows.push(Row {
+            program,
+            entries: entries6,
+            cidr_entries: nets6.len(),
+            template: "fixed",
+            ns_per_packet: ns,
+            floor_ns: floor_fixed,
+            ratio_to_floor: ns / floor_fixed,
+        });
     }
 
     // Check that each path took the verdict it claims to measure.
