@@ -23,7 +23,7 @@ struct Demo {
 impl Demo {
     fn step(&self, title: &str) -> Result<()> {
         if self.stop.load(Ordering::SeqCst) {
-            bail!("interrupted; cleaning up");
+            bail!("interrupted");
         }
         println!("\n== {title}");
         Ok(())
@@ -33,6 +33,7 @@ impl Demo {
         for (family, base) in [("IPv4", self.lab.url4("")), ("IPv6", self.lab.url6(""))] {
             let codes: Vec<String> = PAGES
                 .iter()
+                .take_while(|_| !self.stop.load(Ordering::SeqCst))
                 .map(|p| match host.http_status(&format!("{base}{p}"), None) {
                     0 => format!("{p} -> no answer"),
                     code => format!("{p} -> {code}"),
@@ -128,7 +129,21 @@ impl Demo {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.to_string().starts_with("interrupted") => {
+            eprintln!("interrupted");
+            std::process::ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
