@@ -65,14 +65,12 @@ pub fn ifindex(iface: &str) -> Result<u32> {
 
 /// The loaded filter program of `ebpf`, loading it into the kernel on first use.
 fn filter(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    crate::ebpf::load_filter(ebpf)?;
     let prog: &mut Xdp = ebpf
         .program_mut(FILTER_PROGRAM)
         .ok_or_else(|| Error::Load(format!("no program `{FILTER_PROGRAM}` in the object")))?
         .try_into()
         .map_err(|e| Error::Load(format!("{e}")))?;
-    if prog.fd().is_err() {
-        prog.load().map_err(|e| Error::Load(format!("{e:#?}")))?;
-    }
     Ok(prog)
 }
 

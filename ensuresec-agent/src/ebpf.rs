@@ -5,12 +5,16 @@ use std::mem::size_of;
 
 use aya::{Ebpf, EbpfLoader, maps::MapData};
 use ensuresec_common::{
+    decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
+    features::{Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
     maps::{
-        Cidr6Value, Control, Counter, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_CIDR_V6,
-        MAP_CONTROL, MAP_COUNTERS, MAP_IFACES, MAP_PORTS, MAP_REASONS, MAP_TRIE4_NODES,
-        MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS,
-        PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
+        Cidr6Value, Control, Counter, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_BUDGET,
+        MAP_BUDGET_STATE, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS,
+        MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_IFACES, MAP_OFFENDERS,
+        MAP_PORTS, MAP_PROGS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE, MAP_THROTTLE_STATE,
+        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
+        MAP_X6_VALS, PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
     },
     trie4::{MAX_NODES_PER_RULE, Node, RootBlock},
 };
@@ -29,6 +33,39 @@ pub fn object() -> &'static [u8] {
 
 /// Name of the filter program in the object.
 pub const FILTER_PROGRAM: &str = "ensuresec";
+/// The program the filter tail-calls for feature extraction and mitigations.
+pub const DETECT_PROGRAM: &str = "ensuresec_detect";
+
+/// Loads the filter and its detection program into the kernel (once per
+/// `Ebpf`) and installs the detection program in `ES_PROGS`.
+pub fn load_filter(ebpf: &mut Ebpf) -> Result<()> {
+    for name in [DETECT_PROGRAM, FILTER_PROGRAM] {
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::Load(format!("no program `{name}` in the object")))?
+            .try_into()
+            .map_err(|e| Error::Load(format!("{e}")))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| Error::Load(format!("{name}: {e:#?}")))?;
+        }
+    }
+    let detect: &aya::programs::Xdp = ebpf
+        .program(DETECT_PROGRAM)
+        .ok_or_else(|| Error::Load(format!("no program `{DETECT_PROGRAM}`")))?
+        .try_into()
+        .map_err(|e| Error::Load(format!("{e}")))?;
+    let fd = detect
+        .fd()
+        .map_err(|e| Error::Load(format!("{e}")))?
+        .try_clone()
+        .map_err(|e| Error::Load(format!("{e}")))?;
+    let map = ebpf
+        .map_mut(MAP_PROGS)
+        .ok_or_else(|| Error::map(MAP_PROGS, "missing from the object"))?;
+    let mut progs = aya::maps::ProgramArray::try_from(map).map_err(|e| Error::map(MAP_PROGS, e))?;
+    progs.set(0, &fd, 0).map_err(|e| Error::map(MAP_PROGS, e))
+}
 
 /// Key and value sizes of every pinned map, to refuse maps left by another layout.
 fn expected_layout(name: &str) -> (u32, u32) {
@@ -46,6 +83,19 @@ fn expected_layout(name: &str) -> (u32, u32) {
         MAP_COUNTERS => s(4, size_of::<Counter>()),
         MAP_REASONS => s(4, size_of::<ReasonText>()),
         MAP_IFACES => s(4, size_of::<IfaceRecord>()),
+        MAP_PROGS => s(4, 4),
+        MAP_SOURCES => s(4, size_of::<SourceSlot>()),
+        MAP_DESTS => s(4, size_of::<DestSlot>()),
+        MAP_DST_PORTS => s(4, size_of::<PortBitmap>()),
+        MAP_DETECT => s(4, size_of::<DetectConfig>()),
+        MAP_EVENTS => s(0, 0),
+        MAP_EVENT_STATS => s(4, 8),
+        MAP_THROTTLE => s(16, size_of::<Throttle>()),
+        MAP_THROTTLE_STATE => s(16, size_of::<Bucket>()),
+        MAP_BUDGET => s(size_of::<DestKey>(), size_of::<Throttle>()),
+        MAP_BUDGET_STATE => s(size_of::<DestKey>(), size_of::<Bucket>()),
+        MAP_DECISIONS => s(size_of::<DecisionKey>(), size_of::<DecisionRecord>()),
+        MAP_OFFENDERS => s(16, size_of::<Offender>()),
         other => unreachable!("unknown pinned map {other}"),
     }
 }

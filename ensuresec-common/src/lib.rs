@@ -4,7 +4,9 @@
 //! eBPF crate and the agent must agree byte for byte on map keys and values.
 #![cfg_attr(not(feature = "user"), no_std)]
 
+pub mod decisions;
 pub mod exact;
+pub mod features;
 pub mod maps;
 pub mod reason;
 pub mod trie4;

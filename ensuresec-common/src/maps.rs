@@ -35,8 +35,47 @@ pub const MAP_BENCH: &str = "ES_BENCH";
 /// Benchmark-only source addresses the random-source programs draw from.
 pub const MAP_BENCH_SRC: &str = "ES_BENCH_SRC";
 
+/// Per-source features, a set-associative per-CPU cache (see `features`).
+pub const MAP_SOURCES: &str = "ES_SOURCES";
+/// Per-destination features, likewise.
+pub const MAP_DESTS: &str = "ES_DESTS";
+/// Destination ports tracked one by one: [tcp, udp] bitmaps; others are port 0.
+pub const MAP_DST_PORTS: &str = "ES_DST_PORTS";
+/// One `DetectConfig`.
+pub const MAP_DETECT: &str = "ES_DETECT";
+/// Programs the filter tail-calls: [ensuresec_detect].
+pub const MAP_PROGS: &str = "ES_PROGS";
+/// Ring buffer of `Event`s for the agent.
+pub const MAP_EVENTS: &str = "ES_EVENTS";
+/// Per-CPU [events the ring buffer had no room for, packets seen for sampling,
+/// events sent].
+pub const MAP_EVENT_STATS: &str = "ES_EVENT_STATS";
+/// Throttled sources and their per-CPU token buckets.
+pub const MAP_THROTTLE: &str = "ES_THROTTLE";
+pub const MAP_THROTTLE_STATE: &str = "ES_THROTTLE_ST";
+/// New-connection budgets per destination and their per-CPU token buckets.
+pub const MAP_BUDGET: &str = "ES_BUDGET";
+pub const MAP_BUDGET_STATE: &str = "ES_BUDGET_ST";
+/// The agent's automatic decisions (user space only).
+pub const MAP_DECISIONS: &str = "ES_DECISIONS";
+/// Repeat offenders and their strikes (user space only).
+pub const MAP_OFFENDERS: &str = "ES_OFFENDERS";
+
 /// Every map that lives under the pin directory.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 26] = [
+    MAP_PROGS,
+    MAP_SOURCES,
+    MAP_DESTS,
+    MAP_DST_PORTS,
+    MAP_DETECT,
+    MAP_EVENTS,
+    MAP_EVENT_STATS,
+    MAP_THROTTLE,
+    MAP_THROTTLE_STATE,
+    MAP_BUDGET,
+    MAP_BUDGET_STATE,
+    MAP_DECISIONS,
+    MAP_OFFENDERS,
     MAP_X4_KEYS,
     MAP_X4_VALS,
     MAP_X6_KEYS,
@@ -58,6 +97,13 @@ pub const DEFAULT_EXACT_V6: u32 = 1 << 18;
 pub const DEFAULT_CIDR_V4: u32 = 1 << 16;
 pub const DEFAULT_CIDR_V6: u32 = 1 << 16;
 pub const DEFAULT_REASONS: u32 = 1 << 14;
+/// Slots (per CPU) of the source and destination feature tables.
+pub const DEFAULT_SOURCES: u32 = 1 << 16;
+pub const DEFAULT_DESTS: u32 = 1 << 12;
+pub const DEFAULT_THROTTLES: u32 = 1 << 14;
+pub const DEFAULT_BUDGETS: u32 = 1 << 10;
+pub const DEFAULT_DECISIONS: u32 = 1 << 16;
+pub const DEFAULT_EVENTS_BYTES: u32 = 1 << 20;
 pub const MAX_IFACES: u32 = 256;
 
 /// The entry grants an allowlist pass.
@@ -157,10 +203,13 @@ pub struct Control {
     /// Entries the exact tables may hold (user space only; at most half the slots).
     pub x4_capacity: u32,
     pub x6_capacity: u32,
+    /// Entries in `ES_THROTTLE` and `ES_BUDGET`; zero skips their lookups.
+    pub throttles: u32,
+    pub budgets: u32,
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]
@@ -235,4 +284,13 @@ mod pod {
     unsafe impl aya::Pod for IfaceRecord {}
     unsafe impl aya::Pod for BenchParams {}
     unsafe impl aya::Pod for BenchSource {}
+    unsafe impl aya::Pod for crate::features::SourceStats {}
+    unsafe impl aya::Pod for crate::features::SourceSlot {}
+    unsafe impl aya::Pod for crate::features::DestSlot {}
+    unsafe impl aya::Pod for crate::features::DestStats {}
+    unsafe impl aya::Pod for crate::features::DestKey {}
+    unsafe impl aya::Pod for crate::features::DetectConfig {}
+    unsafe impl aya::Pod for crate::features::Event {}
+    unsafe impl aya::Pod for crate::features::Throttle {}
+    unsafe impl aya::Pod for crate::features::Bucket {}
 }

@@ -14,30 +14,34 @@ pub enum Reason {
     BlockedCidr = 3,
     /// TCP/UDP destination port outside the port policy.
     PortPolicy = 4,
+    /// Source over the rate of a throttle the agent set.
+    Throttled = 5,
+    /// New TCP connection over a destination's budget the agent set.
+    DestBudget = 6,
     /// Not IPv4 or IPv6 (ARP, LLDP, ...).
-    NonIp = 5,
+    NonIp = 7,
     /// A later IP fragment: no transport header to check.
-    Fragment = 6,
+    Fragment = 8,
     /// IP protocol without ports we inspect (GRE, ESP, SCTP, ...).
-    OtherProtocol = 7,
-    TruncatedEthernet = 8,
-    TruncatedVlan = 9,
-    TooManyVlans = 10,
-    TruncatedIpv4 = 11,
-    BadIpv4Header = 12,
-    TruncatedIpv6 = 13,
-    BadIpv6Header = 14,
-    TruncatedIpv6Ext = 15,
-    TooManyIpv6Ext = 16,
-    TruncatedTcp = 17,
-    BadTcpHeader = 18,
-    TruncatedUdp = 19,
-    TruncatedIcmp = 20,
-    TruncatedIcmpv6 = 21,
+    OtherProtocol = 9,
+    TruncatedEthernet = 10,
+    TruncatedVlan = 11,
+    TooManyVlans = 12,
+    TruncatedIpv4 = 13,
+    BadIpv4Header = 14,
+    TruncatedIpv6 = 15,
+    BadIpv6Header = 16,
+    TruncatedIpv6Ext = 17,
+    TooManyIpv6Ext = 18,
+    TruncatedTcp = 19,
+    BadTcpHeader = 20,
+    TruncatedUdp = 21,
+    TruncatedIcmp = 22,
+    TruncatedIcmpv6 = 23,
 }
 
 /// Number of reasons, i.e. entries of `ES_COUNTERS`.
-pub const REASON_COUNT: u32 = 22;
+pub const REASON_COUNT: u32 = 24;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT as usize] = [
@@ -46,6 +50,8 @@ impl Reason {
         Reason::BlockedExact,
         Reason::BlockedCidr,
         Reason::PortPolicy,
+        Reason::Throttled,
+        Reason::DestBudget,
         Reason::NonIp,
         Reason::Fragment,
         Reason::OtherProtocol,
@@ -69,7 +75,11 @@ impl Reason {
     pub const fn drops(self) -> bool {
         matches!(
             self,
-            Reason::BlockedExact | Reason::BlockedCidr | Reason::PortPolicy
+            Reason::BlockedExact
+                | Reason::BlockedCidr
+                | Reason::PortPolicy
+                | Reason::Throttled
+                | Reason::DestBudget
         )
     }
 
@@ -86,6 +96,8 @@ impl Reason {
             Reason::BlockedExact => "blocked_exact",
             Reason::BlockedCidr => "blocked_cidr",
             Reason::PortPolicy => "port_policy",
+            Reason::Throttled => "throttled",
+            Reason::DestBudget => "dst_budget",
             Reason::NonIp => "non_ip",
             Reason::Fragment => "fragment",
             Reason::OtherProtocol => "other_protocol",
@@ -132,14 +144,16 @@ mod tests {
     }
 
     #[test]
-    fn only_list_and_policy_reasons_drop() {
+    fn only_list_policy_and_mitigation_reasons_drop() {
         let drops: Vec<_> = Reason::ALL.iter().filter(|r| r.drops()).collect();
         assert_eq!(
             drops,
             [
                 &Reason::BlockedExact,
                 &Reason::BlockedCidr,
-                &Reason::PortPolicy
+                &Reason::PortPolicy,
+                &Reason::Throttled,
+                &Reason::DestBudget
             ]
         );
     }

@@ -3,14 +3,16 @@
 #![no_main]
 
 mod bench;
+mod features;
 mod maps;
+mod mitigate;
 mod parse;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ensuresec_common::reason::Reason;
 
-use crate::maps::ES_COUNTERS;
+use crate::maps::{ES_COUNTERS, ES_DETECT, ES_PARSED, ES_PROGS};
 
 #[inline(always)]
 fn count(reason: Reason, bytes: u64) {
@@ -24,15 +26,57 @@ fn count(reason: Reason, bytes: u64) {
 }
 
 #[inline(always)]
-fn filter(ctx: &XdpContext) -> u32 {
-    let parsed = parse::parse(ctx);
-    let reason = verdict::decide(&parsed);
-    count(reason, (ctx.data_end() - ctx.data()) as u64);
+fn finish(reason: Reason, len: u32) -> u32 {
+    count(reason, len as u64);
     if reason.drops() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
     }
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext) -> u32 {
+    let parsed = parse::parse(ctx);
+    let len = (ctx.data_end() - ctx.data()) as u32;
+    if let Some(reason) = verdict::lists(&parsed) {
+        // Listed sources are decided: the cheapest drop, no features.
+        return finish(reason, len);
+    }
+    if ES_DETECT.get(0).is_some_and(|cfg| cfg.enabled != 0) {
+        // Detection runs in its own program, so that the filter alone keeps its
+        // cost. A tail call does not return unless it failed.
+        // SAFETY: the context is this program's; index 0 holds `ensuresec_detect`.
+        unsafe { ES_PROGS.tail_call(ctx, DETECT_PROGRAM) };
+    }
+    finish(verdict::policy(&parsed), len)
+}
+
+/// Index of `ensuresec_detect` in `ES_PROGS`.
+const DETECT_PROGRAM: u32 = 0;
+
+/// Features, throttles and budgets, then the policy: the rest of `ensuresec`
+/// for unlisted packets when detection is on.
+#[xdp]
+pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u32;
+    let (Some(slot), Some(cfg)) = (ES_PARSED.get_ptr_mut(0), ES_DETECT.get(0)) else {
+        return finish(Reason::Passed, len);
+    };
+    // Parsing again costs a few ns. The result goes through a per-CPU map slot:
+    // what the verifier reads back from a map is one unknown value rather than
+    // one per parse outcome, which keeps the paths it explores within its limit.
+    // SAFETY: per-CPU slot of this CPU; volatile so the compiler keeps the
+    // round trip through the map.
+    let parsed = unsafe {
+        core::ptr::write_volatile(slot, parse::parse(&ctx));
+        &*slot
+    };
+    let now = verdict::now();
+    features::record(&ctx, parsed, len, now, cfg);
+    let reason =
+        verdict::mitigations(parsed, cfg.cpus, now).unwrap_or_else(|| verdict::policy(parsed));
+    finish(reason, len)
 }
 
 /// The filter attached to protected interfaces.

@@ -4,14 +4,19 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray, RingBuf,
+    },
 };
 use ensuresec_common::{
+    decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
+    features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
     maps::{
-        BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_CIDR_V4, DEFAULT_CIDR_V6,
-        DEFAULT_EXACT_V4, DEFAULT_EXACT_V6, DEFAULT_REASONS, IfaceRecord, ListEntry, MAX_IFACES,
-        PortBitmap, ReasonText, TrieRule,
+        BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
+        DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4,
+        DEFAULT_EXACT_V6, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES, IfaceRecord,
+        ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
     },
     reason::REASON_COUNT,
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
@@ -79,3 +84,57 @@ pub static ES_BENCH: Array<BenchParams> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static ES_BENCH_SRC: Array<BenchSource> = Array::with_max_entries(1, 0);
+
+/// Per-source features: a per-CPU set-associative cache (see
+/// `ensuresec_common::features::SourceSlot`).
+#[map]
+pub static ES_SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(DEFAULT_SOURCES, 0);
+
+/// Per-destination features, likewise.
+#[map]
+pub static ES_DESTS: PerCpuArray<DestSlot> = PerCpuArray::pinned(DEFAULT_DESTS, 0);
+
+/// `ensuresec_detect`'s parse, kept in a map for the verifier's sake (see there).
+#[map]
+pub static ES_PARSED: PerCpuArray<crate::parse::Parsed> = PerCpuArray::with_max_entries(1, 0);
+
+/// Destination ports tracked one by one: [tcp, udp].
+#[map]
+pub static ES_DST_PORTS: Array<PortBitmap> = Array::pinned(2, 0);
+
+#[map]
+pub static ES_DETECT: Array<DetectConfig> = Array::pinned(1, 0);
+
+/// Programs `ensuresec` tail-calls: [ensuresec_detect].
+#[map]
+pub static ES_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
+
+#[map]
+pub static ES_EVENTS: RingBuf = RingBuf::pinned(DEFAULT_EVENTS_BYTES, 0);
+
+/// Per CPU: [events dropped for lack of room, packets counted for sampling,
+/// events sent].
+#[map]
+pub static ES_EVENT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(3, 0);
+
+#[map]
+pub static ES_THROTTLE: HashMap<AddrKey, Throttle> = HashMap::pinned(DEFAULT_THROTTLES, 0);
+
+#[map]
+pub static ES_THROTTLE_ST: LruPerCpuHashMap<AddrKey, Bucket> =
+    LruPerCpuHashMap::pinned(DEFAULT_THROTTLES, 0);
+
+#[map]
+pub static ES_BUDGET: HashMap<DestKey, Throttle> = HashMap::pinned(DEFAULT_BUDGETS, 0);
+
+#[map]
+pub static ES_BUDGET_ST: LruPerCpuHashMap<DestKey, Bucket> =
+    LruPerCpuHashMap::pinned(DEFAULT_BUDGETS, 0);
+
+/// Only user space reads these; declared here so every map is pinned in one place.
+#[map]
+pub static ES_DECISIONS: HashMap<DecisionKey, DecisionRecord> =
+    HashMap::pinned(DEFAULT_DECISIONS, 0);
+
+#[map]
+pub static ES_OFFENDERS: LruHashMap<AddrKey, Offender> = LruHashMap::pinned(DEFAULT_DECISIONS, 0);

@@ -3,7 +3,7 @@
 //! bytes of TCP, UDP, ICMP and ICMPv6.
 //!
 //! Parsing never fails the program: a frame that cannot be parsed further ends
-//! with a `Reason` saying why, and keeps whatever source address was already read.
+//! with a `Reason` saying why, and keeps whatever addresses were already read.
 
 use aya_ebpf::programs::XdpContext;
 use ensuresec_common::reason::Reason;
@@ -18,14 +18,19 @@ const ETH_P_QINQ_LEGACY: u16 = 0x9100;
 const MAX_VLAN_TAGS: usize = 2;
 
 const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
-const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// Extension headers walked before giving up (RFC 8200 expects few; attackers send many).
 const MAX_IPV6_EXT: usize = 8;
@@ -36,10 +41,13 @@ const MAX_OFFSET: usize = 2048;
 // an unused variant uninitialised or fill it with an unrelated register (a
 // packet pointer), and the verifier rejects both.
 
-/// Transport header fields the policy needs.
+/// Transport header fields the policy and the features need.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Transport {
     pub kind: u8,
+    pub flags: u8,
+    pub sport: u16,
     pub dport: u16,
 }
 
@@ -50,59 +58,61 @@ impl Transport {
     const fn none() -> Self {
         Transport {
             kind: Self::NONE,
+            flags: 0,
+            sport: 0,
             dport: 0,
         }
     }
 }
 
-/// Source address of the frame, as far as parsing got.
+/// The IP header fields, as far as parsing got.
+#[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Source {
+pub struct Ip {
     pub family: u8,
-    /// IPv4: as read from the packet (network byte order in memory).
-    pub v4: u32,
-    pub v6: [u8; 16],
+    /// IP protocol of the transport header (0 when not reached).
+    pub proto: u8,
+    /// Non-zero for any fragment, first or later.
+    pub fragment: u8,
+    /// IPv4 addresses as read from the packet (network byte order in memory).
+    pub src_v4: u32,
+    pub dst_v4: u32,
+    pub src_v6: [u8; 16],
+    pub dst_v6: [u8; 16],
 }
 
-impl Source {
+impl Ip {
     pub const NONE: u8 = 0;
     pub const V4: u8 = 4;
     pub const V6: u8 = 6;
     const fn none() -> Self {
-        Source {
+        Ip {
             family: Self::NONE,
-            v4: 0,
-            v6: [0; 16],
-        }
-    }
-    const fn v4(addr: u32) -> Self {
-        Source {
-            family: Self::V4,
-            v4: addr,
-            v6: [0; 16],
-        }
-    }
-    const fn v6(addr: [u8; 16]) -> Self {
-        Source {
-            family: Self::V6,
-            v4: 0,
-            v6: addr,
+            proto: 0,
+            fragment: 0,
+            src_v4: 0,
+            dst_v4: 0,
+            src_v6: [0; 16],
+            dst_v6: [0; 16],
         }
     }
 }
 
-/// What parsing learnt about a frame.
+/// What parsing learnt about a frame. `repr(C)` and `Copy` because the filter
+/// hands it to the detection program through a per-CPU map.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Parsed {
-    pub source: Source,
+    pub ip: Ip,
     pub transport: Transport,
     /// `Passed` when the whole frame parsed; otherwise why parsing stopped.
     pub outcome: Reason,
 }
 
 impl Parsed {
-    const fn stop(source: Source, outcome: Reason) -> Self {
+    const fn stop(ip: Ip, outcome: Reason) -> Self {
         Parsed {
-            source,
+            ip,
             transport: Transport::none(),
             outcome,
         }
@@ -128,7 +138,7 @@ fn load_be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(mut proto) = load_be16(ctx, 12) else {
-        return Parsed::stop(Source::none(), Reason::TruncatedEthernet);
+        return Parsed::stop(Ip::none(), Reason::TruncatedEthernet);
     };
     let mut offset = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -136,7 +146,7 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
             break;
         }
         let Some(inner) = load_be16(ctx, offset + 2) else {
-            return Parsed::stop(Source::none(), Reason::TruncatedVlan);
+            return Parsed::stop(Ip::none(), Reason::TruncatedVlan);
         };
         proto = inner;
         offset += 4;
@@ -145,47 +155,54 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         ETH_P_IPV4 => parse_ipv4(ctx, offset),
         ETH_P_IPV6 => parse_ipv6(ctx, offset),
         ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_LEGACY => {
-            Parsed::stop(Source::none(), Reason::TooManyVlans)
+            Parsed::stop(Ip::none(), Reason::TooManyVlans)
         }
-        _ => Parsed::stop(Source::none(), Reason::NonIp),
+        _ => Parsed::stop(Ip::none(), Reason::NonIp),
     }
 }
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Parsed {
-    // The fixed header holds the source; it is needed before anything else.
+    // The fixed header holds the addresses; it is needed before anything else.
     let Some(h) = load::<[u8; 20]>(ctx, offset) else {
-        return Parsed::stop(Source::none(), Reason::TruncatedIpv4);
+        return Parsed::stop(Ip::none(), Reason::TruncatedIpv4);
     };
     if h[0] >> 4 != 4 {
-        return Parsed::stop(Source::none(), Reason::BadIpv4Header);
+        return Parsed::stop(Ip::none(), Reason::BadIpv4Header);
     }
-    let source = Source::v4(u32::from_ne_bytes([h[12], h[13], h[14], h[15]]));
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    let mut ip = Ip::none();
+    ip.family = Ip::V4;
+    ip.proto = h[9];
+    ip.fragment = (frag & 0x3fff != 0) as u8;
+    ip.src_v4 = u32::from_ne_bytes([h[12], h[13], h[14], h[15]]);
+    ip.dst_v4 = u32::from_ne_bytes([h[16], h[17], h[18], h[19]]);
     let ihl = ((h[0] & 0x0f) as usize) * 4;
     let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
     if ihl < 20 || total_len < ihl {
-        return Parsed::stop(source, Reason::BadIpv4Header);
+        return Parsed::stop(ip, Reason::BadIpv4Header);
     }
     if ctx.data() + offset + ihl > ctx.data_end() {
-        return Parsed::stop(source, Reason::TruncatedIpv4);
+        return Parsed::stop(ip, Reason::TruncatedIpv4);
     }
-    if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
-        return Parsed::stop(source, Reason::Fragment);
+    if frag & 0x1fff != 0 {
+        return Parsed::stop(ip, Reason::Fragment);
     }
-    parse_transport(ctx, source, h[9], offset + ihl, false)
+    parse_transport(ctx, ip, offset + ihl)
 }
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
     let Some(h) = load::<[u8; 40]>(ctx, offset) else {
-        return Parsed::stop(Source::none(), Reason::TruncatedIpv6);
+        return Parsed::stop(Ip::none(), Reason::TruncatedIpv6);
     };
     if h[0] >> 4 != 6 {
-        return Parsed::stop(Source::none(), Reason::BadIpv6Header);
+        return Parsed::stop(Ip::none(), Reason::BadIpv6Header);
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    let source = Source::v6(src);
+    let mut ip = Ip::none();
+    ip.family = Ip::V6;
+    ip.src_v6.copy_from_slice(&h[8..24]);
+    ip.dst_v6.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut offset = offset + 40;
     for _ in 0..MAX_IPV6_EXT {
@@ -193,20 +210,23 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
             next,
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
         ) {
-            return parse_transport(ctx, source, next, offset, true);
+            ip.proto = next;
+            return parse_transport(ctx, ip, offset);
         }
         // Every extension header starts with (next header, length); the fragment
         // header has its offset in the next two bytes. Reading at least two bytes
         // also keeps LLVM from turning the bounds check into `ptr >= end`, which
         // the verifier does not accept as proof for a variable offset.
         let Some([following, len, frag_hi, frag_lo]) = load::<[u8; 4]>(ctx, offset) else {
-            return Parsed::stop(source, Reason::TruncatedIpv6Ext);
+            return Parsed::stop(ip, Reason::TruncatedIpv6Ext);
         };
         let header_len = match next {
             IPPROTO_AH => (len as usize + 2) * 4,
             IPPROTO_FRAGMENT => {
+                ip.fragment = 1;
                 if u16::from_be_bytes([frag_hi, frag_lo]) & 0xfff8 != 0 {
-                    return Parsed::stop(source, Reason::Fragment);
+                    ip.proto = following;
+                    return Parsed::stop(ip, Reason::Fragment);
                 }
                 8
             }
@@ -215,48 +235,51 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
         next = following;
         offset += header_len;
         if offset > MAX_OFFSET {
-            return Parsed::stop(source, Reason::TruncatedIpv6Ext);
+            return Parsed::stop(ip, Reason::TruncatedIpv6Ext);
         }
     }
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
-            Parsed::stop(source, Reason::TooManyIpv6Ext)
+            Parsed::stop(ip, Reason::TooManyIpv6Ext)
         }
-        _ => parse_transport(ctx, source, next, offset, true),
+        _ => {
+            ip.proto = next;
+            parse_transport(ctx, ip, offset)
+        }
     }
 }
 
 #[inline(always)]
-fn parse_transport(ctx: &XdpContext, source: Source, proto: u8, offset: usize, v6: bool) -> Parsed {
+fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize) -> Parsed {
     if offset > MAX_OFFSET {
-        return Parsed::stop(source, Reason::TruncatedIpv6Ext);
+        return Parsed::stop(ip, Reason::TruncatedIpv6Ext);
     }
-    let (transport, outcome) = match proto {
-        IPPROTO_TCP => match (load_be16(ctx, offset + 2), load::<u8>(ctx, offset + 12)) {
-            (Some(dport), Some(data_off)) if load::<[u8; 20]>(ctx, offset).is_some() => {
-                if data_off >> 4 < 5 {
-                    (Transport::none(), Reason::BadTcpHeader)
-                } else {
-                    (
-                        Transport {
-                            kind: Transport::TCP,
-                            dport,
-                        },
-                        Reason::Passed,
-                    )
-                }
-            }
-            _ => (Transport::none(), Reason::TruncatedTcp),
-        },
-        IPPROTO_UDP => match (load_be16(ctx, offset + 2), load::<[u8; 8]>(ctx, offset)) {
-            (Some(dport), Some(_)) => (
+    let v6 = ip.family == Ip::V6;
+    let (transport, outcome) = match ip.proto {
+        IPPROTO_TCP => match load::<[u8; 20]>(ctx, offset) {
+            Some(h) if h[12] >> 4 < 5 => (Transport::none(), Reason::BadTcpHeader),
+            Some(h) => (
                 Transport {
-                    kind: Transport::UDP,
-                    dport,
+                    kind: Transport::TCP,
+                    flags: h[13],
+                    sport: u16::from_be_bytes([h[0], h[1]]),
+                    dport: u16::from_be_bytes([h[2], h[3]]),
                 },
                 Reason::Passed,
             ),
-            _ => (Transport::none(), Reason::TruncatedUdp),
+            None => (Transport::none(), Reason::TruncatedTcp),
+        },
+        IPPROTO_UDP => match load::<[u8; 8]>(ctx, offset) {
+            Some(h) => (
+                Transport {
+                    kind: Transport::UDP,
+                    flags: 0,
+                    sport: u16::from_be_bytes([h[0], h[1]]),
+                    dport: u16::from_be_bytes([h[2], h[3]]),
+                },
+                Reason::Passed,
+            ),
+            None => (Transport::none(), Reason::TruncatedUdp),
         },
         IPPROTO_ICMP if !v6 => match load::<[u8; 8]>(ctx, offset) {
             Some(_) => (Transport::none(), Reason::Passed),
@@ -269,7 +292,7 @@ fn parse_transport(ctx: &XdpContext, source: Source, proto: u8, offset: usize, v
         _ => (Transport::none(), Reason::OtherProtocol),
     };
     Parsed {
-        source,
+        ip,
         transport,
         outcome,
     }

@@ -17,7 +17,8 @@ use crate::{
         ES_CIDR_V6, ES_CONTROL, ES_PORTS, ES_T4_NODES, ES_T4_ROOT, ES_T4_RULES, ES_X4_KEYS,
         ES_X4_VALS, ES_X6_KEYS, ES_X6_VALS,
     },
-    parse::{Parsed, Source, Transport},
+    mitigate,
+    parse::{Ip, Parsed, Transport},
 };
 
 /// `CLOCK_MONOTONIC_COARSE`: a few ns to read where the precise clocks cost
@@ -163,20 +164,36 @@ fn port_allowed(control: &Control, udp: bool, port: u16) -> bool {
     }
 }
 
-/// Decides the fate of a parsed frame.
+/// The allow and block lists: `Some` decides the packet.
 #[inline(always)]
-pub fn decide(parsed: &Parsed) -> Reason {
+pub fn lists(parsed: &Parsed) -> Option<Reason> {
+    let control = ES_CONTROL.get(0)?;
+    match parsed.ip.family {
+        Ip::V4 => ipv4_lists(control, parsed.ip.src_v4),
+        Ip::V6 => ipv6_lists(control, &parsed.ip.src_v6),
+        _ => None,
+    }
+}
+
+/// The agent's throttles and new-connection budgets: `Some` drops the packet.
+#[inline(always)]
+pub fn mitigations(parsed: &Parsed, cpus: u32, now: u64) -> Option<Reason> {
+    let control = ES_CONTROL.get(0)?;
+    if control.throttles != 0 && !mitigate::throttle_allows(parsed, cpus, now) {
+        return Some(Reason::Throttled);
+    }
+    if control.budgets != 0 && !mitigate::budget_allows(parsed, cpus, now) {
+        return Some(Reason::DestBudget);
+    }
+    None
+}
+
+/// What is left after the lists: parse outcome and port policy.
+#[inline(always)]
+pub fn policy(parsed: &Parsed) -> Reason {
     let Some(control) = ES_CONTROL.get(0) else {
         return parsed.outcome;
     };
-    let listed = match parsed.source.family {
-        Source::V4 => ipv4_lists(control, parsed.source.v4),
-        Source::V6 => ipv6_lists(control, &parsed.source.v6),
-        _ => None,
-    };
-    if let Some(reason) = listed {
-        return reason;
-    }
     if parsed.outcome != Reason::Passed || control.port_policy_enabled == 0 {
         return parsed.outcome;
     }
@@ -191,4 +208,10 @@ pub fn decide(parsed: &Parsed) -> Reason {
     } else {
         Reason::PortPolicy
     }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` for the feature windows and token buckets.
+#[inline(always)]
+pub fn now() -> u64 {
+    now_ns()
 }

@@ -70,12 +70,8 @@ impl Kernel {
         let pins = TestPins::new("kern");
         let extra = [(ensuresec_common::maps::MAP_BENCH_SRC, rows.max(1))];
         let mut ebpf = ebpf::load_with(&pins.pins, &sizes, &extra)?;
-        for name in [
-            "ensuresec",
-            "bench_floor",
-            "bench_floor_random",
-            "bench_filter_random",
-        ] {
+        ebpf::load_filter(&mut ebpf)?;
+        for name in ["bench_floor", "bench_floor_random", "bench_filter_random"] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name}"))?

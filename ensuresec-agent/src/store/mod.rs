@@ -3,6 +3,7 @@
 
 mod cidr6;
 mod cuckoo;
+mod detect;
 mod edit;
 mod exact;
 mod raw;
@@ -22,6 +23,7 @@ use ensuresec_common::{
 };
 
 pub use self::{
+    detect::Summed,
     edit::{EditSummary, Listed},
     raw::RawMap,
     reasons::{Reasons, validate as validate_reason},

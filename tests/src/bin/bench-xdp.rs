@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::Result;
 use ensuresec_agent::{config::MapSizes, edit::Op};
-use ensuresec_common::{entry::Target, maps::BenchSource};
+use ensuresec_common::{entry::Target, features::DetectConfig, maps::BenchSource};
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
@@ -242,6 +242,37 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
         );
     }
 
+    // The same unlisted traffic with feature extraction on (trip wires set high
+    // enough never to fire): what detection adds to every packet. With random
+    // sources every packet is a new source for the LRU map, as in a spoofed flood.
+    k.store.set_detect_config(&DetectConfig {
+        enabled: 1,
+        sample_every: 0,
+        window_ns: 1_000_000_000,
+        trip_packets: u32::MAX,
+        trip_ports: u32::MAX,
+        trip_dsts: u32::MAX,
+        trip_dst_packets: u32::MAX,
+        cpus: 1,
+        ..DetectConfig::default()
+    })?;
+    let floor_fixed_now = median_ns(&k, "bench_floor", &packet(unlisted))?;
+    measure(
+        "ensuresec-pass+features",
+        "fixed",
+        median_ns(&k, "ensuresec", &packet(unlisted))?,
+        floor_fixed_now,
+    );
+    k.set_bench_sources(&pass_rows, SRC_OFFSET)?;
+    let floor_random = median_ns(&k, "bench_floor_random", &packet(unlisted))?;
+    measure(
+        "ensuresec-pass+features",
+        "random",
+        median_ns(&k, "bench_filter_random", &packet(unlisted))?,
+        floor_random,
+    );
+    k.store.set_detect_config(&DetectConfig::default())?;
+
     // IPv6, fixed template only (the random programs rewrite IPv4 sources).
     let unlisted6: Ipv6Addr = "2001:db9::77".parse()?;
     let in_prefix6 = Ipv6Addr::from(u128::from(nets6[0].network()) | 1);
@@ -283,7 +314,15 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
 fn main() -> Result<()> {
     let mut rng = fastrand::Rng::with_seed(0x5eed_e115);
     let mut rows = Vec::new();
-    for entries in SIZES {
+    // ENSURESEC_BENCH_SIZES=1,10000 runs a subset (for quick comparisons).
+    let sizes: Vec<usize> = match std::env::var("ENSURESEC_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    for entries in sizes {
         eprintln!("bench xdp: {entries} exact + {CIDR_ENTRIES} prefixes ...");
         bench_size(entries, &mut rng, &mut rows)?;
     }

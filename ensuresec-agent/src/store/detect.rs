@@ -1,0 +1,283 @@
+//! The detection maps: kernel trip wires, tracked destination ports, per-source
+//! and per-destination features, and the throttles and budgets the agent sets.
+
+use aya::maps::MapData;
+use ensuresec_common::{
+    features::{
+        AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, SourceSlot, SourceStats,
+        Throttle, Window, set_of,
+    },
+    maps::{
+        MAP_BUDGET, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES,
+        MAP_THROTTLE, PortBitmap,
+    },
+};
+
+use super::{RawMap, Store};
+use crate::error::{Error, Result};
+
+/// Per-CPU values of one key, summed as the agent sees them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summed<T> {
+    pub total: T,
+    /// The windows of the CPUs whose window started at or after `since_ns`.
+    pub window: Window,
+}
+
+fn add_window(acc: &mut Window, w: &Window) {
+    acc.start_ns = if acc.start_ns == 0 {
+        w.start_ns
+    } else {
+        acc.start_ns.min(w.start_ns)
+    };
+    acc.packets += w.packets;
+    acc.bytes = acc.bytes.wrapping_add(w.bytes);
+    acc.syn += w.syn;
+    acc.synack += w.synack;
+    acc.ack_rst += w.ack_rst;
+    acc.udp += w.udp;
+    acc.icmp += w.icmp;
+    acc.frags += w.frags;
+    acc.udp_reflect += w.udp_reflect;
+    for (a, b) in acc.port_sketch.iter_mut().zip(w.port_sketch) {
+        *a |= b;
+    }
+    for (a, b) in acc.dst_sketch.iter_mut().zip(w.dst_sketch) {
+        *a |= b;
+    }
+    // Distinct counts merge through the sketches, not by adding.
+    acc.distinct_ports = acc.port_sketch.iter().map(|x| x.count_ones()).sum();
+    acc.distinct_dsts = acc.dst_sketch.iter().map(|x| x.count_ones()).sum();
+    acc.tripped |= w.tripped;
+}
+
+fn per_cpu_array<V: aya::Pod>(
+    store: &Store,
+    name: &'static str,
+) -> Result<aya::maps::PerCpuArray<MapData, V>> {
+    let data = RawMap::open(store.pins(), name)?.into_data();
+    let map = aya::maps::Map::from_map_data(data).map_err(|e| Error::map(name, e))?;
+    aya::maps::PerCpuArray::try_from(map).map_err(|e| Error::map(name, e))
+}
+
+/// The values of `key` on every CPU: each CPU's copy of its set holds it in
+/// one way or not at all.
+fn per_cpu_ways<V: aya::Pod>(
+    store: &Store,
+    name: &'static str,
+    first: u32,
+    matches: impl Fn(&V) -> bool,
+) -> Result<Vec<V>> {
+    let arr = per_cpu_array::<V>(store, name)?;
+    let mut out = Vec::new();
+    for way in 0..FEATURE_WAYS {
+        let values = arr
+            .get(&(first + way), 0)
+            .map_err(|e| Error::map(name, e))?;
+        out.extend(values.iter().filter(|v| matches(v)).copied());
+    }
+    Ok(out)
+}
+
+impl Store {
+    pub fn detect_config(&self) -> Result<DetectConfig> {
+        Ok(RawMap::open(self.pins(), MAP_DETECT)?
+            .get(&0u32)?
+            .unwrap_or_default())
+    }
+
+    /// Writes the trip wires and sampling of `cfg`; the feature tables'
+    /// geometry (seed, set masks) is filled in here from the pinned maps.
+    pub fn set_detect_config(&self, cfg: &DetectConfig) -> Result<()> {
+        let map = RawMap::open(self.pins(), MAP_DETECT)?;
+        let current: DetectConfig = map.get(&0u32)?.unwrap_or_default();
+        let mut cfg = *cfg;
+        cfg.seed = if current.seed != 0 {
+            current.seed
+        } else {
+            random_seed()?
+        };
+        let sets = |name| -> Result<u32> {
+            Ok(RawMap::open(self.pins(), name)?.capacity()? / FEATURE_WAYS)
+        };
+        // The largest power of two of sets that fits, as a mask.
+        let mask = |n: u32| (1u32 << (31 - n.max(1).leading_zeros())) - 1;
+        cfg.source_mask = mask(sets(MAP_SOURCES)?);
+        cfg.dest_mask = mask(sets(MAP_DESTS)?);
+        map.set(&0u32, &cfg)
+    }
+
+    /// Destination ports counted one by one (the rest count as port 0).
+    pub fn set_tracked_ports(&self, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
+        let map = RawMap::open(self.pins(), MAP_DST_PORTS)?;
+        map.set(&0u32, tcp)?;
+        map.set(&1u32, udp)
+    }
+
+    /// A source's features summed over CPUs; the window covers CPUs whose
+    /// window began at or after `since_ns`.
+    pub fn source_stats(
+        &self,
+        key: &AddrKey,
+        since_ns: u64,
+    ) -> Result<Option<Summed<SourceStats>>> {
+        let cfg = self.detect_config()?;
+        let first = set_of(key, 0, cfg.seed, cfg.source_mask);
+        let slots = per_cpu_ways::<SourceSlot>(self, MAP_SOURCES, first, |v| v.key == *key)?;
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Summed::<SourceStats>::default();
+        for v in slots.iter().map(|s| &s.stats) {
+            let t = &mut out.total;
+            t.first_seen_ns = if t.first_seen_ns == 0 {
+                v.first_seen_ns
+            } else {
+                t.first_seen_ns.min(v.first_seen_ns.max(1))
+            };
+            t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
+            t.packets += v.packets;
+            t.bytes += v.bytes;
+            t.syn += v.syn;
+            t.synack += v.synack;
+            t.ack_only += v.ack_only;
+            t.rst += v.rst;
+            t.fin += v.fin;
+            t.udp += v.udp;
+            t.icmp += v.icmp;
+            t.frags += v.frags;
+            if v.packets > 0 && v.window.start_ns >= since_ns {
+                add_window(&mut out.window, &v.window);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A destination's features summed over CPUs, as `source_stats`.
+    pub fn dest_stats(&self, key: &DestKey, since_ns: u64) -> Result<Option<Summed<DestStats>>> {
+        let cfg = self.detect_config()?;
+        let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
+        let slots = per_cpu_ways::<DestSlot>(self, MAP_DESTS, first, |v| v.key == *key)?;
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Summed::<DestStats>::default();
+        for v in slots.iter().map(|s| &s.stats) {
+            let t = &mut out.total;
+            t.first_seen_ns = if t.first_seen_ns == 0 {
+                v.first_seen_ns
+            } else {
+                t.first_seen_ns.min(v.first_seen_ns.max(1))
+            };
+            t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
+            t.packets += v.packets;
+            t.bytes += v.bytes;
+            t.new_conns += v.new_conns;
+            if v.packets > 0 && v.window.start_ns >= since_ns {
+                add_window(&mut out.window, &v.window);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Every destination the kernel is tracking, on any CPU.
+    pub fn dest_keys(&self) -> Result<Vec<DestKey>> {
+        let arr = per_cpu_array::<DestSlot>(self, MAP_DESTS)?;
+        let mut keys = std::collections::HashSet::new();
+        for values in arr.iter() {
+            let values = values.map_err(|e| Error::map(MAP_DESTS, e))?;
+            keys.extend(values.iter().filter(|v| v.stats.packets > 0).map(|v| v.key));
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// A reader of the kernel's event ring buffer.
+    pub fn events(&self) -> Result<aya::maps::RingBuf<MapData>> {
+        let data = RawMap::open(self.pins(), MAP_EVENTS)?.into_data();
+        let map = aya::maps::Map::from_map_data(data).map_err(|e| Error::map(MAP_EVENTS, e))?;
+        aya::maps::RingBuf::try_from(map).map_err(|e| Error::map(MAP_EVENTS, e))
+    }
+
+    /// Per-CPU event counters summed: (dropped for lack of room, sent).
+    pub fn event_stats(&self) -> Result<(u64, u64)> {
+        let data = RawMap::open(self.pins(), MAP_EVENT_STATS)?.into_data();
+        let map =
+            aya::maps::Map::from_map_data(data).map_err(|e| Error::map(MAP_EVENT_STATS, e))?;
+        let arr = aya::maps::PerCpuArray::<_, u64>::try_from(map)
+            .map_err(|e| Error::map(MAP_EVENT_STATS, e))?;
+        let sum = |i: u32| -> Result<u64> {
+            Ok(arr
+                .get(&i, 0)
+                .map_err(|e| Error::map(MAP_EVENT_STATS, e))?
+                .iter()
+                .sum())
+        };
+        Ok((sum(0)?, sum(2)?))
+    }
+
+    fn set_mitigation_count(&self, map: &'static str, count: u32) -> Result<()> {
+        let mut control = self.control()?;
+        if map == MAP_THROTTLE {
+            control.throttles = count;
+        } else {
+            control.budgets = count;
+        }
+        self.set_control(&control)
+    }
+
+    /// Installs or replaces a throttle on a source.
+    pub fn set_throttle(&self, key: &AddrKey, t: &Throttle) -> Result<()> {
+        let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
+        map.set(key, t)?;
+        self.set_mitigation_count(
+            MAP_THROTTLE,
+            crate::sys::keys::<AddrKey>(map.fd())
+                .map_err(|e| Error::map(MAP_THROTTLE, e))?
+                .len() as u32,
+        )
+    }
+
+    pub fn remove_throttle(&self, key: &AddrKey) -> Result<bool> {
+        let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
+        let removed = map.remove(key)?;
+        self.set_mitigation_count(
+            MAP_THROTTLE,
+            crate::sys::keys::<AddrKey>(map.fd())
+                .map_err(|e| Error::map(MAP_THROTTLE, e))?
+                .len() as u32,
+        )?;
+        Ok(removed)
+    }
+
+    /// Installs or replaces a new-connection budget on a destination.
+    pub fn set_budget(&self, key: &DestKey, t: &Throttle) -> Result<()> {
+        let map = RawMap::open(self.pins(), MAP_BUDGET)?;
+        map.set(key, t)?;
+        self.set_mitigation_count(
+            MAP_BUDGET,
+            crate::sys::keys::<DestKey>(map.fd())
+                .map_err(|e| Error::map(MAP_BUDGET, e))?
+                .len() as u32,
+        )
+    }
+
+    pub fn remove_budget(&self, key: &DestKey) -> Result<bool> {
+        let map = RawMap::open(self.pins(), MAP_BUDGET)?;
+        let removed = map.remove(key)?;
+        self.set_mitigation_count(
+            MAP_BUDGET,
+            crate::sys::keys::<DestKey>(map.fd())
+                .map_err(|e| Error::map(MAP_BUDGET, e))?
+                .len() as u32,
+        )?;
+        Ok(removed)
+    }
+}
+
+fn random_seed() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(u64::from_ne_bytes(bytes) | 1)
+}

@@ -1,0 +1,387 @@
+//! Feature extraction: per-source and per-destination counters with a window,
+//! trip-wire events to the agent, and sampled headers.
+
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use ensuresec_common::{
+    features::{
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
+        Event, SAMPLE_BYTES, SourceSlot, SourceStats, Window, is_reflector_port, set_of,
+        sketch_bit, v4_key,
+    },
+    maps::PORT_WORDS,
+};
+
+use crate::{
+    maps::{ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
+    parse::{
+        IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
+    },
+};
+
+/// What one packet adds to the counters.
+struct Sample {
+    syn: bool,
+    synack: bool,
+    ack_rst: bool,
+    udp: bool,
+    icmp: bool,
+    frag: bool,
+    reflect: bool,
+}
+
+impl Sample {
+    #[inline(always)]
+    fn of(p: &Parsed) -> Self {
+        let t = &p.transport;
+        let tcp = t.kind == Transport::TCP;
+        let udp = t.kind == Transport::UDP;
+        let f = t.flags;
+        Sample {
+            syn: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN,
+            synack: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK,
+            ack_rst: tcp && f & (TCP_SYN | TCP_FIN) == 0 && f & (TCP_ACK | TCP_RST) != 0,
+            udp,
+            icmp: p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
+            frag: p.ip.fragment != 0,
+            reflect: udp && is_reflector_port(t.sport),
+        }
+    }
+}
+
+#[inline(always)]
+fn src_key(ip: &Ip) -> AddrKey {
+    if ip.family == Ip::V4 {
+        v4_key(ip.src_v4)
+    } else {
+        ip.src_v6
+    }
+}
+
+/// An address folded into 32 bits for a sketch, without building its key.
+#[inline(always)]
+fn fold(v4: u32, v6: &[u8; 16], family: u8) -> u32 {
+    if family == Ip::V4 {
+        return v4;
+    }
+    let w = |i: usize| u32::from_ne_bytes([v6[i], v6[i + 1], v6[i + 2], v6[i + 3]]);
+    w(0) ^ w(4) ^ w(8) ^ w(12)
+}
+
+/// Sets a sketch bit; returns whether it was new.
+#[inline(always)]
+fn mark(words: &mut [u64], bit: u32) -> bool {
+    let i = (bit / 64) as usize;
+    if i >= words.len() {
+        return false;
+    }
+    let mask = 1u64 << (bit % 64);
+    let new = words[i] & mask == 0;
+    words[i] |= mask;
+    new
+}
+
+/// Starts a new window in place (a `Window` literal would be built on the
+/// stack, and the BPF stack is 512 bytes).
+#[inline(always)]
+fn reset(w: &mut Window, now: u64) {
+    w.start_ns = now;
+    w.packets = 0;
+    w.bytes = 0;
+    w.syn = 0;
+    w.synack = 0;
+    w.ack_rst = 0;
+    w.udp = 0;
+    w.icmp = 0;
+    w.frags = 0;
+    w.udp_reflect = 0;
+    w.distinct_ports = 0;
+    w.distinct_dsts = 0;
+    w.tripped = 0;
+    w.port_sketch = [0; 4];
+    w.dst_sketch = [0; 2];
+}
+
+#[inline(always)]
+fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64) {
+    if now.wrapping_sub(w.start_ns) >= window_ns {
+        reset(w, now);
+    }
+    w.packets += 1;
+    w.bytes = w.bytes.wrapping_add(len);
+    w.syn += s.syn as u32;
+    w.synack += s.synack as u32;
+    w.ack_rst += s.ack_rst as u32;
+    w.udp += s.udp as u32;
+    w.icmp += s.icmp as u32;
+    w.frags += s.frag as u32;
+    w.udp_reflect += s.reflect as u32;
+}
+
+#[inline(always)]
+fn emit(kind: u32, addr: &AddrKey, port: u16, proto: u8, w: &Window, now: u64) -> u32 {
+    match ES_EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            let e = entry.as_mut_ptr();
+            // SAFETY: the reservation is an `Event`-sized slot we own until submit.
+            unsafe {
+                (*e).kind = kind;
+                (*e).cpu = bpf_get_smp_processor_id();
+                (*e).time_ns = now;
+                (*e).addr = *addr;
+                (*e).port = port;
+                (*e).proto = proto;
+                (*e)._pad = 0;
+                (*e).len = 0;
+                (*e).window = *w;
+            }
+            // Trips are rare and the agent acts on them at once.
+            entry.submit(BPF_RB_FORCE_WAKEUP as u64);
+            1
+        }
+        None => {
+            bump(0);
+            0
+        }
+    }
+}
+
+#[inline(always)]
+fn bump_by(index: u32, n: u64) {
+    if let Some(v) = ES_EVENT_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU value.
+        unsafe { *v += n };
+    }
+}
+
+#[inline(always)]
+fn bump(index: u32) -> u64 {
+    match ES_EVENT_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU value.
+        Some(v) => unsafe {
+            *v += 1;
+            *v
+        },
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn zero_source(st: &mut SourceStats, now: u64) {
+    st.first_seen_ns = now;
+    st.last_seen_ns = now;
+    st.packets = 0;
+    st.bytes = 0;
+    st.syn = 0;
+    st.synack = 0;
+    st.ack_only = 0;
+    st.rst = 0;
+    st.fin = 0;
+    st.udp = 0;
+    st.icmp = 0;
+    st.frags = 0;
+    reset(&mut st.window, 0);
+}
+
+/// The slot of `key` in its set: a hit, else the empty or least recently seen
+/// way, reset for `key`.
+#[inline(always)]
+fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut SourceSlot> {
+    let first = set_of(key, 0, cfg.seed, cfg.source_mask);
+    let a = ES_SOURCES.get_ptr_mut(first)?;
+    let b = ES_SOURCES.get_ptr_mut(first + 1)?;
+    // SAFETY: per-CPU values of this CPU.
+    let (a, b) = unsafe { (&mut *a, &mut *b) };
+    if a.key == *key {
+        return Some(a);
+    }
+    if b.key == *key {
+        return Some(b);
+    }
+    let victim = if a.stats.last_seen_ns <= b.stats.last_seen_ns {
+        a
+    } else {
+        b
+    };
+    victim.key = *key;
+    zero_source(&mut victim.stats, now);
+    Some(victim)
+}
+
+/// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
+/// their locals would not fit in one 512-byte frame with the caller's. Each
+/// returns the number of events it sent.
+#[inline(never)]
+fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    let src = &src_key(&p.ip);
+    let s = &Sample::of(p);
+    let Some(slot) = source_slot(src, now, cfg) else {
+        return 0;
+    };
+    let st = &mut slot.stats;
+    st.last_seen_ns = now;
+    st.packets += 1;
+    st.bytes += len as u64;
+    st.syn += s.syn as u64;
+    st.synack += s.synack as u64;
+    let f = p.transport.flags;
+    st.ack_only += (p.transport.kind == Transport::TCP && f == TCP_ACK) as u64;
+    st.rst += (f & TCP_RST != 0) as u64;
+    st.fin += (f & TCP_FIN != 0) as u64;
+    st.udp += s.udp as u64;
+    st.icmp += s.icmp as u64;
+    st.frags += s.frag as u64;
+    let w = &mut st.window;
+    count_window(w, s, len, now, cfg.window_ns);
+    if p.transport.kind != Transport::NONE {
+        let port_bit = sketch_bit(p.transport.dport as u32, 256);
+        w.distinct_ports += mark(&mut w.port_sketch, port_bit) as u32;
+    }
+    let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
+    w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
+    if w.tripped == 0
+        && (w.packets >= cfg.trip_packets
+            || w.distinct_ports >= cfg.trip_ports
+            || w.distinct_dsts >= cfg.trip_dsts)
+    {
+        w.tripped = 1;
+        return emit(EVENT_SOURCE_TRIP, src, 0, p.ip.proto, w, now);
+    }
+    0
+}
+
+/// Port to key a destination by: tracked ports one by one, the rest as 0.
+#[inline(always)]
+fn tracked_port(p: &Parsed) -> u16 {
+    let index = match p.transport.kind {
+        Transport::TCP => 0,
+        Transport::UDP => 1,
+        _ => return 0,
+    };
+    let port = p.transport.dport;
+    match ES_DST_PORTS.get(index) {
+        Some(bits)
+            if bits[(port as usize / 64) & (PORT_WORDS - 1)] & (1u64 << (port % 64)) != 0 =>
+        {
+            port
+        }
+        _ => 0,
+    }
+}
+
+/// As `source_slot`, for destinations.
+#[inline(always)]
+fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut DestSlot> {
+    let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
+    let a = ES_DESTS.get_ptr_mut(first)?;
+    let b = ES_DESTS.get_ptr_mut(first + 1)?;
+    // SAFETY: per-CPU values of this CPU.
+    let (a, b) = unsafe { (&mut *a, &mut *b) };
+    if a.key == *key {
+        return Some(a);
+    }
+    if b.key == *key {
+        return Some(b);
+    }
+    let victim = if a.stats.last_seen_ns <= b.stats.last_seen_ns {
+        a
+    } else {
+        b
+    };
+    victim.key = *key;
+    let st = &mut victim.stats;
+    st.first_seen_ns = now;
+    st.packets = 0;
+    st.bytes = 0;
+    st.new_conns = 0;
+    reset(&mut st.window, 0);
+    Some(victim)
+}
+
+#[inline(never)]
+fn destination(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    let s = &Sample::of(p);
+    let key = DestKey {
+        addr: if p.ip.family == Ip::V4 {
+            v4_key(p.ip.dst_v4)
+        } else {
+            p.ip.dst_v6
+        },
+        port: tracked_port(p),
+        proto: p.ip.proto,
+        _pad: 0,
+    };
+    let Some(slot) = dest_slot(&key, now, cfg) else {
+        return 0;
+    };
+    let st = &mut slot.stats;
+    st.last_seen_ns = now;
+    st.packets += 1;
+    st.bytes += len as u64;
+    st.new_conns += s.syn as u64;
+    let w = &mut st.window;
+    count_window(w, s, len, now, cfg.window_ns);
+    // Distinct sources: a spoofed flood comes from very many.
+    let src = fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family);
+    w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(src, 128)) as u32;
+    if w.tripped == 0 && w.packets >= cfg.trip_dst_packets {
+        w.tripped = 1;
+        return emit(EVENT_DEST_TRIP, &key.addr, key.port, key.proto, w, now);
+    }
+    0
+}
+
+#[inline(never)]
+fn sample(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    if cfg.sample_every == 0 || !bump(1).is_multiple_of(cfg.sample_every as u64) {
+        return 0;
+    }
+    let src = &src_key(&p.ip);
+    let Some(mut entry) = ES_EVENTS.reserve::<Event>(0) else {
+        bump(0);
+        return 0;
+    };
+    let e = entry.as_mut_ptr();
+    let copy = (len as usize).min(SAMPLE_BYTES);
+    // SAFETY: the reservation is ours; the copy is bounded by the frame and the buffer.
+    unsafe {
+        (*e).kind = EVENT_SAMPLE;
+        (*e).cpu = bpf_get_smp_processor_id();
+        (*e).time_ns = now;
+        (*e).addr = *src;
+        (*e).port = 0;
+        (*e).proto = 0;
+        (*e)._pad = 0;
+        (*e).len = len;
+        reset(&mut (*e).window, 0);
+        if copy > 0 {
+            bpf_xdp_load_bytes(
+                ctx.ctx as *mut _,
+                0,
+                (*e).sample.as_mut_ptr() as *mut _,
+                copy as u32,
+            );
+        }
+    }
+    // Samples are many and not urgent: let the agent's next read pick them up.
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+    1
+}
+
+/// Counts the packet for its source and destination; may send events.
+#[inline(always)]
+pub fn record(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) {
+    if p.ip.family == Ip::NONE {
+        return;
+    }
+    // Using the results keeps LLVM from dropping the subprograms' return values,
+    // which would leave whatever r0 held (the verifier rejects a stack pointer).
+    let sent =
+        source(p, len, now, cfg) + destination(p, len, now, cfg) + sample(ctx, p, len, now, cfg);
+    if sent != 0 {
+        bump_by(2, sent as u64);
+    }
+}

@@ -1,0 +1,87 @@
+//! The agent's mitigations short of a ban: per-source throttles and
+//! per-destination budgets for new TCP connections, as per-CPU token buckets.
+
+use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token, v4_key};
+
+use crate::{
+    maps::{ES_BUDGET, ES_BUDGET_ST, ES_THROTTLE, ES_THROTTLE_ST},
+    parse::{Ip, Parsed, TCP_ACK, TCP_SYN, Transport},
+};
+
+/// This CPU's share of a rate.
+#[inline(always)]
+fn share(value: u32, cpus: u32) -> u64 {
+    (value as u64 / cpus.max(1) as u64).max(1)
+}
+
+#[inline(always)]
+fn allowed<K>(
+    state: &aya_ebpf::maps::LruPerCpuHashMap<K, Bucket>,
+    key: &K,
+    t: &Throttle,
+    cpus: u32,
+    now: u64,
+) -> bool {
+    if t.expires_at_ns != 0 && t.expires_at_ns <= now {
+        return true;
+    }
+    let bucket = match state.get_ptr_mut(key) {
+        Some(b) => b,
+        None => {
+            if state.insert(key, Bucket::default(), 0).is_err() {
+                return true;
+            }
+            match state.get_ptr_mut(key) {
+                Some(b) => b,
+                None => return true,
+            }
+        }
+    };
+    // SAFETY: per-CPU value of this CPU.
+    take_token(
+        unsafe { &mut *bucket },
+        share(t.rate_pps, cpus),
+        share(t.burst, cpus),
+        now,
+    )
+}
+
+/// Whether a throttle on the packet's source lets it through.
+#[inline(always)]
+pub fn throttle_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
+    let key = if p.ip.family == Ip::V4 {
+        v4_key(p.ip.src_v4)
+    } else {
+        p.ip.src_v6
+    };
+    // SAFETY: read-only use of the value.
+    match unsafe { ES_THROTTLE.get(key) } {
+        Some(t) => allowed(&ES_THROTTLE_ST, &key, t, cpus, now),
+        None => true,
+    }
+}
+
+/// Whether a new TCP connection fits its destination's budget.
+#[inline(always)]
+pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
+    let t = &p.transport;
+    if t.kind != Transport::TCP || t.flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+        return true;
+    }
+    let addr = if p.ip.family == Ip::V4 {
+        v4_key(p.ip.dst_v4)
+    } else {
+        p.ip.dst_v6
+    };
+    let key = DestKey {
+        addr,
+        port: t.dport,
+        proto: p.ip.proto,
+        _pad: 0,
+    };
+    // SAFETY: read-only use of the value.
+    match unsafe { ES_BUDGET.get(key) } {
+        Some(b) => allowed(&ES_BUDGET_ST, &key, b, cpus, now),
+        None => true,
+    }
+}

@@ -1,0 +1,237 @@
+//! Feature extraction, trip-wire events, throttles and budgets, through
+//! BPF_PROG_TEST_RUN (each run is on one CPU; the store sums CPUs).
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use ensuresec_common::{
+    features::{
+        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Throttle, v4_key,
+    },
+    ports::{PortRange, bitmap},
+    reason::Reason,
+};
+use ensuresec_tests::{
+    kernel::{Kernel, XDP_DROP, XDP_PASS},
+    packet::*,
+};
+
+const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn key(a: Ipv4Addr) -> [u8; 16] {
+    v4_key(u32::from_ne_bytes(a.octets()))
+}
+
+fn tcp(src: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport: 40000,
+        dport,
+        flags,
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
+fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
+    let k = Kernel::small()?;
+    k.store.set_detect_config(&DetectConfig {
+        enabled: 1,
+        sample_every: 0,
+        window_ns: 60_000_000_000,
+        trip_packets,
+        trip_ports,
+        trip_dsts: 1000,
+        trip_dst_packets: 1000,
+        cpus: 1,
+        ..DetectConfig::default()
+    })?;
+    let tracked: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
+    k.store.set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
+    Ok(k)
+}
+
+fn events(k: &Kernel) -> Result<Vec<Event>> {
+    let mut ring = k.store.events()?;
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<Event>());
+        // SAFETY: the kernel wrote an `Event` of this size.
+        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) });
+    }
+    Ok(out)
+}
+
+#[test]
+fn counts_per_source_and_destination() -> Result<()> {
+    let k = detecting(1000, 1000)?;
+    for _ in 0..10 {
+        assert_eq!(k.run("ensuresec", &tcp(SRC, 80, TCP_SYN))?, XDP_PASS);
+    }
+    for _ in 0..3 {
+        k.run("ensuresec", &tcp(SRC, 80, TCP_ACK))?;
+    }
+    let udp = L4::Udp {
+        sport: 123,
+        dport: 5555,
+        payload: vec![0; 40],
+    };
+    k.run(
+        "ensuresec",
+        &frame(&[], ipv4(SRC, DST, &V4Opts::default(), &udp)),
+    )?;
+
+    let s = k.store.source_stats(&key(SRC), 0)?.expect("source tracked");
+    assert_eq!(
+        (s.total.packets, s.total.syn, s.total.ack_only, s.total.udp),
+        (14, 10, 3, 1)
+    );
+    assert_eq!(
+        (s.window.packets, s.window.syn, s.window.ack_rst),
+        (14, 10, 3)
+    );
+    assert_eq!(s.window.udp_reflect, 1, "UDP from NTP's port");
+    assert!(s.window.distinct_ports >= 1 && s.window.distinct_ports <= 2);
+
+    let web = DestKey {
+        addr: key(DST),
+        port: 80,
+        proto: 6,
+        _pad: 0,
+    };
+    let d = k.store.dest_stats(&web, 0)?.expect("destination tracked");
+    assert_eq!((d.total.packets, d.total.new_conns), (13, 10));
+    // An untracked UDP port is folded into port 0.
+    let other = DestKey {
+        port: 0,
+        proto: 17,
+        ..web
+    };
+    assert_eq!(
+        k.store.dest_stats(&other, 0)?.map(|d| d.total.packets),
+        Some(1)
+    );
+
+    // Blocked sources are dropped before any feature is counted.
+    k.block("203.0.113.66")?;
+    assert_eq!(
+        k.run("ensuresec", &tcp("203.0.113.66".parse()?, 80, TCP_SYN))?,
+        XDP_DROP
+    );
+    assert!(
+        k.store
+            .source_stats(&key("203.0.113.66".parse()?), 0)?
+            .is_none()
+    );
+    Ok(())
+}
+
+#[test]
+fn trip_wires_send_one_event_per_window() -> Result<()> {
+    let k = detecting(5, 20)?;
+    for _ in 0..12 {
+        k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?;
+    }
+    let got = events(&k)?;
+    let trips: Vec<&Event> = got.iter().filter(|e| e.kind == EVENT_SOURCE_TRIP).collect();
+    assert_eq!(trips.len(), 1, "one trip per window");
+    assert_eq!(trips[0].addr, key(SRC));
+    assert_eq!((trips[0].window.packets, trips[0].window.syn), (5, 5));
+
+    // A scan: many ports from another source trips on distinct ports.
+    let scanner = Ipv4Addr::new(192, 0, 2, 200);
+    for port in 1000..1040 {
+        k.run("ensuresec", &tcp(scanner, port, TCP_SYN))?;
+    }
+    let trips: Vec<Event> = events(&k)?
+        .into_iter()
+        .filter(|e| e.kind == EVENT_SOURCE_TRIP && e.addr == key(scanner))
+        .collect();
+    assert_eq!(trips.len(), 1);
+    assert!(trips[0].window.distinct_ports >= 5, "{:?}", trips[0].window);
+    assert_eq!(
+        k.store.event_stats()?.0,
+        0,
+        "nothing was dropped for lack of room"
+    );
+    Ok(())
+}
+
+#[test]
+fn destination_trip_wire() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    let mut cfg = k.store.detect_config()?;
+    cfg.trip_dst_packets = 30;
+    k.store.set_detect_config(&cfg)?;
+    // A spoofed flood: every packet from another source.
+    for i in 0..40u32 {
+        k.run(
+            "ensuresec",
+            &tcp(Ipv4Addr::from(0x0a01_0000 + i), 80, TCP_SYN),
+        )?;
+    }
+    let trips: Vec<Event> = events(&k)?
+        .into_iter()
+        .filter(|e| e.kind == EVENT_DEST_TRIP)
+        .collect();
+    assert_eq!(trips.len(), 1);
+    assert_eq!((trips[0].port, trips[0].proto), (80, 6));
+    assert!(
+        trips[0].window.distinct_dsts > 20,
+        "distinct sources: {:?}",
+        trips[0].window
+    );
+    Ok(())
+}
+
+#[test]
+fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    k.store.set_throttle(
+        &key(SRC),
+        &Throttle {
+            rate_pps: 1,
+            burst: 3,
+            expires_at_ns: 0,
+        },
+    )?;
+    let verdicts: Vec<u32> = (0..6)
+        .map(|_| k.run("ensuresec", &tcp(SRC, 443, TCP_ACK)).unwrap())
+        .collect();
+    assert_eq!(
+        verdicts,
+        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
+    );
+    assert!(k.counters()?[Reason::Throttled as usize].packets >= 3);
+    assert!(k.store.remove_throttle(&key(SRC))?);
+    assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
+
+    let web = DestKey {
+        addr: key(DST),
+        port: 80,
+        proto: 6,
+        _pad: 0,
+    };
+    k.store.set_budget(
+        &web,
+        &Throttle {
+            rate_pps: 1,
+            burst: 2,
+            expires_at_ns: 0,
+        },
+    )?;
+    let syns: Vec<u32> = (0..4u32)
+        .map(|i| {
+            k.run(
+                "ensuresec",
+                &tcp(Ipv4Addr::from(0x0a02_0000 + i), 80, TCP_SYN),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
+    // Established traffic and other ports are not limited.
+    assert_eq!(k.run("ensuresec", &tcp(SRC, 80, TCP_ACK))?, XDP_PASS);
+    assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?, XDP_PASS);
+    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 2);
+    Ok(())
+}
