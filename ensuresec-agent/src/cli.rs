@@ -51,7 +51,10 @@ pub enum Command {
     /// Manage the allowlist.
     #[command(subcommand)]
     Allow(AllowCommand),
-    /// Run the agent: attach, expire entries, serve metrics.
+    /// The agent's automatic decisions (bans, throttles, budgets, alerts).
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
+    /// Run the agent: attach, expire entries, detect and mitigate, serve metrics.
     Run {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -110,4 +113,12 @@ pub enum AllowCommand {
     Rm { target: String },
     /// List allowlist entries.
     List(OutputArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCommand {
+    /// List decisions in force with detector, evidence and time left.
+    List(OutputArgs),
+    /// Lift a decision: ADDR for a source, ADDR:PORT/PROTO for a destination.
+    Rm { target: String },
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::{
     attach::Mode,
+    detect::settings::{DetectSection, DetectSettings, ProtectConfig},
     error::{Error, Result},
 };
 
@@ -106,12 +107,15 @@ pub struct Config {
     pub allowlist: AllowlistConfig,
     pub port_policy: PortPolicyConfig,
     pub agent: AgentConfig,
+    pub detect: DetectSection,
+    pub protect: Vec<ProtectConfig>,
 }
 
 /// The config after validation: parsed targets and port ranges.
 #[derive(Clone, Debug)]
 pub struct Validated {
     pub raw: Config,
+    pub detect: DetectSettings,
     pub allowlist: Vec<Target>,
     pub tcp_ports: Vec<PortRange>,
     pub udp_ports: Vec<PortRange>,
@@ -178,7 +182,9 @@ impl Config {
         };
         let tcp_ports = ports(&raw.port_policy.tcp, "port_policy.tcp")?;
         let udp_ports = ports(&raw.port_policy.udp, "port_policy.udp")?;
+        let detect = DetectSettings::validate(&raw.detect, &raw.protect).map_err(fail)?;
         Ok(Validated {
+            detect,
             raw,
             allowlist,
             tcp_ports,

@@ -5,7 +5,10 @@
 use std::{
     collections::HashSet,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use anyhow::{Context as _, Result};
@@ -17,6 +20,7 @@ use crate::{
     attach, census, clock,
     commands::status::agent_pid,
     config::{Config, Validated},
+    detect::engine::{self, DetectMetrics, Engine},
     ebpf,
     edit::Op,
     error::Error,
@@ -186,6 +190,21 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     metrics
         .port_policy_enabled
         .set(config.raw.port_policy.enabled as i64);
+    let detect_metrics = DetectMetrics::register(&registry)?;
+    let stop_detect = Arc::new(AtomicBool::new(false));
+    let detector = if config.detect.protect.is_empty() {
+        engine::disable_kernel(&store)?;
+        None
+    } else {
+        engine::configure_kernel(&store, &config.detect)?;
+        let engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
+        tracing::info!(
+            prefixes = config.detect.protect.len(),
+            dry_run = config.detect.dry_run,
+            "detection on"
+        );
+        Some(engine.spawn(stop_detect.clone()))
+    };
     let mut attached = HashSet::new();
     attach_all(&mut bpf, &store, &config, &mut attached);
     metrics.attached_interfaces.set(attached.len() as i64);
@@ -230,5 +249,9 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         }
     }
     server.abort();
+    stop_detect.store(true, Ordering::Relaxed);
+    if let Some(handle) = detector {
+        let _ = handle.join();
+    }
     Ok(())
 }

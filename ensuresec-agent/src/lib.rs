@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod detect;
 pub mod ebpf;
 pub mod edit;
 pub mod error;

@@ -46,7 +46,8 @@ pub struct Window {
     /// TCP with SYN and without ACK: connection attempts.
     pub syn: u32,
     pub synack: u32,
-    /// TCP with ACK or RST and nothing else that opens or closes: ACK/RST floods.
+    /// TCP with ACK or RST, no data, and nothing that opens or closes: what an
+    /// ACK/RST flood sends.
     pub ack_rst: u32,
     pub udp: u32,
     pub icmp: u32,
@@ -57,7 +58,10 @@ pub struct Window {
     pub distinct_ports: u32,
     /// Distinct destination addresses (bits of `dst_sketch` set in this window).
     pub distinct_dsts: u32,
-    /// Non-zero once this window sent its trip event.
+    /// Trip events this window sent: the low byte counts packet trips (the
+    /// next one fires at `trip_packets << count`), then `TRIPPED_PORTS` and
+    /// `TRIPPED_DSTS`. Doubling levels let the agent re-evaluate a source as
+    /// its traffic grows, with a handful of events per window at most.
     pub tripped: u32,
     pub port_sketch: [u64; 4],
     pub dst_sketch: [u64; 2],
@@ -174,6 +178,24 @@ pub struct DetectConfig {
     pub dest_mask: u32,
 }
 
+pub const TRIPPED_LEVELS: u32 = 0xff;
+pub const TRIPPED_PORTS: u32 = 1 << 8;
+pub const TRIPPED_DSTS: u32 = 1 << 9;
+/// Packet trip levels stop doubling here (about 16M times `trip_packets`).
+pub const MAX_TRIP_LEVEL: u32 = 24;
+
+/// Whether a window's packet count reached its next trip level, and advances
+/// the level if so.
+#[inline(always)]
+pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
+    let level = w.tripped & TRIPPED_LEVELS;
+    if level < MAX_TRIP_LEVEL && (w.packets as u64) >= (trip_packets as u64) << level {
+        w.tripped += 1;
+        return true;
+    }
+    false
+}
+
 pub const EVENT_SOURCE_TRIP: u32 = 1;
 pub const EVENT_DEST_TRIP: u32 = 2;
 pub const EVENT_SAMPLE: u32 = 3;
@@ -190,6 +212,8 @@ pub struct Event {
     pub time_ns: u64,
     /// Source (source trips, samples) or destination (destination trips).
     pub addr: AddrKey,
+    /// For a source trip, the destination of the packet that tripped it.
+    pub peer: AddrKey,
     pub port: u16,
     pub proto: u8,
     pub _pad: u8,
@@ -276,6 +300,19 @@ mod tests {
         // A tenth of a second later: one token.
         assert!(take_token(&mut b, 10, 5, 2_100_000_100));
         assert!(!take_token(&mut b, 10, 5, 2_100_000_200));
+    }
+
+    #[test]
+    fn packet_trips_double() {
+        let mut w = Window::default();
+        let mut fired = Vec::new();
+        for n in 1..=1000 {
+            w.packets = n;
+            if packet_trip(&mut w, 100) {
+                fired.push(n);
+            }
+        }
+        assert_eq!(fired, [100, 200, 400, 800]);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
-        Event, SAMPLE_BYTES, SourceSlot, SourceStats, Window, is_reflector_port, set_of,
-        sketch_bit, v4_key,
+        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIPPED_DSTS, TRIPPED_PORTS, Window,
+        is_reflector_port, packet_trip, set_of, sketch_bit, v4_key,
     },
     maps::PORT_WORDS,
 };
@@ -43,7 +43,12 @@ impl Sample {
         Sample {
             syn: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN,
             synack: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK,
-            ack_rst: tcp && f & (TCP_SYN | TCP_FIN) == 0 && f & (TCP_ACK | TCP_RST) != 0,
+            // Bare ACKs and RSTs: no data, nothing opened or closed. Requests
+            // and responses carry data, so busy clients do not look like floods.
+            ack_rst: tcp
+                && t.payload == 0
+                && f & (TCP_SYN | TCP_FIN) == 0
+                && f & (TCP_ACK | TCP_RST) != 0,
             udp,
             icmp: p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
             frag: p.ip.fragment != 0,
@@ -122,7 +127,15 @@ fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64) 
 }
 
 #[inline(always)]
-fn emit(kind: u32, addr: &AddrKey, port: u16, proto: u8, w: &Window, now: u64) -> u32 {
+fn emit(
+    kind: u32,
+    addr: &AddrKey,
+    peer: &AddrKey,
+    port: u16,
+    proto: u8,
+    w: &Window,
+    now: u64,
+) -> u32 {
     match ES_EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
             let e = entry.as_mut_ptr();
@@ -132,6 +145,7 @@ fn emit(kind: u32, addr: &AddrKey, port: u16, proto: u8, w: &Window, now: u64) -
                 (*e).cpu = bpf_get_smp_processor_id();
                 (*e).time_ns = now;
                 (*e).addr = *addr;
+                (*e).peer = *peer;
                 (*e).port = port;
                 (*e).proto = proto;
                 (*e)._pad = 0;
@@ -242,20 +256,37 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     }
     let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
     w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
-    if w.tripped == 0
-        && (w.packets >= cfg.trip_packets
-            || w.distinct_ports >= cfg.trip_ports
-            || w.distinct_dsts >= cfg.trip_dsts)
-    {
-        w.tripped = 1;
-        return emit(EVENT_SOURCE_TRIP, src, 0, p.ip.proto, w, now);
+    let mut fire = packet_trip(w, cfg.trip_packets);
+    if w.tripped & TRIPPED_PORTS == 0 && w.distinct_ports >= cfg.trip_ports {
+        w.tripped |= TRIPPED_PORTS;
+        fire = true;
+    }
+    if w.tripped & TRIPPED_DSTS == 0 && w.distinct_dsts >= cfg.trip_dsts {
+        w.tripped |= TRIPPED_DSTS;
+        fire = true;
+    }
+    if fire {
+        let peer = if p.ip.family == Ip::V4 {
+            v4_key(p.ip.dst_v4)
+        } else {
+            p.ip.dst_v6
+        };
+        return emit(
+            EVENT_SOURCE_TRIP,
+            src,
+            &peer,
+            p.transport.dport,
+            p.ip.proto,
+            w,
+            now,
+        );
     }
     0
 }
 
 /// Port to key a destination by: tracked ports one by one, the rest as 0.
 #[inline(always)]
-fn tracked_port(p: &Parsed) -> u16 {
+pub fn tracked_port(p: &Parsed) -> u16 {
     let index = match p.transport.kind {
         Transport::TCP => 0,
         Transport::UDP => 1,
@@ -327,9 +358,16 @@ fn destination(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     // Distinct sources: a spoofed flood comes from very many.
     let src = fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family);
     w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(src, 128)) as u32;
-    if w.tripped == 0 && w.packets >= cfg.trip_dst_packets {
-        w.tripped = 1;
-        return emit(EVENT_DEST_TRIP, &key.addr, key.port, key.proto, w, now);
+    if packet_trip(w, cfg.trip_dst_packets) {
+        return emit(
+            EVENT_DEST_TRIP,
+            &key.addr,
+            &[0; 16],
+            key.port,
+            key.proto,
+            w,
+            now,
+        );
     }
     0
 }
@@ -352,6 +390,7 @@ fn sample(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) 
         (*e).cpu = bpf_get_smp_processor_id();
         (*e).time_ns = now;
         (*e).addr = *src;
+        (*e).peer = [0; 16];
         (*e).port = 0;
         (*e).proto = 0;
         (*e)._pad = 0;

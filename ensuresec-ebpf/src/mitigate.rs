@@ -4,8 +4,9 @@
 use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token, v4_key};
 
 use crate::{
+    features,
     maps::{ES_BUDGET, ES_BUDGET_ST, ES_THROTTLE, ES_THROTTLE_ST},
-    parse::{Ip, Parsed, TCP_ACK, TCP_SYN, Transport},
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_SYN, Transport},
 };
 
 /// This CPU's share of a rate.
@@ -61,11 +62,18 @@ pub fn throttle_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     }
 }
 
-/// Whether a new TCP connection fits its destination's budget.
+/// Whether a packet fits its destination's budget: new TCP connections (SYN
+/// without ACK), any UDP, or any ICMP, keyed like the destination features
+/// (untracked ports count as port 0).
 #[inline(always)]
 pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     let t = &p.transport;
-    if t.kind != Transport::TCP || t.flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+    let limited = match t.kind {
+        Transport::TCP => t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        Transport::UDP => true,
+        _ => p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
+    };
+    if !limited {
         return true;
     }
     let addr = if p.ip.family == Ip::V4 {
@@ -75,7 +83,7 @@ pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     };
     let key = DestKey {
         addr,
-        port: t.dport,
+        port: features::tracked_port(p),
         proto: p.ip.proto,
         _pad: 0,
     };

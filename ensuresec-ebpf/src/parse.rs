@@ -47,6 +47,8 @@ const MAX_OFFSET: usize = 2048;
 pub struct Transport {
     pub kind: u8,
     pub flags: u8,
+    /// Non-zero when a TCP segment carries data.
+    pub payload: u8,
     pub sport: u16,
     pub dport: u16,
 }
@@ -59,6 +61,7 @@ impl Transport {
         Transport {
             kind: Self::NONE,
             flags: 0,
+            payload: 0,
             sport: 0,
             dport: 0,
         }
@@ -188,7 +191,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Parsed {
     if frag & 0x1fff != 0 {
         return Parsed::stop(ip, Reason::Fragment);
     }
-    parse_transport(ctx, ip, offset + ihl)
+    parse_transport(ctx, ip, offset + ihl, offset + total_len)
 }
 
 #[inline(always)]
@@ -204,6 +207,7 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
     ip.src_v6.copy_from_slice(&h[8..24]);
     ip.dst_v6.copy_from_slice(&h[24..40]);
     let mut next = h[6];
+    let ip_end = offset + 40 + u16::from_be_bytes([h[4], h[5]]) as usize;
     let mut offset = offset + 40;
     for _ in 0..MAX_IPV6_EXT {
         if !matches!(
@@ -211,7 +215,7 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
         ) {
             ip.proto = next;
-            return parse_transport(ctx, ip, offset);
+            return parse_transport(ctx, ip, offset, ip_end);
         }
         // Every extension header starts with (next header, length); the fragment
         // header has its offset in the next two bytes. Reading at least two bytes
@@ -244,13 +248,15 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
         }
         _ => {
             ip.proto = next;
-            parse_transport(ctx, ip, offset)
+            parse_transport(ctx, ip, offset, ip_end)
         }
     }
 }
 
+/// `ip_end` is where the IP header says the packet ends (the frame may be
+/// padded); it tells whether a TCP segment carries data.
 #[inline(always)]
-fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize) -> Parsed {
+fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize, ip_end: usize) -> Parsed {
     if offset > MAX_OFFSET {
         return Parsed::stop(ip, Reason::TruncatedIpv6Ext);
     }
@@ -262,6 +268,7 @@ fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize) -> Parsed {
                 Transport {
                     kind: Transport::TCP,
                     flags: h[13],
+                    payload: (ip_end > offset + (h[12] >> 4) as usize * 4) as u8,
                     sport: u16::from_be_bytes([h[0], h[1]]),
                     dport: u16::from_be_bytes([h[2], h[3]]),
                 },
@@ -274,6 +281,7 @@ fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize) -> Parsed {
                 Transport {
                     kind: Transport::UDP,
                     flags: 0,
+                    payload: 0,
                     sport: u16::from_be_bytes([h[0], h[1]]),
                     dport: u16::from_be_bytes([h[2], h[3]]),
                 },

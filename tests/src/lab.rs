@@ -420,3 +420,85 @@ impl Drop for Solo {
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }
+
+/// Requests a shopper makes while an attack runs: counted, one after another.
+pub struct ShopperLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u32, u32)>,
+}
+
+impl ShopperLoad {
+    /// Starts GETs of `url` from the namespace `ns` until `finish`.
+    pub fn start(ns_name: &str, url: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ns, url) = (ns_name.to_string(), url.to_string());
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut total) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null"])
+                    .args(["-w", "%{http_code}", "--max-time", "3", "-g", &url])
+                    .output();
+                total += 1;
+                if out.is_ok_and(|o| o.stdout == b"200") {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, total)
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops and returns (succeeded, made).
+    pub fn finish(self) -> (u32, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap_or((0, 0))
+    }
+}
+
+impl Lab {
+    /// The agent's decisions as JSON rows.
+    pub fn decisions(&self) -> Result<Vec<serde_json::Value>> {
+        let out = self.ensuresec(&["decisions", "list", "-o", "json"])?;
+        Ok(serde_json::from_str::<serde_json::Value>(&out)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits up to `within` for a decision on `target`.
+    pub fn wait_decision(
+        &self,
+        target: &str,
+        within: Duration,
+    ) -> Result<Option<serde_json::Value>> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(d) = self
+                .decisions()?
+                .into_iter()
+                .find(|d| d["target"] == target)
+            {
+                return Ok(Some(d));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Packets the kernel counted for `reason`.
+    pub fn counter(&self, reason: &str) -> Result<u64> {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ensuresec(&["status", "-o", "json"])?)?;
+        Ok(status["counters"]
+            .as_array()
+            .and_then(|c| c.iter().find(|r| r["reason"] == reason))
+            .and_then(|r| r["packets"].as_u64())
+            .unwrap_or(0))
+    }
+}

@@ -133,9 +133,15 @@ fn trip_wires_send_one_event_per_window() -> Result<()> {
     }
     let got = events(&k)?;
     let trips: Vec<&Event> = got.iter().filter(|e| e.kind == EVENT_SOURCE_TRIP).collect();
-    assert_eq!(trips.len(), 1, "one trip per window");
+    assert_eq!(
+        trips.len(),
+        2,
+        "trips at 5 and 10 packets, then 20 is not reached"
+    );
     assert_eq!(trips[0].addr, key(SRC));
+    assert_eq!(trips[0].peer, key(DST));
     assert_eq!((trips[0].window.packets, trips[0].window.syn), (5, 5));
+    assert_eq!(trips[1].window.packets, 10);
 
     // A scan: many ports from another source trips on distinct ports.
     let scanner = Ipv4Addr::new(192, 0, 2, 200);
@@ -146,8 +152,13 @@ fn trip_wires_send_one_event_per_window() -> Result<()> {
         .into_iter()
         .filter(|e| e.kind == EVENT_SOURCE_TRIP && e.addr == key(scanner))
         .collect();
-    assert_eq!(trips.len(), 1);
-    assert!(trips[0].window.distinct_ports >= 5, "{:?}", trips[0].window);
+    // Packet levels 5, 10, 20, 40 and the distinct-port wire at 20 ports (which
+    // may share an event with a packet level).
+    assert!((4..=5).contains(&trips.len()), "{}", trips.len());
+    assert!(
+        trips.iter().any(|t| t.window.distinct_ports >= 20),
+        "{trips:?}"
+    );
     assert_eq!(
         k.store.event_stats()?.0,
         0,
@@ -160,7 +171,7 @@ fn trip_wires_send_one_event_per_window() -> Result<()> {
 fn destination_trip_wire() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
     let mut cfg = k.store.detect_config()?;
-    cfg.trip_dst_packets = 30;
+    cfg.trip_dst_packets = 25;
     k.store.set_detect_config(&cfg)?;
     // A spoofed flood: every packet from another source.
     for i in 0..40u32 {
@@ -173,7 +184,11 @@ fn destination_trip_wire() -> Result<()> {
         .into_iter()
         .filter(|e| e.kind == EVENT_DEST_TRIP)
         .collect();
-    assert_eq!(trips.len(), 1);
+    assert_eq!(
+        trips.len(),
+        1,
+        "25 packets trip; the next level, 50, is not reached"
+    );
     assert_eq!((trips[0].port, trips[0].proto), (80, 6));
     assert!(
         trips[0].window.distinct_dsts > 20,

@@ -16,6 +16,14 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nginx-light",
     "util-linux",
     "ca-certificates",
+    // Attack and load tools for the detection lab and tests.
+    "hping3",
+    "nmap",
+    "masscan",
+    "t50",
+    "slowhttptest",
+    "wrk",
+    "tcpreplay",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,13 +1,14 @@
 //! One function per CLI command.
 
 mod attach;
+mod decisions;
 mod lists;
 pub mod status;
 
 use anyhow::Result;
 
 use crate::{
-    cli::{AllowCommand, BlockCommand, Cli, Command},
+    cli::{AllowCommand, BlockCommand, Cli, Command, DecisionsCommand},
     pins::PinDir,
 };
 
@@ -44,6 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Allow(AllowCommand::List(out)) => {
             lists::list(&pins, lists::Which::Allow, out.output)
         }
+        Command::Decisions(DecisionsCommand::List(out)) => decisions::list(&pins, out.output),
+        Command::Decisions(DecisionsCommand::Rm { target }) => decisions::rm(&pins, &target),
         Command::Run { config } => crate::daemon::run(&pins, &config),
     }
 }

@@ -158,6 +158,19 @@ impl Store {
             .find(|l| allows(l) && l.target.contains(addr)))
     }
 
+    /// The entry of one target, if any.
+    pub fn entries_for(&self, target: &Target) -> Result<Option<ListEntry>> {
+        Ok(match target {
+            Target::V4(a) => self.exact_v4.get(&key4(a))?,
+            Target::V6(a) => self.exact_v6.get(&a.octets())?,
+            _ => self
+                .prefix_entries()?
+                .into_iter()
+                .find(|l| l.target == *target)
+                .map(|l| l.entry),
+        })
+    }
+
     /// Every IPv4 and IPv6 prefix entry.
     pub fn prefix_entries(&self) -> Result<Vec<Listed>> {
         let mut out = Vec::new();

@@ -3,6 +3,7 @@
 
 mod cidr6;
 mod cuckoo;
+pub mod decisions;
 mod detect;
 mod edit;
 mod exact;

@@ -1,0 +1,102 @@
+//! `ensuresec decisions list|rm`: the agent's automatic decisions, read from
+//! their pinned map, so they work with the agent down.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use ensuresec_common::ttl::format_remaining;
+use serde::Serialize;
+
+use crate::{
+    cli::OutputFormat,
+    clock,
+    detect::decide::{self, action_name, detector_name},
+    output,
+    pins::PinDir,
+    store::{Store, decisions::DecisionTarget},
+};
+
+#[derive(Serialize)]
+pub struct DecisionRow {
+    pub target: String,
+    pub detector: &'static str,
+    pub action: &'static str,
+    /// Count observed in the window, and the threshold it reached.
+    pub observed: u64,
+    pub threshold: u64,
+    /// Rate of a throttle or budget.
+    pub rate: Option<u32>,
+    pub strikes: u32,
+    pub decided_at: String,
+    pub seconds_left: u64,
+    /// From the attack's first packet in its window to the decision.
+    pub time_to_mitigate_ms: f64,
+}
+
+pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
+    let now = clock::mono_ns();
+    let mut rows: Vec<DecisionRow> = store
+        .decisions()?
+        .into_iter()
+        .filter(|(_, r)| r.expires_at_ns > now)
+        .map(|(key, r)| DecisionRow {
+            target: DecisionTarget(key).to_string(),
+            detector: detector_name(r.detector),
+            action: action_name(r.action),
+            observed: r.evidence[0],
+            threshold: r.evidence[1],
+            rate: (r.rate != 0).then_some(r.rate),
+            strikes: r.strikes,
+            decided_at: clock::rfc3339(r.created_secs),
+            seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
+            time_to_mitigate_ms: r.decided_ns.saturating_sub(r.first_seen_ns) as f64 / 1e6,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(rows)
+}
+
+pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
+    let store = Store::open(pins)?;
+    let rows = rows(&store)?;
+    let mut table = vec![
+        [
+            "TARGET",
+            "DETECTOR",
+            "ACTION",
+            "EVIDENCE",
+            "STRIKES",
+            "TIME LEFT",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in &rows {
+        let rate = r.rate.map_or(String::new(), |p| format!(", limit {p}/s"));
+        table.push(vec![
+            r.target.clone(),
+            r.detector.into(),
+            r.action.into(),
+            format!("{} >= {} per window{rate}", r.observed, r.threshold),
+            r.strikes.to_string(),
+            format_remaining(Duration::from_secs(r.seconds_left)),
+        ]);
+    }
+    output::print(format, &rows, table);
+    Ok(())
+}
+
+pub fn rm(pins: &PinDir, target: &str) -> Result<()> {
+    let key = target.parse::<DecisionTarget>().map_err(|e| anyhow!(e))?.0;
+    let store = Store::open(pins)?;
+    let record = store
+        .decision(&key)?
+        .ok_or_else(|| anyhow!("no automatic decision on {target}"))?;
+    decide::lift(&store, &key, &record)?;
+    println!(
+        "lifted the {} on {target} ({})",
+        action_name(record.action),
+        detector_name(record.detector)
+    );
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The detection loop: a thread that waits on the kernel's ring buffer, runs
+//! the detectors on each trip-wire event and writes decisions, and once a
+//! second expires decisions and refreshes the gauges.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use ensuresec_common::{
+    decisions::{DecisionKey, SCOPE_DESTINATION, SCOPE_SOURCE},
+    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP, Event},
+    ports::bitmap,
+};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use super::{
+    decide::{self, Plan, action_name},
+    rules::{self, Detection},
+    settings::{Action, DetectSettings, Detectors},
+};
+use crate::{
+    clock,
+    error::Result,
+    store::{Store, decisions::key_addr},
+};
+
+/// The detection metrics.
+#[derive(Clone)]
+pub struct DetectMetrics {
+    pub detections: IntCounterVec,
+    pub decisions_active: IntGaugeVec,
+    pub events: IntCounter,
+    pub dropped: IntCounter,
+    pub samples: IntCounter,
+    pub time_to_mitigate: Histogram,
+}
+
+impl DetectMetrics {
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        let m = Self {
+            detections: IntCounterVec::new(
+                Opts::new("ensuresec_detections_total", "Detections, by detector"),
+                &["detector"],
+            )?,
+            decisions_active: IntGaugeVec::new(
+                Opts::new(
+                    "ensuresec_decisions_active",
+                    "Automatic decisions in force, by action",
+                ),
+                &["action"],
+            )?,
+            events: IntCounter::new(
+                "ensuresec_ringbuf_events_total",
+                "Events read from the kernel's ring buffer",
+            )?,
+            dropped: IntCounter::new(
+                "ensuresec_ringbuf_dropped_total",
+                "Events the kernel could not queue (ring buffer full)",
+            )?,
+            samples: IntCounter::new("ensuresec_samples_total", "Sampled packet headers received")?,
+            time_to_mitigate: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ensuresec_time_to_mitigate_seconds",
+                    "From the first packet of an attack's window to the decision in the kernel",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+        };
+        registry.register(Box::new(m.detections.clone()))?;
+        registry.register(Box::new(m.decisions_active.clone()))?;
+        registry.register(Box::new(m.events.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.samples.clone()))?;
+        registry.register(Box::new(m.time_to_mitigate.clone()))?;
+        Ok(m)
+    }
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    settings: DetectSettings,
+    metrics: DetectMetrics,
+    ring: RingBuf<MapData>,
+    kernel_dropped: u64,
+}
+
+/// Configures the kernel side of detection (windows, trip wires, tracked ports).
+pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    store.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
+    store.set_detect_config(&DetectConfig {
+        enabled: 1,
+        sample_every: settings.raw.sample_every,
+        window_ns: settings.window.as_nanos() as u64,
+        trip_packets: settings.raw.trip_packets,
+        trip_ports: settings.raw.trip_ports,
+        trip_dsts: settings.raw.trip_hosts,
+        trip_dst_packets: settings.raw.trip_dst_packets,
+        cpus,
+        ..DetectConfig::default()
+    })
+}
+
+/// Turns detection off in the kernel (no `[[protect]]` block).
+pub fn disable_kernel(store: &Store) -> Result<()> {
+    store.set_detect_config(&DetectConfig::default())
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        settings: DetectSettings,
+        metrics: DetectMetrics,
+    ) -> Result<Self> {
+        let ring = store.events()?;
+        Ok(Self {
+            store,
+            settings,
+            metrics,
+            ring,
+            kernel_dropped: 0,
+        })
+    }
+
+    /// Runs until `stop` is set.
+    pub fn spawn(mut self, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("ensuresec-detect".into())
+            .spawn(move || {
+                let mut last_maintain = Instant::now() - Duration::from_secs(1);
+                while !stop.load(Ordering::Relaxed) {
+                    self.wait(Duration::from_millis(100));
+                    self.drain();
+                    if last_maintain.elapsed() >= Duration::from_secs(1) {
+                        last_maintain = Instant::now();
+                        if let Err(e) = self.maintain() {
+                            tracing::error!(error = %e, "decision upkeep failed");
+                        }
+                    }
+                }
+            })
+            .expect("spawning the detection thread")
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+    }
+
+    fn drain(&mut self) {
+        let mut events = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if item.len() >= std::mem::size_of::<Event>() {
+                // SAFETY: the kernel wrote an `Event`.
+                events.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) });
+            }
+        }
+        for e in events {
+            self.metrics.events.inc();
+            let result = match e.kind {
+                EVENT_SOURCE_TRIP => self.on_source(&e),
+                EVENT_DEST_TRIP => self.on_destination(&e),
+                EVENT_SAMPLE => {
+                    self.metrics.samples.inc();
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(err) = result {
+                tracing::error!(error = %err, "handling a kernel event");
+            }
+        }
+    }
+
+    fn window_secs(&self) -> f64 {
+        self.settings.window.as_secs_f64()
+    }
+
+    /// Only windows that began within the last window count.
+    fn since(&self) -> u64 {
+        clock::mono_ns().saturating_sub(self.settings.window.as_nanos() as u64)
+    }
+
+    fn on_source(&mut self, e: &Event) -> Result<()> {
+        let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
+            return Ok(());
+        };
+        let Some(stats) = self.store.source_stats(&e.addr, self.since())? else {
+            return Ok(());
+        };
+        let found = rules::source_detections(&stats.window, &detectors, self.window_secs());
+        for d in found {
+            self.decide_source(&e.addr, &d, &detectors, stats.window.start_ns)?;
+        }
+        Ok(())
+    }
+
+    fn decide_source(
+        &mut self,
+        addr: &[u8; 16],
+        detection: &Detection,
+        detectors: &Detectors,
+        first_seen_ns: u64,
+    ) -> Result<()> {
+        self.metrics
+            .detections
+            .with_label_values(&[detection.detector.name()])
+            .inc();
+        let key = DecisionKey {
+            addr: *addr,
+            port: 0,
+            proto: 0,
+            scope: SCOPE_SOURCE,
+        };
+        if self.active(&key)? {
+            return Ok(());
+        }
+        let source = key_addr(addr);
+        if let Some(allow) = self.store.allowlisted_by(source)? {
+            tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow.target, "detection on an allowlisted source: no decision");
+            return Ok(());
+        }
+        let config = detectors.get(detection.detector);
+        let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
+        let dry_run = self.settings.dry_run_for(detectors, detection.detector);
+        let plan = decide::plan(&self.settings, config, config.action, dry_run, strikes);
+        let record = decide::apply(&self.store, &key, detection, plan, strikes, first_seen_ns)?;
+        self.log_decision(&source.to_string(), detection, &plan, &record);
+        Ok(())
+    }
+
+    fn on_destination(&mut self, e: &Event) -> Result<()> {
+        let Some(detectors) = self.settings.detectors_for(key_addr(&e.addr)).copied() else {
+            return Ok(());
+        };
+        let dest = DestKey {
+            addr: e.addr,
+            port: e.port,
+            proto: e.proto,
+            _pad: 0,
+        };
+        let Some(stats) = self.store.dest_stats(&dest, self.since())? else {
+            return Ok(());
+        };
+        let found = rules::dest_detections(
+            &stats.window,
+            &detectors,
+            self.window_secs(),
+            self.settings.raw.min_sources,
+        );
+        for d in found {
+            self.metrics
+                .detections
+                .with_label_values(&[d.detector.name()])
+                .inc();
+            let key = DecisionKey {
+                addr: e.addr,
+                port: e.port,
+                proto: e.proto,
+                scope: SCOPE_DESTINATION,
+            };
+            if self.active(&key)? {
+                continue;
+            }
+            let config = detectors.get(d.detector);
+            let dry_run = self.settings.dry_run_for(&detectors, d.detector);
+            let action = match config.aggregate_action {
+                Action::Budget => Action::Budget,
+                _ => Action::Alert,
+            };
+            let plan = decide::plan(&self.settings, config, action, dry_run, 0);
+            let record = decide::apply(&self.store, &key, &d, plan, 0, stats.window.start_ns)?;
+            let target = crate::store::decisions::DecisionTarget(key).to_string();
+            self.log_decision(&target, &d, &plan, &record);
+        }
+        Ok(())
+    }
+
+    fn active(&self, key: &DecisionKey) -> Result<bool> {
+        Ok(self
+            .store
+            .decision(key)?
+            .is_some_and(|r| r.expires_at_ns > clock::mono_ns()))
+    }
+
+    fn log_decision(
+        &self,
+        target: &str,
+        d: &Detection,
+        plan: &Plan,
+        record: &ensuresec_common::decisions::DecisionRecord,
+    ) {
+        let seconds = record.decided_ns.saturating_sub(record.first_seen_ns) as f64 / 1e9;
+        if plan.enforced() {
+            self.metrics.time_to_mitigate.observe(seconds);
+        }
+        tracing::warn!(
+            target,
+            detector = d.detector.name(),
+            action = action_name(record.action),
+            observed = d.observed,
+            threshold = d.threshold,
+            strikes = record.strikes,
+            time_to_mitigate_s = seconds,
+            "decision"
+        );
+    }
+
+    /// Removes expired decisions (lifting their throttles and budgets) and
+    /// refreshes the decision gauges and the kernel's dropped-event count.
+    fn maintain(&mut self) -> Result<()> {
+        let now = clock::mono_ns();
+        let mut active = [0i64; 5];
+        for (key, record) in self.store.decisions()? {
+            if record.expires_at_ns <= now {
+                decide::lift(&self.store, &key, &record)?;
+            } else {
+                active[(record.action as usize).min(4)] += 1;
+            }
+        }
+        for action in 1..=4u32 {
+            self.metrics
+                .decisions_active
+                .with_label_values(&[action_name(action)])
+                .set(active[action as usize]);
+        }
+        let (dropped, _) = self.store.event_stats()?;
+        if dropped > self.kernel_dropped {
+            self.metrics.dropped.inc_by(dropped - self.kernel_dropped);
+            self.kernel_dropped = dropped;
+        }
+        Ok(())
+    }
+}

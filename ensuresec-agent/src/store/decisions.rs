@@ -1,0 +1,168 @@
+//! Automatic decisions and repeat offenders in their pinned maps.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use ensuresec_common::{
+    decisions::{DecisionKey, DecisionRecord, Offender, SCOPE_DESTINATION, SCOPE_SOURCE},
+    entry::normalize_addr,
+    features::AddrKey,
+    maps::{MAP_DECISIONS, MAP_OFFENDERS},
+};
+
+use super::{RawMap, Store};
+use crate::error::Result;
+
+/// The address of a key (IPv4-mapped keys are IPv4 addresses).
+pub fn key_addr(key: &AddrKey) -> IpAddr {
+    normalize_addr(IpAddr::V6((*key).into()))
+}
+
+/// The key of an address.
+pub fn addr_key(addr: IpAddr) -> AddrKey {
+    match normalize_addr(addr) {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+fn proto_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        p => p.to_string(),
+    }
+}
+
+/// A decision's target as operators write it: `192.0.2.1` for a source,
+/// `10.77.0.1:80/tcp` (or `[fd77::1]:*/udp` for untracked ports) for a
+/// destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionTarget(pub DecisionKey);
+
+impl fmt::Display for DecisionTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = &self.0;
+        let addr = key_addr(&k.addr);
+        if k.scope == SCOPE_SOURCE {
+            return write!(f, "{addr}");
+        }
+        let port = if k.port == 0 {
+            "*".to_string()
+        } else {
+            k.port.to_string()
+        };
+        match addr {
+            IpAddr::V4(a) => write!(f, "{a}:{port}/{}", proto_name(k.proto)),
+            IpAddr::V6(a) => write!(f, "[{a}]:{port}/{}", proto_name(k.proto)),
+        }
+    }
+}
+
+impl FromStr for DecisionTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "`{s}` is not a decision target (ADDR, or ADDR:PORT/PROTO as `decisions list` shows it)"
+            )
+        };
+        if let Ok(a) = s.parse::<IpAddr>() {
+            return Ok(DecisionTarget(DecisionKey {
+                addr: addr_key(a),
+                port: 0,
+                proto: 0,
+                scope: SCOPE_SOURCE,
+            }));
+        }
+        let (host_port, proto) = s.rsplit_once('/').ok_or_else(bad)?;
+        let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr: IpAddr = host.parse().map_err(|_| bad())?;
+        let port: u16 = if port == "*" {
+            0
+        } else {
+            port.parse().map_err(|_| bad())?
+        };
+        let proto = match proto {
+            "icmp" => 1,
+            "tcp" => 6,
+            "udp" => 17,
+            "icmpv6" => 58,
+            other => other.parse().map_err(|_| bad())?,
+        };
+        Ok(DecisionTarget(DecisionKey {
+            addr: addr_key(addr),
+            port,
+            proto,
+            scope: SCOPE_DESTINATION,
+        }))
+    }
+}
+
+impl Store {
+    pub fn decisions(&self) -> Result<Vec<(DecisionKey, DecisionRecord)>> {
+        RawMap::open(self.pins(), MAP_DECISIONS)?.dump()
+    }
+
+    pub fn decision(&self, key: &DecisionKey) -> Result<Option<DecisionRecord>> {
+        RawMap::open(self.pins(), MAP_DECISIONS)?.get(key)
+    }
+
+    pub fn set_decision(&self, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
+        RawMap::open(self.pins(), MAP_DECISIONS)?.set(key, record)
+    }
+
+    pub fn remove_decision(&self, key: &DecisionKey) -> Result<bool> {
+        RawMap::open(self.pins(), MAP_DECISIONS)?.remove(key)
+    }
+
+    pub fn offender(&self, addr: &AddrKey) -> Result<Option<Offender>> {
+        RawMap::open(self.pins(), MAP_OFFENDERS)?.get(addr)
+    }
+
+    pub fn set_offender(&self, addr: &AddrKey, o: &Offender) -> Result<()> {
+        RawMap::open(self.pins(), MAP_OFFENDERS)?.set(addr, o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_round_trip() {
+        for s in [
+            "192.0.2.1",
+            "2001:db8::1",
+            "10.77.0.1:80/tcp",
+            "[fd77::1]:*/udp",
+            "10.0.0.1:*/icmp",
+        ] {
+            let t: DecisionTarget = s.parse().unwrap();
+            assert_eq!(t.to_string(), s);
+        }
+        assert_eq!(
+            "::ffff:192.0.2.1"
+                .parse::<DecisionTarget>()
+                .unwrap()
+                .to_string(),
+            "192.0.2.1"
+        );
+    }
+
+    #[test]
+    fn bad_targets_are_named() {
+        for s in [
+            "nope",
+            "10.0.0.1:80",
+            "10.0.0.1:http/tcp",
+            "10.0.0.1:80/sctpx",
+        ] {
+            let e = s.parse::<DecisionTarget>().unwrap_err();
+            assert!(e.contains(s), "{e}");
+        }
+    }
+}
