@@ -26,6 +26,7 @@ use super::{
     decide::{self, Plan, action_name},
     rules::{self, Detection},
     settings::{Action, DetectSettings, Detectors},
+    sockets,
 };
 use crate::{
     clock,
@@ -322,9 +323,39 @@ impl Engine {
         );
     }
 
+    /// Sources holding too many connections open (slowloris-style), from the
+    /// kernel's socket tables.
+    fn half_open(&mut self) -> Result<()> {
+        let blocks = &self.settings.protect;
+        let Some((_, detectors)) = blocks
+            .iter()
+            .filter(|(_, d)| d.half_open.per_source > 0)
+            .min_by_key(|(_, d)| d.half_open.per_source)
+        else {
+            return Ok(());
+        };
+        let detectors = *detectors;
+        let threshold = detectors.half_open.per_source;
+        let protected = |local| blocks.iter().any(|(t, _)| t.contains(local));
+        let now = clock::mono_ns();
+        for (remote, n) in sockets::connections(protected) {
+            if n >= threshold {
+                let detection = Detection {
+                    detector: ensuresec_common::decisions::Detector::HalfOpen,
+                    observed: n as u64,
+                    threshold: threshold as u64,
+                };
+                let key = crate::store::decisions::addr_key(remote);
+                self.decide_source(&key, &detection, &detectors, now)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes expired decisions (lifting their throttles and budgets) and
     /// refreshes the decision gauges and the kernel's dropped-event count.
     fn maintain(&mut self) -> Result<()> {
+        self.half_open()?;
         let now = clock::mono_ns();
         let mut active = [0i64; 5];
         for (key, record) in self.store.decisions()? {

@@ -5,3 +5,4 @@ pub mod decide;
 pub mod engine;
 pub mod rules;
 pub mod settings;
+pub mod sockets;

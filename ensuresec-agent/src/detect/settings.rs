@@ -100,7 +100,7 @@ impl Default for Detectors {
             synack_reflection: detector(100, 2_000, Action::Alert),
             port_scan: detector(20, 0, Action::Alert),
             host_sweep: detector(6, 0, Action::Alert),
-            half_open: detector(50, 0, Action::Alert),
+            half_open: detector(100, 0, Action::Alert),
         }
     }
 }
