@@ -58,10 +58,11 @@ pub struct Window {
     pub distinct_ports: u32,
     /// Distinct destination addresses (bits of `dst_sketch` set in this window).
     pub distinct_dsts: u32,
-    /// Trip events this window sent: the low byte counts packet trips (the
-    /// next one fires at `trip_packets << count`), then `TRIPPED_PORTS` and
-    /// `TRIPPED_DSTS`. Doubling levels let the agent re-evaluate a source as
-    /// its traffic grows, with a handful of events per window at most.
+    /// Trip events this window sent, as three levels: packets in the low byte
+    /// (the next trip fires at `trip_packets << level`), distinct ports in the
+    /// next byte, distinct destinations in the third. Doubling levels let the
+    /// agent re-evaluate a source as its traffic grows, with a handful of
+    /// events per window at most.
     pub tripped: u32,
     pub port_sketch: [u64; 4],
     pub dst_sketch: [u64; 2],
@@ -178,22 +179,31 @@ pub struct DetectConfig {
     pub dest_mask: u32,
 }
 
-pub const TRIPPED_LEVELS: u32 = 0xff;
-pub const TRIPPED_PORTS: u32 = 1 << 8;
-pub const TRIPPED_DSTS: u32 = 1 << 9;
-/// Packet trip levels stop doubling here (about 16M times `trip_packets`).
+/// Byte of `Window::tripped` holding each trip level.
+pub const TRIP_PACKETS: u32 = 0;
+pub const TRIP_PORTS: u32 = 8;
+pub const TRIP_DSTS: u32 = 16;
+/// Trip levels stop doubling here (about 16M times the first threshold).
 pub const MAX_TRIP_LEVEL: u32 = 24;
 
-/// Whether a window's packet count reached its next trip level, and advances
-/// the level if so.
+/// Whether `count` reached the next level of the trip wire kept in byte
+/// `shift` of `w.tripped` (first at `first`, then each doubling); advances the
+/// level if so.
 #[inline(always)]
-pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
-    let level = w.tripped & TRIPPED_LEVELS;
-    if level < MAX_TRIP_LEVEL && (w.packets as u64) >= (trip_packets as u64) << level {
-        w.tripped += 1;
+pub fn trip(w: &mut Window, shift: u32, count: u32, first: u32) -> bool {
+    let level = (w.tripped >> shift) & 0xff;
+    if level < MAX_TRIP_LEVEL && (count as u64) >= (first as u64) << level {
+        w.tripped += 1 << shift;
         return true;
     }
     false
+}
+
+/// The packet trip wire (see `trip`).
+#[inline(always)]
+pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
+    let packets = w.packets;
+    trip(w, TRIP_PACKETS, packets, trip_packets)
 }
 
 pub const EVENT_SOURCE_TRIP: u32 = 1;
@@ -313,6 +323,15 @@ mod tests {
             }
         }
         assert_eq!(fired, [100, 200, 400, 800]);
+        // The other wires keep their own levels.
+        let mut fired = Vec::new();
+        for n in 1..=20 {
+            if trip(&mut w, TRIP_DSTS, n, 4) {
+                fired.push(n);
+            }
+        }
+        assert_eq!(fired, [4, 8, 16]);
+        assert_eq!(w.tripped & 0xff, 4, "packet levels untouched");
     }
 
     #[test]

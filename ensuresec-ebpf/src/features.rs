@@ -9,8 +9,8 @@ use aya_ebpf::{
 use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
-        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIPPED_DSTS, TRIPPED_PORTS, Window,
-        is_reflector_port, packet_trip, set_of, sketch_bit, v4_key,
+        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window,
+        is_reflector_port, packet_trip, set_of, sketch_bit, trip, v4_key,
     },
     maps::PORT_WORDS,
 };
@@ -256,15 +256,10 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     }
     let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
     w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
-    let mut fire = packet_trip(w, cfg.trip_packets);
-    if w.tripped & TRIPPED_PORTS == 0 && w.distinct_ports >= cfg.trip_ports {
-        w.tripped |= TRIPPED_PORTS;
-        fire = true;
-    }
-    if w.tripped & TRIPPED_DSTS == 0 && w.distinct_dsts >= cfg.trip_dsts {
-        w.tripped |= TRIPPED_DSTS;
-        fire = true;
-    }
+    let (ports, dsts) = (w.distinct_ports, w.distinct_dsts);
+    let fire = packet_trip(w, cfg.trip_packets)
+        | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
+        | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
     if fire {
         let peer = if p.ip.family == Ip::V4 {
             v4_key(p.ip.dst_v4)

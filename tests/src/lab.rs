@@ -32,6 +32,12 @@ impl Host {
         Ok(Host { ns, v4, v6 })
     }
 
+    /// The MAC address of the host's interface.
+    pub fn mac(&self) -> Result<String> {
+        let out = run(self.ns.cmd("cat").arg("/sys/class/net/eth0/address"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Adds another address on the host's interface (same lab prefixes).
     pub fn add_address(&self, addr: &str) -> Result<()> {
         let with_len = if addr.contains(':') {
@@ -151,6 +157,13 @@ pub fn ensuresec_bin() -> PathBuf {
 }
 
 impl Lab {
+    /// Another host on the lab's bridge (a crowd member, a second attacker).
+    pub fn add_host(&self, tag: &str, v4: Ipv4Addr, v6: Ipv6Addr) -> Result<Host> {
+        let port = format!("p-{}", &unique(tag)[3..].replace('-', ""));
+        let port: String = port.chars().take(15).collect();
+        Host::new(tag, &self._switch, &port, v4, v6)
+    }
+
     pub fn new() -> Result<Self> {
         let switch = Netns::new("sw")?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -430,17 +443,28 @@ pub struct ShopperLoad {
 impl ShopperLoad {
     /// Starts GETs of `url` from the namespace `ns` until `finish`.
     pub fn start(ns_name: &str, url: &str) -> Self {
+        Self::browse(ns_name, None, vec![url.to_string()])
+    }
+
+    /// Starts a shopper browsing `urls` in turn from the namespace `ns`, from
+    /// its address `source` if given, until `finish`.
+    pub fn browse(ns_name: &str, source: Option<&str>, urls: Vec<String>) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let (ns, url) = (ns_name.to_string(), url.to_string());
+        let ns = ns_name.to_string();
+        let source = source.map(str::to_string);
         let handle = std::thread::spawn(move || {
             let (mut ok, mut total) = (0, 0);
             while !flag.load(Ordering::Relaxed) {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null"])
-                    .args(["-w", "%{http_code}", "--max-time", "3", "-g", &url])
-                    .output();
+                let url = &urls[total as usize % urls.len()];
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns, "curl", "-s", "-o", "/dev/null"])
+                    .args(["-w", "%{http_code}", "--max-time", "3"]);
+                if let Some(src) = &source {
+                    cmd.args(["--interface", src]);
+                }
+                let out = cmd.arg("-g").arg(url).output();
                 total += 1;
                 if out.is_ok_and(|o| o.stdout == b"200") {
                     ok += 1;

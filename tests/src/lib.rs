@@ -5,3 +5,4 @@ pub mod kernel;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod scenarios;

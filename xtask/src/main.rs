@@ -21,6 +21,11 @@ enum Task {
     Demo,
     /// Bootstrap, then fmt check, clippy, unit, kernel and namespace tests.
     Test,
+    /// Bootstrap, then run a lab scenario and print its JSON report (`list` lists them).
+    Lab {
+        #[arg(default_value = "list")]
+        scenario: String,
+    },
     /// Bootstrap, then a benchmark; results go to target/bench/.
     Bench {
         #[arg(value_enum)]
@@ -82,6 +87,22 @@ fn main() -> Result<()> {
                     "--exclude",
                     "ensuresec-ebpf",
                     "--no-fail-fast",
+                ],
+            )
+        }
+        Task::Lab { scenario } => {
+            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
+            run::cargo(
+                &root,
+                &[
+                    "run",
+                    "--release",
+                    "-p",
+                    "ensuresec-tests",
+                    "--bin",
+                    "lab",
+                    "--",
+                    &scenario,
                 ],
             )
         }

@@ -1,7 +1,7 @@
 //! Where keys go in an exact table: an in-memory image of its key buckets that
 //! a change edits before anything is written. Pure logic, tested on its own.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Where a key lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,8 +18,11 @@ pub struct Move<K> {
     pub to: Slot,
 }
 
-pub struct Image<K, const W: usize> {
-    pub buckets: Vec<[K; W]>,
+/// The buckets a change touches, read on first use: a change of a few keys
+/// reads a few buckets, not the whole table.
+pub struct Image<'a, K, const W: usize> {
+    buckets: std::cell::RefCell<HashMap<u32, [K; W]>>,
+    load: Box<dyn Fn(u32) -> [K; W] + 'a>,
     /// Buckets that changed and must be written.
     pub dirty: HashSet<u32>,
     /// Slots emptied by this change: not reused before the next one, so that a
@@ -27,17 +30,34 @@ pub struct Image<K, const W: usize> {
     freed: HashSet<Slot>,
 }
 
-impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
-    pub fn new(buckets: Vec<[K; W]>) -> Self {
+impl<'a, K: Copy + Eq + Default, const W: usize> Image<'a, K, W> {
+    pub fn new(load: impl Fn(u32) -> [K; W] + 'a) -> Self {
         Self {
-            buckets,
+            buckets: std::cell::RefCell::new(HashMap::new()),
+            load: Box::new(load),
             dirty: HashSet::new(),
             freed: HashSet::new(),
         }
     }
 
+    /// The current content of a bucket.
+    pub fn bucket(&self, b: u32) -> [K; W] {
+        *self
+            .buckets
+            .borrow_mut()
+            .entry(b)
+            .or_insert_with(|| (self.load)(b))
+    }
+
+    fn set(&mut self, slot: Slot, key: K) {
+        let mut bucket = self.bucket(slot.bucket);
+        bucket[slot.way] = key;
+        self.buckets.get_mut().insert(slot.bucket, bucket);
+        self.dirty.insert(slot.bucket);
+    }
+
     fn used(&self, bucket: u32) -> usize {
-        self.buckets[bucket as usize]
+        self.bucket(bucket)
             .iter()
             .filter(|k| **k != K::default())
             .count()
@@ -45,7 +65,7 @@ impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
 
     pub fn find(&self, key: &K, (a, b): (u32, u32)) -> Option<Slot> {
         [a, b].into_iter().find_map(|bucket| {
-            self.buckets[bucket as usize]
+            self.bucket(bucket)
                 .iter()
                 .position(|k| k == key)
                 .map(|way| Slot { bucket, way })
@@ -54,16 +74,16 @@ impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
 
     pub fn remove(&mut self, key: &K, pair: (u32, u32)) -> Option<Slot> {
         let slot = self.find(key, pair)?;
-        self.buckets[slot.bucket as usize][slot.way] = K::default();
-        self.dirty.insert(slot.bucket);
+        self.set(slot, K::default());
         self.freed.insert(slot);
         Some(slot)
     }
 
     fn free_in(&self, bucket: u32) -> Option<Slot> {
-        (0..W).map(|way| Slot { bucket, way }).find(|s| {
-            self.buckets[bucket as usize][s.way] == K::default() && !self.freed.contains(s)
-        })
+        let content = self.bucket(bucket);
+        (0..W)
+            .map(|way| Slot { bucket, way })
+            .find(|s| content[s.way] == K::default() && !self.freed.contains(s))
     }
 
     /// Puts `key` (absent) in one of its buckets `pair`, the emptier first so
@@ -87,7 +107,7 @@ impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
             None => {
                 let m = order.into_iter().find_map(|bucket| {
                     (0..W).find_map(|way| {
-                        let victim = self.buckets[bucket as usize][way];
+                        let victim = self.bucket(bucket)[way];
                         let (x, y) = pair_of(&victim);
                         let other = if x == bucket { y } else { x };
                         self.free_in(other).map(|to| Move {
@@ -97,14 +117,12 @@ impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
                         })
                     })
                 })?;
-                self.buckets[m.to.bucket as usize][m.to.way] = m.key;
-                self.dirty.insert(m.to.bucket);
+                self.set(m.to, m.key);
                 moved = Some(m);
                 m.from
             }
         };
-        self.buckets[slot.bucket as usize][slot.way] = key;
-        self.dirty.insert(slot.bucket);
+        self.set(slot, key);
         Some((slot, moved))
     }
 }
@@ -113,9 +131,11 @@ impl<K: Copy + Eq + Default, const W: usize> Image<K, W> {
 mod tests {
     use super::*;
 
-    /// Keys 1..: bucket pair given by a lookup table in the test.
-    fn image(buckets: usize) -> Image<u32, 2> {
-        Image::new(vec![[0; 2]; buckets])
+    fn image(buckets: usize) -> Image<'static, u32, 2> {
+        Image::new(move |b| {
+            assert!((b as usize) < buckets);
+            [0; 2]
+        })
     }
 
     #[test]

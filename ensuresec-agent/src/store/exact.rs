@@ -10,6 +10,7 @@ use ensuresec_common::maps::ListEntry;
 use super::{
     RawMap,
     cuckoo::{Image, Move, Slot},
+    raw::Mapped,
 };
 use crate::error::{Error, Result};
 
@@ -70,18 +71,12 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(None)
     }
 
-    /// Every bucket, in order.
-    fn buckets_now(&self) -> Result<Vec<[K; W]>> {
-        self.keys.read_mapped()
-    }
-
     /// Keys in the table.
     pub fn count(&self) -> Result<usize> {
-        Ok(self
-            .buckets_now()?
-            .iter()
-            .map(|keys| keys.iter().filter(|k| **k != K::default()).count())
-            .sum())
+        let keys = self.keys.mapped::<[K; W]>()?;
+        let mut n = 0;
+        keys.scan(|_, bucket| n += bucket.iter().filter(|k| **k != K::default()).count());
+        Ok(n)
     }
 
     /// Current values of `keys`, reading the whole table when there are many.
@@ -98,25 +93,41 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(out)
     }
 
-    /// Every (key, value).
+    /// Every (key, value). Only the values of occupied slots are read.
     pub fn dump(&self) -> Result<Vec<(K, ListEntry)>> {
-        let buckets = self.buckets_now()?;
-        if buckets.iter().all(|b| b.iter().all(|k| *k == K::default())) {
-            return Ok(Vec::new());
-        }
-        let values: Vec<ListEntry> = self.vals.read_mapped()?;
-        let mut out = Vec::new();
-        for (b, keys) in buckets.iter().enumerate() {
-            for (way, k) in keys.iter().enumerate() {
+        let keys = self.keys.mapped::<[K; W]>()?;
+        let mut occupied = Vec::new();
+        keys.scan(|b, bucket| {
+            for (way, k) in bucket.iter().enumerate() {
                 if *k != K::default() {
-                    let i = Self::slot_index(Slot {
+                    let slot = Slot {
                         bucket: b as u32,
                         way,
-                    });
-                    out.push((*k, values[i as usize]));
+                    };
+                    occupied.push((*k, Self::slot_index(slot)));
                 }
             }
+        });
+        if occupied.is_empty() {
+            return Ok(Vec::new());
         }
+        let values = self.vals.mapped::<ListEntry>()?;
+        if occupied.len() * 64 < values.len() {
+            // Sparse: read just those slots.
+            return Ok(occupied
+                .into_iter()
+                .map(|(k, i)| (k, values.get(i as usize)))
+                .collect());
+        }
+        // Dense: one forward pass over the values, in slot order.
+        occupied.sort_unstable_by_key(|(_, i)| *i);
+        let mut out = Vec::with_capacity(occupied.len());
+        let mut next = occupied.iter().peekable();
+        values.scan(|i, v| {
+            while let Some((k, _)) = next.next_if(|(_, slot)| *slot as usize == i) {
+                out.push((*k, v));
+            }
+        });
         Ok(out)
     }
 
@@ -126,8 +137,8 @@ impl<K: Key, const W: usize> Table<K, W> {
         if plan.upserts.is_empty() && plan.deletes.is_empty() {
             return Ok(());
         }
-        let original: Vec<[K; W]> = self.buckets_now()?;
-        let mut image = Image::new(original.clone());
+        let mapped = self.keys.mapped::<[K; W]>()?;
+        let mut image = Image::new(|b| mapped.get(b as usize));
         // Buckets as the kernel has them, for moves written before the rest.
         let mut kernel: HashMap<u32, [K; W]> = HashMap::new();
 
@@ -147,7 +158,7 @@ impl<K: Key, const W: usize> Table<K, W> {
                 continue;
             }
             let Some((slot, moved)) = image.place(*key, pair, &*self.buckets) else {
-                self.restore(&original, &image, &prior_values);
+                // Nothing but verdict-neutral moves was written yet.
                 return Err(Error::Capacity {
                     what,
                     need: self.capacity as usize + 1,
@@ -156,7 +167,7 @@ impl<K: Key, const W: usize> Table<K, W> {
                 });
             };
             if let Some(m) = moved {
-                self.execute_move(&m, &original, &mut kernel)?;
+                self.execute_move(&m, &mapped, &mut kernel)?;
             }
             value_writes.push((Self::slot_index(slot), *value));
         }
@@ -164,13 +175,17 @@ impl<K: Key, const W: usize> Table<K, W> {
         let (vkeys, vvals): (Vec<u32>, Vec<ListEntry>) = value_writes.into_iter().unzip();
         let mut dirty: Vec<u32> = image.dirty.iter().copied().collect();
         dirty.sort_unstable();
-        let new_buckets: Vec<[K; W]> = dirty.iter().map(|b| image.buckets[*b as usize]).collect();
+        let new_buckets: Vec<[K; W]> = dirty.iter().map(|b| image.bucket(*b)).collect();
+        let originals: HashMap<u32, [K; W]> = dirty
+            .iter()
+            .map(|b| (*b, mapped.get(*b as usize)))
+            .collect();
         let result = self
             .vals
             .update_batch(&vkeys, &vvals)
             .and_then(|()| self.keys.update_batch(&dirty, &new_buckets));
         if let Err(partial) = result {
-            self.restore(&original, &image, &prior_values);
+            self.restore(&originals, &prior_values);
             return Err(Error::map(self.keys.name, partial.error));
         }
         Ok(())
@@ -184,7 +199,7 @@ impl<K: Key, const W: usize> Table<K, W> {
     fn execute_move(
         &self,
         m: &Move<K>,
-        original: &[[K; W]],
+        mapped: &Mapped<[K; W]>,
         kernel: &mut HashMap<u32, [K; W]>,
     ) -> Result<()> {
         let value: ListEntry = self
@@ -194,13 +209,13 @@ impl<K: Key, const W: usize> Table<K, W> {
         self.vals.set(&Self::slot_index(m.to), &value)?;
         let mut to = *kernel
             .entry(m.to.bucket)
-            .or_insert(original[m.to.bucket as usize]);
+            .or_insert_with(|| mapped.get(m.to.bucket as usize));
         to[m.to.way] = m.key;
         self.keys.set(&m.to.bucket, &to)?;
         kernel.insert(m.to.bucket, to);
         let mut from = *kernel
             .entry(m.from.bucket)
-            .or_insert(original[m.from.bucket as usize]);
+            .or_insert_with(|| mapped.get(m.from.bucket as usize));
         from[m.from.way] = K::default();
         self.keys.set(&m.from.bucket, &from)?;
         kernel.insert(m.from.bucket, from);
@@ -209,9 +224,8 @@ impl<K: Key, const W: usize> Table<K, W> {
 
     /// Best effort after a failure: the buckets as they were and the values of
     /// updated keys as they were.
-    fn restore(&self, original: &[[K; W]], image: &Image<K, W>, prior: &[(u32, ListEntry)]) {
-        let dirty: Vec<u32> = image.dirty.iter().copied().collect();
-        let old: Vec<[K; W]> = dirty.iter().map(|b| original[*b as usize]).collect();
+    fn restore(&self, originals: &HashMap<u32, [K; W]>, prior: &[(u32, ListEntry)]) {
+        let (dirty, old): (Vec<u32>, Vec<[K; W]>) = originals.iter().map(|(b, k)| (*b, *k)).unzip();
         let (pk, pv): (Vec<u32>, Vec<ListEntry>) = prior.iter().copied().unzip();
         if self.keys.update_batch(&dirty, &old).is_err()
             || self.vals.update_batch(&pk, &pv).is_err()

@@ -71,10 +71,11 @@ impl RawMap {
         Ok(out)
     }
 
-    /// Every element of an array created with `BPF_F_MMAPABLE`, copied out of a
-    /// shared mapping: tens of milliseconds for what a batched lookup reads in
-    /// a third of a second (two million elements).
-    pub fn read_mapped<V: Pod>(&self) -> Result<Vec<V>> {
+    /// A shared read-only mapping of an array created with `BPF_F_MMAPABLE`:
+    /// elements are read from memory, tens of milliseconds for what a batched
+    /// lookup reads in a third of a second (two million elements), and only
+    /// the pages read count toward the agent's memory.
+    pub fn mapped<V: Pod>(&self) -> Result<Mapped<V>> {
         let info = self.data.info().map_err(|e| Error::map(self.name, e))?;
         let count = info.max_entries() as usize;
         let stride = (info.value_size() as usize).div_ceil(8) * 8;
@@ -96,16 +97,17 @@ impl RawMap {
         if ptr == libc::MAP_FAILED {
             return Err(Error::map(self.name, std::io::Error::last_os_error()));
         }
-        let base = ptr as *const V;
-        // The kernel may write while we read: copy each element with a
-        // volatile read instead of taking a reference to shared memory.
-        // SAFETY: `count` elements of `V` lie in the mapping.
-        let out = (0..count)
-            .map(|i| unsafe { std::ptr::read_volatile(base.add(i)) })
-            .collect();
-        // SAFETY: unmapping what was mapped above.
-        unsafe { libc::munmap(ptr, len) };
-        Ok(out)
+        Ok(Mapped {
+            ptr: ptr as *const V,
+            count,
+            bytes: len,
+        })
+    }
+
+    /// Every element of a mappable array, copied out.
+    pub fn read_mapped<V: Pod>(&self) -> Result<Vec<V>> {
+        let m = self.mapped::<V>()?;
+        Ok((0..m.len()).map(|i| m.get(i)).collect())
     }
 
     pub fn update_batch<K: Pod, V: Pod>(
@@ -118,5 +120,73 @@ impl RawMap {
 
     pub fn delete_batch<K: Pod>(&self, keys: &[K]) -> Result<(), PartialBatch> {
         sys::delete(self.fd(), keys)
+    }
+}
+
+/// See `RawMap::mapped`. Unmapped on drop.
+pub struct Mapped<V> {
+    ptr: *const V,
+    count: usize,
+    bytes: usize,
+}
+
+impl<V: Pod> Mapped<V> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Calls `f` on every element in order, dropping the pages already read
+    /// from this process's memory as it goes (they stay in the kernel's map),
+    /// so scanning a 50 MiB table does not add 50 MiB to the agent's footprint.
+    pub fn scan(&self, mut f: impl FnMut(usize, V)) {
+        const CHUNK: usize = 1 << 20;
+        let per_chunk = (CHUNK / std::mem::size_of::<V>().max(1)).max(1);
+        let mut start = 0;
+        while start < self.count {
+            let end = (start + per_chunk).min(self.count);
+            for i in start..end {
+                f(i, self.get(i));
+            }
+            self.release(start, end);
+            start = end;
+        }
+    }
+
+    /// Drops the pages holding elements `start..end` from this process.
+    fn release(&self, start: usize, end: usize) {
+        let page = 4096;
+        let size = std::mem::size_of::<V>();
+        let from = (start * size).next_multiple_of(page);
+        let to = (end * size) / page * page;
+        if to > from {
+            // SAFETY: a page-aligned range inside the mapping; the data lives in
+            // the kernel's map and is paged in again if read.
+            unsafe {
+                libc::madvise(
+                    (self.ptr as *mut u8).add(from) as *mut libc::c_void,
+                    to - from,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+
+    /// Element `i`, copied with a volatile read: the kernel may write it at any
+    /// time, so no reference into the mapping is ever handed out.
+    pub fn get(&self, i: usize) -> V {
+        assert!(i < self.count, "index {i} past {}", self.count);
+        // SAFETY: `i` is within the mapping.
+        unsafe { std::ptr::read_volatile(self.ptr.add(i)) }
+    }
+}
+
+impl<V> Drop for Mapped<V> {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `RawMap::mapped` mapped.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.bytes) };
     }
 }

@@ -1,0 +1,604 @@
+//! Lab scenarios: shoppers browsing the shop, and attackers running real tools
+//! against it, with ensuresec's agent protecting the storefront. A run yields
+//! a report: per source, its role, requests made and answered, and whether and
+//! when it was detected and mitigated.
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use crate::lab::{Lab, ShopperLoad};
+
+/// Where an attack tool aims: `{target}` in its arguments.
+const TARGET: &str = "{target}";
+/// The storefront interface's MAC address, for tools with their own stack.
+const TARGET_MAC: &str = "{target_mac}";
+
+/// One tool run from the attacker host.
+#[derive(Clone, Debug)]
+pub struct Attack {
+    pub tool: &'static str,
+    pub args: Vec<String>,
+    /// The detector expected to catch it.
+    pub detector: &'static str,
+    /// Expected decision target: the attacker, or the storefront's port for
+    /// aggregate measures (`{target}:80/tcp`).
+    pub decision_on: Option<&'static str>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub shoppers: usize,
+    pub attack: Option<Attack>,
+    /// Load tools from extra shopper addresses (a flash crowd), with args.
+    pub crowd: Vec<Vec<String>>,
+    /// Extra storefront addresses (a hosting server with many shops).
+    pub storefront_addresses: usize,
+    pub duration: Duration,
+    pub config: &'static str,
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn hping(detector: &'static str, a: &[&str]) -> Option<Attack> {
+    let mut v = args(a);
+    v.push("-q".into());
+    v.push(TARGET.into());
+    Some(Attack {
+        tool: "hping3",
+        args: v,
+        detector,
+        decision_on: None,
+    })
+}
+
+const PROTECT: &str =
+    "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
+
+/// Every scenario. `fast` shortens them for tests; full ones are for the lab
+/// and the benchmark.
+pub fn all(fast: bool) -> Vec<Scenario> {
+    let secs = |full: u64| Duration::from_secs(if fast { (full / 2).max(4) } else { full });
+    let n = |full: u32| (if fast { full / 2 } else { full }).to_string();
+    let base = |name, about, attack| Scenario {
+        name,
+        about,
+        shoppers: 3,
+        attack,
+        crowd: Vec::new(),
+        storefront_addresses: 0,
+        duration: secs(10),
+        config: PROTECT,
+    };
+    vec![
+        base(
+            "browsing",
+            "three shoppers browsing product pages, cart and checkout",
+            None,
+        ),
+        Scenario {
+            crowd: (0..6)
+                .map(|_| args(&["-t", "1", "-c", "40", "-d", if fast { "4s" } else { "8s" }]))
+                .collect(),
+            ..base(
+                "flash-crowd",
+                "many new shoppers at once: six addresses with 40 connections each at full speed",
+                None,
+            )
+        },
+        base(
+            "syn-flood",
+            "hping3 SYN flood from one source",
+            hping(
+                "syn_flood",
+                &["-S", "-p", "80", "-i", "u100", "-c", &n(40_000)],
+            ),
+        ),
+        base(
+            "udp-flood",
+            "hping3 UDP flood from one source",
+            hping(
+                "udp_flood",
+                &["--udp", "-p", "9999", "-i", "u10", "-c", &n(80_000)],
+            ),
+        ),
+        base(
+            "icmp-flood",
+            "hping3 ICMP echo flood",
+            hping("icmp_flood", &["--icmp", "-i", "u1000", "-c", &n(8_000)]),
+        ),
+        base(
+            "ack-flood",
+            "hping3 bare ACK flood at port 80",
+            hping(
+                "ack_rst_flood",
+                &["-A", "-p", "80", "-i", "u10", "-c", &n(120_000)],
+            ),
+        ),
+        base(
+            "fragment-flood",
+            "hping3 UDP split into 16-byte fragments",
+            hping(
+                "fragment_flood",
+                &[
+                    "--udp",
+                    "-p",
+                    "9999",
+                    "-d",
+                    "120",
+                    "-f",
+                    "-i",
+                    "u1000",
+                    "-c",
+                    &n(8_000),
+                ],
+            ),
+        ),
+        base(
+            "reflection",
+            "UDP from port 123 as amplified NTP replies arrive",
+            hping(
+                "reflection",
+                &[
+                    "--udp",
+                    "-s",
+                    "123",
+                    "-k",
+                    "-p",
+                    "40000",
+                    "-i",
+                    "u1000",
+                    "-c",
+                    &n(8_000),
+                ],
+            ),
+        ),
+        base(
+            "synack-reflection",
+            "unsolicited SYN-ACKs: our address spoofed in someone else's SYN flood",
+            hping(
+                "synack_reflection",
+                &["-S", "-A", "-p", "80", "-i", "u1000", "-c", &n(8_000)],
+            ),
+        ),
+        base(
+            "port-scan",
+            "nmap SYN scan of ports 1-1000",
+            Some(Attack {
+                tool: "nmap",
+                args: args(&[
+                    "-sS",
+                    "-n",
+                    "-Pn",
+                    "-p",
+                    "1-1000",
+                    "--max-retries",
+                    "0",
+                    "-T4",
+                    TARGET,
+                ]),
+                detector: "port_scan",
+                decision_on: None,
+            }),
+        ),
+        base(
+            "masscan",
+            "masscan of ports 1-2000 at 2,000 packets/s",
+            Some(Attack {
+                tool: "masscan",
+                // masscan has its own stack: it needs the interface and the
+                // storefront's MAC (it sends every frame to the "router").
+                args: args(&[
+                    "-p1-2000",
+                    "--rate",
+                    "2000",
+                    "--wait",
+                    "0",
+                    "--interface",
+                    "eth0",
+                    "--router-mac",
+                    TARGET_MAC,
+                    TARGET,
+                ]),
+                detector: "port_scan",
+                decision_on: None,
+            }),
+        ),
+        Scenario {
+            storefront_addresses: 12,
+            ..base(
+                "host-sweep",
+                "nmap ping sweep over a hosting server's storefront addresses",
+                Some(Attack {
+                    tool: "nmap",
+                    args: args(&["-sn", "-n", "-PS80", "--send-ip", "10.77.0.1-13"]),
+                    detector: "host_sweep",
+                    decision_on: None,
+                }),
+            )
+        },
+        base(
+            "slowloris",
+            "slowhttptest holding 300 connections with slow headers",
+            Some(Attack {
+                tool: "slowhttptest",
+                args: args(&[
+                    "-H",
+                    "-c",
+                    "300",
+                    "-r",
+                    "60",
+                    "-i",
+                    "5",
+                    "-l",
+                    if fast { "6" } else { "12" },
+                    "-x",
+                    "24",
+                    "-p",
+                    "3",
+                    "-u",
+                    "http://{target}/",
+                ]),
+                detector: "half_open",
+                decision_on: None,
+            }),
+        ),
+        base(
+            "t50-flood",
+            "t50 SYN flood; t50 spoofs random sources by default: a destination budget",
+            Some(Attack {
+                tool: "t50",
+                args: args(&[
+                    TARGET,
+                    "--protocol",
+                    "TCP",
+                    "--syn",
+                    "--dport",
+                    "80",
+                    "--threshold",
+                    &n(40_000),
+                ]),
+                detector: "syn_flood",
+                decision_on: Some("{target}:80/tcp"),
+            }),
+        ),
+        base(
+            "spoofed-syn-flood",
+            "hping3 SYN flood from random spoofed sources: a destination budget, no bans",
+            Some(Attack {
+                decision_on: Some("{target}:80/tcp"),
+                ..hping(
+                    "syn_flood",
+                    &[
+                        "-S",
+                        "-p",
+                        "80",
+                        "--rand-source",
+                        "-i",
+                        "u10",
+                        "-c",
+                        &n(60_000),
+                    ],
+                )
+                .expect("an attack")
+            }),
+        ),
+    ]
+}
+
+pub fn find(name: &str, fast: bool) -> Result<Scenario> {
+    all(fast)
+        .into_iter()
+        .find(|s| s.name == name)
+        .with_context(|| {
+            let names: Vec<&str> = all(fast).iter().map(|s| s.name).collect();
+            format!("no scenario `{name}`; scenarios: {}", names.join(", "))
+        })
+}
+
+/// One source in a report.
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    pub address: String,
+    pub role: &'static str,
+    pub tool: String,
+    pub requests: u32,
+    pub succeeded: u32,
+    pub detected: bool,
+    pub detector: Option<String>,
+    pub detected_after_s: Option<f64>,
+    pub mitigated: bool,
+    pub action: Option<String>,
+    pub time_to_mitigate_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub about: &'static str,
+    pub duration_s: f64,
+    pub sources: Vec<SourceReport>,
+    pub shoppers_success_rate: f64,
+    pub expected_detector: Option<&'static str>,
+    pub decisions: Vec<serde_json::Value>,
+    /// Packets per reason counted by the XDP program during the run.
+    pub packets: BTreeMap<String, u64>,
+    /// The agent's CPU time over wall time, and its peak resident memory.
+    pub agent_cpu_share: f64,
+    pub agent_peak_rss_mib: f64,
+}
+
+fn packets(lab: &Lab) -> Result<BTreeMap<String, u64>> {
+    let status: serde_json::Value =
+        serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
+    Ok(status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c["reason"].as_str()?.to_string(), c["packets"].as_u64()?)))
+        .filter(|(_, n)| *n > 0)
+        .collect())
+}
+
+/// CPU seconds (user + system) and peak RSS (MiB) of a process.
+fn usage(pid: u32) -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+        })
+        .unwrap_or(0.0);
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0);
+    (cpu, rss)
+}
+
+fn spawn_tool(lab: &Lab, tool: &str, args: &[String]) -> Result<Child> {
+    let target = lab.storefront.v4.to_string();
+    let mac = lab.storefront.mac()?;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace(TARGET, &target).replace(TARGET_MAC, &mac))
+        .collect();
+    lab.attacker
+        .ns
+        .cmd(tool)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {tool}"))
+}
+
+/// Runs a scenario in a fresh lab and reports.
+pub fn run(s: &Scenario) -> Result<Report> {
+    let lab = Lab::new()?;
+    for i in 0..s.storefront_addresses {
+        lab.storefront.add_address(&format!("10.77.0.{}", i + 2))?;
+    }
+    let agent = lab.start_agent(&lab.agent_config(s.config)?)?;
+    let (cpu0, _) = usage(agent.child.id());
+    let pages: Vec<String> = ["/", "/product/1", "/cart", "/checkout"]
+        .iter()
+        .map(|p| lab.url4(p))
+        .collect();
+    let mut shoppers = Vec::new();
+    for i in 0..s.shoppers {
+        let addr = format!("10.77.1.{}", 10 + i);
+        if i > 0 {
+            lab.shopper.add_address(&addr)?;
+        }
+        shoppers.push((
+            addr.clone(),
+            ShopperLoad::browse(&lab.shopper.ns.name, Some(&addr), pages.clone()),
+        ));
+    }
+    let mut crowd = Vec::new();
+    for (i, wrk_args) in s.crowd.iter().enumerate() {
+        let addr = format!("10.77.2.{}", 10 + i);
+        // Each crowd member is a host of its own (wrk cannot pick a source).
+        let host = lab.add_host(
+            "crowd",
+            addr.parse()?,
+            format!("fd77::2:{}", 10 + i).parse()?,
+        )?;
+        let child = host
+            .ns
+            .cmd("wrk")
+            .args(wrk_args)
+            .arg(lab.url4("/"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        crowd.push((addr, child, host));
+    }
+    let start = Instant::now();
+    // The attacker also browses, to show when it stops being served.
+    let probe = ShopperLoad::browse(&lab.attacker.ns.name, None, vec![lab.url4("/")]);
+    let mut tool = match &s.attack {
+        Some(a) => Some(spawn_tool(&lab, a.tool, &a.args)?),
+        None => None,
+    };
+    let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
+    while start.elapsed() < s.duration {
+        for d in lab.decisions()? {
+            if let Some(t) = d["target"].as_str() {
+                first_seen
+                    .entry(t.to_string())
+                    .or_insert(start.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(t) = tool.as_mut() {
+        let _ = t.kill();
+        let _ = t.wait();
+    }
+    for (_, c, _) in crowd.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let duration_s = start.elapsed().as_secs_f64();
+    let (cpu1, rss) = usage(agent.child.id());
+    let decisions = lab.decisions()?;
+    let find = |addr: &str| decisions.iter().find(|d| d["target"] == addr).cloned();
+    let mut sources = Vec::new();
+    let source =
+        |address: String, role, tool: String, requests, succeeded, d: Option<serde_json::Value>| {
+            let at = first_seen.get(&address).copied();
+            SourceReport {
+                detected: d.is_some(),
+                detector: d
+                    .as_ref()
+                    .and_then(|d| d["detector"].as_str().map(str::to_string)),
+                detected_after_s: at,
+                mitigated: d.as_ref().is_some_and(|d| d["action"] != "alert"),
+                action: d
+                    .as_ref()
+                    .and_then(|d| d["action"].as_str().map(str::to_string)),
+                time_to_mitigate_ms: d.as_ref().and_then(|d| d["time_to_mitigate_ms"].as_f64()),
+                address,
+                role,
+                tool,
+                requests,
+                succeeded,
+            }
+        };
+    let (mut ok, mut total) = (0, 0);
+    for (addr, load) in shoppers {
+        let (o, t) = load.finish();
+        ok += o;
+        total += t;
+        let d = find(&addr);
+        sources.push(source(addr, "shopper", "curl".into(), t, o, d));
+    }
+    let (po, pt) = probe.finish();
+    let attacker = lab.attacker.v4.to_string();
+    let tool_line = s.attack.as_ref().map_or("curl".into(), |a| {
+        format!("{} {}", a.tool, a.args.join(" "))
+    });
+    let role = if s.attack.is_some() {
+        "attacker"
+    } else {
+        "shopper"
+    };
+    let d = find(&attacker);
+    sources.push(source(attacker, role, tool_line, pt, po, d));
+    for (i, _) in s.crowd.iter().enumerate() {
+        let addr = format!("10.77.2.{}", 10 + i);
+        let d = find(&addr);
+        sources.push(source(addr, "crowd", "wrk".into(), 0, 0, d));
+    }
+    if let Some(Attack {
+        decision_on: Some(on),
+        ..
+    }) = &s.attack
+    {
+        let target = on.replace(TARGET, &lab.storefront.v4.to_string());
+        let d = find(&target);
+        sources.push(source(
+            target,
+            "destination",
+            "aggregate measure".into(),
+            0,
+            0,
+            d,
+        ));
+    }
+    Ok(Report {
+        scenario: s.name,
+        about: s.about,
+        duration_s,
+        shoppers_success_rate: if total == 0 {
+            0.0
+        } else {
+            ok as f64 / total as f64
+        },
+        sources,
+        expected_detector: s.attack.as_ref().map(|a| a.detector),
+        decisions,
+        packets: packets(&lab)?,
+        agent_cpu_share: (cpu1 - cpu0) / duration_s,
+        agent_peak_rss_mib: rss,
+    })
+}
+
+/// Checks a report against what the scenario promises: the attack detected
+/// by its detector and mitigated, shoppers served at 99 % or more, and no
+/// shopper or crowd member mitigated.
+pub fn check(s: &Scenario, r: &Report) -> Result<()> {
+    if r.shoppers_success_rate < 0.99 {
+        bail!(
+            "{}: shoppers' success rate {:.3}",
+            s.name,
+            r.shoppers_success_rate
+        );
+    }
+    for src in &r.sources {
+        if matches!(src.role, "shopper" | "crowd") && src.mitigated {
+            bail!("{}: benign source {} was mitigated", s.name, src.address);
+        }
+    }
+    if let Some(a) = &s.attack {
+        let role = if a.decision_on.is_some() {
+            "destination"
+        } else {
+            "attacker"
+        };
+        let src = r
+            .sources
+            .iter()
+            .find(|x| x.role == role)
+            .context("no attacker in the report")?;
+        if src.detector.as_deref() != Some(a.detector) || !src.mitigated {
+            bail!(
+                "{}: expected {} to be mitigated by {}, got {:?} / {:?}",
+                s.name,
+                src.address,
+                a.detector,
+                src.detector,
+                src.action
+            );
+        }
+        // Detected while the attack ran, and its packets dropped from then on.
+        if src.detected_after_s.is_none_or(|t| t > 6.0) {
+            bail!("{}: detected after {:?} s", s.name, src.detected_after_s);
+        }
+        let dropped_by = if a.decision_on.is_some() {
+            "dst_budget"
+        } else {
+            "blocked_exact"
+        };
+        if r.packets.get(dropped_by).copied().unwrap_or(0) == 0 && a.detector != "half_open" {
+            bail!(
+                "{}: no packet dropped as {dropped_by}: {:?}",
+                s.name,
+                r.packets
+            );
+        }
+    } else if !r.decisions.is_empty() {
+        bail!(
+            "{}: benign scenario led to decisions {:?}",
+            s.name,
+            r.decisions
+        );
+    }
+    Ok(())
+}
