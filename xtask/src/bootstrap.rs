@@ -24,6 +24,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "slowhttptest",
     "wrk",
     "tcpreplay",
+    "tcpdump",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

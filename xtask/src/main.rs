@@ -26,6 +26,15 @@ enum Task {
         #[arg(default_value = "list")]
         scenario: String,
     },
+    /// Bootstrap, then replay a capture (pcap or pcapng) into the lab's storefront
+    /// with ensuresec running; prints a JSON report.
+    Replay {
+        #[arg(long)]
+        pcap: std::path::PathBuf,
+        /// A multiplier of the recorded timing, or `max`.
+        #[arg(long)]
+        speed: Option<String>,
+    },
     /// Bootstrap, then a benchmark; results go to target/bench/.
     Bench {
         #[arg(value_enum)]
@@ -105,6 +114,27 @@ fn main() -> Result<()> {
                     &scenario,
                 ],
             )
+        }
+        Task::Replay { pcap, speed } => {
+            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
+            let pcap = std::fs::canonicalize(&pcap)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", pcap.display()))?;
+            let pcap = pcap.display().to_string();
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "ensuresec-tests",
+                "--bin",
+                "replay",
+                "--",
+                "--pcap",
+                &pcap,
+            ];
+            if let Some(s) = &speed {
+                args.extend(["--speed", s]);
+            }
+            run::cargo(&root, &args)
         }
         Task::Bench { which } => {
             run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;

@@ -29,6 +29,8 @@ pub struct DecisionRow {
     pub strikes: u32,
     pub decided_at: String,
     pub seconds_left: u64,
+    /// The decision's whole TTL.
+    pub ttl_seconds: u64,
     /// From the attack's first packet in its window to the decision.
     pub time_to_mitigate_ms: f64,
 }
@@ -49,6 +51,10 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
             strikes: r.strikes,
             decided_at: clock::rfc3339(r.created_secs),
             seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
+            ttl_seconds: r
+                .expires_at_ns
+                .saturating_sub(r.decided_ns)
+                .div_ceil(1_000_000_000),
             time_to_mitigate_ms: r.decided_ns.saturating_sub(r.first_seen_ns) as f64 / 1e6,
         })
         .collect();

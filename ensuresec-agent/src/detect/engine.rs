@@ -3,6 +3,7 @@
 //! second expires decisions and refreshes the gauges.
 
 use std::{
+    collections::HashMap,
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -94,7 +95,17 @@ pub struct Engine {
     metrics: DetectMetrics,
     ring: RingBuf<MapData>,
     kernel_dropped: u64,
+    /// Sources and destinations that tripped a wire, looked at again every
+    /// `REVISIT` until their window ends: a count may reach a detector's
+    /// threshold between two trip levels.
+    watched: HashMap<WatchKey, (Event, Instant)>,
 }
+
+/// What a trip event is about: (kind, address, port, protocol).
+type WatchKey = (u32, [u8; 16], u16, u8);
+
+/// How often watched sources and destinations are looked at again.
+const REVISIT: Duration = Duration::from_millis(50);
 
 /// Configures the kernel side of detection (windows, trip wires, tracked ports).
 pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> {
@@ -131,6 +142,7 @@ impl Engine {
             metrics,
             ring,
             kernel_dropped: 0,
+            watched: HashMap::new(),
         })
     }
 
@@ -141,8 +153,9 @@ impl Engine {
             .spawn(move || {
                 let mut last_maintain = Instant::now() - Duration::from_secs(1);
                 while !stop.load(Ordering::Relaxed) {
-                    self.wait(Duration::from_millis(100));
+                    self.wait(REVISIT);
                     self.drain();
+                    self.revisit();
                     if last_maintain.elapsed() >= Duration::from_secs(1) {
                         last_maintain = Instant::now();
                         if let Err(e) = self.maintain() {
@@ -174,18 +187,54 @@ impl Engine {
         }
         for e in events {
             self.metrics.events.inc();
-            let result = match e.kind {
-                EVENT_SOURCE_TRIP => self.on_source(&e),
-                EVENT_DEST_TRIP => self.on_destination(&e),
-                EVENT_SAMPLE => {
-                    self.metrics.samples.inc();
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
-            if let Err(err) = result {
-                tracing::error!(error = %err, "handling a kernel event");
+            if e.kind == EVENT_SAMPLE {
+                self.metrics.samples.inc();
+                continue;
             }
+            let until = Instant::now() + self.settings.window;
+            self.watched
+                .insert((e.kind, e.addr, e.port, e.proto), (e, until));
+            self.handle(&e);
+        }
+    }
+
+    fn handle(&mut self, e: &Event) {
+        let result = match e.kind {
+            EVENT_SOURCE_TRIP => self.on_source(e),
+            EVENT_DEST_TRIP => self.on_destination(e),
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::error!(error = %err, "handling a kernel event");
+        }
+    }
+
+    /// Looks at watched sources and destinations again; forgets those whose
+    /// window ended or that a decision already covers.
+    fn revisit(&mut self) {
+        let now = Instant::now();
+        self.watched.retain(|_, (_, until)| *until > now);
+        let events: Vec<Event> = self.watched.values().map(|(e, _)| *e).collect();
+        for e in events {
+            let key = DecisionKey {
+                addr: e.addr,
+                port: if e.kind == EVENT_DEST_TRIP { e.port } else { 0 },
+                proto: if e.kind == EVENT_DEST_TRIP {
+                    e.proto
+                } else {
+                    0
+                },
+                scope: if e.kind == EVENT_DEST_TRIP {
+                    SCOPE_DESTINATION
+                } else {
+                    SCOPE_SOURCE
+                },
+            };
+            if self.active(&key).unwrap_or(false) {
+                self.watched.remove(&(e.kind, e.addr, e.port, e.proto));
+                continue;
+            }
+            self.handle(&e);
         }
     }
 

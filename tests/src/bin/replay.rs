@@ -1,0 +1,195 @@
+//! `cargo xtask replay --pcap FILE [--speed X|max]`: replays a capture into the
+//! lab's storefront with ensuresec running, every packet aimed at the
+//! storefront, and prints what ensuresec made of it as JSON.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use ensuresec_tests::{capture, lab::Lab};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Detection {
+    detector: String,
+    target: String,
+    seconds_after_start: f64,
+}
+
+#[derive(Serialize)]
+struct Decision {
+    action: String,
+    target: String,
+    ttl_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    capture: String,
+    speed: String,
+    packets_replayed: u64,
+    packets_skipped: usize,
+    sources: usize,
+    detections: Vec<Detection>,
+    decisions: Vec<Decision>,
+    packets_dropped: u64,
+    seconds: f64,
+}
+
+const CONFIG: &str =
+    "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
+const DROPS: [&str; 5] = [
+    "blocked_exact",
+    "blocked_cidr",
+    "port_policy",
+    "throttled",
+    "dst_budget",
+];
+
+fn usage() -> ! {
+    eprintln!("usage: replay --pcap FILE [--speed X|max]");
+    std::process::exit(2);
+}
+
+fn mac_bytes(text: &str) -> Result<[u8; 6]> {
+    let parts: Vec<u8> = text
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()?;
+    parts
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+}
+
+/// "Actual: N packets" from tcpreplay's summary.
+fn replayed(stdout: &str) -> Option<u64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Actual:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut pcap, mut speed) = (None, "recorded".to_string());
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--pcap" => pcap = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--speed" => speed = args.next().unwrap_or_else(|| usage()),
+            _ => usage(),
+        }
+    }
+    let pcap = pcap.unwrap_or_else(|| usage());
+    let timing: Vec<String> = match speed.as_str() {
+        "recorded" => vec![],
+        "max" => vec!["--topspeed".into()],
+        x => {
+            let factor: f64 = x
+                .parse()
+                .with_context(|| format!("--speed takes a number or `max`, not `{x}`"))?;
+            if !(factor > 0.0 && factor.is_finite()) {
+                bail!("--speed must be positive, not `{x}`");
+            }
+            vec![format!("--multiplier={factor}")]
+        }
+    };
+    let lab = Lab::new()?;
+    let aimed = lab.workdir.join("aimed.pcap");
+    let prepared = capture::prepare(
+        &pcap,
+        &aimed,
+        mac_bytes(&lab.storefront.mac()?)?,
+        lab.storefront.v4,
+        lab.storefront.v6,
+    )?;
+    eprintln!(
+        "replay: {} packets from {} sources ({} skipped: no IP)",
+        prepared.packets, prepared.sources, prepared.skipped
+    );
+    let _agent = lab.start_agent(&lab.agent_config(CONFIG)?)?;
+
+    // Note when each decision first appears while the capture plays.
+    let start = Instant::now();
+    let seen: Arc<Mutex<Vec<Detection>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, done) = (seen.clone(), done.clone());
+        let lab = &lab;
+        let stop = done.clone();
+        std::thread::scope(|scope| -> Result<Report> {
+            scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(list) = lab.decisions() {
+                        let mut seen = seen.lock().expect("lock");
+                        for d in list {
+                            let target = d["target"].as_str().unwrap_or_default().to_string();
+                            if !seen.iter().any(|s| s.target == target) {
+                                seen.push(Detection {
+                                    detector: d["detector"].as_str().unwrap_or_default().into(),
+                                    target,
+                                    seconds_after_start: start.elapsed().as_secs_f64(),
+                                });
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+            let out = lab
+                .attacker
+                .ns
+                .cmd("tcpreplay")
+                .arg("--intf1=eth0")
+                .args(&timing)
+                .arg(&aimed)
+                .output()
+                .context("running tcpreplay")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() && replayed(&stdout).is_none() {
+                bail!("tcpreplay failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            // Let the last windows and the socket scan be looked at.
+            std::thread::sleep(Duration::from_millis(1500));
+            stop.store(true, Ordering::Relaxed);
+            let status: serde_json::Value =
+                serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
+            let dropped = status["counters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| DROPS.contains(&c["reason"].as_str().unwrap_or_default()))
+                .filter_map(|c| c["packets"].as_u64())
+                .sum();
+            let decisions = lab
+                .decisions()?
+                .into_iter()
+                .map(|d| Decision {
+                    action: d["action"].as_str().unwrap_or_default().into(),
+                    target: d["target"].as_str().unwrap_or_default().into(),
+                    ttl_seconds: d["ttl_seconds"].as_u64().unwrap_or(0),
+                })
+                .collect();
+            Ok(Report {
+                capture: pcap.display().to_string(),
+                speed: speed.clone(),
+                packets_replayed: replayed(&stdout).unwrap_or(prepared.packets as u64),
+                packets_skipped: prepared.skipped,
+                sources: prepared.sources,
+                detections: Vec::new(),
+                decisions,
+                packets_dropped: dropped,
+                seconds: start.elapsed().as_secs_f64(),
+            })
+        })?
+    };
+    let mut report = watcher;
+    report.detections = std::mem::take(&mut *seen.lock().expect("lock"));
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
