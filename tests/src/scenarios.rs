@@ -272,6 +272,27 @@ pub fn all(fast: bool) -> Vec<Scenario> {
             }),
         ),
         base(
+            "many-sources",
+            "SYNs from about 10,000 random sources a second, below every threshold: the agent's cost with many active sources",
+            Some(Attack {
+                detector: "none",
+                ..hping(
+                    "none",
+                    &[
+                        "-S",
+                        "-p",
+                        "80",
+                        "--rand-source",
+                        "-i",
+                        "u80",
+                        "-c",
+                        &n(60_000),
+                    ],
+                )
+                .expect("an attack")
+            }),
+        ),
+        base(
             "spoofed-syn-flood",
             "hping3 SYN flood from random spoofed sources: a destination budget, no bans",
             Some(Attack {
@@ -335,6 +356,18 @@ pub struct Report {
     /// The agent's CPU time over wall time, and its peak resident memory.
     pub agent_cpu_share: f64,
     pub agent_peak_rss_mib: f64,
+    /// Events the agent read from the ring buffer, and events the kernel could
+    /// not queue.
+    pub ringbuf_events: u64,
+    pub ringbuf_dropped: u64,
+}
+
+/// A counter's value on the agent's metrics page.
+fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 fn packets(lab: &Lab) -> Result<BTreeMap<String, u64>> {
@@ -457,6 +490,7 @@ pub fn run(s: &Scenario) -> Result<Report> {
     }
     let duration_s = start.elapsed().as_secs_f64();
     let (cpu1, rss) = usage(agent.child.id());
+    let page = lab.metrics().unwrap_or_default();
     let decisions = lab.decisions()?;
     let find = |addr: &str| decisions.iter().find(|d| d["target"] == addr).cloned();
     let mut sources = Vec::new();
@@ -537,6 +571,8 @@ pub fn run(s: &Scenario) -> Result<Report> {
         packets: packets(&lab)?,
         agent_cpu_share: (cpu1 - cpu0) / duration_s,
         agent_peak_rss_mib: rss,
+        ringbuf_events: metric(&page, "ensuresec_ringbuf_events_total"),
+        ringbuf_dropped: metric(&page, "ensuresec_ringbuf_dropped_total"),
     })
 }
 

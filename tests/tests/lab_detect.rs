@@ -189,3 +189,34 @@ fn decisions_expire_escalate_and_can_be_lifted() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn throttle_action_rate_limits_instead_of_banning() -> Result<()> {
+    let lab = Lab::new()?;
+    // (A `[protect.X]` table belongs to the `[[protect]]` block above it.)
+    let config = lab.agent_config(
+        "[[protect]]\nprefix = \"10.77.0.0/16\"\n[protect.syn_flood]\naction = \"throttle\"\nthrottle_pps = 50\n",
+    )?;
+    let _agent = lab.start_agent(&config)?;
+    syn_flood(&lab, 3000)?;
+    let d = lab
+        .wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(3))?
+        .expect("detected");
+    assert_eq!(
+        (d["detector"].as_str(), d["action"].as_str()),
+        (Some("syn_flood"), Some("throttle"))
+    );
+    assert_eq!(d["rate"], 50);
+    assert!(
+        lab.counter("throttled")? > 0,
+        "packets over 50/s were dropped"
+    );
+    assert_eq!(lab.counter("blocked_exact")?, 0, "no ban");
+    // Within its rate the source is still served.
+    assert_eq!(
+        lab.attacker
+            .http_status_within(&lab.url4("/"), 200, Duration::from_secs(3)),
+        200
+    );
+    Ok(())
+}

@@ -41,6 +41,7 @@ scenario_tests! {
     slowloris => "slowloris",
     t50_flood => "t50-flood",
     spoofed_syn_flood => "spoofed-syn-flood",
+    many_sources => "many-sources",
 }
 
 #[test]

@@ -48,6 +48,8 @@ enum Bench {
     Xdp,
     /// Time and peak RSS of importing a 1M-line blocklist.
     Import,
+    /// Every lab scenario at full rate: time-to-mitigate, shoppers, agent cost.
+    Detect,
 }
 
 fn main() -> Result<()> {
@@ -141,6 +143,7 @@ fn main() -> Result<()> {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
                 Bench::Import => "bench-import",
+                Bench::Detect => "bench-detect",
             };
             run::cargo(
                 &root,

@@ -19,6 +19,9 @@ use crate::{
 #[derive(Serialize)]
 pub struct Status {
     pub pin_dir: String,
+    /// Feature extraction and trip wires in the kernel (the agent turns them
+    /// on when `[[protect]]` blocks are configured).
+    pub detection: bool,
     /// Pid of the running agent, if any.
     pub agent_pid: Option<u32>,
     pub interfaces: Vec<IfaceStatus>,
@@ -165,6 +168,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         })
         .collect();
     Ok(Status {
+        detection: store.detect_config()?.enabled != 0,
         pin_dir: pins.root().display().to_string(),
         agent_pid: agent_pid(pins),
         interfaces,
@@ -214,6 +218,14 @@ pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
         "off".to_string()
     };
     println!("port policy: {policy}");
+    println!(
+        "detection: {}",
+        if s.detection {
+            "on"
+        } else {
+            "off (no [[protect]] block)"
+        }
+    );
     println!();
     let mut rows = vec![
         ["LIST", "FAMILY", "KIND", "ENTRIES", "EXPIRED", "CAPACITY"]

@@ -107,6 +107,20 @@ type WatchKey = (u32, [u8; 16], u16, u8);
 /// How often watched sources and destinations are looked at again.
 const REVISIT: Duration = Duration::from_millis(50);
 
+/// A spoofed SYN flood fills the listen queue with half-open connections
+/// nobody completes; SYN cookies let the kernel answer without keeping them.
+/// Linux enables them under pressure by default (1); an administrator may
+/// have turned them off (0), in which case the agent turns them back on.
+fn ensure_syncookies() {
+    let path = "/proc/sys/net/ipv4/tcp_syncookies";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
+        match std::fs::write(path, "1") {
+            Ok(()) => tracing::warn!("SYN flood from many sources: turned tcp_syncookies on"),
+            Err(e) => tracing::error!(error = %e, "could not turn tcp_syncookies on"),
+        }
+    }
+}
+
 /// Configures the kernel side of detection (windows, trip wires, tracked ports).
 pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -335,6 +349,9 @@ impl Engine {
                 _ => Action::Alert,
             };
             let plan = decide::plan(&self.settings, config, action, dry_run, 0);
+            if d.detector == ensuresec_common::decisions::Detector::SynFlood && !dry_run {
+                ensure_syncookies();
+            }
             let record = decide::apply(&self.store, &key, &d, plan, 0, stats.window.start_ns)?;
             let target = crate::store::decisions::DecisionTarget(key).to_string();
             self.log_decision(&target, &d, &plan, &record);
