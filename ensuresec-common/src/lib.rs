@@ -25,3 +25,5 @@ pub mod rules6;
 pub mod trie4_build;
 #[cfg(feature = "user")]
 pub mod ttl;
+#[cfg(feature = "user")]
+pub mod vector;

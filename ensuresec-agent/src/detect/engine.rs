@@ -412,7 +412,12 @@ impl Engine {
                     threshold: threshold as u64,
                 };
                 let key = crate::store::decisions::addr_key(remote);
-                self.decide_source(&key, &detection, &detectors, now)?;
+                // The attack began when the source was first seen, if still known.
+                let first_seen = self
+                    .store
+                    .source_stats(&key, 0)?
+                    .map_or(now, |s| s.total.first_seen_ns.min(now));
+                self.decide_source(&key, &detection, &detectors, first_seen)?;
             }
         }
         Ok(())

@@ -1,0 +1,87 @@
+//! The feature vector of one source's window: what the anomaly model scores
+//! and what `cargo xtask dataset` writes. Rates are per second and
+//! log-compressed, shares are fractions of the window's packets; no address
+//! or port appears, so a model cannot learn the lab's hosts.
+
+use crate::features::Window;
+
+/// Names of the vector's components, in order (the dataset's columns and the
+/// model's inputs).
+pub const FEATURES: [&str; 15] = [
+    "log_pps",
+    "log_bps",
+    "mean_size",
+    "syn_share",
+    "synack_share",
+    "ack_rst_share",
+    "udp_share",
+    "icmp_share",
+    "frag_share",
+    "reflect_share",
+    "other_share",
+    "log_distinct_ports",
+    "log_distinct_dsts",
+    "log_syn_per_port",
+    "log_packets_per_dst",
+];
+
+pub const WIDTH: usize = FEATURES.len();
+
+fn ln1p(x: f64) -> f32 {
+    x.max(0.0).ln_1p() as f32
+}
+
+/// The vector of a window that lasted `secs` seconds (at least a millisecond).
+pub fn of(w: &Window, secs: f64) -> [f32; WIDTH] {
+    let secs = secs.max(0.001);
+    let packets = w.packets.max(1) as f64;
+    let share = |n: u32| (n as f64 / packets) as f32;
+    let known = w.syn as u64 + w.synack as u64 + w.ack_rst as u64 + w.udp as u64 + w.icmp as u64;
+    let other = (w.packets as u64).saturating_sub(known);
+    [
+        ln1p(w.packets as f64 / secs),
+        ln1p(w.bytes as f64 / secs),
+        (w.bytes as f64 / packets / 1500.0).min(10.0) as f32,
+        share(w.syn),
+        share(w.synack),
+        share(w.ack_rst),
+        share(w.udp),
+        share(w.icmp),
+        share(w.frags),
+        share(w.udp_reflect),
+        (other as f64 / packets) as f32,
+        ln1p(w.distinct_ports as f64),
+        ln1p(w.distinct_dsts as f64),
+        ln1p(w.syn as f64 / w.distinct_ports.max(1) as f64),
+        ln1p(packets / w.distinct_dsts.max(1) as f64),
+    ]
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_and_rates() {
+        let w = Window {
+            packets: 100,
+            bytes: 6000,
+            syn: 50,
+            udp: 25,
+            distinct_ports: 4,
+            distinct_dsts: 1,
+            ..Window::default()
+        };
+        let v = of(&w, 2.0);
+        assert!((v[0] - (51f32).ln()).abs() < 1e-5, "50 packets/s");
+        assert!((v[2] - 0.04).abs() < 1e-6, "60 bytes a packet");
+        assert_eq!((v[3], v[6]), (0.5, 0.25));
+        assert_eq!(v[10], 0.25, "the rest");
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn empty_windows_are_finite() {
+        assert!(of(&Window::default(), 0.0).iter().all(|x| x.is_finite()));
+    }
+}
