@@ -13,6 +13,7 @@ pub mod ebpf;
 pub mod edit;
 pub mod error;
 pub mod metrics;
+pub mod ml;
 pub mod output;
 pub mod pins;
 pub mod store;

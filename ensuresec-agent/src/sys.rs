@@ -103,6 +103,63 @@ pub fn dump<K: Pod, V: Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
     }
 }
 
+/// Reads a per-CPU array in batches of `chunk` elements, calling `f` with each
+/// element's values on every possible CPU (`cpus` of them), without holding
+/// the whole table in memory. The kernel pads per-CPU values to 8 bytes, so
+/// `V` must be a multiple of 8 bytes long.
+pub fn scan_per_cpu_array<V: Pod>(
+    fd: BorrowedFd<'_>,
+    cpus: usize,
+    chunk: usize,
+    mut f: impl FnMut(u32, &[V]),
+) -> io::Result<()> {
+    if !size_of::<V>().is_multiple_of(8) || cpus == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "per-CPU value size is not a multiple of 8",
+        ));
+    }
+    let mut keys: Vec<u32> = vec![0; chunk];
+    // SAFETY: `V` is Pod: any bytes, zeroes included, are a valid value.
+    let mut values: Vec<V> = vec![unsafe { zeroed() }; chunk * cpus];
+    let mut token = 0u32;
+    let mut first = true;
+    loop {
+        let mut next_token = 0u32;
+        // SAFETY: zero is a valid bpf_attr.
+        let mut attr: bpf_attr = unsafe { zeroed() };
+        attr.batch = bpf_attr__bindgen_ty_3 {
+            map_fd: fd.as_raw_fd() as u32,
+            in_batch: if first {
+                0
+            } else {
+                &token as *const u32 as u64
+            },
+            out_batch: &mut next_token as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk as u32,
+            ..BATCH_ZERO
+        };
+        let result = bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // SAFETY: the kernel wrote `count` keys and their values.
+        let got = unsafe { attr.batch.count } as usize;
+        let finished = match result {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        for (i, key) in keys.iter().take(got).enumerate() {
+            f(*key, &values[i * cpus..(i + 1) * cpus]);
+        }
+        if finished || got == 0 {
+            return Ok(());
+        }
+        token = next_token;
+        first = false;
+    }
+}
+
 /// Writes `keys[i] -> values[i]` for all i.
 pub fn update<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,

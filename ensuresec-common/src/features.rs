@@ -84,6 +84,10 @@ pub struct SourceStats {
     pub udp: u64,
     pub icmp: u64,
     pub frags: u64,
+    /// Totals of the window's `ack_rst` and `udp_reflect`, so that the agent
+    /// can take exact per-step deltas of every window counter.
+    pub ack_rst: u64,
+    pub udp_reflect: u64,
     pub window: Window,
 }
 

@@ -209,7 +209,7 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]

@@ -1,9 +1,25 @@
-//! The feature vector of one source's window: what the anomaly model scores
-//! and what `cargo xtask dataset` writes. Rates are per second and
-//! log-compressed, shares are fractions of the window's packets; no address
+//! The feature vector of one source over one time step: what the anomaly
+//! model scores and what `cargo xtask dataset` writes. Rates are per second
+//! and log-compressed, shares are fractions of the step's packets; no address
 //! or port appears, so a model cannot learn the lab's hosts.
 
-use crate::features::Window;
+/// What one source sent during one step: exact deltas of the kernel's
+/// per-source totals, and the distinct destination ports and addresses of its
+/// current kernel window (a sketch: they saturate at 256 and 128).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub packets: u64,
+    pub bytes: u64,
+    pub syn: u64,
+    pub synack: u64,
+    pub ack_rst: u64,
+    pub udp: u64,
+    pub icmp: u64,
+    pub frags: u64,
+    pub udp_reflect: u64,
+    pub distinct_ports: u32,
+    pub distinct_dsts: u32,
+}
 
 /// Names of the vector's components, in order (the dataset's columns and the
 /// model's inputs).
@@ -31,13 +47,13 @@ fn ln1p(x: f64) -> f32 {
     x.max(0.0).ln_1p() as f32
 }
 
-/// The vector of a window that lasted `secs` seconds (at least a millisecond).
-pub fn of(w: &Window, secs: f64) -> [f32; WIDTH] {
+/// The vector of a step that lasted `secs` seconds (at least a millisecond).
+pub fn of(w: &Counts, secs: f64) -> [f32; WIDTH] {
     let secs = secs.max(0.001);
     let packets = w.packets.max(1) as f64;
-    let share = |n: u32| (n as f64 / packets) as f32;
-    let known = w.syn as u64 + w.synack as u64 + w.ack_rst as u64 + w.udp as u64 + w.icmp as u64;
-    let other = (w.packets as u64).saturating_sub(known);
+    let share = |n: u64| (n as f64 / packets) as f32;
+    let known = w.syn + w.synack + w.ack_rst + w.udp + w.icmp;
+    let other = w.packets.saturating_sub(known);
     [
         ln1p(w.packets as f64 / secs),
         ln1p(w.bytes as f64 / secs),
@@ -63,14 +79,14 @@ mod tests {
 
     #[test]
     fn shares_and_rates() {
-        let w = Window {
+        let w = Counts {
             packets: 100,
             bytes: 6000,
             syn: 50,
             udp: 25,
             distinct_ports: 4,
             distinct_dsts: 1,
-            ..Window::default()
+            ..Counts::default()
         };
         let v = of(&w, 2.0);
         assert!((v[0] - (51f32).ln()).abs() < 1e-5, "50 packets/s");
@@ -82,6 +98,6 @@ mod tests {
 
     #[test]
     fn empty_windows_are_finite() {
-        assert!(of(&Window::default(), 0.0).iter().all(|x| x.is_finite()));
+        assert!(of(&Counts::default(), 0.0).iter().all(|x| x.is_finite()));
     }
 }

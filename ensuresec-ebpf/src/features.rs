@@ -197,6 +197,8 @@ fn zero_source(st: &mut SourceStats, now: u64) {
     st.udp = 0;
     st.icmp = 0;
     st.frags = 0;
+    st.ack_rst = 0;
+    st.udp_reflect = 0;
     reset(&mut st.window, 0);
 }
 
@@ -248,6 +250,8 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     st.udp += s.udp as u64;
     st.icmp += s.icmp as u64;
     st.frags += s.frag as u64;
+    st.ack_rst += s.ack_rst as u64;
+    st.udp_reflect += s.reflect as u64;
     let w = &mut st.window;
     count_window(w, s, len, now, cfg.window_ns);
     if p.transport.kind != Transport::NONE {

@@ -61,6 +61,8 @@ fn hping(detector: &'static str, a: &[&str]) -> Option<Attack> {
     })
 }
 
+const MANY_SOURCES: &str = "[[protect]]\nprefix = \"10.77.0.0/16\"\n[protect.syn_flood]\naggregate = 100000\n[[protect]]\nprefix = \"fd77::/64\"\n";
+
 const PROTECT: &str =
     "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
 
@@ -271,27 +273,32 @@ pub fn all(fast: bool) -> Vec<Scenario> {
                 decision_on: Some("{target}:80/tcp"),
             }),
         ),
-        base(
-            "many-sources",
-            "SYNs from about 10,000 random sources a second, below every threshold: the agent's cost with many active sources",
-            Some(Attack {
-                detector: "none",
-                ..hping(
-                    "none",
-                    &[
-                        "-S",
-                        "-p",
-                        "80",
-                        "--rand-source",
-                        "-i",
-                        "u80",
-                        "-c",
-                        &n(60_000),
-                    ],
-                )
-                .expect("an attack")
-            }),
-        ),
+        Scenario {
+            // The storefront's aggregate SYN threshold is raised so that the
+            // run stays below every threshold however fast hping3 goes here.
+            config: MANY_SOURCES,
+            ..base(
+                "many-sources",
+                "SYNs from about 10,000 random sources a second, below every threshold: the agent's cost with many active sources",
+                Some(Attack {
+                    detector: "none",
+                    ..hping(
+                        "none",
+                        &[
+                            "-S",
+                            "-p",
+                            "80",
+                            "--rand-source",
+                            "-i",
+                            "u80",
+                            "-c",
+                            &n(60_000),
+                        ],
+                    )
+                    .expect("an attack")
+                }),
+            )
+        },
         base(
             "spoofed-syn-flood",
             "hping3 SYN flood from random spoofed sources: a destination budget, no bans",
@@ -578,7 +585,8 @@ pub fn run(s: &Scenario) -> Result<Report> {
 
 /// Checks a report against what the scenario promises: the attack detected
 /// by its detector and mitigated, shoppers served at 99 % or more, and no
-/// shopper or crowd member mitigated.
+/// shopper or crowd member mitigated. Traffic whose expected detector is
+/// `none` (below every threshold) must lead to no decision, as benign traffic.
 pub fn check(s: &Scenario, r: &Report) -> Result<()> {
     if r.shoppers_success_rate < 0.99 {
         bail!(
@@ -592,7 +600,7 @@ pub fn check(s: &Scenario, r: &Report) -> Result<()> {
             bail!("{}: benign source {} was mitigated", s.name, src.address);
         }
     }
-    if let Some(a) = &s.attack {
+    if let Some(a) = s.attack.as_ref().filter(|a| a.detector != "none") {
         let role = if a.decision_on.is_some() {
             "destination"
         } else {
@@ -631,7 +639,7 @@ pub fn check(s: &Scenario, r: &Report) -> Result<()> {
         }
     } else if !r.decisions.is_empty() {
         bail!(
-            "{}: benign scenario led to decisions {:?}",
+            "{}: traffic below every threshold led to decisions {:?}",
             s.name,
             r.decisions
         );

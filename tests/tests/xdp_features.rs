@@ -90,7 +90,33 @@ fn counts_per_source_and_destination() -> Result<()> {
         (14, 10, 3)
     );
     assert_eq!(s.window.udp_reflect, 1, "UDP from NTP's port");
+    assert_eq!((s.total.ack_rst, s.total.udp_reflect), (3, 1));
     assert!(s.window.distinct_ports >= 1 && s.window.distinct_ports <= 2);
+
+    // Steps for the anomaly model: the first read sets baselines, the next
+    // one yields exactly what was sent in between.
+    let mut stepper = ensuresec_agent::ml::steps::Stepper::new();
+    let window_ns = 60_000_000_000;
+    assert!(
+        stepper
+            .step(&k.store, ensuresec_agent::clock::mono_ns(), window_ns)?
+            .is_empty()
+    );
+    for _ in 0..5 {
+        k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?;
+    }
+    let steps = stepper.step(&k.store, ensuresec_agent::clock::mono_ns(), window_ns)?;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].source, key(SRC));
+    assert_eq!((steps[0].counts.packets, steps[0].counts.syn), (5, 5));
+    assert_eq!(
+        steps[0].counts.bytes,
+        5 * tcp(SRC, 443, TCP_SYN).len() as u64
+    );
+    assert!(
+        (1..=3).contains(&steps[0].counts.distinct_ports),
+        "80, 443 and 5555 in the window"
+    );
 
     let web = DestKey {
         addr: key(DST),

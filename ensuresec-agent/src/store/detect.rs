@@ -146,11 +146,29 @@ impl Store {
             t.udp += v.udp;
             t.icmp += v.icmp;
             t.frags += v.frags;
+            t.ack_rst += v.ack_rst;
+            t.udp_reflect += v.udp_reflect;
             if v.packets > 0 && v.window.start_ns >= since_ns {
                 add_window(&mut out.window, &v.window);
             }
         }
         Ok(Some(out))
+    }
+
+    /// Calls `f` on every occupied slot of the per-source table, on every
+    /// CPU: a source appears once per CPU that saw it (the caller sums them).
+    /// Batched, a few thousand slots per syscall, so a full scan of the
+    /// default table is a few dozen syscalls.
+    pub fn for_each_source(&self, mut f: impl FnMut(&SourceSlot)) -> Result<()> {
+        let map = RawMap::open(self.pins(), MAP_SOURCES)?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| Error::map(MAP_SOURCES, format!("{what}: {e}")))?;
+        crate::sys::scan_per_cpu_array::<SourceSlot>(map.fd(), cpus, 2048, |_, values| {
+            for v in values.iter().filter(|v| v.stats.packets > 0) {
+                f(v);
+            }
+        })
+        .map_err(|e| Error::map(MAP_SOURCES, e))
     }
 
     /// A destination's features summed over CPUs, as `source_stats`.
