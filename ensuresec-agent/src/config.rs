@@ -18,6 +18,7 @@ use crate::{
     attach::Mode,
     detect::settings::{DetectSection, DetectSettings, ProtectConfig},
     error::{Error, Result},
+    ml::settings::MlSection,
 };
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ensuresec/ensuresec.toml";
@@ -97,7 +98,7 @@ pub struct AllowlistConfig {
 }
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     #[serde(rename = "interface")]
@@ -109,6 +110,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub detect: DetectSection,
     pub protect: Vec<ProtectConfig>,
+    pub ml: MlSection,
 }
 
 /// The config after validation: parsed targets and port ranges.
@@ -182,7 +184,7 @@ impl Config {
         };
         let tcp_ports = ports(&raw.port_policy.tcp, "port_policy.tcp")?;
         let udp_ports = ports(&raw.port_policy.udp, "port_policy.udp")?;
-        let detect = DetectSettings::validate(&raw.detect, &raw.protect).map_err(fail)?;
+        let detect = DetectSettings::validate(&raw.detect, &raw.protect, &raw.ml).map_err(fail)?;
         Ok(Validated {
             detect,
             raw,

@@ -25,6 +25,7 @@ use crate::{
     edit::Op,
     error::Error,
     metrics::{self, AgentMetrics, ListSnapshot},
+    ml::{metrics::MlMetrics, runner::Runner},
     pins::PinDir,
     store::Store,
 };
@@ -192,19 +193,38 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         .set(config.raw.port_policy.enabled as i64);
     let detect_metrics = DetectMetrics::register(&registry)?;
     let stop_detect = Arc::new(AtomicBool::new(false));
-    let detector = if config.detect.protect.is_empty() {
+    let mut threads = Vec::new();
+    if config.detect.protect.is_empty() {
         engine::disable_kernel(&store)?;
-        None
+        if config.detect.ml.is_some() {
+            tracing::warn!(
+                "[ml] needs [[protect]] blocks (they turn on the kernel's features): the model is not used"
+            );
+        }
     } else {
         engine::configure_kernel(&store, &config.detect)?;
-        let engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
+        let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
+        if let Some(ml) = &config.detect.ml {
+            let (tx, rx) = std::sync::mpsc::channel();
+            engine = engine.with_findings(rx);
+            let runner = Runner::new(
+                store.clone(),
+                ml.clone(),
+                config.detect.window,
+                MlMetrics::register(&registry)?,
+                tx,
+                crate::ml::state::path(&pins),
+            );
+            threads.push(runner.spawn(stop_detect.clone()));
+        }
         tracing::info!(
             prefixes = config.detect.protect.len(),
             dry_run = config.detect.dry_run,
+            anomaly_model = config.detect.ml.is_some(),
             "detection on"
         );
-        Some(engine.spawn(stop_detect.clone()))
-    };
+        threads.push(engine.spawn(stop_detect.clone()));
+    }
     let mut attached = HashSet::new();
     attach_all(&mut bpf, &store, &config, &mut attached);
     metrics.attached_interfaces.set(attached.len() as i64);
@@ -250,7 +270,7 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     }
     server.abort();
     stop_detect.store(true, Ordering::Relaxed);
-    if let Some(handle) = detector {
+    for handle in threads {
         let _ = handle.join();
     }
     Ok(())

@@ -20,9 +20,12 @@ pub enum Detector {
     HostSweep = 9,
     /// Many half-open TCP connections from one source (slowloris-style).
     HalfOpen = 10,
+    /// The anomaly model: a source's step scored above the model's threshold.
+    Ml = 11,
 }
 
 impl Detector {
+    /// The threshold detectors (the anomaly model, `Ml`, is configured apart).
     pub const ALL: [Detector; 10] = [
         Detector::SynFlood,
         Detector::UdpFlood,
@@ -48,11 +51,15 @@ impl Detector {
             Detector::PortScan => "port_scan",
             Detector::HostSweep => "host_sweep",
             Detector::HalfOpen => "half_open",
+            Detector::Ml => "ml",
         }
     }
 
     pub fn from_id(id: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| *d as u32 == id)
+        Self::ALL
+            .into_iter()
+            .chain([Detector::Ml])
+            .find(|d| *d as u32 == id)
     }
 }
 
@@ -128,5 +135,6 @@ mod tests {
             assert_eq!(Detector::from_id(d as u32), Some(d));
         }
         assert_eq!(Detector::from_id(0), None);
+        assert_eq!(Detector::from_id(11), Some(Detector::Ml));
     }
 }

@@ -211,6 +211,9 @@ impl Lab {
             std::fs::create_dir_all(file.parent().expect("page has a parent"))?;
             std::fs::write(&file, format!("<!doctype html>{body}\n"))?;
         }
+        // A catalogue for visitors who download (the dataset's benign mix).
+        std::fs::create_dir_all(root.join("static"))?;
+        std::fs::write(root.join("static/catalog.bin"), vec![b'c'; 1 << 20])?;
         let conf = self.workdir.join("nginx.conf");
         let w = self.workdir.display();
         std::fs::write(
@@ -513,6 +516,28 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A SYN flood of `packets` from the attacker at 5,000 a second, at the
+    /// storefront only; returns when hping3 is done (its exit status says
+    /// whether replies came, which a ban prevents, so it is not checked).
+    pub fn syn_flood(&self, packets: u32) -> Result<()> {
+        self.attacker
+            .ns
+            .cmd("hping3")
+            .args([
+                "-S",
+                "-p",
+                "80",
+                "-i",
+                "u200",
+                "-c",
+                &packets.to_string(),
+                "-q",
+                &self.storefront.v4.to_string(),
+            ])
+            .output()?;
+        Ok(())
     }
 
     /// Packets the kernel counted for `reason`.

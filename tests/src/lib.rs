@@ -2,8 +2,10 @@
 //! BPF_PROG_TEST_RUN, and the XDP object loaded for kernel tests.
 
 pub mod capture;
+pub mod dataset;
 pub mod kernel;
 pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod scenarios;
+pub mod visitors;

@@ -427,13 +427,45 @@ fn spawn_tool(lab: &Lab, tool: &str, args: &[String]) -> Result<Child> {
         .with_context(|| format!("starting {tool}"))
 }
 
+/// What the dataset recorder sees every 100 ms of a run.
+pub struct Tick<'a> {
+    pub lab: &'a Lab,
+    pub elapsed: Duration,
+    /// Whether the attack tool is still running.
+    pub attacking: bool,
+}
+
+/// Called every 100 ms of a run.
+pub type OnTick<'a> = &'a mut dyn FnMut(&Tick) -> Result<()>;
+
+/// How to run a scenario beyond what it says itself.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// TOML put before the scenario's own config (`[detect] dry_run = true`).
+    pub config_before: &'a str,
+    /// Diverse benign visitors in the background (see `visitors`).
+    pub visitors: bool,
+    pub on_tick: Option<OnTick<'a>>,
+}
+
 /// Runs a scenario in a fresh lab and reports.
 pub fn run(s: &Scenario) -> Result<Report> {
+    run_with(s, RunOptions::default())
+}
+
+/// `run`, with options.
+pub fn run_with(s: &Scenario, mut opts: RunOptions) -> Result<Report> {
     let lab = Lab::new()?;
     for i in 0..s.storefront_addresses {
         lab.storefront.add_address(&format!("10.77.0.{}", i + 2))?;
     }
-    let agent = lab.start_agent(&lab.agent_config(s.config)?)?;
+    let config = format!("{}\n{}", opts.config_before, s.config);
+    let agent = lab.start_agent(&lab.agent_config(&config)?)?;
+    let visitors = if opts.visitors {
+        crate::visitors::start(&lab)?
+    } else {
+        Vec::new()
+    };
     let (cpu0, _) = usage(agent.child.id());
     let pages: Vec<String> = ["/", "/product/1", "/cart", "/checkout"]
         .iter()
@@ -485,8 +517,19 @@ pub fn run(s: &Scenario) -> Result<Report> {
                     .or_insert(start.elapsed().as_secs_f64());
             }
         }
+        if let Some(f) = opts.on_tick.as_mut() {
+            let attacking = tool
+                .as_mut()
+                .is_some_and(|t| matches!(t.try_wait(), Ok(None)));
+            f(&Tick {
+                lab: &lab,
+                elapsed: start.elapsed(),
+                attacking,
+            })?;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    crate::visitors::stop(visitors);
     if let Some(t) = tool.as_mut() {
         let _ = t.kill();
         let _ = t.wait();

@@ -10,32 +10,12 @@ use ensuresec_tests::lab::{Lab, ShopperLoad};
 const PROTECT: &str =
     "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
 
-fn syn_flood(lab: &Lab, packets: u32) -> Result<()> {
-    // 5,000 SYN/s for a bounded count, at the storefront only.
-    lab.attacker
-        .ns
-        .cmd("hping3")
-        .args([
-            "-S",
-            "-p",
-            "80",
-            "-i",
-            "u200",
-            "-c",
-            &packets.to_string(),
-            "-q",
-        ])
-        .arg(lab.storefront.v4.to_string())
-        .output()?;
-    Ok(())
-}
-
 #[test]
 fn syn_flood_is_banned_while_the_shopper_is_served() -> Result<()> {
     let lab = Lab::new()?;
     let _agent = lab.start_agent(&lab.agent_config(PROTECT)?)?;
     let load = ShopperLoad::start(&lab.shopper.ns.name, &lab.url4("/product/1"));
-    syn_flood(&lab, 4000)?;
+    lab.syn_flood(4000)?;
     let decision = lab
         .wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(3))?
         .expect("the SYN flood is detected");
@@ -120,7 +100,7 @@ fn dry_run_decides_but_drops_nothing() -> Result<()> {
     let lab = Lab::new()?;
     let config = lab.agent_config(&format!("[detect]\ndry_run = true\n\n{PROTECT}"))?;
     let _agent = lab.start_agent(&config)?;
-    syn_flood(&lab, 3000)?;
+    lab.syn_flood(3000)?;
     let decision = lab
         .wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(3))?
         .expect("detected all the same");
@@ -138,7 +118,7 @@ fn allowlisted_attacker_is_never_mitigated() -> Result<()> {
         lab.attacker.v4
     ))?;
     let agent = lab.start_agent(&config)?;
-    syn_flood(&lab, 3000)?;
+    lab.syn_flood(3000)?;
     std::thread::sleep(Duration::from_millis(800));
     assert!(lab.decisions()?.is_empty());
     assert_eq!(lab.attacker.http_status(&lab.url4("/"), None), 200);
@@ -157,7 +137,7 @@ fn decisions_expire_escalate_and_can_be_lifted() -> Result<()> {
     ))?;
     let _agent = lab.start_agent(&config)?;
     let attacker = lab.attacker.v4.to_string();
-    syn_flood(&lab, 2000)?;
+    lab.syn_flood(2000)?;
     let first = lab
         .wait_decision(&attacker, Duration::from_secs(3))?
         .expect("first ban");
@@ -172,7 +152,7 @@ fn decisions_expire_escalate_and_can_be_lifted() -> Result<()> {
         200
     );
     // The same source again: a second strike and the longer ban.
-    syn_flood(&lab, 2000)?;
+    lab.syn_flood(2000)?;
     let second = lab
         .wait_decision(&attacker, Duration::from_secs(3))?
         .expect("second ban");
@@ -198,7 +178,7 @@ fn throttle_action_rate_limits_instead_of_banning() -> Result<()> {
         "[[protect]]\nprefix = \"10.77.0.0/16\"\n[protect.syn_flood]\naction = \"throttle\"\nthrottle_pps = 50\n",
     )?;
     let _agent = lab.start_agent(&config)?;
-    syn_flood(&lab, 3000)?;
+    lab.syn_flood(3000)?;
     let d = lab
         .wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(3))?
         .expect("detected");

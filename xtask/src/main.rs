@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod run;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,23 @@ enum Task {
         #[arg(long)]
         speed: Option<String>,
     },
+    /// Bootstrap, then record the anomaly model's dataset from the lab
+    /// (models/data/windows.csv and schema.json).
+    Dataset {
+        /// Passes over the scenarios (later passes are the test split).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        #[arg(long, default_value = "models/data")]
+        out: std::path::PathBuf,
+        /// Scenarios to run (all by default).
+        scenarios: Vec<String>,
+    },
+    /// Train the anomaly model from the dataset (Python venv in target/):
+    /// writes models/ensuresec-ae.onnx, test_vectors.json, MODEL_CARD.md.
+    Train {
+        #[arg(long, default_value = "models/data")]
+        dataset: std::path::PathBuf,
+    },
     /// Bootstrap, then a benchmark; results go to target/bench/.
     Bench {
         #[arg(value_enum)]
@@ -50,6 +68,9 @@ enum Bench {
     Import,
     /// Every lab scenario at full rate: time-to-mitigate, shoppers, agent cost.
     Detect,
+    /// Anomaly model: vectors/s on one core at batch 1, 64, 256, and the
+    /// agent's added CPU with about 10,000 active sources.
+    Ml,
 }
 
 fn main() -> Result<()> {
@@ -58,20 +79,7 @@ fn main() -> Result<()> {
     bootstrap::bootstrap(&root)?;
     match cli.task {
         Task::Bootstrap => Ok(()),
-        Task::Demo => {
-            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
-            run::cargo(
-                &root,
-                &[
-                    "run",
-                    "--release",
-                    "-p",
-                    "ensuresec-tests",
-                    "--bin",
-                    "lab-demo",
-                ],
-            )
-        }
+        Task::Demo => lab_bin(&root, "lab-demo", &[]),
         Task::Test => {
             run::cargo(&root, &["fmt", "--all", "--check"])?;
             run::cargo(
@@ -101,54 +109,54 @@ fn main() -> Result<()> {
                 ],
             )
         }
-        Task::Lab { scenario } => {
-            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
-            run::cargo(
-                &root,
-                &[
-                    "run",
-                    "--release",
-                    "-p",
-                    "ensuresec-tests",
-                    "--bin",
-                    "lab",
-                    "--",
-                    &scenario,
-                ],
-            )
-        }
+        Task::Lab { scenario } => lab_bin(&root, "lab", &[&scenario]),
         Task::Replay { pcap, speed } => {
-            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
             let pcap = std::fs::canonicalize(&pcap)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", pcap.display()))?;
             let pcap = pcap.display().to_string();
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "ensuresec-tests",
-                "--bin",
-                "replay",
-                "--",
-                "--pcap",
-                &pcap,
-            ];
+            let mut args = vec!["--pcap", &pcap];
             if let Some(s) = &speed {
                 args.extend(["--speed", s]);
             }
-            run::cargo(&root, &args)
+            lab_bin(&root, "replay", &args)
         }
+        Task::Dataset {
+            passes,
+            out,
+            scenarios,
+        } => {
+            let out = root.join(out).display().to_string();
+            let passes = passes.to_string();
+            let mut args = vec!["--passes", &passes, "--out", &out];
+            args.extend(scenarios.iter().map(String::as_str));
+            lab_bin(&root, "dataset", &args)
+        }
+        Task::Train { dataset } => train::train(&root, &dataset),
         Task::Bench { which } => {
-            run::cargo(&root, &["build", "--release", "-p", "ensuresec-agent"])?;
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
                 Bench::Import => "bench-import",
                 Bench::Detect => "bench-detect",
+                Bench::Ml => "bench-ml",
             };
-            run::cargo(
-                &root,
-                &["run", "--release", "-p", "ensuresec-tests", "--bin", bin],
-            )
+            lab_bin(&root, bin, &[])
         }
     }
+}
+
+/// Builds the agent, then runs one of the lab's binaries (ensuresec-tests)
+/// with `args`.
+fn lab_bin(root: &std::path::Path, bin: &str, args: &[&str]) -> Result<()> {
+    run::cargo(root, &["build", "--release", "-p", "ensuresec-agent"])?;
+    let mut all = vec![
+        "run",
+        "--release",
+        "-p",
+        "ensuresec-tests",
+        "--bin",
+        bin,
+        "--",
+    ];
+    all.extend(args);
+    run::cargo(root, &all)
 }

@@ -21,9 +21,12 @@ pub struct DecisionRow {
     pub target: String,
     pub detector: &'static str,
     pub action: &'static str,
-    /// Count observed in the window, and the threshold it reached.
+    /// Count observed in the window, and the threshold it reached (for the
+    /// anomaly model: score and threshold in millionths).
     pub observed: u64,
     pub threshold: u64,
+    /// The evidence in words (the model's score and top features).
+    pub evidence: String,
     /// Rate of a throttle or budget.
     pub rate: Option<u32>,
     pub strikes: u32,
@@ -47,6 +50,7 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
             action: action_name(r.action),
             observed: r.evidence[0],
             threshold: r.evidence[1],
+            evidence: decide::describe_evidence(&r),
             rate: (r.rate != 0).then_some(r.rate),
             strikes: r.strikes,
             decided_at: clock::rfc3339(r.created_secs),
@@ -83,7 +87,7 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
             r.target.clone(),
             r.detector.into(),
             r.action.into(),
-            format!("{} >= {} per window{rate}", r.observed, r.threshold),
+            format!("{}{rate}", r.evidence),
             r.strikes.to_string(),
             format_remaining(Duration::from_secs(r.seconds_left)),
         ]);

@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::{
     attach::{link_target, mode_name},
     cli::OutputFormat,
-    clock, output,
+    clock,
+    ml::state::MlState,
+    output,
     pins::PinDir,
     store::Store,
 };
@@ -24,6 +26,8 @@ pub struct Status {
     pub detection: bool,
     /// Pid of the running agent, if any.
     pub agent_pid: Option<u32>,
+    /// The running agent's anomaly model, when `[ml]` is configured.
+    pub anomaly_model: Option<MlState>,
     pub interfaces: Vec<IfaceStatus>,
     pub port_policy: PortPolicyStatus,
     pub lists: Vec<ListCount>,
@@ -171,6 +175,8 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         detection: store.detect_config()?.enabled != 0,
         pin_dir: pins.root().display().to_string(),
         agent_pid: agent_pid(pins),
+        anomaly_model: agent_pid(pins)
+            .and_then(|_| crate::ml::state::read(&crate::ml::state::path(pins))),
         interfaces,
         port_policy: PortPolicyStatus {
             enabled,
@@ -180,6 +186,21 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         lists,
         counters,
     })
+}
+
+/// "loaded ae15-... (threshold 0.0073; 1200 scored, 3 flagged)", or the error.
+fn describe_model(m: &MlState) -> String {
+    let counts = format!("{} scored, {} flagged", m.sources_scored, m.flagged);
+    match (m.state.as_str(), &m.error, &m.version) {
+        ("loaded", _, Some(v)) => format!(
+            "{v} from {} (threshold {}; {counts})",
+            m.model.display(),
+            m.threshold.map_or("-".into(), |t| t.to_string())
+        ),
+        ("error", Some(e), Some(v)) => format!("{e}; still scoring with {v} ({counts})"),
+        ("error", Some(e), None) => format!("{e}; not scoring, threshold detectors only"),
+        _ => format!("no usable model at {} yet", m.model.display()),
+    }
 }
 
 pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
@@ -226,6 +247,9 @@ pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
             "off (no [[protect]] block)"
         }
     );
+    if let Some(m) = &s.anomaly_model {
+        println!("anomaly model: {}", describe_model(m));
+    }
     println!();
     let mut rows = vec![
         ["LIST", "FAMILY", "KIND", "ENTRIES", "EXPIRED", "CAPACITY"]

@@ -167,7 +167,12 @@ pub fn apply(
         first_seen_ns,
         decided_ns: clock::mono_ns(),
         expires_at_ns,
-        evidence: [detection.observed, detection.threshold, 0, 0],
+        evidence: [
+            detection.observed,
+            detection.threshold,
+            detection.extra[0],
+            detection.extra[1],
+        ],
     };
     store.set_decision(key, &record)?;
     Ok(record)
@@ -226,13 +231,26 @@ pub fn detector_name(id: u32) -> &'static str {
     Detector::from_id(id).map_or("unknown", Detector::name)
 }
 
+/// A decision's evidence in words: "5200 >= 5000 per window", or for the
+/// anomaly model "score 12.5 > 0.0073: log_pps 60 %, syn_share 30 %, ...".
+pub fn describe_evidence(r: &DecisionRecord) -> String {
+    if r.detector == Detector::Ml as u32 {
+        let (score, threshold, top) = crate::ml::evidence::unpack(&r.evidence);
+        return format!(
+            "score {score:.4} > {threshold:.4}: {}",
+            crate::ml::runner::describe_top(&top)
+        );
+    }
+    format!("{} >= {} per window", r.evidence[0], r.evidence[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::detect::settings::{DetectSection, Detectors};
 
     fn settings() -> DetectSettings {
-        DetectSettings::validate(&DetectSection::default(), &[]).unwrap()
+        DetectSettings::validate(&DetectSection::default(), &[], &Default::default()).unwrap()
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
+        mpsc::Receiver,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -15,7 +16,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
-    decisions::{DecisionKey, SCOPE_DESTINATION, SCOPE_SOURCE},
+    decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
     features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP, Event},
     ports::bitmap,
 };
@@ -32,6 +33,7 @@ use super::{
 use crate::{
     clock,
     error::Result,
+    ml::runner::{Finding, describe_top},
     store::{Store, decisions::key_addr},
 };
 
@@ -99,6 +101,8 @@ pub struct Engine {
     /// `REVISIT` until their window ends: a count may reach a detector's
     /// threshold between two trip levels.
     watched: HashMap<WatchKey, (Event, Instant)>,
+    /// Sources the anomaly model flagged, from its scoring thread.
+    findings: Option<Receiver<Finding>>,
 }
 
 /// What a trip event is about: (kind, address, port, protocol).
@@ -157,7 +161,14 @@ impl Engine {
             ring,
             kernel_dropped: 0,
             watched: HashMap::new(),
+            findings: None,
         })
+    }
+
+    /// Decides on what the anomaly model flags, as on any detector's finding.
+    pub fn with_findings(mut self, findings: Receiver<Finding>) -> Self {
+        self.findings = Some(findings);
+        self
     }
 
     /// Runs until `stop` is set.
@@ -170,6 +181,7 @@ impl Engine {
                     self.wait(REVISIT);
                     self.drain();
                     self.revisit();
+                    self.take_findings();
                     if last_maintain.elapsed() >= Duration::from_secs(1) {
                         last_maintain = Instant::now();
                         if let Err(e) = self.maintain() {
@@ -249,6 +261,38 @@ impl Engine {
                 continue;
             }
             self.handle(&e);
+        }
+    }
+
+    fn take_findings(&mut self) {
+        let Some(rx) = &self.findings else {
+            return;
+        };
+        let found: Vec<Finding> = rx.try_iter().collect();
+        // Every block carries the same `[ml]` decisions.
+        let Some(detectors) = self.settings.protect.first().map(|(_, d)| *d) else {
+            return;
+        };
+        for f in found {
+            let [observed, threshold, top, shares] =
+                crate::ml::evidence::pack(f.score, f.threshold, &f.top);
+            let detection = Detection {
+                detector: Detector::Ml,
+                observed,
+                threshold,
+                extra: [top, shares],
+            };
+            tracing::debug!(
+                source = %key_addr(&f.source),
+                score = f.score,
+                threshold = f.threshold,
+                packets = f.packets,
+                top = %describe_top(&f.top),
+                "anomaly model flagged a source"
+            );
+            if let Err(e) = self.decide_source(&f.source, &detection, &detectors, f.first_seen_ns) {
+                tracing::error!(error = %e, "deciding on an anomaly");
+            }
         }
     }
 
@@ -381,8 +425,7 @@ impl Engine {
             target,
             detector = d.detector.name(),
             action = action_name(record.action),
-            observed = d.observed,
-            threshold = d.threshold,
+            evidence = %decide::describe_evidence(record),
             strikes = record.strikes,
             time_to_mitigate_s = seconds,
             "decision"
@@ -407,9 +450,10 @@ impl Engine {
         for (remote, n) in sockets::connections(protected) {
             if n >= threshold {
                 let detection = Detection {
-                    detector: ensuresec_common::decisions::Detector::HalfOpen,
+                    detector: Detector::HalfOpen,
                     observed: n as u64,
                     threshold: threshold as u64,
+                    extra: [0; 2],
                 };
                 let key = crate::store::decisions::addr_key(remote);
                 // The attack began when the source was first seen, if still known.

@@ -14,6 +14,8 @@ pub struct Detection {
     pub detector: Detector,
     pub observed: u64,
     pub threshold: u64,
+    /// Detector-specific evidence (the model's top features).
+    pub extra: [u64; 2],
 }
 
 fn scaled(rate: u32, window_secs: f64) -> u64 {
@@ -39,6 +41,7 @@ fn check(
             detector,
             observed: observed as u64,
             threshold,
+            extra: [0; 2],
         });
     }
 }
@@ -220,7 +223,8 @@ mod tests {
             [Detection {
                 detector: Detector::SynFlood,
                 observed: 250,
-                threshold: 200
+                threshold: 200,
+                extra: [0; 2],
             }]
         );
         // A half-second window needs half the count.

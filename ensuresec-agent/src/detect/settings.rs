@@ -8,6 +8,8 @@ use std::time::Duration;
 use ensuresec_common::{decisions::Detector, entry::Target, ports::PortRange};
 use serde::Deserialize;
 
+use crate::ml::settings::{MlSection, MlSettings};
+
 /// What a detection does.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -18,7 +20,8 @@ pub enum Action {
     Throttle,
     /// Limit the destination (new connections, UDP or ICMP per second).
     Budget,
-    /// Record only.
+    /// Record only (`alert_only` is accepted too).
+    #[serde(alias = "alert_only")]
     Alert,
 }
 
@@ -86,6 +89,8 @@ pub struct Detectors {
     pub port_scan: DetectorConfig,
     pub host_sweep: DetectorConfig,
     pub half_open: DetectorConfig,
+    /// The anomaly model's decisions (from `[ml]`, the same in every block).
+    pub ml: DetectorConfig,
 }
 
 impl Default for Detectors {
@@ -101,6 +106,10 @@ impl Default for Detectors {
             port_scan: detector(20, 0, Action::Alert),
             host_sweep: detector(6, 0, Action::Alert),
             half_open: detector(100, 0, Action::Alert),
+            ml: DetectorConfig {
+                action: Action::Alert,
+                ..detector(0, 0, Action::Alert)
+            },
         }
     }
 }
@@ -118,6 +127,7 @@ impl Detectors {
             Detector::PortScan => &self.port_scan,
             Detector::HostSweep => &self.host_sweep,
             Detector::HalfOpen => &self.half_open,
+            Detector::Ml => &self.ml,
         }
     }
 
@@ -133,6 +143,7 @@ impl Detectors {
             Detector::PortScan => &mut self.port_scan,
             Detector::HostSweep => &mut self.host_sweep,
             Detector::HalfOpen => &mut self.half_open,
+            Detector::Ml => &mut self.ml,
         }
     }
 }
@@ -168,6 +179,8 @@ impl ProtectConfig {
             Detector::PortScan => self.port_scan.as_ref(),
             Detector::HostSweep => self.host_sweep.as_ref(),
             Detector::HalfOpen => self.half_open.as_ref(),
+            // Set from `[ml]` for every block.
+            Detector::Ml => None,
         }
     }
 
@@ -244,11 +257,18 @@ pub struct DetectSettings {
     pub protect: Vec<(Target, Detectors)>,
     pub tcp_ports: Vec<PortRange>,
     pub udp_ports: Vec<PortRange>,
+    /// The anomaly model, when `[ml] model` is set.
+    pub ml: Option<MlSettings>,
 }
 
 impl DetectSettings {
     /// Validates; errors name the key.
-    pub fn validate(raw: &DetectSection, protect: &[ProtectConfig]) -> Result<Self, String> {
+    pub fn validate(
+        raw: &DetectSection,
+        protect: &[ProtectConfig],
+        ml: &MlSection,
+    ) -> Result<Self, String> {
+        let ml = ml.validate()?;
         let duration = |key: &str, text: &str| -> Result<Duration, String> {
             ensuresec_common::ttl::parse_ttl(text).map_err(|e| format!("detect.{key}: {e}"))
         };
@@ -291,7 +311,10 @@ impl DetectSettings {
                 .prefix
                 .parse()
                 .map_err(|e| format!("protect.prefix: {e}"))?;
-            let detectors = p.resolve();
+            let mut detectors = p.resolve();
+            if let Some(ml) = &ml {
+                detectors.ml = ml.decisions;
+            }
             for d in Detector::ALL {
                 let c = detectors.get(d);
                 if c.aggregate_action == Action::Throttle || c.action == Action::Budget {
@@ -314,6 +337,7 @@ impl DetectSettings {
             protect: blocks,
             tcp_ports: ports("tcp_ports", &raw.tcp_ports)?,
             udp_ports: ports("udp_ports", &raw.udp_ports)?,
+            ml,
         })
     }
 
@@ -352,7 +376,7 @@ mod tests {
         }
         let w: Wrap =
             toml::from_str(&format!("{section}\n{protect}")).map_err(|e| e.to_string())?;
-        DetectSettings::validate(&w.detect, &w.protect)
+        DetectSettings::validate(&w.detect, &w.protect, &Default::default())
     }
 
     #[test]

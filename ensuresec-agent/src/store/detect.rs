@@ -155,17 +155,18 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Calls `f` on every occupied slot of the per-source table, on every
-    /// CPU: a source appears once per CPU that saw it (the caller sums them).
-    /// Batched, a few thousand slots per syscall, so a full scan of the
-    /// default table is a few dozen syscalls.
-    pub fn for_each_source(&self, mut f: impl FnMut(&SourceSlot)) -> Result<()> {
+    /// Calls `f(cpu, slot)` on every occupied slot of the per-source table,
+    /// on every CPU: a source appears once per CPU that saw it. Batched, a
+    /// few thousand slots per syscall.
+    pub fn for_each_source(&self, mut f: impl FnMut(usize, &SourceSlot)) -> Result<()> {
         let map = RawMap::open(self.pins(), MAP_SOURCES)?;
         let cpus = aya::util::nr_cpus()
             .map_err(|(what, e)| Error::map(MAP_SOURCES, format!("{what}: {e}")))?;
         crate::sys::scan_per_cpu_array::<SourceSlot>(map.fd(), cpus, 2048, |_, values| {
-            for v in values.iter().filter(|v| v.stats.packets > 0) {
-                f(v);
+            for (cpu, v) in values.iter().enumerate() {
+                if v.stats.packets > 0 {
+                    f(cpu, v);
+                }
             }
         })
         .map_err(|e| Error::map(MAP_SOURCES, e))

@@ -1,0 +1,155 @@
+//! The anomaly model in the agent, in the lab: an attack no threshold
+//! detector describes and the model never saw (a TCP Xmas flood: FIN, PSH and
+//! URG) is flagged by the model alone, with its evidence, while the shopper
+//! is left alone; a broken model file is reported and the threshold
+//! detectors keep working; a good file copied over it is picked up live.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use ensuresec_tests::lab::{Lab, ShopperLoad};
+
+const PROTECT: &str =
+    "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
+
+fn committed_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ensuresec-ae.onnx")
+}
+
+fn ml_config(model: &Path) -> String {
+    format!("{PROTECT}\n[ml]\nmodel = \"{}\"\n", model.display())
+}
+
+fn status(lab: &Lab) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(
+        &lab.ensuresec(&["status", "-o", "json"])?,
+    )?)
+}
+
+/// Waits until `check` holds on the agent's status, or fails with the last one.
+fn wait_status(
+    lab: &Lab,
+    within: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = status(lab)?;
+        if check(&s) {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            bail!("status never matched: {}", s["anomaly_model"]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_attack_no_threshold_detector_describes_is_flagged_by_the_model() -> Result<()> {
+    let lab = Lab::new()?;
+    let agent = lab.start_agent(&lab.agent_config(&ml_config(&committed_model()))?)?;
+    wait_status(&lab, Duration::from_secs(10), |s| {
+        s["anomaly_model"]["state"] == "loaded"
+    })?;
+    let shopper = lab.shopper.v4.to_string();
+    let load = ShopperLoad::browse(
+        &lab.shopper.ns.name,
+        None,
+        ["/", "/product/1", "/cart", "/checkout"]
+            .iter()
+            .map(|p| lab.url4(p))
+            .collect(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // About 2,000 FIN+PSH+URG packets a second for up to 6 s, at the storefront.
+    let mut flood = lab
+        .attacker
+        .ns
+        .cmd("hping3")
+        .args([
+            "-F", "-P", "-U", "-p", "80", "-i", "u500", "-c", "12000", "-q",
+        ])
+        .arg(lab.storefront.v4.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let attacker = lab.attacker.v4.to_string();
+    let decision = lab.wait_decision(&attacker, Duration::from_secs(8))?;
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let (ok, total) = load.finish();
+    let decision = decision.unwrap_or_else(|| {
+        panic!(
+            "the Xmas flood was not flagged; decisions {:?}\n{}",
+            lab.decisions(),
+            agent.log_text()
+        )
+    });
+    assert_eq!(decision["detector"], "ml", "{decision}");
+    // The default action: alert only, nothing enforced.
+    assert_eq!(decision["action"], "alert", "{decision}");
+    let evidence = decision["evidence"].as_str().unwrap_or_default();
+    assert!(evidence.starts_with("score "), "{evidence}");
+    assert!(evidence.contains('%'), "top features named: {evidence}");
+    assert!(
+        lab.decisions()?
+            .iter()
+            .all(|d| d["target"] != shopper.as_str()),
+        "the shopper was flagged: {:?}",
+        lab.decisions()
+    );
+    assert!(total > 0 && ok * 100 >= total * 99, "shopper: {ok}/{total}");
+    let metrics = lab.metrics()?;
+    assert!(metrics.contains("ensuresec_ml_scores_count"), "{metrics}");
+    assert!(metrics.contains("ensuresec_ml_model_info{"), "{metrics}");
+    let s = status(&lab)?;
+    assert!(s["anomaly_model"]["flagged"].as_u64() >= Some(1), "{s}");
+    Ok(())
+}
+
+#[test]
+fn a_broken_model_is_reported_and_a_good_one_is_picked_up_live() -> Result<()> {
+    let lab = Lab::new()?;
+    let path = lab.workdir.join("model.onnx");
+    std::fs::write(&path, "this is not an ONNX model\n")?;
+    let _agent = lab.start_agent(&lab.agent_config(&ml_config(&path))?)?;
+    let s = wait_status(&lab, Duration::from_secs(10), |s| {
+        s["anomaly_model"]["state"] == "error"
+    })?;
+    let error = s["anomaly_model"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not a usable ONNX model"), "{error}");
+    assert!(error.contains("model.onnx"), "{error}");
+    let metrics = lab.metrics()?;
+    assert!(
+        metrics.contains("ensuresec_ml_model_errors_total{kind=\"not_onnx\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ensuresec_ml_model_loaded 0"), "{metrics}");
+
+    // The threshold detectors go on: a SYN flood is banned.
+    lab.syn_flood(4000)?;
+    let d = lab
+        .wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(3))?
+        .expect("the SYN flood is detected without the model");
+    assert_eq!(d["detector"], "syn_flood");
+
+    // A good model replaces the file (as a deploy would: write, then rename).
+    let tmp = lab.workdir.join("model.onnx.new");
+    std::fs::copy(committed_model(), &tmp)?;
+    std::fs::rename(&tmp, &path)?;
+    let s = wait_status(&lab, Duration::from_secs(10), |s| {
+        s["anomaly_model"]["state"] == "loaded"
+    })?;
+    assert!(
+        s["anomaly_model"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ae15-")),
+        "{s}"
+    );
+    assert!(lab.metrics()?.contains("ensuresec_ml_model_loaded 1"));
+    Ok(())
+}
