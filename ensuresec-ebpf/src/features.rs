@@ -4,13 +4,14 @@
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{bpf_get_smp_processor_id, bpf_xdp_load_bytes},
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
         Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window,
-        is_reflector_port, packet_trip, set_of, sketch_bit, trip, v4_key,
+        is_reflector_port, packet_trip, set_of, sketch_bit, trip,
     },
     maps::PORT_WORDS,
 };
@@ -54,15 +55,6 @@ impl Sample {
             frag: p.ip.fragment != 0,
             reflect: udp && is_reflector_port(t.sport),
         }
-    }
-}
-
-#[inline(always)]
-fn src_key(ip: &Ip) -> AddrKey {
-    if ip.family == Ip::V4 {
-        v4_key(ip.src_v4)
-    } else {
-        ip.src_v6
     }
 }
 
@@ -202,29 +194,49 @@ fn zero_source(st: &mut SourceStats, now: u64) {
     reset(&mut st.window, 0);
 }
 
+/// The two ways of the set starting at `first`, on this CPU, and which of
+/// them holds the key (`hit`): that one, else the empty or least recently
+/// seen one, which the caller resets. `None` only outside the table.
+#[inline(always)]
+fn way_of<T>(
+    table: &PerCpuArray<T>,
+    first: u32,
+    hit: impl Fn(&T) -> bool,
+    last_seen: impl Fn(&T) -> u64,
+) -> Option<(&'static mut T, bool)> {
+    let a = table.get_ptr_mut(first)?;
+    let b = table.get_ptr_mut(first + 1)?;
+    // SAFETY: per-CPU values of this CPU.
+    let (a, b) = unsafe { (&mut *a, &mut *b) };
+    if hit(a) {
+        return Some((a, true));
+    }
+    if hit(b) {
+        return Some((b, true));
+    }
+    Some(if last_seen(a) <= last_seen(b) {
+        (a, false)
+    } else {
+        (b, false)
+    })
+}
+
 /// The slot of `key` in its set: a hit, else the empty or least recently seen
 /// way, reset for `key`.
 #[inline(always)]
 fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut SourceSlot> {
     let first = set_of(key, 0, cfg.seed, cfg.source_mask);
-    let a = ES_SOURCES.get_ptr_mut(first)?;
-    let b = ES_SOURCES.get_ptr_mut(first + 1)?;
-    // SAFETY: per-CPU values of this CPU.
-    let (a, b) = unsafe { (&mut *a, &mut *b) };
-    if a.key == *key {
-        return Some(a);
+    let (slot, hit) = way_of(
+        &ES_SOURCES,
+        first,
+        |w| w.key == *key,
+        |w| w.stats.last_seen_ns,
+    )?;
+    if !hit {
+        slot.key = *key;
+        zero_source(&mut slot.stats, now);
     }
-    if b.key == *key {
-        return Some(b);
-    }
-    let victim = if a.stats.last_seen_ns <= b.stats.last_seen_ns {
-        a
-    } else {
-        b
-    };
-    victim.key = *key;
-    zero_source(&mut victim.stats, now);
-    Some(victim)
+    Some(slot)
 }
 
 /// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
@@ -232,7 +244,7 @@ fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static m
 /// returns the number of events it sent.
 #[inline(never)]
 fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
-    let src = &src_key(&p.ip);
+    let src = &p.ip.src_key();
     let s = &Sample::of(p);
     let Some(slot) = source_slot(src, now, cfg) else {
         return 0;
@@ -265,11 +277,7 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
     if fire {
-        let peer = if p.ip.family == Ip::V4 {
-            v4_key(p.ip.dst_v4)
-        } else {
-            p.ip.dst_v6
-        };
+        let peer = p.ip.dst_key();
         return emit(
             EVENT_SOURCE_TRIP,
             src,
@@ -306,40 +314,29 @@ pub fn tracked_port(p: &Parsed) -> u16 {
 #[inline(always)]
 fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut DestSlot> {
     let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
-    let a = ES_DESTS.get_ptr_mut(first)?;
-    let b = ES_DESTS.get_ptr_mut(first + 1)?;
-    // SAFETY: per-CPU values of this CPU.
-    let (a, b) = unsafe { (&mut *a, &mut *b) };
-    if a.key == *key {
-        return Some(a);
+    let (slot, hit) = way_of(
+        &ES_DESTS,
+        first,
+        |w| w.key == *key,
+        |w| w.stats.last_seen_ns,
+    )?;
+    if !hit {
+        slot.key = *key;
+        let st = &mut slot.stats;
+        st.first_seen_ns = now;
+        st.packets = 0;
+        st.bytes = 0;
+        st.new_conns = 0;
+        reset(&mut st.window, 0);
     }
-    if b.key == *key {
-        return Some(b);
-    }
-    let victim = if a.stats.last_seen_ns <= b.stats.last_seen_ns {
-        a
-    } else {
-        b
-    };
-    victim.key = *key;
-    let st = &mut victim.stats;
-    st.first_seen_ns = now;
-    st.packets = 0;
-    st.bytes = 0;
-    st.new_conns = 0;
-    reset(&mut st.window, 0);
-    Some(victim)
+    Some(slot)
 }
 
 #[inline(never)]
 fn destination(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     let s = &Sample::of(p);
     let key = DestKey {
-        addr: if p.ip.family == Ip::V4 {
-            v4_key(p.ip.dst_v4)
-        } else {
-            p.ip.dst_v6
-        },
+        addr: p.ip.dst_key(),
         port: tracked_port(p),
         proto: p.ip.proto,
         _pad: 0,
@@ -376,7 +373,7 @@ fn sample(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) 
     if cfg.sample_every == 0 || !bump(1).is_multiple_of(cfg.sample_every as u64) {
         return 0;
     }
-    let src = &src_key(&p.ip);
+    let src = &p.ip.src_key();
     let Some(mut entry) = ES_EVENTS.reserve::<Event>(0) else {
         bump(0);
         return 0;

@@ -1,12 +1,12 @@
 //! The agent's mitigations short of a ban: per-source throttles and
 //! per-destination budgets for new TCP connections, as per-CPU token buckets.
 
-use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token, v4_key};
+use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token};
 
 use crate::{
     features,
     maps::{ES_BUDGET, ES_BUDGET_ST, ES_THROTTLE, ES_THROTTLE_ST},
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_SYN, Transport},
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed, TCP_ACK, TCP_SYN, Transport},
 };
 
 /// This CPU's share of a rate.
@@ -50,11 +50,7 @@ fn allowed<K>(
 /// Whether a throttle on the packet's source lets it through.
 #[inline(always)]
 pub fn throttle_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
-    let key = if p.ip.family == Ip::V4 {
-        v4_key(p.ip.src_v4)
-    } else {
-        p.ip.src_v6
-    };
+    let key = p.ip.src_key();
     // SAFETY: read-only use of the value.
     match unsafe { ES_THROTTLE.get(key) } {
         Some(t) => allowed(&ES_THROTTLE_ST, &key, t, cpus, now),
@@ -76,13 +72,8 @@ pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     if !limited {
         return true;
     }
-    let addr = if p.ip.family == Ip::V4 {
-        v4_key(p.ip.dst_v4)
-    } else {
-        p.ip.dst_v6
-    };
     let key = DestKey {
-        addr,
+        addr: p.ip.dst_key(),
         port: features::tracked_port(p),
         proto: p.ip.proto,
         _pad: 0,

@@ -6,7 +6,10 @@
 //! with a `Reason` saying why, and keeps whatever addresses were already read.
 
 use aya_ebpf::programs::XdpContext;
-use ensuresec_common::reason::Reason;
+use ensuresec_common::{
+    features::{AddrKey, v4_key},
+    reason::Reason,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -97,6 +100,26 @@ impl Ip {
             dst_v4: 0,
             src_v6: [0; 16],
             dst_v6: [0; 16],
+        }
+    }
+
+    /// The source as a feature/mitigation key (IPv4 as IPv4-mapped IPv6).
+    #[inline(always)]
+    pub fn src_key(&self) -> AddrKey {
+        if self.family == Self::V4 {
+            v4_key(self.src_v4)
+        } else {
+            self.src_v6
+        }
+    }
+
+    /// The destination as a key, like `src_key`.
+    #[inline(always)]
+    pub fn dst_key(&self) -> AddrKey {
+        if self.family == Self::V4 {
+            v4_key(self.dst_v4)
+        } else {
+            self.dst_v6
         }
     }
 }

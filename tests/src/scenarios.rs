@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use ensuresec_common::reason::Reason;
 use serde::Serialize;
 
 use crate::lab::{Lab, ShopperLoad};
@@ -377,7 +378,8 @@ fn metric(page: &str, name: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-fn packets(lab: &Lab) -> Result<BTreeMap<String, u64>> {
+/// Packets per reason (those above zero) from `ensuresec status`.
+pub fn packets(lab: &Lab) -> Result<BTreeMap<String, u64>> {
     let status: serde_json::Value =
         serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
     Ok(status["counters"]
@@ -387,6 +389,15 @@ fn packets(lab: &Lab) -> Result<BTreeMap<String, u64>> {
         .filter_map(|c| Some((c["reason"].as_str()?.to_string(), c["packets"].as_u64()?)))
         .filter(|(_, n)| *n > 0)
         .collect())
+}
+
+/// Packets dropped for any reason, from packets per reason.
+pub fn dropped(packets: &BTreeMap<String, u64>) -> u64 {
+    Reason::ALL
+        .iter()
+        .filter(|r| r.drops())
+        .filter_map(|r| packets.get(r.name()))
+        .sum()
 }
 
 /// CPU seconds (user + system) and peak RSS (MiB) of a process.

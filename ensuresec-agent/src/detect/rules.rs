@@ -5,7 +5,7 @@
 
 use ensuresec_common::{decisions::Detector, features::Window};
 
-use super::settings::Detectors;
+use super::settings::{DetectorConfig, Detectors};
 
 /// What tripped a detector: the observed count and the threshold, both for
 /// the whole window.
@@ -46,78 +46,66 @@ fn check(
     }
 }
 
+/// The window counter a detector compares with its threshold, and whether
+/// that threshold is a rate (scaled by the window) or a plain count.
+fn observed(w: &Window, detector: Detector) -> (u32, bool) {
+    match detector {
+        Detector::PortScan => (w.distinct_ports, false),
+        Detector::HostSweep => (w.distinct_dsts, false),
+        Detector::Reflection => (w.udp_reflect, true),
+        Detector::SynAckReflection => (w.synack, true),
+        Detector::SynFlood => (w.syn, true),
+        Detector::UdpFlood => (w.udp, true),
+        Detector::IcmpFlood => (w.icmp, true),
+        Detector::AckRstFlood => (w.ack_rst, true),
+        Detector::FragmentFlood => (w.frags, true),
+        // Measured elsewhere: sockets, and the model's scores.
+        Detector::HalfOpen | Detector::Ml => (0, false),
+    }
+}
+
+/// Runs `order`'s detectors on a window with the thresholds `threshold` picks
+/// (per-source or aggregate). Reflected UDP is also UDP: a reflection
+/// detection keeps the UDP flood detector quiet.
+fn detections(
+    w: &Window,
+    d: &Detectors,
+    order: &[Detector],
+    threshold: fn(&DetectorConfig) -> u32,
+    window_secs: f64,
+) -> Vec<Detection> {
+    let mut out = Vec::new();
+    for &detector in order {
+        if detector == Detector::UdpFlood
+            && out
+                .iter()
+                .any(|x: &Detection| x.detector == Detector::Reflection)
+        {
+            continue;
+        }
+        let (count, is_rate) = observed(w, detector);
+        let scale = is_rate.then_some(window_secs);
+        check(&mut out, detector, count, threshold(d.get(detector)), scale);
+    }
+    out
+}
+
 /// Per-source detections in a source's window.
 pub fn source_detections(w: &Window, d: &Detectors, window_secs: f64) -> Vec<Detection> {
-    let mut out = Vec::new();
-    let rate = Some(window_secs);
     // Most specific first: the first detection decides, and a fast port scan
     // is also many SYNs, reflected UDP is also UDP.
-    check(
-        &mut out,
+    const ORDER: [Detector; 9] = [
         Detector::PortScan,
-        w.distinct_ports,
-        d.port_scan.per_source,
-        None,
-    );
-    check(
-        &mut out,
         Detector::HostSweep,
-        w.distinct_dsts,
-        d.host_sweep.per_source,
-        None,
-    );
-    check(
-        &mut out,
         Detector::Reflection,
-        w.udp_reflect,
-        d.reflection.per_source,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::SynAckReflection,
-        w.synack,
-        d.synack_reflection.per_source,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::SynFlood,
-        w.syn,
-        d.syn_flood.per_source,
-        rate,
-    );
-    if !out.iter().any(|x| x.detector == Detector::Reflection) {
-        check(
-            &mut out,
-            Detector::UdpFlood,
-            w.udp,
-            d.udp_flood.per_source,
-            rate,
-        );
-    }
-    check(
-        &mut out,
+        Detector::UdpFlood,
         Detector::IcmpFlood,
-        w.icmp,
-        d.icmp_flood.per_source,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::AckRstFlood,
-        w.ack_rst,
-        d.ack_rst_flood.per_source,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::FragmentFlood,
-        w.frags,
-        d.fragment_flood.per_source,
-        rate,
-    );
-    out
+    ];
+    detections(w, d, &ORDER, |c| c.per_source, window_secs)
 }
 
 /// Aggregate detections in a destination's window. They only count when the
@@ -129,63 +117,19 @@ pub fn dest_detections(
     window_secs: f64,
     min_sources: u32,
 ) -> Vec<Detection> {
-    let mut out = Vec::new();
     if w.distinct_dsts < min_sources {
-        return out;
+        return Vec::new();
     }
-    let rate = Some(window_secs);
-    check(
-        &mut out,
+    const ORDER: [Detector; 7] = [
         Detector::SynFlood,
-        w.syn,
-        d.syn_flood.aggregate,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::Reflection,
-        w.udp_reflect,
-        d.reflection.aggregate,
-        rate,
-    );
-    if !out.iter().any(|x| x.detector == Detector::Reflection) {
-        check(
-            &mut out,
-            Detector::UdpFlood,
-            w.udp,
-            d.udp_flood.aggregate,
-            rate,
-        );
-    }
-    check(
-        &mut out,
+        Detector::UdpFlood,
         Detector::IcmpFlood,
-        w.icmp,
-        d.icmp_flood.aggregate,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::AckRstFlood,
-        w.ack_rst,
-        d.ack_rst_flood.aggregate,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::FragmentFlood,
-        w.frags,
-        d.fragment_flood.aggregate,
-        rate,
-    );
-    check(
-        &mut out,
         Detector::SynAckReflection,
-        w.synack,
-        d.synack_reflection.aggregate,
-        rate,
-    );
-    out
+    ];
+    detections(w, d, &ORDER, |c| c.aggregate, window_secs)
 }
 
 #[cfg(test)]

@@ -24,6 +24,12 @@ pub struct Summed<T> {
     pub window: Window,
 }
 
+/// The earlier of two first-seen times, where the sum so far is 0 until a
+/// CPU's slot has been added.
+fn earliest(acc: u64, v: u64) -> u64 {
+    if acc == 0 { v } else { acc.min(v.max(1)) }
+}
+
 fn add_window(acc: &mut Window, w: &Window) {
     acc.start_ns = if acc.start_ns == 0 {
         w.start_ns
@@ -130,11 +136,7 @@ impl Store {
         let mut out = Summed::<SourceStats>::default();
         for v in slots.iter().map(|s| &s.stats) {
             let t = &mut out.total;
-            t.first_seen_ns = if t.first_seen_ns == 0 {
-                v.first_seen_ns
-            } else {
-                t.first_seen_ns.min(v.first_seen_ns.max(1))
-            };
+            t.first_seen_ns = earliest(t.first_seen_ns, v.first_seen_ns);
             t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
             t.packets += v.packets;
             t.bytes += v.bytes;
@@ -183,11 +185,7 @@ impl Store {
         let mut out = Summed::<DestStats>::default();
         for v in slots.iter().map(|s| &s.stats) {
             let t = &mut out.total;
-            t.first_seen_ns = if t.first_seen_ns == 0 {
-                v.first_seen_ns
-            } else {
-                t.first_seen_ns.min(v.first_seen_ns.max(1))
-            };
+            t.first_seen_ns = earliest(t.first_seen_ns, v.first_seen_ns);
             t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
             t.packets += v.packets;
             t.bytes += v.bytes;
@@ -234,9 +232,14 @@ impl Store {
         Ok((sum(0)?, sum(2)?))
     }
 
-    fn set_mitigation_count(&self, map: &'static str, count: u32) -> Result<()> {
+    /// Stores how many throttles or budgets `map` now holds in the control
+    /// map, so the XDP program skips the lookup while the map is empty.
+    fn recount_mitigations<K: aya::Pod>(&self, map: &RawMap) -> Result<()> {
+        let count = crate::sys::keys::<K>(map.fd())
+            .map_err(|e| Error::map(map.name, e))?
+            .len() as u32;
         let mut control = self.control()?;
-        if map == MAP_THROTTLE {
+        if map.name == MAP_THROTTLE {
             control.throttles = count;
         } else {
             control.budgets = count;
@@ -248,23 +251,13 @@ impl Store {
     pub fn set_throttle(&self, key: &AddrKey, t: &Throttle) -> Result<()> {
         let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
         map.set(key, t)?;
-        self.set_mitigation_count(
-            MAP_THROTTLE,
-            crate::sys::keys::<AddrKey>(map.fd())
-                .map_err(|e| Error::map(MAP_THROTTLE, e))?
-                .len() as u32,
-        )
+        self.recount_mitigations::<AddrKey>(&map)
     }
 
     pub fn remove_throttle(&self, key: &AddrKey) -> Result<bool> {
         let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
         let removed = map.remove(key)?;
-        self.set_mitigation_count(
-            MAP_THROTTLE,
-            crate::sys::keys::<AddrKey>(map.fd())
-                .map_err(|e| Error::map(MAP_THROTTLE, e))?
-                .len() as u32,
-        )?;
+        self.recount_mitigations::<AddrKey>(&map)?;
         Ok(removed)
     }
 
@@ -272,23 +265,13 @@ impl Store {
     pub fn set_budget(&self, key: &DestKey, t: &Throttle) -> Result<()> {
         let map = RawMap::open(self.pins(), MAP_BUDGET)?;
         map.set(key, t)?;
-        self.set_mitigation_count(
-            MAP_BUDGET,
-            crate::sys::keys::<DestKey>(map.fd())
-                .map_err(|e| Error::map(MAP_BUDGET, e))?
-                .len() as u32,
-        )
+        self.recount_mitigations::<DestKey>(&map)
     }
 
     pub fn remove_budget(&self, key: &DestKey) -> Result<bool> {
         let map = RawMap::open(self.pins(), MAP_BUDGET)?;
         let removed = map.remove(key)?;
-        self.set_mitigation_count(
-            MAP_BUDGET,
-            crate::sys::keys::<DestKey>(map.fd())
-                .map_err(|e| Error::map(MAP_BUDGET, e))?
-                .len() as u32,
-        )?;
+        self.recount_mitigations::<DestKey>(&map)?;
         Ok(removed)
     }
 }

@@ -11,13 +11,6 @@ use serde::Serialize;
 
 /// Runs of each attack scenario (time-to-mitigate percentiles come from these).
 const RUNS: usize = 5;
-const DROPS: [&str; 5] = [
-    "blocked_exact",
-    "blocked_cidr",
-    "port_policy",
-    "throttled",
-    "dst_budget",
-];
 
 #[derive(Serialize)]
 struct Row {
@@ -73,12 +66,7 @@ fn main() -> Result<()> {
             }
             ok += r.shoppers_success_rate;
             let total: u64 = r.packets.values().sum();
-            let drops: u64 = r
-                .packets
-                .iter()
-                .filter(|(k, _)| DROPS.contains(&k.as_str()))
-                .map(|(_, v)| v)
-                .sum();
+            let drops = scenarios::dropped(&r.packets);
             offered += total as f64 / r.duration_s;
             dropped += drops as f64 / r.duration_s;
             events += r.ringbuf_events;

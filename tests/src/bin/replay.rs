@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use ensuresec_tests::{capture, lab::Lab};
+use ensuresec_tests::{capture, lab::Lab, scenarios};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -44,13 +44,6 @@ struct Report {
 
 const CONFIG: &str =
     "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
-const DROPS: [&str; 5] = [
-    "blocked_exact",
-    "blocked_cidr",
-    "port_policy",
-    "throttled",
-    "dst_budget",
-];
 
 fn usage() -> ! {
     eprintln!("usage: replay --pcap FILE [--speed X|max]");
@@ -157,15 +150,7 @@ fn main() -> Result<()> {
             // Let the last windows and the socket scan be looked at.
             std::thread::sleep(Duration::from_millis(1500));
             stop.store(true, Ordering::Relaxed);
-            let status: serde_json::Value =
-                serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
-            let dropped = status["counters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| DROPS.contains(&c["reason"].as_str().unwrap_or_default()))
-                .filter_map(|c| c["packets"].as_u64())
-                .sum();
+            let dropped = scenarios::dropped(&scenarios::packets(lab)?);
             let decisions = lab
                 .decisions()?
                 .into_iter()
