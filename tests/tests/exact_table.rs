@@ -2,22 +2,32 @@
 //! listed address must drop in the kernel and every other one pass, whatever
 //! moves the inserts needed.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
 use ensuresec_agent::{
     config::MapSizes,
-    edit::Op,
+    edit::{Op, apply},
     store::{RawMap, Store},
 };
 use ensuresec_common::{
     entry::Target,
-    exact::WAYS_V4,
-    maps::{Control, MAP_CONTROL},
+    exact::{WAYS_V4, WAYS_V6},
+    maps::{
+        Control, FLAG_ALLOW, FLAG_BLOCK, ListEntry, MAP_CONTROL, MAP_X4_KEYS, MAP_X4_VALS,
+        MAP_X6_KEYS, MAP_X6_VALS,
+    },
 };
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
+};
+use proptest::{
+    prelude::*,
+    test_runner::{TestCaseError, TestRunner},
 };
 
 const CAPACITY: u32 = 64;
@@ -169,4 +179,248 @@ fn moves_under_high_load_keep_every_key_findable() -> Result<()> {
     );
     assert!(refused > 0, "the load was high enough to refuse some");
     check(&k, &listed, &[Target::V4(Ipv4Addr::new(203, 0, 113, 1))])
+}
+
+/// A kernel whose exact tables may fill `load_percent` of their slots (the
+/// agent keeps them at half), so that batches often need moves.
+fn loaded_kernel(capacity: u32, load_percent: u32) -> Result<Kernel> {
+    let mut k = Kernel::new(MapSizes {
+        exact_v4: capacity,
+        exact_v6: capacity,
+        cidr_v4: 16,
+        cidr_v6: 16,
+    })?;
+    let control_map = RawMap::open(&k.pins.pins, MAP_CONTROL)?;
+    let mut control: Control = control_map.get(&0u32)?.unwrap();
+    control.x4_capacity = (control.x4_mask + 1) * WAYS_V4 as u32 * load_percent / 100;
+    control.x6_capacity = (control.x6_mask + 1) * WAYS_V6 as u32 * load_percent / 100;
+    control_map.set(&0u32, &control)?;
+    k.store = Store::open(&k.pins.pins)?;
+    Ok(k)
+}
+
+/// One random edit of a pool address: (address index, operation).
+#[derive(Clone, Copy, Debug)]
+enum Edit {
+    Block(usize),
+    Unblock(usize),
+    Allow(usize),
+    Unallow(usize),
+}
+
+fn edit_strategy(pool: usize) -> impl Strategy<Value = Edit> {
+    (0..4u8, 0..pool).prop_map(|(kind, i)| match kind {
+        0 => Edit::Block(i),
+        1 => Edit::Unblock(i),
+        2 => Edit::Allow(i),
+        _ => Edit::Unallow(i),
+    })
+}
+
+impl Edit {
+    fn op(self, reason_id: u32) -> (usize, Op) {
+        match self {
+            Edit::Block(i) => (
+                i,
+                Op::Block {
+                    expires_at_ns: 0,
+                    reason_id,
+                    now_secs: 1,
+                },
+            ),
+            Edit::Unblock(i) => (i, Op::Unblock),
+            Edit::Allow(i) => (
+                i,
+                Op::Allow {
+                    from_config: false,
+                    now_secs: 1,
+                },
+            ),
+            Edit::Unallow(i) => (i, Op::Unallow),
+        }
+    }
+}
+
+/// The model's state after `edits`, or `None` when the batch is refused.
+fn desired(
+    model: &HashMap<Target, ListEntry>,
+    edits: &[(Target, Op)],
+) -> Option<HashMap<Target, ListEntry>> {
+    let mut next = model.clone();
+    for (t, op) in edits {
+        match apply(t, next.get(t).copied(), *op).ok()? {
+            Some(e) => next.insert(*t, e),
+            None => next.remove(t),
+        };
+    }
+    Some(next)
+}
+
+/// Every address's kernel verdict and listed entry against the model, and
+/// every empty slot of the value arrays cleared.
+fn verify(
+    k: &Kernel,
+    pool: &[Target],
+    model: &HashMap<Target, ListEntry>,
+) -> std::result::Result<(), TestCaseError> {
+    for t in pool {
+        let want = match model.get(t) {
+            Some(e) if e.flags & FLAG_ALLOW == 0 && e.flags & FLAG_BLOCK != 0 => XDP_DROP,
+            _ => XDP_PASS,
+        };
+        let f = match t {
+            Target::V4(a) => v4_packet(*a),
+            Target::V6(a) => v6_packet(*a),
+            _ => unreachable!(),
+        };
+        let got = k
+            .run("ensuresec", &f)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(got, want, "verdict of {}: {:?}", t, model.get(t));
+    }
+    let listed: HashMap<Target, ListEntry> = k
+        .store
+        .entries()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .into_iter()
+        .map(|l| (l.target, l.entry))
+        .collect();
+    prop_assert_eq!(&listed, model);
+    for (keys, vals, ways) in [
+        (MAP_X4_KEYS, MAP_X4_VALS, WAYS_V4),
+        (MAP_X6_KEYS, MAP_X6_VALS, WAYS_V6),
+    ] {
+        let keys = RawMap::open(&k.pins.pins, keys).unwrap();
+        let vals = RawMap::open(&k.pins.pins, vals).unwrap();
+        let values: Vec<ListEntry> = vals.read_mapped().unwrap();
+        let empty = |b: usize, w: usize| -> bool {
+            if ways == WAYS_V4 && keys.name == MAP_X4_KEYS {
+                let bucket: [u32; WAYS_V4] = keys.get(&(b as u32)).unwrap().unwrap();
+                bucket[w] == 0
+            } else {
+                let bucket: [[u8; 16]; WAYS_V6] = keys.get(&(b as u32)).unwrap().unwrap();
+                bucket[w] == [0; 16]
+            }
+        };
+        for (slot, v) in values.iter().enumerate() {
+            if empty(slot / ways, slot % ways) {
+                prop_assert_eq!(
+                    *v,
+                    ListEntry::default(),
+                    "{} slot {} not cleared",
+                    vals.name,
+                    slot
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The invariant behind every list: after any sequence of committed batches,
+/// each address's kernel verdict and entry equal the desired state; after a
+/// refused batch, the kernel holds exactly what it held before.
+#[test]
+fn random_batches_at_high_load_keep_kernel_equal_to_desired_state() {
+    let mut rng = fastrand::Rng::with_seed(99);
+    // More addresses of each family than the tables hold at 90 % load.
+    let pool: Vec<Target> = (0..320)
+        .map(|i| {
+            if i % 2 == 0 {
+                Target::V4(Ipv4Addr::from(rng.u32(1..u32::MAX)))
+            } else {
+                Target::V6(Ipv6Addr::from(rng.u128(1..u128::MAX)))
+            }
+        })
+        .collect();
+    // Each batch: its edits, and whether to keep edits the state refuses
+    // (removing what is not listed), which refuses the whole batch.
+    let batches = proptest::collection::vec(
+        (
+            proptest::collection::vec(edit_strategy(pool.len()), 1..64),
+            proptest::bool::weighted(0.1),
+        ),
+        1..40,
+    );
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(32));
+    runner
+        .run(&batches, |batches| {
+            let k = loaded_kernel(CAPACITY, 90).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut model: HashMap<Target, ListEntry> = HashMap::new();
+            let (mut committed, mut refused) = (0, 0);
+            for (n, (batch, keep_bad)) in batches.iter().enumerate() {
+                let mut edits: Vec<(Target, Op)> = Vec::new();
+                for e in batch {
+                    let (i, op) = e.op(n as u32 + 1);
+                    edits.push((pool[i], op));
+                    if !keep_bad && desired(&model, &edits).is_none() {
+                        edits.pop();
+                    }
+                }
+                let next = desired(&model, &edits);
+                match k.store.edit(&edits) {
+                    Ok(_) => {
+                        prop_assert!(
+                            next.is_some(),
+                            "batch {} applied but the model refuses it",
+                            n
+                        );
+                        model = next.unwrap();
+                        committed += 1;
+                    }
+                    Err(e) => {
+                        // Refused: a bad edit, or no room at this load.
+                        prop_assert!(
+                            next.is_none() || e.to_string().contains("capacity"),
+                            "batch {} refused: {}",
+                            n,
+                            e
+                        );
+                        refused += 1;
+                    }
+                }
+                verify(&k, &pool, &model)?;
+            }
+            prop_assert!(committed > 0 || refused > 0);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The probe that found the defect: every address of a /16, shuffled, into a
+/// table of exactly that capacity, in one batch.
+#[test]
+fn a_whole_slash_16_in_one_batch_is_listed_and_dropped() -> Result<()> {
+    let k = Kernel::new(MapSizes {
+        exact_v4: 65_536,
+        exact_v6: 16,
+        cidr_v4: 16,
+        cidr_v6: 16,
+    })?;
+    let mut rng = fastrand::Rng::with_seed(5);
+    for round in 0..3u32 {
+        let mut addrs: Vec<Ipv4Addr> = (0..65_536u32)
+            .map(|i| Ipv4Addr::from(0x0a00_0000 | (round << 16) | i))
+            .collect();
+        rng.shuffle(&mut addrs);
+        let edits: Vec<(Target, Op)> = addrs.iter().map(|a| (Target::V4(*a), block())).collect();
+        let summary = k.store.edit(&edits)?;
+        assert_eq!(summary.added, 65_536, "round {round}");
+        assert_eq!(k.store.entries()?.len(), 65_536, "round {round}");
+        for a in &addrs {
+            assert_eq!(
+                k.run("ensuresec", &v4_packet(*a))?,
+                XDP_DROP,
+                "{a} in round {round}"
+            );
+        }
+        // Empty it again for the next round.
+        let removal: Vec<(Target, Op)> = addrs
+            .iter()
+            .map(|a| (Target::V4(*a), Op::Unblock))
+            .collect();
+        k.store.edit(&removal)?;
+        assert!(k.store.entries()?.is_empty());
+    }
+    Ok(())
 }
