@@ -59,6 +59,10 @@ pub enum Error {
         capacity: u32,
         setting: &'static str,
     },
+    #[error(
+        "{what}: no free slot for a new entry in either of its buckets, nor after a chain of moves; nothing was changed (the table is kept at most half full, where this is very rare: raise the capacity)"
+    )]
+    TableCrowded { what: &'static str },
     #[error("the reason text is {0} bytes; at most 63 are kept")]
     ReasonTooLong(usize),
     #[error("no room for another distinct reason text ({0} in use)")]

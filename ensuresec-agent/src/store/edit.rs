@@ -318,11 +318,11 @@ impl Store {
                 s.undo_trie4(f);
             }
         };
-        if let Err(e) = self.exact_v4.apply(&plan4, "maps.exact_v4", V4_LIST) {
+        if let Err(e) = self.exact_v4.apply(&plan4, V4_LIST) {
             undo_flip(self);
             return Err(e);
         }
-        if let Err(e) = self.exact_v6.apply(&plan6, "maps.exact_v6", V6_LIST) {
+        if let Err(e) = self.exact_v6.apply(&plan6, V6_LIST) {
             self.exact_v4.undo(&plan4);
             undo_flip(self);
             return Err(e);

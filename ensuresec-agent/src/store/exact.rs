@@ -131,48 +131,48 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(out)
     }
 
-    /// Applies a plan. Values are written before the keys that make them
-    /// reachable; a failure restores the buckets and values it changed.
-    pub fn apply(&self, plan: &Plan<K>, setting: &'static str, what: &'static str) -> Result<()> {
+    /// Applies a plan. Keys placed by this change are moved in the image
+    /// only; keys the kernel already sees are moved in the kernel at once, in
+    /// an order that keeps them findable. Then every upserted key's value is
+    /// written at its final slot, then the buckets that make new keys
+    /// reachable, then the values of emptied slots are cleared. A failure
+    /// restores the buckets and values it changed.
+    pub fn apply(&self, plan: &Plan<K>, what: &'static str) -> Result<()> {
         if plan.upserts.is_empty() && plan.deletes.is_empty() {
             return Ok(());
         }
         let mapped = self.keys.mapped::<[K; W]>()?;
         let mut image = Image::new(|b| mapped.get(b as usize));
-        // Buckets as the kernel has them, for moves written before the rest.
-        let mut kernel: HashMap<u32, [K; W]> = HashMap::new();
-
         for key in &plan.deletes {
             image.remove(key, (self.buckets)(key));
         }
-        let mut value_writes: Vec<(u32, ListEntry)> = Vec::with_capacity(plan.upserts.len());
-        let mut prior_values: Vec<(u32, ListEntry)> = Vec::new();
-        for (key, value) in &plan.upserts {
+        for (key, _) in &plan.upserts {
             let pair = (self.buckets)(key);
-            if let Some(s) = image.find(key, pair) {
-                let i = Self::slot_index(s);
-                if let Some(old) = plan.prior.get(key) {
-                    prior_values.push((i, *old));
-                }
-                value_writes.push((i, *value));
+            if image.find(key, pair).is_some() {
                 continue;
             }
-            let Some((slot, moved)) = image.place(*key, pair, &*self.buckets) else {
+            let Some((_, moves)) = image.place(*key, pair, &*self.buckets) else {
                 // Nothing but verdict-neutral moves was written yet.
-                return Err(Error::Capacity {
-                    what,
-                    need: self.capacity as usize + 1,
-                    capacity: self.capacity,
-                    setting,
-                });
+                return Err(Error::TableCrowded { what });
             };
-            if let Some(m) = moved {
-                self.execute_move(&m, &mapped, &mut kernel)?;
+            for m in &moves {
+                self.move_in_kernel(m, &mapped)?;
             }
-            value_writes.push((Self::slot_index(slot), *value));
         }
 
-        let (vkeys, vvals): (Vec<u32>, Vec<ListEntry>) = value_writes.into_iter().unzip();
+        let slot_of = |key: &K| {
+            let slot = image
+                .find(key, (self.buckets)(key))
+                .expect("every upserted key was placed");
+            Self::slot_index(slot)
+        };
+        let (vkeys, vvals): (Vec<u32>, Vec<ListEntry>) =
+            plan.upserts.iter().map(|(k, v)| (slot_of(k), *v)).unzip();
+        let prior_values: Vec<(u32, ListEntry)> = plan
+            .upserts
+            .iter()
+            .filter_map(|(k, _)| plan.prior.get(k).map(|old| (slot_of(k), *old)))
+            .collect();
         let mut dirty: Vec<u32> = image.dirty.iter().copied().collect();
         dirty.sort_unstable();
         let new_buckets: Vec<[K; W]> = dirty.iter().map(|b| image.bucket(*b)).collect();
@@ -188,37 +188,39 @@ impl<K: Key, const W: usize> Table<K, W> {
             self.restore(&originals, &prior_values);
             return Err(Error::map(self.keys.name, partial.error));
         }
+        // Freed slots stay empty until the next change, so no reader can take
+        // their old value for another key's; cleared all the same.
+        let freed: Vec<u32> = image.freed().map(|s| Self::slot_index(*s)).collect();
+        let zeros = vec![ListEntry::default(); freed.len()];
+        if let Err(partial) = self.vals.update_batch(&freed, &zeros) {
+            tracing::warn!(map = self.vals.name, error = %partial.error, "could not clear the values of removed entries");
+        }
         Ok(())
     }
 
-    /// Moves a key to its other bucket now, in an order that keeps it findable:
-    /// value, then the key at its new place, then the key gone from the old
-    /// one. Moves change no verdict, so they need no undo. The freed slot's new
-    /// value is written by a later syscall, long after any reader that saw the
-    /// moved key there has read its value (a lookup takes nanoseconds).
-    fn execute_move(
-        &self,
-        m: &Move<K>,
-        mapped: &Mapped<[K; W]>,
-        kernel: &mut HashMap<u32, [K; W]>,
-    ) -> Result<()> {
+    /// Moves a key the kernel sees to its other bucket, in an order that
+    /// keeps it findable: value, then the key at its new place, then the key
+    /// gone from the old one. Moves change no verdict, so they need no undo.
+    /// A key this change placed is not in the kernel yet: nothing to do. The
+    /// freed slot's new value is written by a later syscall, long after any
+    /// reader that saw the moved key there has read its value (a lookup takes
+    /// nanoseconds).
+    fn move_in_kernel(&self, m: &Move<K>, mapped: &Mapped<[K; W]>) -> Result<()> {
+        let mut from = mapped.get(m.from.bucket as usize);
+        if from[m.from.way] != m.key {
+            return Ok(());
+        }
         let value: ListEntry = self
             .vals
             .get(&Self::slot_index(m.from))?
             .unwrap_or_default();
         self.vals.set(&Self::slot_index(m.to), &value)?;
-        let mut to = *kernel
-            .entry(m.to.bucket)
-            .or_insert_with(|| mapped.get(m.to.bucket as usize));
+        let mut to = mapped.get(m.to.bucket as usize);
         to[m.to.way] = m.key;
         self.keys.set(&m.to.bucket, &to)?;
-        kernel.insert(m.to.bucket, to);
-        let mut from = *kernel
-            .entry(m.from.bucket)
-            .or_insert_with(|| mapped.get(m.from.bucket as usize));
+        from = mapped.get(m.from.bucket as usize);
         from[m.from.way] = K::default();
         self.keys.set(&m.from.bucket, &from)?;
-        kernel.insert(m.from.bucket, from);
         Ok(())
     }
 
@@ -255,7 +257,7 @@ impl<K: Key, const W: usize> Table<K, W> {
                 None => inverse.deletes.push(key),
             }
         }
-        if let Err(e) = self.apply(&inverse, "", "") {
+        if let Err(e) = self.apply(&inverse, "") {
             tracing::error!(map = self.keys.name, error = %e, "could not undo a partial change");
         }
     }
