@@ -83,13 +83,28 @@ fn statfs_type(path: &Path) -> Option<i64> {
     (rc == 0).then_some(st.f_type as i64)
 }
 
+/// Where ensuresec keeps its lock and pid files (a tmpfs: gone at reboot,
+/// like the pins they guard).
+pub const RUN_DIR: &str = "/run/ensuresec";
+
 /// Mounts bpffs at /sys/fs/bpf when the pin directory is under it and it is not
-/// mounted yet (fresh machines often lack it), the way bpftool does.
+/// mounted yet (fresh machines often lack it), the way bpftool does. Commands
+/// started together each see it missing: a lock makes one of them mount it,
+/// since a second mount on top would hide the pins made under the first.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), Error> {
     let mount_point = Path::new("/sys/fs/bpf");
     if !dir.starts_with(mount_point) {
         return Ok(());
     }
+    if statfs_type(mount_point) == Some(BPF_FS_MAGIC) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io(format!("creating {RUN_DIR}"), e))?;
+    let lock_path = Path::new(RUN_DIR).join("bpffs.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+    lock.lock()
+        .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
     if statfs_type(mount_point) == Some(BPF_FS_MAGIC) {
         return Ok(());
     }

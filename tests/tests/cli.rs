@@ -216,3 +216,63 @@ fn commands_explain_missing_state_and_privilege() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
     Ok(())
 }
+
+/// On a fresh machine bpffs is not mounted; the first ensuresec commands mount
+/// it. Several started at once must not each mount one, which would hide the
+/// pins the others made under a later mount. Runs in private mount and network
+/// namespaces: the host's bpffs and interfaces are not touched.
+#[test]
+fn concurrent_first_commands_mount_bpffs_once() -> Result<()> {
+    let bin = ensuresec_tests::lab::ensuresec_bin();
+    let tag = ensuresec_tests::kernel::unique("race");
+    let script = format!(
+        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf || exit 90; done
+         pids=''
+         for i in 1 2 3 4 5 6 7 8; do
+           ip link add d$i type veth peer name e$i && ip link set d$i up && ip link set e$i up || exit 91
+         done
+         for i in 1 2 3 4 5 6 7 8; do
+           ENSURESEC_PIN_DIR=/sys/fs/bpf/{tag}-$i {bin} attach --iface d$i --mode generic --config {cfg} >/dev/null 2>/tmp/{tag}-$i.err &
+           pids=\"$pids $!\"
+         done
+         fails=0
+         for pid in $pids; do wait $pid || fails=$((fails+1)); done
+         mounts=$(grep -c ' /sys/fs/bpf bpf ' /proc/self/mounts)
+         for i in 1 2 3 4 5 6 7 8; do
+           ENSURESEC_PIN_DIR=/sys/fs/bpf/{tag}-$i {bin} status >/dev/null 2>>/tmp/{tag}-$i.err || fails=$((fails+1))
+         done
+         cat /tmp/{tag}-*.err; rm -f /tmp/{tag}-*.err
+         echo \"fails=$fails mounts=$mounts\"",
+        bin = bin.display(),
+        cfg = small_maps_config(&tag)?,
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--net",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("fails=0 mounts=1"), "{text}");
+    Ok(())
+}
+
+/// A config with small maps, so that eight attaches at once stay light.
+fn small_maps_config(tag: &str) -> Result<String> {
+    let path = std::env::temp_dir().join(format!("{tag}.toml"));
+    std::fs::write(
+        &path,
+        "[maps]\nexact_v4 = 1024\nexact_v6 = 1024\ncidr_v4 = 64\ncidr_v6 = 64\n",
+    )?;
+    Ok(path.display().to_string())
+}
