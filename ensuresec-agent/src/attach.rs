@@ -20,7 +20,7 @@ use crate::{
     ebpf::FILTER_PROGRAM,
     error::{Error, Result},
     pins::PinDir,
-    store::Store,
+    store::{Store, Writer},
     sys,
 };
 
@@ -86,7 +86,7 @@ pub fn link_target(pins: &PinDir, iface: &str) -> Result<Option<sys::XdpLinkInfo
 }
 
 /// Attaches (or re-attaches in place) the filter to `iface`.
-pub fn attach(ebpf: &mut Ebpf, store: &Store, iface: &str, mode: Mode) -> Result<Attached> {
+pub fn attach(ebpf: &mut Ebpf, store: &Writer, iface: &str, mode: Mode) -> Result<Attached> {
     let pins = store.pins().clone();
     let index = ifindex(iface)?;
     let link_path = pins.link(iface);
@@ -212,7 +212,7 @@ pub fn detach(pins: &PinDir, iface: &str, keep_maps: bool) -> Result<Detached> {
     if let Some(linked) = target
         && let Ok(store) = Store::open(pins)
     {
-        store.remove_iface_record(linked.ifindex)?;
+        store.write()?.remove_iface_record(linked.ifindex)?;
     }
     let mut out = Detached {
         iface: iface.to_string(),

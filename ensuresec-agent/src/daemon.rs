@@ -72,7 +72,7 @@ pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
 
 /// Makes the config's allowlist the set of config-owned allow entries.
 fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
-    let _lock = store.lock()?;
+    let w = store.write()?;
     let wanted: HashSet<Target> = config.allowlist.iter().copied().collect();
     let now_secs = clock::unix_secs();
     let mut edits: Vec<(Target, Op)> = wanted
@@ -87,12 +87,12 @@ fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
             )
         })
         .collect();
-    for l in store.entries()? {
+    for l in w.entries()? {
         if l.entry.flags & FLAG_ALLOW_FROM_CONFIG != 0 && !wanted.contains(&l.target) {
             edits.push((l.target, Op::UnallowConfig));
         }
     }
-    let summary = store.edit(&edits)?;
+    let summary = w.edit(&edits)?;
     tracing::info!(
         entries = wanted.len(),
         added = summary.added,
@@ -103,9 +103,8 @@ fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
 }
 
 fn apply_port_policy(store: &Store, config: &Validated) -> Result<()> {
-    let _lock = store.lock()?;
     let policy = &config.raw.port_policy;
-    store.set_port_policy(
+    store.write()?.set_port_policy(
         policy.enabled,
         &bitmap(&config.tcp_ports),
         &bitmap(&config.udp_ports),
@@ -122,7 +121,10 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
         if done.contains(&iface.name) {
             continue;
         }
-        match attach::attach(bpf, store, &iface.name, iface.mode) {
+        match store
+            .write()
+            .and_then(|w| attach::attach(bpf, &w, &iface.name, iface.mode))
+        {
             Ok(a) => {
                 let how = if a.replaced {
                     "adopted (program replaced in place)"
@@ -143,16 +145,16 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
 
 /// Removes expired blocks and refreshes the list gauges.
 fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
-    let _lock = store.lock()?;
+    let w = store.write()?;
     let now_ns = clock::mono_ns();
-    let census = census::take(&store.entries()?, now_ns);
+    let census = census::take(&w.entries()?, now_ns);
     if !census.expired.is_empty() {
         let edits: Vec<(Target, Op)> = census
             .expired
             .iter()
             .map(|t| (*t, Op::Expire { now_ns }))
             .collect();
-        store.edit(&edits)?;
+        w.edit(&edits)?;
         metrics.expired_removed.inc_by(edits.len() as u64);
         tracing::info!(count = edits.len(), "removed expired blocks");
     }

@@ -77,6 +77,10 @@ pub enum Error {
     Load(String),
     #[error("config {path}: {why}")]
     Config { path: PathBuf, why: String },
+    #[error(
+        "the maps under {0} were removed or replaced (a detach?) while this command waited for the lock; nothing was changed"
+    )]
+    MapsReplaced(PathBuf),
     #[error("an agent is already running for {dir} (pid {pid})")]
     AgentRunning { dir: PathBuf, pid: u32 },
 }

@@ -305,6 +305,44 @@ pub fn obj_get(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// The id of a BPF object (map, program or link) by its fd.
+pub fn map_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: zero is a valid bpf_map_info and bpf_attr.
+    let mut info: aya_obj::generated::bpf_map_info = unsafe { zeroed() };
+    let mut attr: bpf_attr = unsafe { zeroed() };
+    attr.info = bpf_attr__bindgen_ty_9 {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<aya_obj::generated::bpf_map_info>() as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info.id)
+}
+
+/// Looks one key of a per-CPU map up: one value per possible CPU (`cpus`).
+/// The kernel pads per-CPU values to 8 bytes, so `V` must be a multiple of 8
+/// bytes long.
+pub fn lookup_per_cpu<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    key: &K,
+    cpus: usize,
+) -> io::Result<Option<Vec<V>>> {
+    if !size_of::<V>().is_multiple_of(8) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "per-CPU value size is not a multiple of 8",
+        ));
+    }
+    // SAFETY: `V` is Pod: zeroes are a valid value.
+    let mut values: Vec<V> = vec![unsafe { zeroed() }; cpus];
+    let mut attr = elem_attr(fd, (key as *const K).cast(), values.as_mut_ptr().cast(), 0);
+    match bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(()) => Ok(Some(values)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What the kernel says of an XDP link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XdpLinkInfo {

@@ -121,7 +121,7 @@ impl Kernel {
 
     pub fn edit(&self, target: &str, op: Op) -> Result<()> {
         let target: Target = target.parse()?;
-        self.store.edit(&[(target, op)])?;
+        self.store.write()?.edit(&[(target, op)])?;
         Ok(())
     }
 

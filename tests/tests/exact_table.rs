@@ -104,7 +104,7 @@ fn fill_drain_refill_both_families() -> Result<()> {
     let mut listed: Vec<Target> = Vec::new();
     // Fill both tables to capacity, one at a time and then in a batch.
     for t in v4[..32].iter().chain(&v6[..32]) {
-        k.store.edit(&[(*t, block())])?;
+        k.store.write()?.edit(&[(*t, block())])?;
         listed.push(*t);
     }
     let batch: Vec<(Target, Op)> = v4[32..64]
@@ -112,12 +112,12 @@ fn fill_drain_refill_both_families() -> Result<()> {
         .chain(&v6[32..64])
         .map(|t| (*t, block()))
         .collect();
-    k.store.edit(&batch)?;
+    k.store.write()?.edit(&batch)?;
     listed.extend(batch.iter().map(|(t, _)| *t));
     check(&k, &listed, &pool[128..160])?;
 
     // Full: one more is refused and changes nothing.
-    let err = k.store.edit(&[(v4[64], block())]).unwrap_err();
+    let err = k.store.write()?.edit(&[(v4[64], block())]).unwrap_err();
     assert!(err.to_string().contains("capacity is 64"), "{err}");
     check(&k, &listed, &v4[64..80])?;
 
@@ -125,12 +125,12 @@ fn fill_drain_refill_both_families() -> Result<()> {
     for round in 0..4 {
         let drop: Vec<Target> = listed.iter().step_by(2).copied().collect();
         let removal: Vec<(Target, Op)> = drop.iter().map(|t| (*t, Op::Unblock)).collect();
-        k.store.edit(&removal)?;
+        k.store.write()?.edit(&removal)?;
         listed.retain(|t| !drop.contains(t));
         let fresh4 = &v4[64 + round * 16..80 + round * 16];
         let fresh6 = &v6[64 + round * 16..80 + round * 16];
         let adds: Vec<(Target, Op)> = fresh4.iter().chain(fresh6).map(|t| (*t, block())).collect();
-        k.store.edit(&adds)?;
+        k.store.write()?.edit(&adds)?;
         listed.extend(adds.iter().map(|(t, _)| *t));
         check(&k, &listed, &drop)?;
     }
@@ -159,7 +159,7 @@ fn moves_under_high_load_keep_every_key_findable() -> Result<()> {
     let mut refused = 0;
     for _ in 0..(slots4 * 2) {
         let t = Target::V4(Ipv4Addr::from(rng.u32(1..u32::MAX)));
-        match k.store.edit(&[(t, block())]) {
+        match k.store.write().and_then(|w| w.edit(&[(t, block())])) {
             Ok(_) => listed.push(t),
             Err(e) => {
                 assert!(e.to_string().contains("capacity"), "{e}");
@@ -169,7 +169,7 @@ fn moves_under_high_load_keep_every_key_findable() -> Result<()> {
         // Now and then remove an old entry, so that moves meet freed slots.
         if listed.len() > 8 && rng.u8(..) < 40 {
             let gone = listed.remove(rng.usize(..listed.len()));
-            k.store.edit(&[(gone, Op::Unblock)])?;
+            k.store.write()?.edit(&[(gone, Op::Unblock)])?;
         }
     }
     assert!(
@@ -358,7 +358,7 @@ fn random_batches_at_high_load_keep_kernel_equal_to_desired_state() {
                     }
                 }
                 let next = desired(&model, &edits);
-                match k.store.edit(&edits) {
+                match k.store.write().and_then(|w| w.edit(&edits)) {
                     Ok(_) => {
                         prop_assert!(
                             next.is_some(),
@@ -404,7 +404,7 @@ fn a_whole_slash_16_in_one_batch_is_listed_and_dropped() -> Result<()> {
             .collect();
         rng.shuffle(&mut addrs);
         let edits: Vec<(Target, Op)> = addrs.iter().map(|a| (Target::V4(*a), block())).collect();
-        let summary = k.store.edit(&edits)?;
+        let summary = k.store.write()?.edit(&edits)?;
         assert_eq!(summary.added, 65_536, "round {round}");
         assert_eq!(k.store.entries()?.len(), 65_536, "round {round}");
         for a in &addrs {
@@ -419,7 +419,7 @@ fn a_whole_slash_16_in_one_batch_is_listed_and_dropped() -> Result<()> {
             .iter()
             .map(|a| (Target::V4(*a), Op::Unblock))
             .collect();
-        k.store.edit(&removal)?;
+        k.store.write()?.edit(&removal)?;
         assert!(k.store.entries()?.is_empty());
     }
     Ok(())

@@ -79,25 +79,26 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
                     proto: 6,
                     _pad: 0,
                 };
-                store.set_throttle(&source, &t)?;
-                store.set_budget(&dest, &t)?;
-                store.remove_throttle(&source)?;
-                store.remove_budget(&dest)?;
+                // One write lock per decision, as the agent takes it.
+                store.write()?.set_throttle(&source, &t)?;
+                store.write()?.set_budget(&dest, &t)?;
+                store.write()?.remove_throttle(&source)?;
+                store.write()?.remove_budget(&dest)?;
                 rounds += 1;
             }
             // Leave one of each in force.
-            store.set_throttle(&v4_key(u32::from_ne_bytes([192, 0, 2, 250])), &t)?;
+            store
+                .write()?
+                .set_throttle(&v4_key(u32::from_ne_bytes([192, 0, 2, 250])), &t)?;
             Ok(rounds)
         })
     };
     let cli = Store::open(&k.pins.pins)?;
     for i in 0..256 {
-        let _lock = cli.lock()?;
-        cli.edit(&[(prefix(i), block())])?;
+        cli.write()?.edit(&[(prefix(i), block())])?;
     }
     for i in (0..256).step_by(2) {
-        let _lock = cli.lock()?;
-        cli.edit(&[(prefix(i), Op::Unblock)])?;
+        cli.write()?.edit(&[(prefix(i), Op::Unblock)])?;
     }
     done.store(true, Ordering::Relaxed);
     let rounds = agent.join().expect("agent thread")?;

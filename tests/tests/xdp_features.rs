@@ -34,7 +34,7 @@ fn tcp(src: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
 
 fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
     let k = Kernel::small()?;
-    k.store.set_detect_config(&DetectConfig {
+    k.store.write()?.set_detect_config(&DetectConfig {
         enabled: 1,
         sample_every: 0,
         window_ns: 60_000_000_000,
@@ -46,7 +46,9 @@ fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
         ..DetectConfig::default()
     })?;
     let tracked: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
-    k.store.set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
+    k.store
+        .write()?
+        .set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
     Ok(k)
 }
 
@@ -198,7 +200,7 @@ fn destination_trip_wire() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
     let mut cfg = k.store.detect_config()?;
     cfg.trip_dst_packets = 25;
-    k.store.set_detect_config(&cfg)?;
+    k.store.write()?.set_detect_config(&cfg)?;
     // A spoofed flood: every packet from another source.
     for i in 0..40u32 {
         k.run(
@@ -227,7 +229,7 @@ fn destination_trip_wire() -> Result<()> {
 #[test]
 fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
-    k.store.set_throttle(
+    k.store.write()?.set_throttle(
         &key(SRC),
         &Throttle {
             rate_pps: 1,
@@ -243,7 +245,7 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
         [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
     );
     assert!(k.counters()?[Reason::Throttled as usize].packets >= 3);
-    assert!(k.store.remove_throttle(&key(SRC))?);
+    assert!(k.store.write()?.remove_throttle(&key(SRC))?);
     assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
 
     let web = DestKey {
@@ -252,7 +254,7 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
         proto: 6,
         _pad: 0,
     };
-    k.store.set_budget(
+    k.store.write()?.set_budget(
         &web,
         &Throttle {
             rate_pps: 1,

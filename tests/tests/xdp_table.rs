@@ -307,6 +307,8 @@ fn port_policy_drops_only_unlisted_ports() {
         .map(|s| s.parse().unwrap())
         .collect();
     k.store
+        .write()
+        .unwrap()
         .set_port_policy(true, &bitmap(&tcp_ports), &bitmap(&udp_ports))
         .unwrap();
     let table = [
@@ -345,6 +347,8 @@ fn port_policy_drops_only_unlisted_ports() {
     }
     // Switching the policy off again passes everything it dropped.
     k.store
+        .write()
+        .unwrap()
         .set_port_policy(false, &bitmap(&tcp_ports), &bitmap(&udp_ports))
         .unwrap();
     assert_eq!(run_counted(&k, &p4(CLEAN4, tcp(8080))).1, Reason::Passed);

@@ -11,7 +11,7 @@ pub fn attach(pins: &PinDir, iface: &str, mode: Mode, config: Option<&Path>) -> 
     let config = Config::load_or_default(config)?;
     let mut bpf = ebpf::load(pins, &config.raw.maps)?;
     let store = Store::open(pins)?;
-    let done = crate::attach::attach(&mut bpf, &store, iface, mode)?;
+    let done = crate::attach::attach(&mut bpf, &store.write()?, iface, mode)?;
     if done.replaced {
         println!(
             "replaced the program on {} ({} mode) in place",

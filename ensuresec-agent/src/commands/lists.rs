@@ -18,7 +18,7 @@ use crate::{
     edit::Op,
     output,
     pins::PinDir,
-    store::{Listed, Reasons, Store, validate_reason},
+    store::{Listed, Reasons, Store, Writer, validate_reason},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,10 +35,10 @@ fn parse_opt_ttl(ttl: Option<&str>) -> Result<Option<Duration>> {
     Ok(ttl.map(parse_ttl).transpose()?)
 }
 
-fn intern(store: &Store, reasons: &mut Reasons, text: Option<&str>) -> Result<u32> {
+fn intern(w: &Writer, reasons: &mut Reasons, text: Option<&str>) -> Result<u32> {
     match text {
         None => Ok(0),
-        Some(t) => Ok(store.intern_reason(reasons, t, || store.reason_ids_in_use())?),
+        Some(t) => Ok(w.intern_reason(reasons, t, || w.reason_ids_in_use())?),
     }
 }
 
@@ -54,15 +54,15 @@ pub fn block_add(
         validate_reason(r)?;
     }
     let store = Store::open(pins)?;
-    let _lock = store.lock()?;
-    let mut reasons = store.reasons()?;
-    let reason_id = intern(&store, &mut reasons, reason)?;
+    let w = store.write()?;
+    let mut reasons = w.reasons()?;
+    let reason_id = intern(&w, &mut reasons, reason)?;
     let op = Op::Block {
         expires_at_ns: clock::expiry_for(ttl),
         reason_id,
         now_secs: clock::unix_secs(),
     };
-    store.edit(&[(target, op)])?;
+    w.edit(&[(target, op)])?;
     let until = ttl.map_or("until removed".to_string(), |t| {
         format!("for {}", format_remaining(t))
     });
@@ -90,8 +90,7 @@ fn warn_if_allowlisted(store: &Store, target: &Target) -> Result<()> {
 pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
-    let _lock = store.lock()?;
-    store.edit(&[(target, Op::Unblock)])?;
+    store.write()?.edit(&[(target, Op::Unblock)])?;
     println!("unblocked {target}");
     Ok(())
 }
@@ -99,12 +98,11 @@ pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
 pub fn allow_add(pins: &PinDir, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
-    let _lock = store.lock()?;
     let op = Op::Allow {
         from_config: false,
         now_secs: clock::unix_secs(),
     };
-    store.edit(&[(target, op)])?;
+    store.write()?.edit(&[(target, op)])?;
     println!("allowlisted {target}");
     Ok(())
 }
@@ -112,8 +110,7 @@ pub fn allow_add(pins: &PinDir, target: &str) -> Result<()> {
 pub fn allow_rm(pins: &PinDir, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
-    let _lock = store.lock()?;
-    store.edit(&[(target, Op::Unallow)])?;
+    store.write()?.edit(&[(target, Op::Unallow)])?;
     println!("removed {target} from the allowlist");
     Ok(())
 }
@@ -134,9 +131,9 @@ pub fn import(
     drop(content);
     let lines = entries.len();
     let store = Store::open(pins)?;
-    let _lock = store.lock()?;
-    let mut reasons = store.reasons()?;
-    let shared_reason = intern(&store, &mut reasons, reason)?;
+    let w = store.write()?;
+    let mut reasons = w.reasons()?;
+    let shared_reason = intern(&w, &mut reasons, reason)?;
     let expires_at_ns = clock::expiry_for(ttl);
     let now_secs = clock::unix_secs();
     let mut edits = Vec::with_capacity(lines);
@@ -144,7 +141,7 @@ pub fn import(
         let reason_id = match (e.label, reason) {
             (Some(label), None) => {
                 let text: String = format!("{format} {label}").chars().take(63).collect();
-                intern(&store, &mut reasons, Some(&text))?
+                intern(&w, &mut reasons, Some(&text))?
             }
             _ => shared_reason,
         };
@@ -158,7 +155,7 @@ pub fn import(
     // A target listed twice keeps its last line (first in this reversed order).
     edits.sort_by_key(|(t, _)| *t);
     edits.dedup_by_key(|(t, _)| *t);
-    let summary = store.edit(&edits)?;
+    let summary = w.edit(&edits)?;
     println!(
         "imported {} entries from {} ({} new, {} updated, {} duplicate lines)",
         edits.len(),

@@ -19,7 +19,7 @@ use crate::{
     clock,
     edit::Op,
     error::Result,
-    store::{Store, decisions::key_addr},
+    store::{Writer, decisions::key_addr},
 };
 
 /// What to write for a decision.
@@ -91,7 +91,7 @@ pub fn plan(
 
 /// Writes a decision: the kernel side first, then its record.
 pub fn apply(
-    store: &Store,
+    store: &Writer,
     key: &DecisionKey,
     detection: &Detection,
     plan: Plan,
@@ -103,7 +103,6 @@ pub fn apply(
     let mut rate = 0;
     match plan {
         Plan::Ban { .. } => {
-            let _lock = store.lock()?;
             let mut reasons = store.reasons()?;
             let text = format!("auto: {}", detection.detector.name());
             let reason_id =
@@ -180,10 +179,9 @@ pub fn apply(
 
 /// Lifts a decision: removes what it put in the kernel and its record. A ban
 /// is lifted only if the block is still the automatic one.
-pub fn lift(store: &Store, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
+pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
     match record.action {
         ACTION_BAN => {
-            let _lock = store.lock()?;
             let addr = key_addr(&key.addr);
             let target = match addr {
                 std::net::IpAddr::V4(a) => Target::V4(a),

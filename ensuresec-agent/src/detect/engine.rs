@@ -128,8 +128,9 @@ fn ensure_syncookies() {
 /// Configures the kernel side of detection (windows, trip wires, tracked ports).
 pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    store.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
-    store.set_detect_config(&DetectConfig {
+    let w = store.write()?;
+    w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
+    w.set_detect_config(&DetectConfig {
         enabled: 1,
         sample_every: settings.raw.sample_every,
         window_ns: settings.window.as_nanos() as u64,
@@ -144,7 +145,7 @@ pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> 
 
 /// Turns detection off in the kernel (no `[[protect]]` block).
 pub fn disable_kernel(store: &Store) -> Result<()> {
-    store.set_detect_config(&DetectConfig::default())
+    store.write()?.set_detect_config(&DetectConfig::default())
 }
 
 impl Engine {
@@ -348,7 +349,14 @@ impl Engine {
         let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
         let dry_run = self.settings.dry_run_for(detectors, detection.detector);
         let plan = decide::plan(&self.settings, config, config.action, dry_run, strikes);
-        let record = decide::apply(&self.store, &key, detection, plan, strikes, first_seen_ns)?;
+        let record = decide::apply(
+            &self.store.write()?,
+            &key,
+            detection,
+            plan,
+            strikes,
+            first_seen_ns,
+        )?;
         self.log_decision(&source.to_string(), detection, &plan, &record);
         Ok(())
     }
@@ -396,7 +404,14 @@ impl Engine {
             if d.detector == ensuresec_common::decisions::Detector::SynFlood && !dry_run {
                 ensure_syncookies();
             }
-            let record = decide::apply(&self.store, &key, &d, plan, 0, stats.window.start_ns)?;
+            let record = decide::apply(
+                &self.store.write()?,
+                &key,
+                &d,
+                plan,
+                0,
+                stats.window.start_ns,
+            )?;
             let target = crate::store::decisions::DecisionTarget(key).to_string();
             self.log_decision(&target, &d, &plan, &record);
         }
@@ -475,7 +490,7 @@ impl Engine {
         let mut active = [0i64; 5];
         for (key, record) in self.store.decisions()? {
             if record.expires_at_ns <= now {
-                decide::lift(&self.store, &key, &record)?;
+                decide::lift(&self.store.write()?, &key, &record)?;
             } else {
                 active[(record.action as usize).min(4)] += 1;
             }

@@ -10,7 +10,7 @@ use ensuresec_common::{
 };
 use ipnet::Ipv6Net;
 
-use super::Store;
+use super::{Store, Writer};
 use crate::error::{Error, Result};
 
 /// A prefix as (address bits, length).
@@ -35,7 +35,9 @@ impl Store {
             .map(|(k, v)| ((u128::from_be_bytes(k.data()), k.prefix_len() as u8), v))
             .collect())
     }
+}
 
+impl Writer<'_> {
     /// Replaces the rule set with `rules`, rewriting only entries whose value changes.
     pub fn write_cidr6(
         &self,

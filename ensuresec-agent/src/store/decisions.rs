@@ -6,10 +6,9 @@ use ensuresec_common::{
     decisions::{DecisionKey, DecisionRecord, Offender, SCOPE_DESTINATION, SCOPE_SOURCE},
     entry::normalize_addr,
     features::AddrKey,
-    maps::{MAP_DECISIONS, MAP_OFFENDERS},
 };
 
-use super::{RawMap, Store};
+use super::{Store, Writer};
 use crate::error::Result;
 
 /// The address of a key (IPv4-mapped keys are IPv4 addresses).
@@ -104,27 +103,33 @@ impl FromStr for DecisionTarget {
 
 impl Store {
     pub fn decisions(&self) -> Result<Vec<(DecisionKey, DecisionRecord)>> {
-        RawMap::open(self.pins(), MAP_DECISIONS)?.dump()
+        self.decisions.dump()
     }
 
     pub fn decision(&self, key: &DecisionKey) -> Result<Option<DecisionRecord>> {
-        RawMap::open(self.pins(), MAP_DECISIONS)?.get(key)
-    }
-
-    pub fn set_decision(&self, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
-        RawMap::open(self.pins(), MAP_DECISIONS)?.set(key, record)
-    }
-
-    pub fn remove_decision(&self, key: &DecisionKey) -> Result<bool> {
-        RawMap::open(self.pins(), MAP_DECISIONS)?.remove(key)
+        self.decisions.get(key)
     }
 
     pub fn offender(&self, addr: &AddrKey) -> Result<Option<Offender>> {
-        RawMap::open(self.pins(), MAP_OFFENDERS)?.get(addr)
+        self.offenders.get(addr)
+    }
+}
+
+impl Writer<'_> {
+    pub fn set_decision(&self, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
+        self.decisions.set(key, record)
+    }
+
+    pub fn remove_decision(&self, key: &DecisionKey) -> Result<bool> {
+        self.decisions.remove(key)
     }
 
     pub fn set_offender(&self, addr: &AddrKey, o: &Offender) -> Result<()> {
-        RawMap::open(self.pins(), MAP_OFFENDERS)?.set(addr, o)
+        self.offenders.set(addr, o)
+    }
+
+    pub fn remove_offender(&self, addr: &AddrKey) -> Result<bool> {
+        self.offenders.remove(addr)
     }
 }
 

@@ -7,13 +7,10 @@ use ensuresec_common::{
         AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, SourceSlot, SourceStats,
         Throttle, Window, set_of,
     },
-    maps::{
-        MAP_BUDGET, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES,
-        MAP_THROTTLE, PortBitmap,
-    },
+    maps::{MAP_DESTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES, PortBitmap},
 };
 
-use super::{RawMap, Store};
+use super::{RawMap, Store, Writer};
 use crate::error::{Error, Result};
 
 /// Per-CPU values of one key, summed as the agent sees them.
@@ -57,67 +54,27 @@ fn add_window(acc: &mut Window, w: &Window) {
     acc.tripped |= w.tripped;
 }
 
-fn per_cpu_array<V: aya::Pod>(
-    store: &Store,
-    name: &'static str,
-) -> Result<aya::maps::PerCpuArray<MapData, V>> {
-    let data = RawMap::open(store.pins(), name)?.into_data();
-    let map = aya::maps::Map::from_map_data(data).map_err(|e| Error::map(name, e))?;
-    aya::maps::PerCpuArray::try_from(map).map_err(|e| Error::map(name, e))
-}
-
-/// The values of `key` on every CPU: each CPU's copy of its set holds it in
-/// one way or not at all.
-fn per_cpu_ways<V: aya::Pod>(
-    store: &Store,
-    name: &'static str,
-    first: u32,
-    matches: impl Fn(&V) -> bool,
-) -> Result<Vec<V>> {
-    let arr = per_cpu_array::<V>(store, name)?;
-    let mut out = Vec::new();
-    for way in 0..FEATURE_WAYS {
-        let values = arr
-            .get(&(first + way), 0)
-            .map_err(|e| Error::map(name, e))?;
-        out.extend(values.iter().filter(|v| matches(v)).copied());
-    }
-    Ok(out)
-}
-
 impl Store {
+    /// The values of `key` on every CPU: each CPU's copy of its set holds it in
+    /// one way or not at all.
+    fn per_cpu_ways<V: aya::Pod>(
+        &self,
+        map: &RawMap,
+        first: u32,
+        matches: impl Fn(&V) -> bool,
+    ) -> Result<Vec<V>> {
+        let mut out = Vec::new();
+        for way in 0..FEATURE_WAYS {
+            let values: Vec<V> = map
+                .get_per_cpu(&(first + way), self.cpus)?
+                .ok_or_else(|| Error::map(map.name, format!("slot {} missing", first + way)))?;
+            out.extend(values.iter().filter(|v| matches(v)).copied());
+        }
+        Ok(out)
+    }
+
     pub fn detect_config(&self) -> Result<DetectConfig> {
-        Ok(RawMap::open(self.pins(), MAP_DETECT)?
-            .get(&0u32)?
-            .unwrap_or_default())
-    }
-
-    /// Writes the trip wires and sampling of `cfg`; the feature tables'
-    /// geometry (seed, set masks) is filled in here from the pinned maps.
-    pub fn set_detect_config(&self, cfg: &DetectConfig) -> Result<()> {
-        let map = RawMap::open(self.pins(), MAP_DETECT)?;
-        let current: DetectConfig = map.get(&0u32)?.unwrap_or_default();
-        let mut cfg = *cfg;
-        cfg.seed = if current.seed != 0 {
-            current.seed
-        } else {
-            random_seed()?
-        };
-        let sets = |name| -> Result<u32> {
-            Ok(RawMap::open(self.pins(), name)?.capacity()? / FEATURE_WAYS)
-        };
-        // The largest power of two of sets that fits, as a mask.
-        let mask = |n: u32| (1u32 << (31 - n.max(1).leading_zeros())) - 1;
-        cfg.source_mask = mask(sets(MAP_SOURCES)?);
-        cfg.dest_mask = mask(sets(MAP_DESTS)?);
-        map.set(&0u32, &cfg)
-    }
-
-    /// Destination ports counted one by one (the rest count as port 0).
-    pub fn set_tracked_ports(&self, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
-        let map = RawMap::open(self.pins(), MAP_DST_PORTS)?;
-        map.set(&0u32, tcp)?;
-        map.set(&1u32, udp)
+        Ok(self.detect.get(&0u32)?.unwrap_or_default())
     }
 
     /// A source's features summed over CPUs; the window covers CPUs whose
@@ -129,7 +86,7 @@ impl Store {
     ) -> Result<Option<Summed<SourceStats>>> {
         let cfg = self.detect_config()?;
         let first = set_of(key, 0, cfg.seed, cfg.source_mask);
-        let slots = per_cpu_ways::<SourceSlot>(self, MAP_SOURCES, first, |v| v.key == *key)?;
+        let slots = self.per_cpu_ways::<SourceSlot>(&self.sources, first, |v| v.key == *key)?;
         if slots.is_empty() {
             return Ok(None);
         }
@@ -161,16 +118,18 @@ impl Store {
     /// on every CPU: a source appears once per CPU that saw it. Batched, a
     /// few thousand slots per syscall.
     pub fn for_each_source(&self, mut f: impl FnMut(usize, &SourceSlot)) -> Result<()> {
-        let map = RawMap::open(self.pins(), MAP_SOURCES)?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(what, e)| Error::map(MAP_SOURCES, format!("{what}: {e}")))?;
-        crate::sys::scan_per_cpu_array::<SourceSlot>(map.fd(), cpus, 2048, |_, values| {
-            for (cpu, v) in values.iter().enumerate() {
-                if v.stats.packets > 0 {
-                    f(cpu, v);
+        crate::sys::scan_per_cpu_array::<SourceSlot>(
+            self.sources.fd(),
+            self.cpus,
+            2048,
+            |_, values| {
+                for (cpu, v) in values.iter().enumerate() {
+                    if v.stats.packets > 0 {
+                        f(cpu, v);
+                    }
                 }
-            }
-        })
+            },
+        )
         .map_err(|e| Error::map(MAP_SOURCES, e))
     }
 
@@ -178,7 +137,7 @@ impl Store {
     pub fn dest_stats(&self, key: &DestKey, since_ns: u64) -> Result<Option<Summed<DestStats>>> {
         let cfg = self.detect_config()?;
         let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
-        let slots = per_cpu_ways::<DestSlot>(self, MAP_DESTS, first, |v| v.key == *key)?;
+        let slots = self.per_cpu_ways::<DestSlot>(&self.dests, first, |v| v.key == *key)?;
         if slots.is_empty() {
             return Ok(None);
         }
@@ -199,12 +158,16 @@ impl Store {
 
     /// Every destination the kernel is tracking, on any CPU.
     pub fn dest_keys(&self) -> Result<Vec<DestKey>> {
-        let arr = per_cpu_array::<DestSlot>(self, MAP_DESTS)?;
         let mut keys = std::collections::HashSet::new();
-        for values in arr.iter() {
-            let values = values.map_err(|e| Error::map(MAP_DESTS, e))?;
-            keys.extend(values.iter().filter(|v| v.stats.packets > 0).map(|v| v.key));
-        }
+        crate::sys::scan_per_cpu_array::<DestSlot>(
+            self.dests.fd(),
+            self.cpus,
+            1024,
+            |_, values| {
+                keys.extend(values.iter().filter(|v| v.stats.packets > 0).map(|v| v.key));
+            },
+        )
+        .map_err(|e| Error::map(MAP_DESTS, e))?;
         Ok(keys.into_iter().collect())
     }
 
@@ -217,61 +180,96 @@ impl Store {
 
     /// Per-CPU event counters summed: (dropped for lack of room, sent).
     pub fn event_stats(&self) -> Result<(u64, u64)> {
-        let data = RawMap::open(self.pins(), MAP_EVENT_STATS)?.into_data();
-        let map =
-            aya::maps::Map::from_map_data(data).map_err(|e| Error::map(MAP_EVENT_STATS, e))?;
-        let arr = aya::maps::PerCpuArray::<_, u64>::try_from(map)
-            .map_err(|e| Error::map(MAP_EVENT_STATS, e))?;
         let sum = |i: u32| -> Result<u64> {
-            Ok(arr
-                .get(&i, 0)
-                .map_err(|e| Error::map(MAP_EVENT_STATS, e))?
-                .iter()
-                .sum())
+            let values: Vec<u64> = self
+                .event_stats
+                .get_per_cpu(&i, self.cpus)?
+                .ok_or_else(|| Error::map(MAP_EVENT_STATS, format!("entry {i} missing")))?;
+            Ok(values.iter().sum())
         };
         Ok((sum(0)?, sum(2)?))
     }
 
-    /// Stores how many throttles or budgets `map` now holds in the control
-    /// map, so the XDP program skips the lookup while the map is empty.
-    fn recount_mitigations<K: aya::Pod>(&self, map: &RawMap) -> Result<()> {
-        let count = crate::sys::keys::<K>(map.fd())
-            .map_err(|e| Error::map(map.name, e))?
-            .len() as u32;
-        let mut control = self.control()?;
-        if map.name == MAP_THROTTLE {
-            control.throttles = count;
+    /// Throttles in force, by source.
+    pub fn throttles(&self) -> Result<Vec<(AddrKey, Throttle)>> {
+        self.throttles.dump()
+    }
+
+    /// Budgets in force, by destination.
+    pub fn budgets(&self) -> Result<Vec<(DestKey, Throttle)>> {
+        self.budgets.dump()
+    }
+}
+
+impl Writer<'_> {
+    /// Writes the trip wires and sampling of `cfg`; the feature tables'
+    /// geometry (seed, set masks) is filled in here from the pinned maps.
+    pub fn set_detect_config(&self, cfg: &DetectConfig) -> Result<()> {
+        let current = self.detect_config()?;
+        let mut cfg = *cfg;
+        cfg.seed = if current.seed != 0 {
+            current.seed
         } else {
-            control.budgets = count;
+            random_seed()?
+        };
+        let sets = |map: &RawMap| -> Result<u32> { Ok(map.capacity()? / FEATURE_WAYS) };
+        // The largest power of two of sets that fits, as a mask.
+        let mask = |n: u32| (1u32 << (31 - n.max(1).leading_zeros())) - 1;
+        cfg.source_mask = mask(sets(&self.sources)?);
+        cfg.dest_mask = mask(sets(&self.dests)?);
+        self.detect.set(&0u32, &cfg)
+    }
+
+    /// Destination ports counted one by one (the rest count as port 0).
+    pub fn set_tracked_ports(&self, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
+        self.dst_ports.set(&0u32, tcp)?;
+        self.dst_ports.set(&1u32, udp)
+    }
+
+    /// Stores how many throttles and budgets are in force in the control
+    /// map, so the XDP program skips their lookups while a map is empty.
+    fn recount_mitigations(&self) -> Result<()> {
+        let count = |map: &RawMap, keys: Result<usize, std::io::Error>| {
+            keys.map(|n| n as u32).map_err(|e| Error::map(map.name, e))
+        };
+        let throttles = count(
+            &self.throttles,
+            crate::sys::keys::<AddrKey>(self.throttles.fd()).map(|k| k.len()),
+        )?;
+        let budgets = count(
+            &self.budgets,
+            crate::sys::keys::<DestKey>(self.budgets.fd()).map(|k| k.len()),
+        )?;
+        let mut control = self.control()?;
+        if (control.throttles, control.budgets) != (throttles, budgets) {
+            control.throttles = throttles;
+            control.budgets = budgets;
+            self.set_control(&control)?;
         }
-        self.set_control(&control)
+        Ok(())
     }
 
     /// Installs or replaces a throttle on a source.
     pub fn set_throttle(&self, key: &AddrKey, t: &Throttle) -> Result<()> {
-        let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
-        map.set(key, t)?;
-        self.recount_mitigations::<AddrKey>(&map)
+        self.throttles.set(key, t)?;
+        self.recount_mitigations()
     }
 
     pub fn remove_throttle(&self, key: &AddrKey) -> Result<bool> {
-        let map = RawMap::open(self.pins(), MAP_THROTTLE)?;
-        let removed = map.remove(key)?;
-        self.recount_mitigations::<AddrKey>(&map)?;
+        let removed = self.throttles.remove(key)?;
+        self.recount_mitigations()?;
         Ok(removed)
     }
 
     /// Installs or replaces a new-connection budget on a destination.
     pub fn set_budget(&self, key: &DestKey, t: &Throttle) -> Result<()> {
-        let map = RawMap::open(self.pins(), MAP_BUDGET)?;
-        map.set(key, t)?;
-        self.recount_mitigations::<DestKey>(&map)
+        self.budgets.set(key, t)?;
+        self.recount_mitigations()
     }
 
     pub fn remove_budget(&self, key: &DestKey) -> Result<bool> {
-        let map = RawMap::open(self.pins(), MAP_BUDGET)?;
-        let removed = map.remove(key)?;
-        self.recount_mitigations::<DestKey>(&map)?;
+        let removed = self.budgets.remove(key)?;
+        self.recount_mitigations()?;
         Ok(removed)
     }
 }

@@ -15,7 +15,7 @@ use ensuresec_common::{
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
-    Store,
+    Store, Writer,
     cidr6::Prefix6,
     exact::{Key, Plan, Table},
 };
@@ -197,7 +197,9 @@ impl Store {
     pub fn reason_ids_in_use(&self) -> Result<HashSet<u32>> {
         Ok(self.entries()?.iter().map(|l| l.entry.reason_id).collect())
     }
+}
 
+impl Writer<'_> {
     /// Applies `edits` in order, all or nothing.
     pub fn edit(&self, edits: &[(Target, Op)]) -> Result<EditSummary> {
         let (mut e4, mut e6, mut n4, mut n6) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -313,7 +315,7 @@ impl Store {
 
         // Write; undo what was written if a later step fails.
         let flip = trie.as_ref().map(|t| self.install_trie4(t)).transpose()?;
-        let undo_flip = |s: &Store| {
+        let undo_flip = |s: &Writer| {
             if let Some(f) = &flip {
                 s.undo_trie4(f);
             }

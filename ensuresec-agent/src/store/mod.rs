@@ -10,16 +10,16 @@ mod exact;
 mod raw;
 mod reasons;
 mod trie4;
+mod writer;
 
-use std::fs::File;
-
-use aya::maps::{MapData, PerCpuArray};
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
     maps::{
-        Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS,
-        MAP_IFACES, MAP_PORTS, MAP_REASONS, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES,
-        MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PortBitmap,
+        Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
+        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS,
+        MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
+        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
+        MAP_X6_VALS, PortBitmap,
     },
 };
 
@@ -28,6 +28,7 @@ pub use self::{
     edit::{EditSummary, Listed},
     raw::RawMap,
     reasons::{Reasons, validate as validate_reason},
+    writer::Writer,
 };
 use crate::{
     error::{Error, Result},
@@ -45,8 +46,12 @@ pub struct Capacities {
     pub trie4_nodes: u32,
 }
 
+/// Every pinned map, opened once. Reads go through `Store`; changes go
+/// through a `Writer` (`Store::write`), which holds the write lock.
 pub struct Store {
     pins: PinDir,
+    /// Possible CPUs: the number of values of a per-CPU map's entry.
+    cpus: usize,
     pub(crate) exact_v4: exact::Table<u32, WAYS_V4>,
     pub(crate) exact_v6: exact::Table<[u8; 16], WAYS_V6>,
     pub(crate) cidr_v6: RawMap,
@@ -55,29 +60,22 @@ pub struct Store {
     pub(crate) trie_rules: RawMap,
     pub(crate) control: RawMap,
     pub(crate) ports: RawMap,
-    pub(crate) counters: PerCpuArray<MapData, Counter>,
+    pub(crate) counters: RawMap,
     pub(crate) reasons: RawMap,
     pub(crate) ifaces: RawMap,
+    pub(crate) sources: RawMap,
+    pub(crate) dests: RawMap,
+    pub(crate) dst_ports: RawMap,
+    pub(crate) detect: RawMap,
+    pub(crate) event_stats: RawMap,
+    pub(crate) throttles: RawMap,
+    pub(crate) budgets: RawMap,
+    pub(crate) decisions: RawMap,
+    pub(crate) offenders: RawMap,
     pub capacities: Capacities,
 }
 
-/// Held while changing lists; other writers (CLI commands, the agent) wait.
-pub struct WriteLock {
-    _file: File,
-}
-
 impl Store {
-    /// Serialises writers: an exclusive `flock` on the pin directory until dropped.
-    /// Every change to lists, reasons or policy happens under it.
-    pub fn lock(&self) -> Result<WriteLock> {
-        let root = self.pins.root();
-        let file =
-            File::open(root).map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
-        file.lock()
-            .map_err(|e| Error::io(format!("locking {}", root.display()), e))?;
-        Ok(WriteLock { _file: file })
-    }
-
     /// Opens the pinned maps.
     pub fn open(pins: &PinDir) -> Result<Self> {
         if !pins.has_maps() {
@@ -129,11 +127,11 @@ impl Store {
             cidr_v6: cidr_v6.capacity()?,
             trie4_nodes: trie_nodes.capacity()? / 2,
         };
-        let counters =
-            PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open(MAP_COUNTERS)?.into_data()))
-                .map_err(|e| Error::map(MAP_COUNTERS, e))?;
-        let store = Store {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| Error::io(format!("counting CPUs ({what})"), e))?;
+        Ok(Store {
             pins: pins.clone(),
+            cpus,
             exact_v4,
             exact_v6,
             cidr_v6,
@@ -142,12 +140,20 @@ impl Store {
             trie_rules,
             control: control_map,
             ports: open(MAP_PORTS)?,
-            counters,
+            counters: open(MAP_COUNTERS)?,
             reasons: open(MAP_REASONS)?,
             ifaces: open(MAP_IFACES)?,
+            sources: open(MAP_SOURCES)?,
+            dests: open(MAP_DESTS)?,
+            dst_ports: open(MAP_DST_PORTS)?,
+            detect: open(MAP_DETECT)?,
+            event_stats: open(MAP_EVENT_STATS)?,
+            throttles: open(MAP_THROTTLE)?,
+            budgets: open(MAP_BUDGET)?,
+            decisions: open(MAP_DECISIONS)?,
+            offenders: open(MAP_OFFENDERS)?,
             capacities,
-        };
-        Ok(store)
+        })
     }
 
     pub fn pins(&self) -> &PinDir {
@@ -160,35 +166,20 @@ impl Store {
             .ok_or_else(|| Error::map(MAP_CONTROL, "entry 0 missing"))
     }
 
-    pub(crate) fn set_control(&self, control: &Control) -> Result<()> {
-        self.control.set(&0u32, control)
-    }
-
     /// Packet and byte counters per reason, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<Counter>> {
         (0..ensuresec_common::reason::REASON_COUNT)
             .map(|i| {
-                let per_cpu = self
+                let per_cpu: Vec<Counter> = self
                     .counters
-                    .get(&i, 0)
-                    .map_err(|e| Error::map(MAP_COUNTERS, e))?;
+                    .get_per_cpu(&i, self.cpus)?
+                    .ok_or_else(|| Error::map(MAP_COUNTERS, format!("entry {i} missing")))?;
                 Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
                     packets: acc.packets + c.packets,
                     bytes: acc.bytes + c.bytes,
                 }))
             })
             .collect()
-    }
-
-    /// Installs the port policy: bitmaps into the inactive copy, then one flip.
-    pub fn set_port_policy(&self, enabled: bool, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
-        let mut control = self.control()?;
-        let next = 1 - (control.ports_copy & 1);
-        self.ports.set(&(next * 2), tcp)?;
-        self.ports.set(&(next * 2 + 1), udp)?;
-        control.ports_copy = next;
-        control.port_policy_enabled = enabled as u32;
-        self.set_control(&control)
     }
 
     /// The live port policy: enabled flag and the TCP and UDP bitmaps.
@@ -210,6 +201,23 @@ impl Store {
     /// Attachment records by ifindex.
     pub fn iface_records(&self) -> Result<Vec<(u32, IfaceRecord)>> {
         self.ifaces.dump()
+    }
+}
+
+impl Writer<'_> {
+    pub(crate) fn set_control(&self, control: &Control) -> Result<()> {
+        self.control.set(&0u32, control)
+    }
+
+    /// Installs the port policy: bitmaps into the inactive copy, then one flip.
+    pub fn set_port_policy(&self, enabled: bool, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
+        let mut control = self.control()?;
+        let next = 1 - (control.ports_copy & 1);
+        self.ports.set(&(next * 2), tcp)?;
+        self.ports.set(&(next * 2 + 1), udp)?;
+        control.ports_copy = next;
+        control.port_policy_enabled = enabled as u32;
+        self.set_control(&control)
     }
 
     pub fn set_iface_record(&self, ifindex: u32, record: &IfaceRecord) -> Result<()> {

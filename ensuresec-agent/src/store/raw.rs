@@ -33,6 +33,16 @@ impl RawMap {
         self.data
     }
 
+    /// The map's kernel id.
+    pub fn id(&self) -> Result<u32> {
+        sys::map_id(self.fd()).map_err(|e| Error::map(self.name, e))
+    }
+
+    /// The values of `key` on each of `cpus` CPUs (a per-CPU map).
+    pub fn get_per_cpu<K: Pod, V: Pod>(&self, key: &K, cpus: usize) -> Result<Option<Vec<V>>> {
+        sys::lookup_per_cpu(self.fd(), key, cpus).map_err(|e| Error::map(self.name, e))
+    }
+
     pub fn capacity(&self) -> Result<u32> {
         Ok(self
             .data

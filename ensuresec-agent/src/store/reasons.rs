@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use ensuresec_common::maps::{REASON_TEXT_MAX, ReasonText};
 
-use super::Store;
+use super::{Store, Writer};
 use crate::error::{Error, Result};
 
 /// The reason table as read from the map.
@@ -48,7 +48,9 @@ impl Store {
             capacity: self.reasons.capacity()?,
         })
     }
+}
 
+impl Writer<'_> {
     /// The id of `text`, adding it when new. `in_use` is called only when the
     /// table is full, to free the texts no entry refers to any more.
     pub fn intern_reason(

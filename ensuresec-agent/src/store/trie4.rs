@@ -7,7 +7,7 @@ use ensuresec_common::{
     trie4_build::{CopyRegion, TrieError, TrieLayout},
 };
 
-use super::Store;
+use super::{Store, Writer};
 use crate::error::{Error, Result};
 
 /// What to write back to undo a flip.
@@ -61,7 +61,9 @@ impl Store {
             other => other.into(),
         })
     }
+}
 
+impl Writer<'_> {
     /// Writes a planned layout into the inactive copy and makes it live.
     pub fn install_trie4(&self, layout: &TrieLayout) -> Result<Flip> {
         let previous = self.control()?;

@@ -155,7 +155,7 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     edits.extend(nets.iter().map(|n| (Target::Net4(*n), block)));
     edits.extend(exact6.iter().map(|a| (Target::V6(*a), block)));
     edits.extend(nets6.iter().map(|n| (Target::Net6(*n), block)));
-    k.store.edit(&edits)?;
+    k.store.write()?.edit(&edits)?;
 
     let listed: HashSet<Ipv4Addr> = exact.iter().copied().collect();
     let unlisted = (1u32..)
@@ -245,7 +245,7 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     // The same unlisted traffic with feature extraction on (trip wires set high
     // enough never to fire): what detection adds to every packet. With random
     // sources every packet is a new source for the LRU map, as in a spoofed flood.
-    k.store.set_detect_config(&DetectConfig {
+    k.store.write()?.set_detect_config(&DetectConfig {
         enabled: 1,
         sample_every: 0,
         window_ns: 1_000_000_000,
@@ -271,7 +271,9 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
         median_ns(&k, "bench_filter_random", &packet(unlisted))?,
         floor_random,
     );
-    k.store.set_detect_config(&DetectConfig::default())?;
+    k.store
+        .write()?
+        .set_detect_config(&DetectConfig::default())?;
 
     // IPv6, fixed template only (the random programs rewrite IPv4 sources).
     let unlisted6: Ipv6Addr = "2001:db9::77".parse()?;
