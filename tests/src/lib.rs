@@ -9,3 +9,4 @@ pub mod netns;
 pub mod packet;
 pub mod scenarios;
 pub mod visitors;
+pub mod wait;

@@ -8,17 +8,30 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Result;
-use ensuresec_agent::{config::MapSizes, edit::Op, store::Store};
+use ensuresec_agent::{
+    clock,
+    config::MapSizes,
+    detect::{
+        decide::{self, Plan},
+        rules::Detection,
+    },
+    edit::Op,
+    store::{Store, decisions::addr_key},
+};
 use ensuresec_common::{
+    decisions::{DecisionKey, Detector, SCOPE_SOURCE},
     entry::Target,
     features::{DestKey, Throttle, v4_key},
+    maps::ListEntry,
 };
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
+    wait::eventually,
 };
 
 fn block() -> Op {
@@ -122,5 +135,140 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
     let control = k.store.control()?;
     assert_eq!(control.throttles, 1, "one throttle is in force");
     assert_eq!(control.budgets, 0, "no budget is in force");
+    Ok(())
+}
+
+const SOURCE: &str = "192.0.2.44";
+
+fn source_key() -> DecisionKey {
+    DecisionKey {
+        addr: addr_key(SOURCE.parse().unwrap()),
+        port: 0,
+        proto: 0,
+        scope: SCOPE_SOURCE,
+    }
+}
+
+fn detection() -> Detection {
+    Detection {
+        detector: Detector::HalfOpen,
+        observed: 300,
+        threshold: 100,
+        extra: [0; 2],
+    }
+}
+
+/// The agent's ban of `SOURCE`, for `ttl`, as its decision path writes it.
+fn auto_ban(k: &Kernel, ttl: Duration, strikes: u32) -> Result<()> {
+    decide::apply(
+        &k.store.write()?,
+        &source_key(),
+        &detection(),
+        Plan::Ban { ttl },
+        strikes,
+        clock::mono_ns(),
+    )?;
+    Ok(())
+}
+
+/// Waits until the decision on `SOURCE` has run out.
+fn until_the_ban_expired(k: &Kernel) -> Result<()> {
+    let expires = k
+        .store
+        .decision(&source_key())?
+        .expect("a decision")
+        .expires_at_ns;
+    eventually(Duration::from_secs(2), "the ban to expire", || {
+        Ok((clock::mono_ns() > expires).then_some(()))
+    })
+}
+
+fn lift(k: &Kernel) -> Result<()> {
+    let record = k.store.decision(&source_key())?.expect("a decision");
+    decide::lift(&k.store.write()?, &source_key(), &record)?;
+    Ok(())
+}
+
+fn dropped(k: &Kernel) -> Result<bool> {
+    Ok(k.run("ensuresec", &packet_from(SOURCE.parse()?))? == XDP_DROP)
+}
+
+fn entry(k: &Kernel) -> Result<ListEntry> {
+    Ok(k.store
+        .entries_for(&SOURCE.parse()?)?
+        .expect("the source is listed"))
+}
+
+fn small_kernel() -> Result<Kernel> {
+    Kernel::new(MapSizes {
+        exact_v4: 1024,
+        exact_v6: 1024,
+        cidr_v4: 64,
+        cidr_v6: 64,
+    })
+}
+
+/// An operator's block added over an automatic ban belongs to the operator:
+/// lifting the decision (as `decisions rm` does) leaves it in force.
+#[test]
+fn operator_block_over_an_auto_ban_survives_the_decisions_lift() -> Result<()> {
+    let k = small_kernel()?;
+    auto_ban(&k, Duration::from_secs(600), 1)?;
+    assert!(dropped(&k)?);
+    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    lift(&k)?;
+    assert!(
+        dropped(&k)?,
+        "the operator's block was removed with the ban"
+    );
+    assert_eq!(
+        entry(&k)?.expires_at_ns,
+        0,
+        "the operator's block never expires"
+    );
+    Ok(())
+}
+
+/// Likewise when the ban runs out: the agent's expiry lift leaves the
+/// operator's block.
+#[test]
+fn operator_block_over_an_auto_ban_survives_the_bans_expiry() -> Result<()> {
+    let k = small_kernel()?;
+    auto_ban(&k, Duration::from_millis(200), 1)?;
+    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    until_the_ban_expired(&k)?;
+    // The agent's upkeep: the decision has expired, so it is lifted.
+    lift(&k)?;
+    assert!(
+        dropped(&k)?,
+        "the operator's block was removed when the ban expired"
+    );
+    Ok(())
+}
+
+/// An automatic ban on an address the operator blocked for good does not cut
+/// the block to the ban's TTL.
+#[test]
+fn an_auto_ban_never_shortens_an_operators_block() -> Result<()> {
+    let k = small_kernel()?;
+    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    auto_ban(&k, Duration::from_millis(200), 1)?;
+    until_the_ban_expired(&k)?;
+    assert!(dropped(&k)?, "the permanent block ended with the ban");
+    Ok(())
+}
+
+/// Lifting a decision by hand says it was a false positive: the source's
+/// strikes are forgotten, so its next ban is not escalated.
+#[test]
+fn lifting_a_decision_by_hand_forgets_the_strikes() -> Result<()> {
+    let k = small_kernel()?;
+    auto_ban(&k, Duration::from_secs(600), 2)?;
+    lift(&k)?;
+    assert_eq!(
+        k.store.offender(&source_key().addr)?.map(|o| o.strikes),
+        None,
+        "strikes survived a lift by hand"
+    );
     Ok(())
 }
