@@ -3,7 +3,7 @@
 
 use ensuresec_common::{
     entry::Target,
-    maps::{FLAG_ALLOW, FLAG_BLOCK},
+    maps::{FLAG_ALLOW, FLAGS_BLOCKING},
 };
 
 use crate::store::Listed;
@@ -26,12 +26,11 @@ pub fn take(entries: &[Listed], now_ns: u64) -> Census {
     for l in entries {
         let family = usize::from(!l.target.is_v4());
         let kind = usize::from(l.target.is_prefix());
-        if l.entry.flags & FLAG_BLOCK != 0 {
-            if l.entry.blocks_at(now_ns) {
-                n[0][family][kind] += 1;
-            } else {
-                expired.push(l.target);
-            }
+        if l.entry.flags & FLAGS_BLOCKING != 0 && l.entry.blocks_at(now_ns) {
+            n[0][family][kind] += 1;
+        }
+        if l.entry.has_expired_part(now_ns) {
+            expired.push(l.target);
         }
         if l.entry.flags & FLAG_ALLOW != 0 {
             n[1][family][kind] += 1;
@@ -50,7 +49,7 @@ pub fn take(entries: &[Listed], now_ns: u64) -> Census {
 
 #[cfg(test)]
 mod tests {
-    use ensuresec_common::maps::ListEntry;
+    use ensuresec_common::maps::{FLAG_BAN, FLAG_BLOCK, ListEntry};
 
     use super::*;
 
@@ -74,10 +73,15 @@ mod tests {
             l("10.0.0.0/8", FLAG_ALLOW, 0),
             l("2001:db8::/32", FLAG_BLOCK, 100),
         ];
+        // An operator's live block with an agent's expired ban: counted, and
+        // swept for its expired part.
+        let mut both = l("192.0.2.4", FLAG_BLOCK | FLAG_BAN, 0);
+        both.entry.ban_expires_at_ns = 10;
+        let entries: Vec<Listed> = entries.into_iter().chain([both]).collect();
         let c = take(&entries, 50);
         let mut expired: Vec<String> = c.expired.iter().map(|t| t.to_string()).collect();
         expired.sort();
-        assert_eq!(expired, ["192.0.2.2", "192.0.2.3"]);
+        assert_eq!(expired, ["192.0.2.2", "192.0.2.3", "192.0.2.4"]);
         let get = |list, family, kind| {
             c.counts
                 .iter()
@@ -85,7 +89,7 @@ mod tests {
                 .unwrap()
                 .3
         };
-        assert_eq!(get("block", "ipv4", "exact"), 1);
+        assert_eq!(get("block", "ipv4", "exact"), 2);
         assert_eq!(get("allow", "ipv4", "exact"), 1);
         assert_eq!(get("allow", "ipv4", "cidr"), 1);
         assert_eq!(get("block", "ipv6", "cidr"), 1);

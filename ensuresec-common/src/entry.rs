@@ -50,6 +50,23 @@ impl Target {
         if self.is_prefix() { "cidr" } else { "exact" }
     }
 
+    /// The address of an exact target; `None` for a prefix.
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self {
+            Target::V4(a) => Some(IpAddr::V4(*a)),
+            Target::V6(a) => Some(IpAddr::V6(*a)),
+            Target::Net4(_) | Target::Net6(_) => None,
+        }
+    }
+
+    /// The exact target of an address.
+    pub fn of_addr(addr: IpAddr) -> Self {
+        match normalize_addr(addr) {
+            IpAddr::V4(a) => Target::V4(a),
+            IpAddr::V6(a) => Target::V6(a),
+        }
+    }
+
     /// Whether `addr` falls under this target.
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self, normalize_addr(addr)) {

@@ -108,7 +108,7 @@ pub const MAX_IFACES: u32 = 256;
 
 /// The entry grants an allowlist pass.
 pub const FLAG_ALLOW: u32 = 1;
-/// The entry blocks until `expires_at_ns` (0: forever).
+/// The operator blocks the entry until `expires_at_ns` (0: forever).
 pub const FLAG_BLOCK: u32 = 1 << 1;
 /// The allowlist flag comes from the config file, which owns it.
 pub const FLAG_ALLOW_FROM_CONFIG: u32 = 1 << 2;
@@ -118,28 +118,67 @@ pub const FLAG_ALLOW_FROM_CONFIG: u32 = 1 << 2;
 /// operators.
 pub const FLAG_EXACT_ALLOW_INSIDE: u32 = 1 << 3;
 
+/// The agent bans the entry until `ban_expires_at_ns`: its own part, which it
+/// may lift, apart from the operator's block, which it never touches.
+pub const FLAG_BAN: u32 = 1 << 4;
+/// Either owner's block.
+pub const FLAGS_BLOCKING: u32 = FLAG_BLOCK | FLAG_BAN;
+
 /// Longest reason text stored in `ES_REASONS`.
 pub const REASON_TEXT_MAX: usize = 63;
 
-/// Value of the exact-address maps.
+/// Value of the exact-address maps. Who blocks is explicit: the operator's
+/// block (`FLAG_BLOCK`, `expires_at_ns`) and the agent's ban (`FLAG_BAN`,
+/// `ban_expires_at_ns`) are two parts with their own expiry; the address is
+/// dropped while either holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListEntry {
-    /// `CLOCK_MONOTONIC` nanoseconds after which a block stops applying; 0 never expires.
+    /// `CLOCK_MONOTONIC` nanoseconds after which the operator's block stops
+    /// applying; 0 never expires.
     pub expires_at_ns: u64,
+    /// The same for the agent's ban.
+    pub ban_expires_at_ns: u64,
     /// Wall-clock seconds since the Unix epoch when the entry was added (display only).
     pub added_at_secs: u64,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Index into `ES_REASONS`, 0 for none.
+    /// Index into `ES_REASONS` of the operator's reason, 0 for none.
     pub reason_id: u32,
+}
+
+const fn live(expires_at_ns: u64, now_ns: u64) -> bool {
+    expires_at_ns == 0 || expires_at_ns > now_ns
 }
 
 impl ListEntry {
     /// Whether a block in this entry still applies at `now_ns` (`CLOCK_MONOTONIC`).
     #[inline(always)]
     pub fn blocks_at(&self, now_ns: u64) -> bool {
-        self.flags & FLAG_BLOCK != 0 && (self.expires_at_ns == 0 || self.expires_at_ns > now_ns)
+        (self.flags & FLAG_BLOCK != 0 && live(self.expires_at_ns, now_ns))
+            || (self.flags & FLAG_BAN != 0 && live(self.ban_expires_at_ns, now_ns))
+    }
+
+    /// Whether a part (the operator's block or the agent's ban) has expired
+    /// and awaits the sweep.
+    pub fn has_expired_part(&self, now_ns: u64) -> bool {
+        (self.flags & FLAG_BLOCK != 0 && !live(self.expires_at_ns, now_ns))
+            || (self.flags & FLAG_BAN != 0 && !live(self.ban_expires_at_ns, now_ns))
+    }
+
+    /// When the entry stops blocking: the later of its live parts' expiries,
+    /// `Some(0)` for never, `None` when it does not block.
+    pub fn block_ends_ns(&self) -> Option<u64> {
+        let parts = [
+            (FLAG_BLOCK, self.expires_at_ns),
+            (FLAG_BAN, self.ban_expires_at_ns),
+        ];
+        parts
+            .iter()
+            .filter(|(flag, _)| self.flags & flag != 0)
+            .map(|(_, at)| if *at == 0 { u64::MAX } else { *at })
+            .max()
+            .map(|at| if at == u64::MAX { 0 } else { at })
     }
 }
 
@@ -171,6 +210,7 @@ impl Cidr6Value {
     pub fn effective(&self) -> ListEntry {
         ListEntry {
             expires_at_ns: self.effective_expires_at_ns,
+            ban_expires_at_ns: 0,
             added_at_secs: 0,
             flags: self.effective_flags,
             reason_id: 0,
@@ -209,7 +249,7 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]

@@ -49,9 +49,8 @@ pub fn merge(a: &ListEntry, b: &ListEntry) -> ListEntry {
     let block = if a_block || b_block { FLAG_BLOCK } else { 0 };
     ListEntry {
         expires_at_ns,
-        added_at_secs: 0,
         flags: allow | block,
-        reason_id: 0,
+        ..ListEntry::default()
     }
 }
 

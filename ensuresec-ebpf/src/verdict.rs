@@ -4,7 +4,8 @@ use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key}
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
     maps::{
-        Control, FLAG_ALLOW, FLAG_BLOCK, FLAG_EXACT_ALLOW_INSIDE, ListEntry, PORT_WORDS, TrieRule,
+        Control, FLAG_ALLOW, FLAG_BLOCK, FLAG_EXACT_ALLOW_INSIDE, FLAGS_BLOCKING, ListEntry,
+        PORT_WORDS, TrieRule,
     },
     reason::Reason,
     trie4::{
@@ -50,7 +51,7 @@ fn list_reason(exact: Option<&ListEntry>, prefix: PrefixVerdict) -> Option<Reaso
     if (exact_flags | prefix.flags) & FLAG_ALLOW != 0 {
         return Some(Reason::Allowlisted);
     }
-    if (exact_flags | prefix.flags) & FLAG_BLOCK == 0 {
+    if (exact_flags | prefix.flags) & FLAGS_BLOCKING == 0 {
         return None;
     }
     // Only now is the clock needed: the common "not listed" path never reads it.

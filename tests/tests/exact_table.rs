@@ -17,7 +17,7 @@ use ensuresec_common::{
     entry::Target,
     exact::{WAYS_V4, WAYS_V6},
     maps::{
-        Control, FLAG_ALLOW, FLAG_BLOCK, ListEntry, MAP_CONTROL, MAP_X4_KEYS, MAP_X4_VALS,
+        Control, FLAG_ALLOW, FLAGS_BLOCKING, ListEntry, MAP_CONTROL, MAP_X4_KEYS, MAP_X4_VALS,
         MAP_X6_KEYS, MAP_X6_VALS,
     },
 };
@@ -204,15 +204,19 @@ fn loaded_kernel(capacity: u32, load_percent: u32) -> Result<Kernel> {
 enum Edit {
     Block(usize),
     Unblock(usize),
+    Ban(usize),
+    Unban(usize),
     Allow(usize),
     Unallow(usize),
 }
 
 fn edit_strategy(pool: usize) -> impl Strategy<Value = Edit> {
-    (0..4u8, 0..pool).prop_map(|(kind, i)| match kind {
+    (0..6u8, 0..pool).prop_map(|(kind, i)| match kind {
         0 => Edit::Block(i),
         1 => Edit::Unblock(i),
-        2 => Edit::Allow(i),
+        2 => Edit::Ban(i),
+        3 => Edit::Unban(i),
+        4 => Edit::Allow(i),
         _ => Edit::Unallow(i),
     })
 }
@@ -229,6 +233,14 @@ impl Edit {
                 },
             ),
             Edit::Unblock(i) => (i, Op::Unblock),
+            Edit::Ban(i) => (
+                i,
+                Op::Ban {
+                    expires_at_ns: u64::MAX,
+                    now_secs: 1,
+                },
+            ),
+            Edit::Unban(i) => (i, Op::Unban),
             Edit::Allow(i) => (
                 i,
                 Op::Allow {
@@ -265,7 +277,7 @@ fn verify(
 ) -> std::result::Result<(), TestCaseError> {
     for t in pool {
         let want = match model.get(t) {
-            Some(e) if e.flags & FLAG_ALLOW == 0 && e.flags & FLAG_BLOCK != 0 => XDP_DROP,
+            Some(e) if e.flags & FLAG_ALLOW == 0 && e.flags & FLAGS_BLOCKING != 0 => XDP_DROP,
             _ => XDP_PASS,
         };
         let f = match t {

@@ -16,7 +16,7 @@ use ensuresec_agent::{
     clock,
     config::MapSizes,
     detect::{
-        decide::{self, Plan},
+        decide::{self, Lift, Plan},
         rules::Detection,
     },
     edit::Op,
@@ -183,9 +183,9 @@ fn until_the_ban_expired(k: &Kernel) -> Result<()> {
     })
 }
 
-fn lift(k: &Kernel) -> Result<()> {
+fn lift(k: &Kernel, why: Lift) -> Result<()> {
     let record = k.store.decision(&source_key())?.expect("a decision");
-    decide::lift(&k.store.write()?, &source_key(), &record)?;
+    decide::lift(&k.store.write()?, &source_key(), &record, why)?;
     Ok(())
 }
 
@@ -216,7 +216,7 @@ fn operator_block_over_an_auto_ban_survives_the_decisions_lift() -> Result<()> {
     auto_ban(&k, Duration::from_secs(600), 1)?;
     assert!(dropped(&k)?);
     k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
-    lift(&k)?;
+    lift(&k, Lift::ByHand)?;
     assert!(
         dropped(&k)?,
         "the operator's block was removed with the ban"
@@ -238,7 +238,7 @@ fn operator_block_over_an_auto_ban_survives_the_bans_expiry() -> Result<()> {
     k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
     until_the_ban_expired(&k)?;
     // The agent's upkeep: the decision has expired, so it is lifted.
-    lift(&k)?;
+    lift(&k, Lift::Expired)?;
     assert!(
         dropped(&k)?,
         "the operator's block was removed when the ban expired"
@@ -264,7 +264,7 @@ fn an_auto_ban_never_shortens_an_operators_block() -> Result<()> {
 fn lifting_a_decision_by_hand_forgets_the_strikes() -> Result<()> {
     let k = small_kernel()?;
     auto_ban(&k, Duration::from_secs(600), 2)?;
-    lift(&k)?;
+    lift(&k, Lift::ByHand)?;
     assert_eq!(
         k.store.offender(&source_key().addr)?.map(|o| o.strikes),
         None,

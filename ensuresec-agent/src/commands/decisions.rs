@@ -102,7 +102,7 @@ pub fn rm(pins: &PinDir, target: &str) -> Result<()> {
     let record = store
         .decision(&key)?
         .ok_or_else(|| anyhow!("no automatic decision on {target}"))?;
-    decide::lift(&store.write()?, &key, &record)?;
+    decide::lift(&store.write()?, &key, &record, decide::Lift::ByHand)?;
     println!(
         "lifted the {} on {target} ({})",
         action_name(record.action),

@@ -1,13 +1,14 @@
 //! `ensuresec block ...` and `ensuresec allow ...`: they work on the pinned maps,
 //! so they need no agent.
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ensuresec_common::{
+    decisions::DecisionKey,
     entry::Target,
     import::{self, Format},
-    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BLOCK},
+    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BAN, FLAG_BLOCK, FLAGS_BLOCKING},
     ttl::{format_remaining, parse_ttl},
 };
 use serde::Serialize;
@@ -15,10 +16,11 @@ use serde::Serialize;
 use crate::{
     cli::OutputFormat,
     clock,
+    detect::decide::{self, Lift, detector_name},
     edit::Op,
     output,
     pins::PinDir,
-    store::{Listed, Reasons, Store, Writer, validate_reason},
+    store::{Listed, Reasons, Store, Writer, decisions::DecisionTarget, validate_reason},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,10 +75,8 @@ pub fn block_add(
 
 /// Tells the operator when an allowlist entry overrides the block just added.
 fn warn_if_allowlisted(store: &Store, target: &Target) -> Result<()> {
-    let addr = match target {
-        Target::V4(a) => std::net::IpAddr::V4(*a),
-        Target::V6(a) => std::net::IpAddr::V6(*a),
-        Target::Net4(_) | Target::Net6(_) => return Ok(()),
+    let Some(addr) = target.addr() else {
+        return Ok(());
     };
     if let Some(l) = store.allowlisted_by(addr)? {
         eprintln!(
@@ -87,11 +87,29 @@ fn warn_if_allowlisted(store: &Store, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// Removes the operator's block and lifts the agent's ban of the target, if
+/// any, as `decisions rm` would: the operator has the last word.
 pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
-    store.write()?.edit(&[(target, Op::Unblock)])?;
-    println!("unblocked {target}");
+    let w = store.write()?;
+    let flags = w.entries_for(&target)?.map_or(0, |e| e.flags);
+    if flags & FLAG_BAN != 0
+        && let Some(addr) = target.addr()
+    {
+        let key = DecisionTarget::source(addr).0;
+        match w.decision(&key)? {
+            Some(record) => decide::lift(&w, &key, &record, Lift::ByHand)?,
+            None => {
+                w.edit(&[(target, Op::Unban)])?;
+            }
+        }
+        println!("lifted the agent's ban of {target}");
+    }
+    if flags & FLAG_BLOCK != 0 || flags & FLAG_BAN == 0 {
+        w.edit(&[(target, Op::Unblock)])?;
+        println!("unblocked {target}");
+    }
     Ok(())
 }
 
@@ -173,6 +191,9 @@ pub struct ListRow {
     pub entry: String,
     pub family: &'static str,
     pub kind: &'static str,
+    /// Who blocks it: `operator`, `agent` (an automatic ban) or both.
+    pub owner: &'static str,
+    /// The operator's reason; for the agent's ban, its detector.
     pub reason: Option<String>,
     pub added_at: String,
     /// Wall-clock time the block ends; null when it never does.
@@ -181,12 +202,38 @@ pub struct ListRow {
     pub from_config: bool,
 }
 
+/// Who owns the block of an entry.
+fn owner(flags: u32) -> &'static str {
+    match (flags & FLAG_BLOCK != 0, flags & FLAG_BAN != 0) {
+        (true, true) => "operator+agent",
+        (false, true) => "agent",
+        _ => "operator",
+    }
+}
+
 pub fn rows(store: &Store, which: Which) -> Result<Vec<ListRow>> {
     let flag = match which {
-        Which::Block => FLAG_BLOCK,
+        Which::Block => FLAGS_BLOCKING,
         Which::Allow => FLAG_ALLOW,
     };
     let reasons = store.reasons()?;
+    // The detector behind each ban, from the decisions (a few thousand at most).
+    let ban_detectors: HashMap<DecisionKey, u32> = if which == Which::Block {
+        store
+            .decisions()?
+            .into_iter()
+            .map(|(k, r)| (k, r.detector))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let ban_reason = |l: &Listed| {
+        let key = DecisionTarget::source(l.target.addr()?).0;
+        let detector = ban_detectors
+            .get(&key)
+            .map_or("unknown", |d| detector_name(*d));
+        Some(format!("auto: {detector}"))
+    };
     let (now_boot, now_unix) = (clock::mono_ns(), clock::unix_secs());
     let mut entries: Vec<Listed> = store
         .entries()?
@@ -197,16 +244,24 @@ pub fn rows(store: &Store, which: Which) -> Result<Vec<ListRow>> {
     Ok(entries
         .into_iter()
         .map(|l| {
-            let left = (which == Which::Block)
-                .then(|| clock::remaining(l.entry.expires_at_ns, now_boot))
-                .flatten();
+            let blocking = which == Which::Block;
+            let left = l
+                .entry
+                .block_ends_ns()
+                .filter(|_| blocking)
+                .and_then(|ends| clock::remaining(ends, now_boot));
+            let operator_reason = reasons.text(l.entry.reason_id).map(str::to_string);
+            let reason = match (blocking, l.entry.flags & FLAG_BLOCK != 0) {
+                (false, _) => None,
+                (true, true) => operator_reason,
+                (true, false) => ban_reason(&l),
+            };
             ListRow {
                 entry: l.target.to_string(),
                 family: l.target.family(),
                 kind: l.target.kind(),
-                reason: (which == Which::Block)
-                    .then(|| reasons.text(l.entry.reason_id).map(str::to_string))
-                    .flatten(),
+                owner: owner(l.entry.flags),
+                reason,
                 added_at: clock::rfc3339(l.entry.added_at_secs),
                 expires_at: left.map(|d| clock::rfc3339(now_unix + d.as_secs())),
                 seconds_left: left.map(|d| d.as_secs()),
@@ -221,7 +276,7 @@ pub fn list(pins: &PinDir, which: Which, format: OutputFormat) -> Result<()> {
     let rows = rows(&store, which)?;
     let mut table = vec![
         match which {
-            Which::Block => vec!["ENTRY", "REASON", "ADDED", "TIME LEFT"],
+            Which::Block => vec!["ENTRY", "OWNER", "REASON", "ADDED", "TIME LEFT"],
             Which::Allow => vec!["ENTRY", "SOURCE", "ADDED"],
         }
         .into_iter()
@@ -232,6 +287,7 @@ pub fn list(pins: &PinDir, which: Which, format: OutputFormat) -> Result<()> {
         table.push(match which {
             Which::Block => vec![
                 r.entry.clone(),
+                r.owner.into(),
                 r.reason.clone().unwrap_or_else(|| "-".into()),
                 r.added_at.clone(),
                 match r.seconds_left {

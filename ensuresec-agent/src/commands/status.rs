@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ensuresec_common::{
-    maps::{FLAG_ALLOW, FLAG_BLOCK, PortBitmap},
+    maps::{FLAG_ALLOW, FLAGS_BLOCKING, PortBitmap},
     ports::allows,
     reason::Reason,
 };
@@ -133,7 +133,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
     let entries = store.entries()?;
     let caps = store.capacities;
     let mut lists = Vec::new();
-    for (list, flag) in [("block", FLAG_BLOCK), ("allow", FLAG_ALLOW)] {
+    for (list, flag) in [("block", FLAGS_BLOCKING), ("allow", FLAG_ALLOW)] {
         for (family, kind, capacity) in [
             ("ipv4", "exact", caps.exact_v4),
             ("ipv4", "cidr", caps.cidr_v4),
@@ -146,7 +146,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
             let (mut count, mut expired) = (0, 0);
             for l in matching {
                 count += 1;
-                if flag == FLAG_BLOCK && !l.entry.blocks_at(now) {
+                if flag == FLAGS_BLOCKING && !l.entry.blocks_at(now) {
                     expired += 1;
                 }
             }

@@ -5,10 +5,11 @@ use std::time::Duration;
 use ensuresec_common::{
     decisions::{
         ACTION_ALERT, ACTION_BAN, ACTION_BUDGET, ACTION_THROTTLE, DecisionKey, DecisionRecord,
-        Detector, Offender,
+        Detector, Offender, SCOPE_SOURCE,
     },
     entry::Target,
     features::{DestKey, Throttle},
+    maps::FLAG_BAN,
 };
 
 use super::{
@@ -103,20 +104,13 @@ pub fn apply(
     let mut rate = 0;
     match plan {
         Plan::Ban { .. } => {
-            let mut reasons = store.reasons()?;
-            let text = format!("auto: {}", detection.detector.name());
-            let reason_id =
-                store.intern_reason(&mut reasons, &text, || store.reason_ids_in_use())?;
-            let target = match key_addr(&key.addr) {
-                std::net::IpAddr::V4(a) => Target::V4(a),
-                std::net::IpAddr::V6(a) => Target::V6(a),
-            };
+            let target = Target::of_addr(key_addr(&key.addr));
+            let now_secs = clock::unix_secs();
             store.edit(&[(
                 target,
-                Op::Block {
+                Op::Ban {
                     expires_at_ns,
-                    reason_id,
-                    now_secs: clock::unix_secs(),
+                    now_secs,
                 },
             )])?;
             store.set_offender(
@@ -124,7 +118,7 @@ pub fn apply(
                 &Offender {
                     strikes,
                     _pad: 0,
-                    last_secs: clock::unix_secs(),
+                    last_secs: now_secs,
                 },
             )?;
         }
@@ -177,24 +171,27 @@ pub fn apply(
     Ok(record)
 }
 
-/// Lifts a decision: removes what it put in the kernel and its record. A ban
-/// is lifted only if the block is still the automatic one.
-pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
+/// Why a decision is lifted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lift {
+    /// Its time is up: the source keeps its strikes for the next ban.
+    Expired,
+    /// An operator lifted it (`decisions rm`, `block rm`): a false positive,
+    /// so the source's strikes are forgotten too.
+    ByHand,
+}
+
+/// Lifts a decision: removes what it put in the kernel, and only that (an
+/// operator's block of the same address stays), and its record.
+pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lift) -> Result<()> {
     match record.action {
         ACTION_BAN => {
-            let addr = key_addr(&key.addr);
-            let target = match addr {
-                std::net::IpAddr::V4(a) => Target::V4(a),
-                std::net::IpAddr::V6(a) => Target::V6(a),
-            };
-            let reasons = store.reasons()?;
-            let auto = store.entries_for(&target)?.is_some_and(|e| {
-                reasons
-                    .text(e.reason_id)
-                    .is_some_and(|t| t.starts_with("auto: "))
-            });
-            if auto {
-                store.edit(&[(target, Op::Unblock)])?;
+            let target = Target::of_addr(key_addr(&key.addr));
+            if store
+                .entries_for(&target)?
+                .is_some_and(|e| e.flags & FLAG_BAN != 0)
+            {
+                store.edit(&[(target, Op::Unban)])?;
             }
         }
         ACTION_THROTTLE => {
@@ -209,6 +206,9 @@ pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Resul
             })?;
         }
         _ => {}
+    }
+    if why == Lift::ByHand && key.scope == SCOPE_SOURCE {
+        store.remove_offender(&key.addr)?;
     }
     store.remove_decision(key)?;
     Ok(())

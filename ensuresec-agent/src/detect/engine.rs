@@ -490,7 +490,7 @@ impl Engine {
         let mut active = [0i64; 5];
         for (key, record) in self.store.decisions()? {
             if record.expires_at_ns <= now {
-                decide::lift(&self.store.write()?, &key, &record)?;
+                decide::lift(&self.store.write()?, &key, &record, decide::Lift::Expired)?;
             } else {
                 active[(record.action as usize).min(4)] += 1;
             }

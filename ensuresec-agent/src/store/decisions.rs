@@ -40,6 +40,18 @@ fn proto_name(proto: u8) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecisionTarget(pub DecisionKey);
 
+impl DecisionTarget {
+    /// The decision on a source address.
+    pub fn source(addr: IpAddr) -> Self {
+        DecisionTarget(DecisionKey {
+            addr: addr_key(addr),
+            port: 0,
+            proto: 0,
+            scope: SCOPE_SOURCE,
+        })
+    }
+}
+
 impl fmt::Display for DecisionTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = &self.0;
@@ -69,12 +81,7 @@ impl FromStr for DecisionTarget {
             )
         };
         if let Ok(a) = s.parse::<IpAddr>() {
-            return Ok(DecisionTarget(DecisionKey {
-                addr: addr_key(a),
-                port: 0,
-                proto: 0,
-                scope: SCOPE_SOURCE,
-            }));
+            return Ok(DecisionTarget::source(a));
         }
         let (host_port, proto) = s.rsplit_once('/').ok_or_else(bad)?;
         let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
