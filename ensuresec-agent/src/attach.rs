@@ -19,7 +19,7 @@ use crate::{
     clock,
     ebpf::FILTER_PROGRAM,
     error::{Error, Result},
-    pins::PinDir,
+    pins::{AgentLock, PinDir},
     store::{Store, Writer},
     sys,
 };
@@ -55,6 +55,7 @@ pub struct Attached {
 }
 
 pub fn ifindex(iface: &str) -> Result<u32> {
+    validate_iface_name(iface)?;
     let c = CString::new(iface).map_err(|_| Error::NoSuchInterface(iface.to_string()))?;
     // SAFETY: valid C string.
     match unsafe { libc::if_nametoindex(c.as_ptr()) } {
@@ -192,13 +193,35 @@ pub struct Detached {
 }
 
 /// Detaches from `iface` by removing its link pin. When no interface is left
-/// the maps are unpinned too, unless `keep_maps`.
+/// the maps are unpinned too, unless `keep_maps`. Refused while an agent runs
+/// for these pins (it would keep using the maps it opened and re-attach its
+/// configured interfaces); waits for writers, so that no change is written
+/// into maps that are then removed.
 pub fn detach(pins: &PinDir, iface: &str, keep_maps: bool) -> Result<Detached> {
+    validate_iface_name(iface)?;
+    if !pins.link(iface).exists() {
+        return Err(Error::IfaceNotAttached(iface.to_string()));
+    }
+    let _claim = AgentLock::claim(pins).map_err(|e| match e {
+        Error::AgentRunning { pid, .. } => Error::DetachUnderAgent {
+            iface: iface.to_string(),
+            pid,
+        },
+        other => other,
+    })?;
+    let store = Store::open(pins)?;
+    detach_locked(&store.write()?, iface, keep_maps)
+}
+
+/// `detach` with the write lock held by the caller.
+pub fn detach_locked(w: &Writer, iface: &str, keep_maps: bool) -> Result<Detached> {
+    validate_iface_name(iface)?;
+    let pins = w.pins().clone();
     let link_path = pins.link(iface);
     if !link_path.exists() {
         return Err(Error::IfaceNotAttached(iface.to_string()));
     }
-    let target = link_target(pins, iface).ok().flatten();
+    let target = link_target(&pins, iface).ok().flatten();
     let pinned = PinnedLink::from_pin(&link_path).map_err(|e| Error::Attach {
         iface: iface.to_string(),
         why: e.to_string(),
@@ -209,10 +232,8 @@ pub fn detach(pins: &PinDir, iface: &str, keep_maps: bool) -> Result<Detached> {
             .unpin()
             .map_err(|e| Error::io(format!("removing {}", link_path.display()), e))?,
     );
-    if let Some(linked) = target
-        && let Ok(store) = Store::open(pins)
-    {
-        store.write()?.remove_iface_record(linked.ifindex)?;
+    if let Some(linked) = target {
+        w.remove_iface_record(linked.ifindex)?;
     }
     let mut out = Detached {
         iface: iface.to_string(),
@@ -224,4 +245,22 @@ pub fn detach(pins: &PinDir, iface: &str, keep_maps: bool) -> Result<Detached> {
         out.maps_removed = true;
     }
     Ok(out)
+}
+
+/// Interface names as the kernel accepts them (`dev_valid_name`): 1 to 15
+/// bytes, not `.` or `..`, no `/`, `:` or whitespace. Names are also the
+/// file names of link pins, so this keeps every path inside the links
+/// directory.
+pub fn validate_iface_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0');
+    if bad {
+        return Err(Error::BadIfaceName(name.to_string()));
+    }
+    Ok(())
 }

@@ -18,47 +18,15 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     attach, census, clock,
-    commands::status::agent_pid,
     config::{Config, Validated},
     detect::engine::{self, DetectMetrics, Engine},
     ebpf,
     edit::Op,
-    error::Error,
     metrics::{self, AgentMetrics, ListSnapshot},
     ml::{metrics::MlMetrics, runner::Runner},
-    pins::PinDir,
+    pins::{AgentLock, PinDir},
     store::Store,
 };
-
-/// Removes the pid file when the agent ends.
-struct PidFile(std::path::PathBuf);
-
-impl PidFile {
-    fn create(pins: &PinDir) -> Result<Self> {
-        if let Some(pid) = agent_pid(pins)
-            && pid != std::process::id()
-        {
-            return Err(Error::AgentRunning {
-                dir: pins.root().to_path_buf(),
-                pid,
-            }
-            .into());
-        }
-        let path = pins.pid_file();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
@@ -174,7 +142,8 @@ fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) 
 }
 
 async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
-    let _pid = PidFile::create(&pins)?;
+    // Held until the agent ends: a second agent, or a detach, is refused meanwhile.
+    let _claim = AgentLock::claim(&pins)?;
     let mut bpf = ebpf::load(&pins, &config.raw.maps)?;
     let store = Arc::new(Store::open(&pins)?);
     if store.capacities.exact_v4 != config.raw.maps.exact_v4

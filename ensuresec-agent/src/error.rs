@@ -83,6 +83,14 @@ pub enum Error {
     MapsReplaced(PathBuf),
     #[error("an agent is already running for {dir} (pid {pid})")]
     AgentRunning { dir: PathBuf, pid: u32 },
+    #[error(
+        "the agent (pid {pid}) runs for these maps: stop it before detaching `{iface}` (it would re-attach and keep using the maps a detach removes)"
+    )]
+    DetachUnderAgent { iface: String, pid: u32 },
+    #[error(
+        "`{0}` is not a valid interface name (1 to 15 bytes, no `/`, `:` or whitespace, not `.` or `..`)"
+    )]
+    BadIfaceName(String),
 }
 
 impl Error {

@@ -46,14 +46,15 @@ impl PinDir {
         self.links().join(iface)
     }
 
-    /// Where the agent records its pid for this pin directory.
+    /// Where the agent records its pid for this pin directory (bpffs holds
+    /// only BPF objects, so this lives in `RUN_DIR`).
     pub fn pid_file(&self) -> PathBuf {
         let name = self
             .root
             .to_string_lossy()
             .trim_matches('/')
             .replace('/', "_");
-        PathBuf::from("/run/ensuresec").join(format!("{name}.pid"))
+        PathBuf::from(RUN_DIR).join(format!("{name}.pid"))
     }
 
     /// Whether the maps exist, i.e. ensuresec was attached or the agent ran.
@@ -71,6 +72,66 @@ impl PinDir {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// The agent's claim on a pin directory: an exclusive `flock` on its pid file,
+/// held for the agent's life (and by `detach` while it removes maps an agent
+/// would use). The lock, not the file's presence, says whether an agent runs:
+/// a killed agent leaves its file behind but not its lock.
+pub struct AgentLock {
+    _file: std::fs::File,
+}
+
+impl AgentLock {
+    /// Claims the lock for this process and records its pid; fails naming
+    /// the pid of the process that holds it.
+    pub fn claim(pins: &PinDir) -> Result<Self, Error> {
+        use std::io::{Seek, Write};
+        let path = pins.pid_file();
+        std::fs::create_dir_all(RUN_DIR)
+            .map_err(|e| Error::io(format!("creating {RUN_DIR}"), e))?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::AgentRunning {
+                    dir: pins.root().to_path_buf(),
+                    pid: read_pid(&path).unwrap_or(0),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(AgentLock { _file: file })
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pid of the process holding the agent lock of `pins` (the running
+/// agent), if any.
+pub fn agent_pid(pins: &PinDir) -> Option<u32> {
+    let path = pins.pid_file();
+    let file = std::fs::File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        // Nobody holds it: no agent runs.
+        Ok(()) => None,
+        Err(_) => read_pid(&path),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
     clock,
     ml::state::MlState,
     output,
-    pins::PinDir,
+    pins::{PinDir, agent_pid},
     store::Store,
 };
 
@@ -90,17 +90,6 @@ pub fn port_ranges(bits: &PortBitmap) -> String {
         port += 1;
     }
     out.join(",")
-}
-
-/// Pid of the agent for this pin directory if it is alive.
-pub fn agent_pid(pins: &PinDir) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pins.pid_file())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "ensuresec").then_some(pid)
 }
 
 pub fn gather(pins: &PinDir) -> Result<Status> {
