@@ -196,6 +196,19 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         );
         threads.push(engine.spawn(stop_detect.clone()));
     }
+    let detect_state = crate::detect::state::DetectState {
+        pid: std::process::id(),
+        protect: config
+            .detect
+            .protect
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect(),
+        dry_run: config.detect.dry_run,
+    };
+    if let Err(e) = crate::state_file::write(&crate::detect::state::path(&pins), &detect_state) {
+        tracing::warn!(error = %e, "could not record the detection state for `ensuresec status`");
+    }
     let mut attached = HashSet::new();
     attach_all(&mut bpf, &store, &config, &mut attached);
     metrics.attached_interfaces.set(attached.len() as i64);

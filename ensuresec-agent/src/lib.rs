@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod ml;
 pub mod output;
 pub mod pins;
+pub mod state_file;
 pub mod store;
 pub mod sys;
 

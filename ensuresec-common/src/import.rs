@@ -74,33 +74,77 @@ fn echo(raw: &[u8]) -> String {
     }
 }
 
-/// Parses a whole file.
+/// Longest line accepted: list lines are an address and a short comment.
+pub const MAX_LINE: usize = 4096;
+
+/// Parses a whole file held in memory.
 pub fn parse(file: &str, content: &[u8], format: Format) -> Result<Vec<ImportEntry>, ImportError> {
+    parse_reader(file, content, format, usize::MAX)
+}
+
+/// Parses a list as it is read, a line at a time: a line longer than
+/// `MAX_LINE` (a binary file, `/dev/zero`) and more than `max_entries`
+/// entries are errors naming the line, so that reading never holds more than
+/// one line beyond the entries themselves.
+pub fn parse_reader(
+    file: &str,
+    mut reader: impl std::io::BufRead,
+    format: Format,
+    max_entries: usize,
+) -> Result<Vec<ImportEntry>, ImportError> {
+    use std::io::{BufRead as _, Read as _};
     let mut out = Vec::new();
-    for (index, raw) in content.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let fail = |why: String| ImportError {
+    let mut raw = Vec::with_capacity(128);
+    for line in 1.. {
+        raw.clear();
+        let fail = |raw: &[u8], why: String| ImportError {
             file: file.to_string(),
             line,
             text: echo(raw),
             why,
         };
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.contains(&0) {
-            return Err(fail("binary data (NUL byte)".into()));
+        let read = reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| fail(&[], format!("reading failed: {e}")))?;
+        if read == 0 {
+            break;
         }
+        let ended = raw.last() == Some(&b'\n');
+        if ended {
+            raw.pop();
+        }
+        if raw.contains(&0) {
+            return Err(fail(&raw, "binary data (NUL byte)".into()));
+        }
+        if !ended && raw.len() > MAX_LINE {
+            return Err(fail(
+                &raw,
+                format!("line longer than {MAX_LINE} bytes (not a list?)"),
+            ));
+        }
+        let text = raw.strip_suffix(b"\r").unwrap_or(&raw);
         let parsed = match format {
-            Format::Plain | Format::Netset => parse_plain_line(raw),
-            Format::Spamhaus => parse_spamhaus_line(raw),
+            Format::Plain | Format::Netset => parse_plain_line(text),
+            Format::Spamhaus => parse_spamhaus_line(text),
         };
         match parsed {
-            Ok(Some((target, label))) => out.push(ImportEntry {
-                target,
-                line,
-                label,
-            }),
+            Ok(Some((target, label))) => {
+                if out.len() == max_entries {
+                    return Err(fail(
+                        &raw,
+                        format!("more than {max_entries} entries, the capacity of the lists"),
+                    ));
+                }
+                out.push(ImportEntry {
+                    target,
+                    line,
+                    label,
+                })
+            }
             Ok(None) => {}
-            Err(why) => return Err(fail(why)),
+            Err(why) => return Err(fail(&raw, why)),
         }
     }
     Ok(out)
@@ -288,6 +332,26 @@ mod tests {
         let long = "x".repeat(500);
         let e = err(long.as_bytes(), Format::Plain);
         assert!(e.text.len() < 130 && e.text.ends_with("..."));
+    }
+
+    #[test]
+    fn binary_and_endless_input_is_refused_early() {
+        let e = err(&[b'1'; MAX_LINE + 10], Format::Plain);
+        assert!(e.why.contains("longer than 4096"), "{e}");
+        assert_eq!(e.line, 1);
+        let mut zeros = std::io::Read::take(std::io::repeat(0), 1 << 30);
+        let e = parse_reader(
+            "/dev/zero",
+            std::io::BufReader::new(&mut zeros),
+            Format::Plain,
+            10,
+        )
+        .unwrap_err();
+        assert!(e.why.contains("NUL") || e.why.contains("longer"), "{e}");
+        let many = "192.0.2.1\n192.0.2.2\n192.0.2.3\n";
+        let e = parse_reader("l", many.as_bytes(), Format::Plain, 2).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.why.contains("more than 2 entries"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,22 @@ pub fn parse_ttl(text: &str) -> Result<Duration, TtlError> {
     Ok(ttl)
 }
 
+/// Parses an interval of the config (a window, a step): like a TTL, but
+/// fractions of a second are fine (`100ms`).
+pub fn parse_interval(text: &str) -> Result<Duration, TtlError> {
+    let interval = humantime::parse_duration(text.trim()).map_err(|e| TtlError::Invalid {
+        text: text.to_string(),
+        why: e.to_string(),
+    })?;
+    if interval.is_zero() {
+        return Err(TtlError::Zero(text.to_string()));
+    }
+    if interval > MAX_TTL {
+        return Err(TtlError::TooLong(text.to_string()));
+    }
+    Ok(interval)
+}
+
 /// Renders a remaining time the way operators write TTLs: `3h59m12s`.
 pub fn format_remaining(d: Duration) -> String {
     let mut secs = d.as_secs();

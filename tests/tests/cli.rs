@@ -81,6 +81,27 @@ fn imports_every_format() -> Result<()> {
     Ok(())
 }
 
+/// A Spamhaus label in another script is cut to the 63 bytes a reason holds,
+/// on a character boundary, instead of refusing the list.
+#[test]
+fn long_labels_in_any_script_are_cut_to_fit() -> Result<()> {
+    let solo = attached(None)?;
+    let label = "Ж".repeat(40);
+    let list = solo.file(
+        "drop.json",
+        &format!("{{\"cidr\":\"198.51.100.0/24\",\"sblid\":\"{label}\"}}\n"),
+    )?;
+    let (ok, _, err) = solo.run(&["block", "import", &list, "--format", "spamhaus"])?;
+    assert!(ok, "{err}");
+    let rows = block_list(&solo)?;
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("spamhaus ЖЖ") && reason.len() <= 63,
+        "{reason}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_bad_line_imports_nothing_and_names_file_line_and_text() -> Result<()> {
     let solo = attached(None)?;
@@ -174,6 +195,10 @@ fn bad_input_is_named_and_changes_nothing() -> Result<()> {
             "interface `nope0` does not exist",
         ),
         (&["detach", "--iface", "lo"], "not attached to `lo`"),
+        (
+            &["block", "import", "/dev/zero", "--format", "plain"],
+            "/dev/zero:1: binary data",
+        ),
         (&["attach", "--iface", "v0", "--mode", "turbo"], "turbo"),
     ];
     for (args, needle) in cases {
@@ -275,4 +300,35 @@ fn small_maps_config(tag: &str) -> Result<String> {
         "[maps]\nexact_v4 = 1024\nexact_v6 = 1024\ncidr_v4 = 64\ncidr_v6 = 64\n",
     )?;
     Ok(path.display().to_string())
+}
+
+/// A listing piped into a reader that stops early (`head`) ends quietly.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() -> Result<()> {
+    let solo = attached(None)?;
+    let list = solo.file(
+        "many.txt",
+        &(1..=3000)
+            .map(|i| format!("10.9.{}.{}\n", i / 256, i % 256))
+            .collect::<String>(),
+    )?;
+    assert!(
+        solo.run(&["block", "import", &list, "--format", "plain"])?
+            .0
+    );
+    let bin = ensuresec_tests::lab::ensuresec_bin();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} block list 2>/tmp/es-pipe-$$.err | head -c 10 >/dev/null; cat /tmp/es-pipe-$$.err; rm -f /tmp/es-pipe-$$.err",
+            bin.display()
+        ))
+        .env("ENSURESEC_PIN_DIR", solo.pins.pins.root())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    Ok(())
 }

@@ -25,9 +25,14 @@ fn status(solo: &Solo) -> Result<serde_json::Value> {
 
 /// Starts `ensuresec run` on `v0` in the Solo namespace.
 fn agent(solo: &Solo) -> Result<Child> {
+    agent_with(solo, "")
+}
+
+/// `agent`, with more config.
+fn agent_with(solo: &Solo, extra: &str) -> Result<Child> {
     let config = solo.file(
         &format!("agent-{}.toml", fastrand::u32(..)),
-        "[[interface]]\nname = \"v0\"\n",
+        &format!("[[interface]]\nname = \"v0\"\n{extra}"),
     )?;
     Ok(solo
         .cmd(&["run", "--config", &config])
@@ -201,5 +206,32 @@ fn detach_refuses_names_that_are_paths() -> Result<()> {
     }
     let (ok, out, err) = solo.run(&["block", "list"])?;
     assert!(ok && out.contains("192.0.2.7"), "{out}{err}");
+    Ok(())
+}
+
+/// `status` says what the running agent protects, and says so when features
+/// are counted in the kernel but no agent is left to decide on them.
+#[test]
+fn status_tells_what_the_running_agent_detects() -> Result<()> {
+    let solo = attached()?;
+    let child = agent_with(&solo, "[[protect]]\nprefix = \"10.0.0.0/8\"\n")?;
+    let line = |solo: &Solo| -> Result<String> {
+        let (_, out, _) = solo.run(&["status"])?;
+        Ok(out
+            .lines()
+            .find(|l| l.starts_with("detection:"))
+            .unwrap_or_default()
+            .to_string())
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the agent to report detection",
+        || Ok(line(&solo)?.contains("on for 10.0.0.0/8").then_some(())),
+    )?;
+    let json = status(&solo)?;
+    assert_eq!(json["detecting"]["protect"][0], "10.0.0.0/8");
+    kill(child);
+    let after = line(&solo)?;
+    assert!(after.contains("no agent runs to decide"), "{after}");
     Ok(())
 }

@@ -272,3 +272,48 @@ fn lifting_a_decision_by_hand_forgets_the_strikes() -> Result<()> {
     );
     Ok(())
 }
+
+/// Reason texts an import interns are not freed as unused while the import
+/// is still being prepared: its entries do not exist yet when the table
+/// fills up and stale texts are cleared.
+#[test]
+fn a_full_reason_table_keeps_the_texts_an_import_just_interned() -> Result<()> {
+    let k = small_kernel()?;
+    let w = k.store.write()?;
+    let mut reasons = w.reasons()?;
+    // Fill the table with texts no entry uses, leaving a little room.
+    let stale = (0..16_383 - 100)
+        .map(|i| format!("old list {i}"))
+        .collect::<Vec<_>>();
+    for text in &stale {
+        w.intern_reason(&mut reasons, text, || w.reason_ids_in_use())?;
+    }
+    // An import with 300 labels: the table fills part-way through it.
+    let mut reasons = w.reasons()?;
+    let mut edits = Vec::new();
+    for i in 0..300u32 {
+        let text = format!("spamhaus SBL{i}");
+        let reason_id = w.intern_reason(&mut reasons, &text, || w.reason_ids_in_use())?;
+        let target: Target = format!("198.18.{}.{}", i / 256, i % 256).parse()?;
+        edits.push((
+            target,
+            Op::Block {
+                expires_at_ns: 0,
+                reason_id,
+                now_secs: 1,
+            },
+        ));
+    }
+    w.edit(&edits)?;
+    let texts = w.reasons()?;
+    for (i, (target, op)) in edits.iter().enumerate() {
+        let Op::Block { .. } = op else { unreachable!() };
+        let entry = w.entries_for(target)?.expect("listed");
+        assert_eq!(
+            texts.text(entry.reason_id),
+            Some(format!("spamhaus SBL{i}").as_str()),
+            "{target}"
+        );
+    }
+    Ok(())
+}

@@ -8,7 +8,9 @@ use ensuresec_common::{
     decisions::DecisionKey,
     entry::Target,
     import::{self, Format},
-    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BAN, FLAG_BLOCK, FLAGS_BLOCKING},
+    maps::{
+        FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BAN, FLAG_BLOCK, FLAGS_BLOCKING, REASON_TEXT_MAX,
+    },
     ttl::{format_remaining, parse_ttl},
 };
 use serde::Serialize;
@@ -144,11 +146,17 @@ pub fn import(
     if let Some(r) = reason {
         validate_reason(r)?;
     }
-    let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let entries = import::parse(&file.display().to_string(), &content, format)?;
-    drop(content);
-    let lines = entries.len();
     let store = Store::open(pins)?;
+    let caps = store.capacities;
+    let room = [caps.exact_v4, caps.exact_v6, caps.cidr_v4, caps.cidr_v6]
+        .iter()
+        .map(|c| *c as usize)
+        .sum();
+    let reader = std::fs::File::open(file)
+        .map(std::io::BufReader::new)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let entries = import::parse_reader(&file.display().to_string(), reader, format, room)?;
+    let lines = entries.len();
     let w = store.write()?;
     let mut reasons = w.reasons()?;
     let shared_reason = intern(&w, &mut reasons, reason)?;
@@ -158,8 +166,8 @@ pub fn import(
     for e in entries.into_iter().rev() {
         let reason_id = match (e.label, reason) {
             (Some(label), None) => {
-                let text: String = format!("{format} {label}").chars().take(63).collect();
-                intern(&w, &mut reasons, Some(&text))?
+                let text = format!("{format} {label}");
+                intern(&w, &mut reasons, Some(truncate(&text, REASON_TEXT_MAX)))?
             }
             _ => shared_reason,
         };
@@ -183,6 +191,16 @@ pub fn import(
         lines - edits.len(),
     );
     Ok(())
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// One row of `block list` / `allow list -o json`.
@@ -305,4 +323,18 @@ pub fn list(pins: &PinDir, which: Which, format: OutputFormat) -> Result<()> {
     }
     output::print(format, &rows, table);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_counts_bytes_and_keeps_characters_whole() {
+        let label = format!("spamhaus {}", "é".repeat(40));
+        let cut = truncate(&label, 63);
+        assert!(cut.len() <= 63 && cut.len() >= 62, "{}", cut.len());
+        assert!(label.starts_with(cut));
+        assert_eq!(truncate("short", 63), "short");
+    }
 }

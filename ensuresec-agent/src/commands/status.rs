@@ -12,6 +12,7 @@ use crate::{
     attach::{link_target, mode_name},
     cli::OutputFormat,
     clock,
+    detect::state::DetectState,
     ml::state::MlState,
     output,
     pins::{PinDir, agent_pid},
@@ -24,6 +25,9 @@ pub struct Status {
     /// Feature extraction and trip wires in the kernel (the agent turns them
     /// on when `[[protect]]` blocks are configured).
     pub detection: bool,
+    /// What the running agent detects: its protected prefixes (`None` while
+    /// it starts, or with no agent).
+    pub detecting: Option<DetectState>,
     /// Pid of the running agent, if any.
     pub agent_pid: Option<u32>,
     /// The running agent's anomaly model, when `[ml]` is configured.
@@ -160,10 +164,12 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
             bytes: c.bytes,
         })
         .collect();
+    let pid = agent_pid(pins);
     Ok(Status {
         detection: store.detect_config()?.enabled != 0,
+        detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
-        agent_pid: agent_pid(pins),
+        agent_pid: pid,
         anomaly_model: agent_pid(pins)
             .and_then(|_| crate::ml::state::read(&crate::ml::state::path(pins))),
         interfaces,
@@ -175,6 +181,26 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         lists,
         counters,
     })
+}
+
+/// The detection line: what the agent protects, or why nothing is decided.
+fn describe_detection(s: &Status) -> String {
+    let dry = |d: &DetectState| if d.dry_run { " (dry run)" } else { "" };
+    match (s.agent_pid, &s.detecting, s.detection) {
+        (Some(_), Some(d), true) if !d.protect.is_empty() => {
+            format!("on for {}{}", d.protect.join(", "), dry(d))
+        }
+        (Some(_), Some(d), false) if !d.protect.is_empty() => format!(
+            "the agent protects {} but the kernel's feature counting is off (starting?)",
+            d.protect.join(", ")
+        ),
+        (Some(_), Some(_), _) => "off (the agent's config has no [[protect]] block)".into(),
+        (Some(_), None, _) => "the agent is starting".into(),
+        (None, _, true) => {
+            "features are counted in the kernel, but no agent runs to decide on them".into()
+        }
+        (None, _, false) => "off (no agent with [[protect]] blocks runs)".into(),
+    }
 }
 
 /// "loaded ae15-... (threshold 0.0073; 1200 scored, 3 flagged)", or the error.
@@ -228,14 +254,7 @@ pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
         "off".to_string()
     };
     println!("port policy: {policy}");
-    println!(
-        "detection: {}",
-        if s.detection {
-            "on"
-        } else {
-            "off (no [[protect]] block)"
-        }
-    );
+    println!("detection: {}", describe_detection(&s));
     if let Some(m) = &s.anomaly_model {
         println!("anomaly model: {}", describe_model(m));
     }

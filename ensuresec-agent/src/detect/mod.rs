@@ -6,3 +6,4 @@ pub mod engine;
 pub mod rules;
 pub mod settings;
 pub mod sockets;
+pub mod state;

@@ -272,7 +272,8 @@ impl DetectSettings {
         let duration = |key: &str, text: &str| -> Result<Duration, String> {
             ensuresec_common::ttl::parse_ttl(text).map_err(|e| format!("detect.{key}: {e}"))
         };
-        let window = duration("window", &raw.window)?;
+        let window = ensuresec_common::ttl::parse_interval(&raw.window)
+            .map_err(|e| format!("detect.window: {e}"))?;
         if window < Duration::from_millis(100) || window > Duration::from_secs(60) {
             return Err(format!(
                 "detect.window = {:?} must be within 100ms..60s",
@@ -386,6 +387,14 @@ mod tests {
         assert_eq!(d.syn_flood.per_source, 200);
         assert_eq!(d.syn_flood.aggregate_action, Action::Budget);
         assert!(s.detectors_for("10.0.1.7".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn windows_may_be_fractions_of_a_second() {
+        let s = validate("[detect]\nwindow = \"100ms\"", "").unwrap();
+        assert_eq!(s.window, Duration::from_millis(100));
+        let e = validate("[detect]\nwindow = \"50ms\"", "").unwrap_err();
+        assert!(e.contains("100ms..60s"), "{e}");
     }
 
     #[test]

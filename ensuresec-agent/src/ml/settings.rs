@@ -64,8 +64,8 @@ impl MlSection {
         if model.as_os_str().is_empty() {
             return Err("ml.model is empty".into());
         }
-        let step =
-            ensuresec_common::ttl::parse_ttl(&self.step).map_err(|e| format!("ml.step: {e}"))?;
+        let step = ensuresec_common::ttl::parse_interval(&self.step)
+            .map_err(|e| format!("ml.step: {e}"))?;
         if step < Duration::from_millis(250) || step > Duration::from_secs(60) {
             return Err(format!(
                 "ml.step = {:?} must be within 250ms..60s",

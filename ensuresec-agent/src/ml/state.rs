@@ -27,16 +27,10 @@ pub fn path(pins: &PinDir) -> PathBuf {
     pins.pid_file().with_extension("ml.json")
 }
 
-/// Written atomically (temporary file, then rename).
 pub fn write(path: &Path, state: &MlState) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
-    std::fs::rename(&tmp, path)
+    crate::state_file::write(path, state)
 }
 
 pub fn read(path: &Path) -> Option<MlState> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    crate::state_file::read(path)
 }

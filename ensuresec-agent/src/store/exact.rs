@@ -73,9 +73,9 @@ impl<K: Key, const W: usize> Table<K, W> {
 
     /// Keys in the table.
     pub fn count(&self) -> Result<usize> {
-        let keys = self.keys.mapped::<[K; W]>()?;
         let mut n = 0;
-        keys.scan(|_, bucket| n += bucket.iter().filter(|k| **k != K::default()).count());
+        self.keys
+            .scan(|_, bucket: [K; W]| n += bucket.iter().filter(|k| **k != K::default()).count())?;
         Ok(n)
     }
 
@@ -95,9 +95,8 @@ impl<K: Key, const W: usize> Table<K, W> {
 
     /// Every (key, value). Only the values of occupied slots are read.
     pub fn dump(&self) -> Result<Vec<(K, ListEntry)>> {
-        let keys = self.keys.mapped::<[K; W]>()?;
         let mut occupied = Vec::new();
-        keys.scan(|b, bucket| {
+        self.keys.scan(|b, bucket: [K; W]| {
             for (way, k) in bucket.iter().enumerate() {
                 if *k != K::default() {
                     let slot = Slot {
@@ -107,13 +106,14 @@ impl<K: Key, const W: usize> Table<K, W> {
                     occupied.push((*k, Self::slot_index(slot)));
                 }
             }
-        });
+        })?;
         if occupied.is_empty() {
             return Ok(Vec::new());
         }
-        let values = self.vals.mapped::<ListEntry>()?;
-        if occupied.len() * 64 < values.len() {
+        let slots = self.vals.capacity()? as usize;
+        if occupied.len() * 64 < slots {
             // Sparse: read just those slots.
+            let values = self.vals.mapped::<ListEntry>()?;
             return Ok(occupied
                 .into_iter()
                 .map(|(k, i)| (k, values.get(i as usize)))
@@ -123,11 +123,11 @@ impl<K: Key, const W: usize> Table<K, W> {
         occupied.sort_unstable_by_key(|(_, i)| *i);
         let mut out = Vec::with_capacity(occupied.len());
         let mut next = occupied.iter().peekable();
-        values.scan(|i, v| {
+        self.vals.scan(|i, v: ListEntry| {
             while let Some((k, _)) = next.next_if(|(_, slot)| *slot as usize == i) {
                 out.push((*k, v));
             }
-        });
+        })?;
         Ok(out)
     }
 

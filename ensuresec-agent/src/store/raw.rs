@@ -81,19 +81,20 @@ impl RawMap {
         Ok(out)
     }
 
-    /// A shared read-only mapping of an array created with `BPF_F_MMAPABLE`:
-    /// elements are read from memory, tens of milliseconds for what a batched
-    /// lookup reads in a third of a second (two million elements), and only
-    /// the pages read count toward the agent's memory.
-    pub fn mapped<V: Pod>(&self) -> Result<Mapped<V>> {
+    /// Checks that the map is a mappable array of `V`; returns its length.
+    fn mappable<V: Pod>(&self) -> Result<usize> {
         let info = self.data.info().map_err(|e| Error::map(self.name, e))?;
-        let count = info.max_entries() as usize;
         let stride = (info.value_size() as usize).div_ceil(8) * 8;
         if stride != std::mem::size_of::<V>() || info.map_flags() & MMAPABLE == 0 {
             return Err(Error::map(self.name, "not a mappable array of this type"));
         }
-        let len = count * stride;
-        // SAFETY: read-only shared mapping of a BPF array of `len` bytes.
+        Ok(info.max_entries() as usize)
+    }
+
+    /// Maps `len` bytes from byte `offset` (page-aligned) read-only.
+    fn map_bytes(&self, offset: usize, len: usize) -> Result<*const u8> {
+        // SAFETY: a read-only shared mapping of part of a BPF array; the kernel
+        // checks the range against the map.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -101,23 +102,64 @@ impl RawMap {
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 std::os::fd::AsRawFd::as_raw_fd(&self.fd()),
-                0,
+                offset as libc::off_t,
             )
         };
         if ptr == libc::MAP_FAILED {
             return Err(Error::map(self.name, std::io::Error::last_os_error()));
         }
+        Ok(ptr as *const u8)
+    }
+
+    /// A shared read-only mapping of an array created with `BPF_F_MMAPABLE`,
+    /// for random access: elements are read from memory, tens of
+    /// milliseconds for what a batched lookup reads in a third of a second
+    /// (two million elements).
+    pub fn mapped<V: Pod>(&self) -> Result<Mapped<V>> {
+        let count = self.mappable::<V>()?;
+        let bytes = count * std::mem::size_of::<V>();
+        let ptr = self.map_bytes(0, bytes)?;
         Ok(Mapped {
             ptr: ptr as *const V,
             count,
-            bytes: len,
+            bytes,
         })
+    }
+
+    /// Calls `f` on every element of a mappable array in order, mapping one
+    /// chunk of about a megabyte at a time and unmapping it after, so that
+    /// scanning a 50 MiB table does not add 50 MiB to the agent's footprint.
+    /// (Dropping pages of a longer-lived mapping instead, with
+    /// `MADV_DONTNEED`, would make a later read of them fault: a BPF array's
+    /// mapping has no handler to bring them back.)
+    pub fn scan<V: Pod>(&self, mut f: impl FnMut(usize, V)) -> Result<()> {
+        let count = self.mappable::<V>()?;
+        let size = std::mem::size_of::<V>();
+        // A chunk is whole pages and whole elements.
+        let unit = lcm(4096, size);
+        let per_chunk = (((1 << 20) / unit).max(1) * unit) / size;
+        let mut start = 0;
+        while start < count {
+            let end = (start + per_chunk).min(count);
+            let len = (end - start) * size;
+            let chunk = Mapped::<V> {
+                ptr: self.map_bytes(start * size, len)? as *const V,
+                count: end - start,
+                bytes: len,
+            };
+            for i in 0..chunk.count {
+                f(start + i, chunk.get(i));
+            }
+            start = end;
+        }
+        Ok(())
     }
 
     /// Every element of a mappable array, copied out.
     pub fn read_mapped<V: Pod>(&self) -> Result<Vec<V>> {
-        let m = self.mapped::<V>()?;
-        Ok((0..m.len()).map(|i| m.get(i)).collect())
+        let mut out = Vec::new();
+        self.scan(|_, v| out.push(v))?;
+        Ok(out)
     }
 
     pub fn update_batch<K: Pod, V: Pod>(
@@ -131,6 +173,13 @@ impl RawMap {
     pub fn delete_batch<K: Pod>(&self, keys: &[K]) -> Result<(), PartialBatch> {
         sys::delete(self.fd(), keys)
     }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    a / gcd(a, b) * b
 }
 
 /// See `RawMap::mapped`. Unmapped on drop.
@@ -147,42 +196,6 @@ impl<V: Pod> Mapped<V> {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
-    }
-
-    /// Calls `f` on every element in order, dropping the pages already read
-    /// from this process's memory as it goes (they stay in the kernel's map),
-    /// so scanning a 50 MiB table does not add 50 MiB to the agent's footprint.
-    pub fn scan(&self, mut f: impl FnMut(usize, V)) {
-        const CHUNK: usize = 1 << 20;
-        let per_chunk = (CHUNK / std::mem::size_of::<V>().max(1)).max(1);
-        let mut start = 0;
-        while start < self.count {
-            let end = (start + per_chunk).min(self.count);
-            for i in start..end {
-                f(i, self.get(i));
-            }
-            self.release(start, end);
-            start = end;
-        }
-    }
-
-    /// Drops the pages holding elements `start..end` from this process.
-    fn release(&self, start: usize, end: usize) {
-        let page = 4096;
-        let size = std::mem::size_of::<V>();
-        let from = (start * size).next_multiple_of(page);
-        let to = (end * size) / page * page;
-        if to > from {
-            // SAFETY: a page-aligned range inside the mapping; the data lives in
-            // the kernel's map and is paged in again if read.
-            unsafe {
-                libc::madvise(
-                    (self.ptr as *mut u8).add(from) as *mut libc::c_void,
-                    to - from,
-                    libc::MADV_DONTNEED,
-                )
-            };
-        }
     }
 
     /// Element `i`, copied with a volatile read: the kernel may write it at any

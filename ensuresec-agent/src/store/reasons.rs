@@ -8,11 +8,16 @@ use ensuresec_common::maps::{REASON_TEXT_MAX, ReasonText};
 use super::{Store, Writer};
 use crate::error::{Error, Result};
 
-/// The reason table as read from the map.
+/// The reason table as read from the map, plus the ids this writer interned
+/// since: entries it is about to write refer to them, so they are never freed
+/// as unused before the change is applied.
 pub struct Reasons {
     by_id: HashMap<u32, String>,
     by_text: HashMap<String, u32>,
     capacity: u32,
+    fresh: HashSet<u32>,
+    /// No id below this one is free: the search for a free id starts here.
+    next_free: u32,
 }
 
 fn decode(r: &ReasonText) -> Option<String> {
@@ -46,6 +51,8 @@ impl Store {
             by_id,
             by_text,
             capacity: self.reasons.capacity()?,
+            fresh: HashSet::new(),
+            next_free: 1,
         })
     }
 }
@@ -64,9 +71,15 @@ impl Writer<'_> {
             return Ok(0);
         }
         if let Some(id) = reasons.by_text.get(text) {
-            return Ok(*id);
+            let id = *id;
+            reasons.fresh.insert(id);
+            return Ok(id);
         }
-        let free = |r: &Reasons| (1..r.capacity).find(|id| !r.by_id.contains_key(id));
+        let free = |r: &mut Reasons| {
+            let id = (r.next_free..r.capacity).find(|id| !r.by_id.contains_key(id));
+            r.next_free = id.map_or(r.capacity, |id| id + 1);
+            id
+        };
         let id = match free(reasons) {
             Some(id) => id,
             None => {
@@ -74,7 +87,7 @@ impl Writer<'_> {
                 let stale: Vec<u32> = reasons
                     .by_id
                     .keys()
-                    .filter(|id| !used.contains(id))
+                    .filter(|id| !used.contains(id) && !reasons.fresh.contains(id))
                     .copied()
                     .collect();
                 for id in stale {
@@ -83,6 +96,7 @@ impl Writer<'_> {
                         reasons.by_text.remove(&t);
                     }
                 }
+                reasons.next_free = 1;
                 free(reasons).ok_or(Error::ReasonsFull(reasons.capacity - 1))?
             }
         };
@@ -94,6 +108,7 @@ impl Writer<'_> {
         self.reasons.set(&id, &row)?;
         reasons.by_id.insert(id, text.to_string());
         reasons.by_text.insert(text.to_string(), id);
+        reasons.fresh.insert(id);
         Ok(id)
     }
 }
