@@ -9,12 +9,12 @@ use ensuresec_common::{
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
     features::{Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
     maps::{
-        Cidr6Value, Control, Counter, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_BUDGET,
+        Cidr6Value, Control, Counter, FragKey, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_BUDGET,
         MAP_BUDGET_STATE, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS,
-        MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_IFACES, MAP_OFFENDERS,
-        MAP_PORTS, MAP_PROGS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE, MAP_THROTTLE_STATE,
-        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
-        MAP_X6_VALS, PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
+        MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_FRAGS, MAP_IFACES,
+        MAP_OFFENDERS, MAP_PORTS, MAP_PROGS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
+        MAP_THROTTLE_STATE, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS,
+        MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
     },
     trie4::{MAX_NODES_PER_RULE, Node, RootBlock},
 };
@@ -96,6 +96,7 @@ fn expected_layout(name: &str) -> (u32, u32) {
         MAP_BUDGET_STATE => s(size_of::<DestKey>(), size_of::<Bucket>()),
         MAP_DECISIONS => s(size_of::<DecisionKey>(), size_of::<DecisionRecord>()),
         MAP_OFFENDERS => s(16, size_of::<Offender>()),
+        MAP_FRAGS => s(size_of::<FragKey>(), 8),
         other => unreachable!("unknown pinned map {other}"),
     }
 }

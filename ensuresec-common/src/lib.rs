@@ -8,6 +8,7 @@ pub mod decisions;
 pub mod exact;
 pub mod features;
 pub mod maps;
+pub mod named;
 pub mod reason;
 pub mod trie4;
 

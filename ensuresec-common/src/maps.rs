@@ -60,10 +60,14 @@ pub const MAP_BUDGET_STATE: &str = "ES_BUDGET_ST";
 pub const MAP_DECISIONS: &str = "ES_DECISIONS";
 /// Repeat offenders and their strikes (user space only).
 pub const MAP_OFFENDERS: &str = "ES_OFFENDERS";
+/// First fragments that passed, so that the rest of their datagram passes too
+/// (`FragKey` to the monotonic time the first fragment passed).
+pub const MAP_FRAGS: &str = "ES_FRAGS";
 
 /// Every map that lives under the pin directory.
-pub const PINNED_MAPS: [&str; 26] = [
+pub const PINNED_MAPS: [&str; 27] = [
     MAP_PROGS,
+    MAP_FRAGS,
     MAP_SOURCES,
     MAP_DESTS,
     MAP_DST_PORTS,
@@ -105,6 +109,22 @@ pub const DEFAULT_BUDGETS: u32 = 1 << 10;
 pub const DEFAULT_DECISIONS: u32 = 1 << 16;
 pub const DEFAULT_EVENTS_BYTES: u32 = 1 << 20;
 pub const MAX_IFACES: u32 = 256;
+/// Datagrams whose first fragment passed, remembered at once.
+pub const DEFAULT_FRAGS: u32 = 1 << 14;
+/// How long the rest of a fragmented datagram may follow its first fragment
+/// (Linux's own reassembly timeout, `ipfrag_time`).
+pub const FRAG_TTL_NS: u64 = 30_000_000_000;
+
+/// A fragmented datagram: its addresses, IP identification and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub id: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
 
 /// The entry grants an allowlist pass.
 pub const FLAG_ALLOW: u32 = 1;
@@ -316,6 +336,7 @@ pub struct BenchSource {
 mod pod {
     use super::*;
     unsafe impl aya::Pod for ListEntry {}
+    unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for TrieRule {}
     unsafe impl aya::Pod for Cidr6Value {}
     unsafe impl aya::Pod for Control {}

@@ -4,6 +4,7 @@
 
 mod bench;
 mod features;
+mod frags;
 mod maps;
 mod mitigate;
 mod parse;

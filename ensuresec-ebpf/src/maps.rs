@@ -15,8 +15,8 @@ use ensuresec_common::{
     maps::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
         DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4,
-        DEFAULT_EXACT_V6, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES, IfaceRecord,
-        ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
+        DEFAULT_EXACT_V6, DEFAULT_FRAGS, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES,
+        FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
     },
     reason::REASON_COUNT,
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
@@ -138,3 +138,12 @@ pub static ES_DECISIONS: HashMap<DecisionKey, DecisionRecord> =
 
 #[map]
 pub static ES_OFFENDERS: LruHashMap<AddrKey, Offender> = LruHashMap::pinned(DEFAULT_DECISIONS, 0);
+
+/// First fragments that passed (shared by every CPU: a NIC may hash a first
+/// fragment, which has ports, to another queue than the rest).
+#[map]
+pub static ES_FRAGS: LruHashMap<FragKey, u64> = LruHashMap::pinned(DEFAULT_FRAGS, 0);
+
+/// Per-CPU scratch room for a `FragKey` (see `frags`).
+#[map]
+pub static ES_FRAG_KEY: PerCpuArray<FragKey> = PerCpuArray::with_max_entries(1, 0);

@@ -4,7 +4,7 @@
 use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token};
 
 use crate::{
-    features,
+    features, frags,
     maps::{ES_BUDGET, ES_BUDGET_ST, ES_THROTTLE, ES_THROTTLE_ST},
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, Parsed, TCP_ACK, TCP_SYN, Transport},
 };
@@ -60,13 +60,18 @@ pub fn throttle_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
 
 /// Whether a packet fits its destination's budget: new TCP connections (SYN
 /// without ACK), any UDP, or any ICMP, keyed like the destination features
-/// (untracked ports count as port 0).
+/// (untracked ports count as port 0). TCP and UDP whose ports cannot be read
+/// count under port 0, except the later fragments of a datagram whose first
+/// fragment passed (a datagram counts once).
 #[inline(always)]
 pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     let t = &p.transport;
     let limited = match t.kind {
         Transport::TCP => t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
         Transport::UDP => true,
+        _ if p.has_ports() => {
+            p.outcome.hides_port() || (p.is_later_fragment() && !frags::datagram_passed(p))
+        }
         _ => p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
     };
     if !limited {

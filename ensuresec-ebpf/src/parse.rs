@@ -80,6 +80,9 @@ pub struct Ip {
     pub proto: u8,
     /// Non-zero for any fragment, first or later.
     pub fragment: u8,
+    /// IP identification of a fragment (IPv4: 16 bits; IPv6: the fragment
+    /// header's 32 bits).
+    pub frag_id: u32,
     /// IPv4 addresses as read from the packet (network byte order in memory).
     pub src_v4: u32,
     pub dst_v4: u32,
@@ -96,6 +99,7 @@ impl Ip {
             family: Self::NONE,
             proto: 0,
             fragment: 0,
+            frag_id: 0,
             src_v4: 0,
             dst_v4: 0,
             src_v6: [0; 16],
@@ -136,6 +140,24 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// A later fragment: no transport header of its own.
+    #[inline(always)]
+    pub fn is_later_fragment(&self) -> bool {
+        self.outcome == Reason::Fragment
+    }
+
+    /// The first fragment of a datagram (it carries the transport header).
+    #[inline(always)]
+    pub fn is_first_fragment(&self) -> bool {
+        self.ip.fragment != 0 && self.outcome != Reason::Fragment
+    }
+
+    /// TCP or UDP by the IP header, whether or not its header could be read.
+    #[inline(always)]
+    pub fn has_ports(&self) -> bool {
+        self.ip.proto == IPPROTO_TCP || self.ip.proto == IPPROTO_UDP
+    }
+
     const fn stop(ip: Ip, outcome: Reason) -> Self {
         Parsed {
             ip,
@@ -201,6 +223,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Parsed {
     ip.family = Ip::V4;
     ip.proto = h[9];
     ip.fragment = (frag & 0x3fff != 0) as u8;
+    ip.frag_id = u16::from_be_bytes([h[4], h[5]]) as u32;
     ip.src_v4 = u32::from_ne_bytes([h[12], h[13], h[14], h[15]]);
     ip.dst_v4 = u32::from_ne_bytes([h[16], h[17], h[18], h[19]]);
     let ihl = ((h[0] & 0x0f) as usize) * 4;
@@ -250,7 +273,11 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
         let header_len = match next {
             IPPROTO_AH => (len as usize + 2) * 4,
             IPPROTO_FRAGMENT => {
+                let Some(id) = load::<[u8; 4]>(ctx, offset + 4) else {
+                    return Parsed::stop(ip, Reason::TruncatedIpv6Ext);
+                };
                 ip.fragment = 1;
+                ip.frag_id = u32::from_be_bytes(id);
                 if u16::from_be_bytes([frag_hi, frag_lo]) & 0xfff8 != 0 {
                     ip.proto = following;
                     return Parsed::stop(ip, Reason::Fragment);

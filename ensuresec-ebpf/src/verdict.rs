@@ -14,6 +14,7 @@ use ensuresec_common::{
 };
 
 use crate::{
+    frags,
     maps::{
         ES_CIDR_V6, ES_CONTROL, ES_PORTS, ES_T4_NODES, ES_T4_ROOT, ES_T4_RULES, ES_X4_KEYS,
         ES_X4_VALS, ES_X6_KEYS, ES_X6_VALS,
@@ -189,15 +190,42 @@ pub fn mitigations(parsed: &Parsed, cpus: u32, now: u64) -> Option<Reason> {
     None
 }
 
-/// What is left after the lists: parse outcome and port policy.
+/// What is left after the lists: parse outcome and port policy. With the
+/// policy on, a packet whose destination port cannot be read is dropped: a
+/// truncated transport header, a later fragment whose first fragment did not
+/// pass. First fragments that pass are remembered (also while budgets are in
+/// force, which count a datagram once).
 #[inline(always)]
 pub fn policy(parsed: &Parsed) -> Reason {
     let Some(control) = ES_CONTROL.get(0) else {
         return parsed.outcome;
     };
-    if parsed.outcome != Reason::Passed || control.port_policy_enabled == 0 {
-        return parsed.outcome;
+    let enabled = control.port_policy_enabled != 0;
+    let verdict = if !enabled {
+        parsed.outcome
+    } else if parsed.is_later_fragment() {
+        if frags::datagram_passed(parsed) {
+            Reason::Fragment
+        } else {
+            Reason::OrphanFragment
+        }
+    } else if parsed.outcome.hides_port() {
+        Reason::PortUnreadable
+    } else if parsed.outcome != Reason::Passed {
+        parsed.outcome
+    } else {
+        ports(control, parsed)
+    };
+    if verdict == Reason::Passed && parsed.is_first_fragment() && (enabled || control.budgets != 0)
+    {
+        frags::first_passed(parsed);
     }
+    verdict
+}
+
+/// The port policy on a packet with readable ports.
+#[inline(always)]
+fn ports(control: &Control, parsed: &Parsed) -> Reason {
     let t = parsed.transport;
     let udp = match t.kind {
         Transport::TCP => false,

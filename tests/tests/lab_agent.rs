@@ -144,6 +144,18 @@ fn agent_applies_config_allowlist_and_port_policy_and_sweeps() -> Result<()> {
             .http_status(&format!("http://{}:8080/", lab.storefront.v4), None),
         0
     );
+    // A SYN to a port the policy closes, split into fragments too short to
+    // hold its TCP header (hping3 -f): dropped, not answered.
+    let probe = lab
+        .shopper
+        .ns
+        .cmd("hping3")
+        .args(["-S", "-f", "-p", "8080", "-c", "3", "-i", "u200000"])
+        .arg(lab.storefront.v4.to_string())
+        .output()?;
+    let replies = String::from_utf8_lossy(&probe.stdout);
+    assert!(!replies.contains("flags=SA"), "answered: {replies}");
+    assert!(lab.counter("port_unreadable")? >= 3, "{replies}");
     // The config's allowlist wins over a block, and only the config can remove it.
     lab.ensuresec(&["block", "add", &attacker])?;
     assert_eq!(

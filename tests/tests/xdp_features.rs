@@ -278,3 +278,62 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
     assert!(k.counters()?[Reason::DestBudget as usize].packets >= 2);
     Ok(())
 }
+
+/// A UDP budget counts packets whose ports cannot be read (under port 0): a
+/// flood of later fragments whose first fragment never came is limited, and
+/// a fragmented datagram whose first fragment fit counts once.
+#[test]
+fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    let udp_any = DestKey {
+        addr: key(DST),
+        port: 0,
+        proto: 17,
+        _pad: 0,
+    };
+    k.store.write()?.set_budget(
+        &udp_any,
+        &Throttle {
+            rate_pps: 1,
+            burst: 1,
+            expires_at_ns: 0,
+        },
+    )?;
+    let fragment = |src: Ipv4Addr, frag: u16, id: u16, l4: &L4| {
+        let mut p = ipv4(
+            src,
+            DST,
+            &V4Opts {
+                frag,
+                ..Default::default()
+            },
+            l4,
+        );
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        frame(&[], p)
+    };
+    let first = L4::Udp {
+        sport: 5000,
+        dport: 9999,
+        payload: vec![1; 32],
+    };
+    let rest = L4::Raw {
+        proto: 17,
+        bytes: vec![1; 32],
+    };
+    // The datagram's first fragment takes the one token; its rest passes
+    // with it.
+    assert_eq!(
+        k.run("ensuresec", &fragment(SRC, 0x2000, 77, &first))?,
+        XDP_PASS
+    );
+    assert_eq!(k.run("ensuresec", &fragment(SRC, 5, 77, &rest))?, XDP_PASS);
+    assert_eq!(k.run("ensuresec", &fragment(SRC, 9, 77, &rest))?, XDP_PASS);
+    // Later fragments of datagrams that never had a first fragment here.
+    let orphans: Vec<u32> = (0..3u16)
+        .map(|i| k.run("ensuresec", &fragment(SRC, 100, i, &rest)).unwrap())
+        .collect();
+    assert_eq!(orphans, [XDP_DROP; 3]);
+    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 3);
+    Ok(())
+}

@@ -325,7 +325,8 @@ fn port_policy_drops_only_unlisted_ports() {
         // Policy applies to TCP and UDP only; ICMP and allowlisted sources pass.
         (p4(CLEAN4, L4::IcmpEcho), Reason::Passed),
         (p4(ALLOWED_IN_CIDR4, tcp(8080)), Reason::Allowlisted),
-        // A later fragment has no ports to check.
+        // A later fragment has no ports to check, and its first fragment
+        // never passed here.
         (
             frame(
                 &[],
@@ -339,7 +340,7 @@ fn port_policy_drops_only_unlisted_ports() {
                     &udp(161),
                 ),
             ),
-            Reason::Fragment,
+            Reason::OrphanFragment,
         ),
     ];
     for (f, want) in table {
@@ -396,4 +397,115 @@ fn mutated_frames_never_abort_and_drop_only_blocked_sources() {
             check_random(&k, &f)
         })
         .unwrap();
+}
+
+/// With the port policy on, a packet whose destination port cannot be read
+/// cannot be let through on the port's say-so: a first fragment too short
+/// for its TCP header, a later fragment whose first fragment never passed,
+/// a TCP or UDP header behind more IPv6 extension headers than are walked.
+/// Later fragments of a datagram whose first fragment passed go through.
+#[test]
+fn port_policy_drops_what_it_cannot_read() {
+    let k = kernel_with_lists();
+    let tcp_ports: Vec<PortRange> = ["80"].iter().map(|s| s.parse().unwrap()).collect();
+    let udp_ports: Vec<PortRange> = ["53"].iter().map(|s| s.parse().unwrap()).collect();
+    k.store
+        .write()
+        .unwrap()
+        .set_port_policy(true, &bitmap(&tcp_ports), &bitmap(&udp_ports))
+        .unwrap();
+    let v4_frag = |frag: u16, id: u16, l4: &L4| {
+        let mut p = ipv4(
+            v4(CLEAN4),
+            v4(DST4),
+            &V4Opts {
+                frag,
+                ..Default::default()
+            },
+            l4,
+        );
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        frame(&[], p)
+    };
+    // A SYN to a closed port split so that the first fragment holds 8 bytes
+    // of TCP (hping3 -S -f): no port to check.
+    let tiny = L4::Raw {
+        proto: 6,
+        bytes: {
+            let mut b = tcp(23).bytes();
+            b.truncate(8);
+            b
+        },
+    };
+    let nine: Vec<Ext> = (0..9).map(|_| Ext::options(EXT_DSTOPTS, 1)).collect();
+    let dns_first = L4::Udp {
+        sport: 5353,
+        dport: 53,
+        payload: vec![7; 64],
+    };
+    let rest = L4::Raw {
+        proto: 17,
+        bytes: vec![7; 64],
+    };
+    let dropped = [
+        (
+            "truncated TCP first fragment",
+            v4_frag(0x2000, 1, &tiny),
+            Reason::PortUnreadable,
+        ),
+        (
+            "SYN behind 9 IPv6 extension headers",
+            p6(CLEAN6, &nine, tcp(23)),
+            Reason::PortUnreadable,
+        ),
+        (
+            "later fragment without its first",
+            v4_frag(8, 2, &rest),
+            Reason::OrphanFragment,
+        ),
+        (
+            "IPv6 later fragment without its first",
+            p6(CLEAN6, &[Ext::fragment(8, false)], rest.clone()),
+            Reason::OrphanFragment,
+        ),
+    ];
+    for (what, f, reason) in &dropped {
+        assert_eq!(run_counted(&k, f), (XDP_DROP, *reason), "{what}");
+    }
+    // A DNS answer in two fragments to an allowed port: both pass.
+    assert_eq!(
+        k.run("ensuresec", &v4_frag(0x2000, 3, &dns_first)).unwrap(),
+        XDP_PASS
+    );
+    assert_eq!(
+        run_counted(&k, &v4_frag(9, 3, &rest)),
+        (XDP_PASS, Reason::Fragment)
+    );
+    assert_eq!(
+        k.run(
+            "ensuresec",
+            &p6(CLEAN6, &[Ext::fragment(0, true)], dns_first.clone())
+        )
+        .unwrap(),
+        XDP_PASS
+    );
+    assert_eq!(
+        k.run(
+            "ensuresec",
+            &p6(CLEAN6, &[Ext::fragment(9, false)], rest.clone())
+        )
+        .unwrap(),
+        XDP_PASS
+    );
+    // A first fragment to a closed port is dropped, and so is the rest of it.
+    let closed = L4::Udp {
+        sport: 5353,
+        dport: 161,
+        payload: vec![7; 64],
+    };
+    assert_eq!(
+        k.run("ensuresec", &v4_frag(0x2000, 4, &closed)).unwrap(),
+        XDP_DROP
+    );
+    assert_eq!(k.run("ensuresec", &v4_frag(9, 4, &rest)).unwrap(), XDP_DROP);
 }
