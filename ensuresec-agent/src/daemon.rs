@@ -19,7 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     attach, census, clock,
     config::{Config, Validated},
-    detect::engine::{self, DetectMetrics, Engine},
+    detect::{engine::Engine, kernel, metrics::DetectMetrics},
     ebpf,
     edit::Op,
     metrics::{self, AgentMetrics, ListSnapshot},
@@ -115,7 +115,17 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
 fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
     let w = store.write()?;
     let now_ns = clock::mono_ns();
-    let census = census::take(&w.entries()?, now_ns);
+    let entries = w.entries()?;
+    let census = census::take(&entries, now_ns);
+    let exact = |v4: bool| {
+        entries
+            .iter()
+            .filter(|l| !l.target.is_prefix() && l.target.is_v4() == v4)
+            .count()
+    };
+    if w.recount_exact(exact(true), exact(false))? {
+        tracing::warn!("corrected the exact tables' key counts (a writer was stopped part-way)");
+    }
     if !census.expired.is_empty() {
         let edits: Vec<(Target, Op)> = census
             .expired
@@ -166,14 +176,14 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     let stop_detect = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     if config.detect.protect.is_empty() {
-        engine::disable_kernel(&store)?;
+        kernel::disable(&store)?;
         if config.detect.ml.is_some() {
             tracing::warn!(
                 "[ml] needs [[protect]] blocks (they turn on the kernel's features): the model is not used"
             );
         }
     } else {
-        engine::configure_kernel(&store, &config.detect)?;
+        kernel::configure(&store, &config.detect)?;
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
         if let Some(ml) = &config.detect.ml {
             let (tx, rx) = std::sync::mpsc::channel();

@@ -73,6 +73,16 @@ pub enum Error {
     Layout { map: String, what: String },
     #[error("map {map}: {why}")]
     Map { map: String, why: String },
+    #[error("map {map}: {source}")]
+    MapIo {
+        map: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the decisions map is full (ES_DECISIONS): the detection is not enforced; lift decisions or wait for them to expire"
+    )]
+    DecisionsFull,
     #[error("loading the XDP programs: {0}")]
     Load(String),
     #[error("config {path}: {why}")]
@@ -98,6 +108,21 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    pub fn map_io(map: &str, source: std::io::Error) -> Self {
+        Error::MapIo {
+            map: map.to_string(),
+            source,
+        }
+    }
+
+    /// The errno of a failed map operation, if that is what this is.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::MapIo { source, .. } | Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
         }
     }
 

@@ -3,30 +3,30 @@
 
 use crate::features::AddrKey;
 
-/// What a detector found.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Detector {
-    SynFlood = 1,
-    UdpFlood = 2,
-    IcmpFlood = 3,
-    AckRstFlood = 4,
-    FragmentFlood = 5,
-    /// UDP from amplifier source ports (DNS, NTP, memcached, ...).
-    Reflection = 6,
-    /// SYN-ACKs nobody asked for: our address spoofed in someone's SYN flood.
-    SynAckReflection = 7,
-    PortScan = 8,
-    HostSweep = 9,
-    /// Many half-open TCP connections from one source (slowloris-style).
-    HalfOpen = 10,
-    /// The anomaly model: a source's step scored above the model's threshold.
-    Ml = 11,
+crate::named_enum! {
+    /// What a detector found.
+    pub enum Detector {
+        SynFlood = 1 => "syn_flood",
+        UdpFlood = 2 => "udp_flood",
+        IcmpFlood = 3 => "icmp_flood",
+        AckRstFlood = 4 => "ack_rst_flood",
+        FragmentFlood = 5 => "fragment_flood",
+        /// UDP from amplifier source ports (DNS, NTP, memcached, ...).
+        Reflection = 6 => "reflection",
+        /// SYN-ACKs nobody asked for: our address spoofed in someone's SYN flood.
+        SynAckReflection = 7 => "synack_reflection",
+        PortScan = 8 => "port_scan",
+        HostSweep = 9 => "host_sweep",
+        /// Many established TCP connections from one source (slowloris-style).
+        HalfOpen = 10 => "half_open",
+        /// The anomaly model: a source's step scored above the model's threshold.
+        Ml = 11 => "ml",
+    }
 }
 
 impl Detector {
     /// The threshold detectors (the anomaly model, `Ml`, is configured apart).
-    pub const ALL: [Detector; 10] = [
+    pub const THRESHOLD: [Detector; 10] = [
         Detector::SynFlood,
         Detector::UdpFlood,
         Detector::IcmpFlood,
@@ -39,36 +39,25 @@ impl Detector {
         Detector::HalfOpen,
     ];
 
-    pub const fn name(self) -> &'static str {
-        match self {
-            Detector::SynFlood => "syn_flood",
-            Detector::UdpFlood => "udp_flood",
-            Detector::IcmpFlood => "icmp_flood",
-            Detector::AckRstFlood => "ack_rst_flood",
-            Detector::FragmentFlood => "fragment_flood",
-            Detector::Reflection => "reflection",
-            Detector::SynAckReflection => "synack_reflection",
-            Detector::PortScan => "port_scan",
-            Detector::HostSweep => "host_sweep",
-            Detector::HalfOpen => "half_open",
-            Detector::Ml => "ml",
-        }
-    }
-
-    pub fn from_id(id: u32) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .chain([Detector::Ml])
-            .find(|d| *d as u32 == id)
+    /// Index into per-detector tables.
+    pub const fn index(self) -> usize {
+        self as usize - 1
     }
 }
 
-pub const ACTION_BAN: u32 = 1;
-pub const ACTION_THROTTLE: u32 = 2;
-/// A new-connection budget on a destination (aggregate SYN floods).
-pub const ACTION_BUDGET: u32 = 3;
-/// Recorded, not enforced (dry run or `alert` action).
-pub const ACTION_ALERT: u32 = 4;
+crate::named_enum! {
+    /// What a decision does.
+    pub enum Action {
+        /// Every packet of the source dropped.
+        Ban = 1 => "ban",
+        /// The source's packets of some classes dropped or held to a rate.
+        Throttle = 2 => "throttle",
+        /// New connections, UDP or ICMP to a destination held to a rate.
+        Budget = 3 => "budget",
+        /// Recorded, not enforced (dry run or `alert` action).
+        Alert = 4 => "alert",
+    }
+}
 
 pub const SCOPE_SOURCE: u8 = 1;
 pub const SCOPE_DESTINATION: u8 = 2;
@@ -87,12 +76,18 @@ pub struct DecisionKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecisionRecord {
+    /// A `Detector` id.
     pub detector: u32,
+    /// An `Action` id.
     pub action: u32,
     /// Which ban of this source this is (1 for the first), for escalation.
     pub strikes: u32,
     /// Rate of a throttle or budget (packets or connections per second).
     pub rate: u32,
+    /// For a throttle: the classes of the source's packets held to `rate`
+    /// and the classes dropped (`features::class`).
+    pub limit_classes: u32,
+    pub drop_classes: u32,
     /// Wall-clock seconds at the decision (display).
     pub created_secs: u64,
     /// Monotonic ns: when the attack's first packet was seen, when the
@@ -131,10 +126,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Detector::ALL.len());
-        for d in Detector::ALL {
+        for (i, d) in Detector::ALL.into_iter().enumerate() {
             assert_eq!(Detector::from_id(d as u32), Some(d));
+            assert_eq!(d.index(), i);
+            assert_eq!(Detector::from_name(d.name()), Some(d));
         }
         assert_eq!(Detector::from_id(0), None);
         assert_eq!(Detector::from_id(11), Some(Detector::Ml));
+        assert!(!Detector::THRESHOLD.contains(&Detector::Ml));
+        assert_eq!(Action::from_name("throttle"), Some(Action::Throttle));
     }
 }

@@ -239,7 +239,40 @@ pub struct Event {
     pub sample: [u8; SAMPLE_BYTES],
 }
 
-/// A throttle on one source, written by the agent (`ES_THROTTLE`).
+/// Classes of packets, as bits: what a detector's evidence is made of, and
+/// what a source-scoped mitigation acts on. "Replies" are packets that answer
+/// a socket of this host (a SYN-ACK to its connect, UDP to a socket connected
+/// to the sender), found with the kernel's own socket lookup.
+pub mod class {
+    /// TCP SYN without ACK: a connection attempt.
+    pub const SYN: u32 = 1;
+    /// SYN-ACK that answers no connect of this host.
+    pub const SYNACK: u32 = 1 << 1;
+    /// Bare ACK or RST (no data, nothing opened or closed).
+    pub const ACK_RST: u32 = 1 << 2;
+    /// UDP that is not a reply.
+    pub const UDP: u32 = 1 << 3;
+    /// UDP from a service (amplifier) port that is not a reply: reflection.
+    pub const UDP_SERVICE: u32 = 1 << 4;
+    /// Any ICMP or ICMPv6.
+    pub const ICMP: u32 = 1 << 5;
+    /// ICMP echo or timestamp request: a host probe.
+    pub const ICMP_ECHO: u32 = 1 << 6;
+    /// Any IP fragment.
+    pub const FRAGMENT: u32 = 1 << 7;
+    /// A probe (TCP without ACK, UDP not from a service port) to a port the
+    /// host does not serve (not in the tracked ports).
+    pub const PROBE_UNTRACKED: u32 = 1 << 8;
+    /// Every packet.
+    pub const ALL: u32 = u32::MAX;
+}
+
+/// A mitigation on one source, written by the agent (`ES_THROTTLE`): packets
+/// of `drop_classes` are dropped, packets of `limit_classes` are held to the
+/// rate, the rest of the source's traffic passes. Scoping by class is what
+/// keeps a mitigation of spoofable evidence from cutting off the address's
+/// owner: a shopper whose address was spoofed in a reflection flood still
+/// browses.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Throttle {
@@ -248,6 +281,8 @@ pub struct Throttle {
     pub burst: u32,
     /// Monotonic ns after which the throttle no longer applies.
     pub expires_at_ns: u64,
+    pub limit_classes: u32,
+    pub drop_classes: u32,
 }
 
 /// Token bucket state, per CPU (`ES_THROTTLE_STATE`, `ES_BUDGET_STATE`).

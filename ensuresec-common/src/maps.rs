@@ -266,6 +266,13 @@ pub struct Control {
     /// Entries in `ES_THROTTLE` and `ES_BUDGET`; zero skips their lookups.
     pub throttles: u32,
     pub budgets: u32,
+    /// Bumped by every change to the lists (user space only), so that a
+    /// reader can tell whether what it cached is still current.
+    pub generation: u32,
+    /// Keys in the exact tables (user space only; the sweep corrects them).
+    pub x4_used: u32,
+    pub x6_used: u32,
+    pub _pad: u32,
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
-        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window,
+        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window, class,
         is_reflector_port, packet_trip, set_of, sketch_bit, trip,
     },
     maps::PORT_WORDS,
@@ -21,9 +21,10 @@ use crate::{
     parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
     },
+    replies,
 };
 
-/// What one packet adds to the counters.
+/// What one packet adds to the counters, from its classes.
 struct Sample {
     syn: bool,
     synack: bool,
@@ -32,30 +33,95 @@ struct Sample {
     icmp: bool,
     frag: bool,
     reflect: bool,
+    /// A probe: counts toward distinct ports and hosts (replies never do).
+    probe: bool,
 }
 
 impl Sample {
     #[inline(always)]
-    fn of(p: &Parsed) -> Self {
-        let t = &p.transport;
-        let tcp = t.kind == Transport::TCP;
-        let udp = t.kind == Transport::UDP;
-        let f = t.flags;
+    fn of(c: u32) -> Self {
         Sample {
-            syn: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN,
-            synack: tcp && f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK,
-            // Bare ACKs and RSTs: no data, nothing opened or closed. Requests
-            // and responses carry data, so busy clients do not look like floods.
-            ack_rst: tcp
-                && t.payload == 0
-                && f & (TCP_SYN | TCP_FIN) == 0
-                && f & (TCP_ACK | TCP_RST) != 0,
-            udp,
-            icmp: p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
-            frag: p.ip.fragment != 0,
-            reflect: udp && is_reflector_port(t.sport),
+            syn: c & class::SYN != 0,
+            synack: c & class::SYNACK != 0,
+            ack_rst: c & class::ACK_RST != 0,
+            udp: c & class::UDP != 0,
+            icmp: c & class::ICMP != 0,
+            frag: c & class::FRAGMENT != 0,
+            reflect: c & class::UDP_SERVICE != 0,
+            probe: c & PROBE != 0,
         }
     }
+}
+
+/// A probe to any port (TCP without ACK, UDP not from a service port, ICMP
+/// echo or timestamp request); internal to the feature counts.
+const PROBE: u32 = 1 << 31;
+
+/// ICMP and ICMPv6 requests that probe for a host: echo, timestamp.
+#[inline(always)]
+fn is_icmp_probe(p: &Parsed) -> bool {
+    let kind = p.transport.flags;
+    if p.ip.proto == IPPROTO_ICMP {
+        kind == 8 || kind == 13
+    } else {
+        kind == 128
+    }
+}
+
+/// The classes of a packet (`ensuresec_common::features::class`). The
+/// socket lookup that tells a reply runs only for SYN-ACKs and for UDP from
+/// service ports (below 1024, or a known amplifier's).
+#[inline(always)]
+pub fn classes(ctx: &XdpContext, p: &Parsed) -> u32 {
+    let t = &p.transport;
+    let f = t.flags;
+    let mut c = 0;
+    if p.ip.fragment != 0 {
+        c |= class::FRAGMENT;
+    }
+    let untracked = |c: u32| {
+        if tracked_port(p) == 0 {
+            c | class::PROBE_UNTRACKED
+        } else {
+            c
+        }
+    };
+    match t.kind {
+        Transport::TCP => {
+            if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                c |= class::SYN;
+            }
+            if f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && !replies::answers_a_socket(ctx, p) {
+                c |= class::SYNACK;
+            }
+            if t.payload == 0 && f & (TCP_SYN | TCP_FIN) == 0 && f & (TCP_ACK | TCP_RST) != 0 {
+                c |= class::ACK_RST;
+            }
+            if f & TCP_ACK == 0 {
+                c = untracked(c | PROBE);
+            }
+        }
+        Transport::UDP => {
+            let amplifier = is_reflector_port(t.sport);
+            if t.sport >= 1024 && !amplifier {
+                c = untracked(c | class::UDP | PROBE);
+            } else if !replies::answers_a_socket(ctx, p) {
+                c |= class::UDP;
+                if amplifier {
+                    c |= class::UDP_SERVICE;
+                }
+            }
+        }
+        Transport::ICMP => {
+            c |= class::ICMP;
+            if is_icmp_probe(p) {
+                c |= class::ICMP_ECHO | PROBE;
+            }
+        }
+        _ if p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6 => c |= class::ICMP,
+        _ => {}
+    }
+    c
 }
 
 /// An address folded into 32 bits for a sketch, without building its key.
@@ -243,9 +309,9 @@ fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static m
 /// their locals would not fit in one 512-byte frame with the caller's. Each
 /// returns the number of events it sent.
 #[inline(never)]
-fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     let src = &p.ip.src_key();
-    let s = &Sample::of(p);
+    let s = &Sample::of(classes);
     let Some(slot) = source_slot(src, now, cfg) else {
         return 0;
     };
@@ -255,8 +321,13 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     st.bytes += len as u64;
     st.syn += s.syn as u64;
     st.synack += s.synack as u64;
-    let f = p.transport.flags;
-    st.ack_only += (p.transport.kind == Transport::TCP && f == TCP_ACK) as u64;
+    // TCP flags (for ICMP, the same byte holds the type).
+    let f = if p.transport.kind == Transport::TCP {
+        p.transport.flags
+    } else {
+        0
+    };
+    st.ack_only += (f == TCP_ACK) as u64;
     st.rst += (f & TCP_RST != 0) as u64;
     st.fin += (f & TCP_FIN != 0) as u64;
     st.udp += s.udp as u64;
@@ -266,12 +337,16 @@ fn source(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     st.udp_reflect += s.reflect as u64;
     let w = &mut st.window;
     count_window(w, s, len, now, cfg.window_ns);
-    if p.transport.kind != Transport::NONE {
-        let port_bit = sketch_bit(p.transport.dport as u32, 256);
-        w.distinct_ports += mark(&mut w.port_sketch, port_bit) as u32;
+    // Distinct ports and hosts count probes only: replies to the host's own
+    // connections land on many ephemeral ports and are no scan.
+    if s.probe {
+        if p.transport.kind == Transport::TCP || p.transport.kind == Transport::UDP {
+            let port_bit = sketch_bit(p.transport.dport as u32, 256);
+            w.distinct_ports += mark(&mut w.port_sketch, port_bit) as u32;
+        }
+        let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
+        w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
     }
-    let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
-    w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
     let (ports, dsts) = (w.distinct_ports, w.distinct_dsts);
     let fire = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
@@ -333,8 +408,8 @@ fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut
 }
 
 #[inline(never)]
-fn destination(p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
-    let s = &Sample::of(p);
+fn destination(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    let s = &Sample::of(classes);
     let key = DestKey {
         addr: p.ip.dst_key(),
         port: tracked_port(p),
@@ -406,16 +481,18 @@ fn sample(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) 
     1
 }
 
-/// Counts the packet for its source and destination; may send events.
+/// Counts the packet, of `classes`, for its source and destination; may
+/// send events.
 #[inline(always)]
-pub fn record(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) {
+pub fn record(ctx: &XdpContext, p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) {
     if p.ip.family == Ip::NONE {
         return;
     }
     // Using the results keeps LLVM from dropping the subprograms' return values,
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
-    let sent =
-        source(p, len, now, cfg) + destination(p, len, now, cfg) + sample(ctx, p, len, now, cfg);
+    let sent = source(p, classes, len, now, cfg)
+        + destination(p, classes, len, now, cfg)
+        + sample(ctx, p, len, now, cfg);
     if sent != 0 {
         bump_by(2, sent as u64);
     }

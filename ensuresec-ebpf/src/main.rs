@@ -8,6 +8,7 @@ mod frags;
 mod maps;
 mod mitigate;
 mod parse;
+mod replies;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -74,9 +75,10 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
         &*slot
     };
     let now = verdict::now();
-    features::record(&ctx, parsed, len, now, cfg);
-    let reason =
-        verdict::mitigations(parsed, cfg.cpus, now).unwrap_or_else(|| verdict::policy(parsed));
+    let classes = features::classes(&ctx, parsed);
+    features::record(&ctx, parsed, classes, len, now, cfg);
+    let reason = verdict::mitigations(parsed, classes, cfg.cpus, now)
+        .unwrap_or_else(|| verdict::policy(parsed));
     finish(reason, len)
 }
 

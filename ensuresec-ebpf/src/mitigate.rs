@@ -26,6 +26,9 @@ fn allowed<K>(
     if t.expires_at_ns != 0 && t.expires_at_ns <= now {
         return true;
     }
+    if t.rate_pps == 0 {
+        return false;
+    }
     let bucket = match state.get_ptr_mut(key) {
         Some(b) => b,
         None => {
@@ -47,15 +50,23 @@ fn allowed<K>(
     )
 }
 
-/// Whether a throttle on the packet's source lets it through.
+/// Whether a mitigation on the packet's source lets it through: packets of
+/// its drop classes never pass, packets of its limit classes within its
+/// rate, any other packet of the source always.
 #[inline(always)]
-pub fn throttle_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
+pub fn throttle_allows(p: &Parsed, classes: u32, cpus: u32, now: u64) -> bool {
     let key = p.ip.src_key();
     // SAFETY: read-only use of the value.
-    match unsafe { ES_THROTTLE.get(key) } {
-        Some(t) => allowed(&ES_THROTTLE_ST, &key, t, cpus, now),
-        None => true,
+    let Some(t) = (unsafe { ES_THROTTLE.get(key) }) else {
+        return true;
+    };
+    if t.expires_at_ns != 0 && t.expires_at_ns <= now {
+        return true;
     }
+    if classes & t.drop_classes != 0 {
+        return false;
+    }
+    classes & t.limit_classes == 0 || allowed(&ES_THROTTLE_ST, &key, t, cpus, now)
 }
 
 /// Whether a packet fits its destination's budget: new TCP connections (SYN

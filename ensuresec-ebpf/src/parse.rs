@@ -60,10 +60,22 @@ impl Transport {
     pub const NONE: u8 = 0;
     pub const TCP: u8 = 1;
     pub const UDP: u8 = 2;
+    /// ICMP or ICMPv6; `flags` holds the type.
+    pub const ICMP: u8 = 3;
     const fn none() -> Self {
         Transport {
             kind: Self::NONE,
             flags: 0,
+            payload: 0,
+            sport: 0,
+            dport: 0,
+        }
+    }
+
+    const fn icmp(kind: u8) -> Self {
+        Transport {
+            kind: Self::ICMP,
+            flags: kind,
             payload: 0,
             sport: 0,
             dport: 0,
@@ -340,11 +352,11 @@ fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize, ip_end: usize) -> Pa
             None => (Transport::none(), Reason::TruncatedUdp),
         },
         IPPROTO_ICMP if !v6 => match load::<[u8; 8]>(ctx, offset) {
-            Some(_) => (Transport::none(), Reason::Passed),
+            Some(h) => (Transport::icmp(h[0]), Reason::Passed),
             None => (Transport::none(), Reason::TruncatedIcmp),
         },
         IPPROTO_ICMPV6 if v6 => match load::<[u8; 8]>(ctx, offset) {
-            Some(_) => (Transport::none(), Reason::Passed),
+            Some(h) => (Transport::icmp(h[0]), Reason::Passed),
             None => (Transport::none(), Reason::TruncatedIcmpv6),
         },
         _ => (Transport::none(), Reason::OtherProtocol),

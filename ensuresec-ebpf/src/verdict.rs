@@ -179,9 +179,9 @@ pub fn lists(parsed: &Parsed) -> Option<Reason> {
 
 /// The agent's throttles and new-connection budgets: `Some` drops the packet.
 #[inline(always)]
-pub fn mitigations(parsed: &Parsed, cpus: u32, now: u64) -> Option<Reason> {
+pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> Option<Reason> {
     let control = ES_CONTROL.get(0)?;
-    if control.throttles != 0 && !mitigate::throttle_allows(parsed, cpus, now) {
+    if control.throttles != 0 && !mitigate::throttle_allows(parsed, classes, cpus, now) {
         return Some(Reason::Throttled);
     }
     if control.budgets != 0 && !mitigate::budget_allows(parsed, cpus, now) {

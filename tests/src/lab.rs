@@ -86,6 +86,66 @@ impl Host {
         }
     }
 
+    /// Starts nginx serving `root` on `listen` from this host, with its
+    /// files under `workdir`, and waits until it answers.
+    pub fn serve_http(&self, workdir: &Path, root: &Path, listen: &[&str]) -> Result<Child> {
+        std::fs::create_dir_all(workdir.join("tmp"))?;
+        let w = workdir.display();
+        let listen: String = listen.iter().map(|l| format!("listen {l}; ")).collect();
+        let conf = workdir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\nuser root;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  default_type text/html;\n\
+                   client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
+                   fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
+                   server {{ {listen}\n     root {}; index index.html; }}\n}}\n",
+                root.display()
+            ),
+        )?;
+        let child = self
+            .ns
+            .cmd("nginx")
+            .args(["-c"])
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting nginx (Debian package nginx-light)")?;
+        let url = format!("http://{}/", self.v4);
+        crate::wait::eventually(Duration::from_secs(10), "nginx to answer", || {
+            Ok((self.http_status(&url, None) != 0).then_some(()))
+        })
+        .with_context(|| std::fs::read_to_string(workdir.join("error.log")).unwrap_or_default())?;
+        Ok(child)
+    }
+
+    /// Starts dnsmasq answering `name` with `answer` on this host's IPv4
+    /// address, port 53 (no upstream, no hosts file).
+    pub fn serve_dns(&self, name: &str, answer: &str) -> Result<Child> {
+        self.ns
+            .cmd("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--pid-file",
+                "--port=53",
+                "--cache-size=0",
+            ])
+            .arg(format!("--listen-address={}", self.v4))
+            .arg(format!("--address=/{name}/{answer}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dnsmasq (Debian package dnsmasq-base)")
+    }
+
     /// Whether `count` pings to `addr` all get answers (1 s deadline each).
     pub fn ping(&self, addr: &str, count: u32) -> bool {
         self.ns
@@ -214,44 +274,12 @@ impl Lab {
         // A catalogue for visitors who download (the dataset's benign mix).
         std::fs::create_dir_all(root.join("static"))?;
         std::fs::write(root.join("static/catalog.bin"), vec![b'c'; 1 << 20])?;
-        let conf = self.workdir.join("nginx.conf");
-        let w = self.workdir.display();
-        std::fs::write(
-            &conf,
-            format!(
-                "worker_processes 1;\nuser root;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off;\n  default_type text/html;\n\
-                   client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
-                   fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
-                   server {{ listen 80; listen [::]:80; listen 8080; listen [::]:8080;\n\
-                     root {}; index index.html; }}\n}}\n",
-                root.display()
-            ),
+        let child = self.storefront.serve_http(
+            &self.workdir.join("shop"),
+            &root,
+            &["80", "[::]:80", "8080", "[::]:8080"],
         )?;
-        std::fs::create_dir_all(self.workdir.join("tmp"))?;
-        let child = self
-            .storefront
-            .ns
-            .cmd("nginx")
-            .args(["-c"])
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting nginx (Debian package nginx-light)")?;
         self.nginx = Some(child);
-        let url = format!("http://{}/", self.storefront.v4);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.storefront.http_status(&url, None) != 200 {
-            if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(self.workdir.join("error.log")).unwrap_or_default();
-                bail!("nginx did not start in the storefront namespace: {log}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
         Ok(())
     }
 

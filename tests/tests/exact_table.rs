@@ -17,8 +17,8 @@ use ensuresec_common::{
     entry::Target,
     exact::{WAYS_V4, WAYS_V6},
     maps::{
-        Control, FLAG_ALLOW, FLAGS_BLOCKING, ListEntry, MAP_CONTROL, MAP_X4_KEYS, MAP_X4_VALS,
-        MAP_X6_KEYS, MAP_X6_VALS,
+        Control, FLAG_ALLOW, FLAG_BLOCK, FLAGS_BLOCKING, ListEntry, MAP_CONTROL, MAP_X4_KEYS,
+        MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS,
     },
 };
 use ensuresec_tests::{
@@ -354,10 +354,13 @@ fn random_batches_at_high_load_keep_kernel_equal_to_desired_state() {
         ),
         1..40,
     );
+    // One kernel for every case (loading the programs is what costs): each
+    // case starts from empty tables.
+    let k = loaded_kernel(CAPACITY, 90).unwrap();
     let mut runner = TestRunner::new(ProptestConfig::with_cases(32));
     runner
         .run(&batches, |batches| {
-            let k = loaded_kernel(CAPACITY, 90).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            clear(&k).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut model: HashMap<Target, ListEntry> = HashMap::new();
             let (mut committed, mut refused) = (0, 0);
             for (n, (batch, keep_bad)) in batches.iter().enumerate() {
@@ -397,6 +400,23 @@ fn random_batches_at_high_load_keep_kernel_equal_to_desired_state() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Removes every entry, whoever owns it.
+fn clear(k: &Kernel) -> Result<()> {
+    let mut edits = Vec::new();
+    for l in k.store.entries()? {
+        edits.push((l.target, Op::Unban));
+        if l.entry.flags & FLAG_BLOCK != 0 {
+            edits.push((l.target, Op::Unblock));
+        }
+        if l.entry.flags & FLAG_ALLOW != 0 {
+            edits.push((l.target, Op::Unallow));
+        }
+    }
+    k.store.write()?.edit(&edits)?;
+    assert!(k.store.entries()?.is_empty());
+    Ok(())
 }
 
 /// The probe that found the defect: every address of a /16, shuffled, into a

@@ -16,7 +16,8 @@ use ensuresec_agent::{
     clock,
     config::MapSizes,
     detect::{
-        decide::{self, Lift, Plan},
+        decide::{self, Lift},
+        plan::Plan,
         rules::Detection,
     },
     edit::Op,
@@ -25,7 +26,7 @@ use ensuresec_agent::{
 use ensuresec_common::{
     decisions::{DecisionKey, Detector, SCOPE_SOURCE},
     entry::Target,
-    features::{DestKey, Throttle, v4_key},
+    features::{DestKey, Throttle, class, v4_key},
     maps::ListEntry,
 };
 use ensuresec_tests::{
@@ -83,6 +84,8 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
                 rate_pps: 100,
                 burst: 100,
                 expires_at_ns: u64::MAX,
+                limit_classes: class::ALL,
+                drop_classes: 0,
             };
             while !done.load(Ordering::Relaxed) {
                 let source = v4_key(u32::from_ne_bytes([192, 0, 2, (rounds % 200) as u8]));

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use ensuresec_common::{
     features::{
-        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Throttle, v4_key,
+        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Throttle, class, v4_key,
     },
     ports::{PortRange, bitmap},
     reason::Reason,
@@ -82,7 +82,10 @@ fn counts_per_source_and_destination() -> Result<()> {
         &frame(&[], ipv4(SRC, DST, &V4Opts::default(), &udp)),
     )?;
 
-    let s = k.store.source_stats(&key(SRC), 0)?.expect("source tracked");
+    let s = k
+        .store
+        .source_stats(&k.store.detect_config()?, &key(SRC), 0)?
+        .expect("source tracked");
     assert_eq!(
         (s.total.packets, s.total.syn, s.total.ack_only, s.total.udp),
         (14, 10, 3, 1)
@@ -126,7 +129,10 @@ fn counts_per_source_and_destination() -> Result<()> {
         proto: 6,
         _pad: 0,
     };
-    let d = k.store.dest_stats(&web, 0)?.expect("destination tracked");
+    let d = k
+        .store
+        .dest_stats(&k.store.detect_config()?, &web, 0)?
+        .expect("destination tracked");
     assert_eq!((d.total.packets, d.total.new_conns), (13, 10));
     // An untracked UDP port is folded into port 0.
     let other = DestKey {
@@ -135,7 +141,9 @@ fn counts_per_source_and_destination() -> Result<()> {
         ..web
     };
     assert_eq!(
-        k.store.dest_stats(&other, 0)?.map(|d| d.total.packets),
+        k.store
+            .dest_stats(&k.store.detect_config()?, &other, 0)?
+            .map(|d| d.total.packets),
         Some(1)
     );
 
@@ -147,7 +155,7 @@ fn counts_per_source_and_destination() -> Result<()> {
     );
     assert!(
         k.store
-            .source_stats(&key("203.0.113.66".parse()?), 0)?
+            .source_stats(&k.store.detect_config()?, &key("203.0.113.66".parse()?), 0)?
             .is_none()
     );
     Ok(())
@@ -235,6 +243,8 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
             rate_pps: 1,
             burst: 3,
             expires_at_ns: 0,
+            limit_classes: class::ALL,
+            drop_classes: 0,
         },
     )?;
     let verdicts: Vec<u32> = (0..6)
@@ -260,6 +270,8 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
             rate_pps: 1,
             burst: 2,
             expires_at_ns: 0,
+            limit_classes: class::ALL,
+            drop_classes: 0,
         },
     )?;
     let syns: Vec<u32> = (0..4u32)
@@ -297,6 +309,8 @@ fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
             rate_pps: 1,
             burst: 1,
             expires_at_ns: 0,
+            limit_classes: class::ALL,
+            drop_classes: 0,
         },
     )?;
     let fragment = |src: Ipv4Addr, frag: u16, id: u16, l4: &L4| {
@@ -335,5 +349,88 @@ fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
         .collect();
     assert_eq!(orphans, [XDP_DROP; 3]);
     assert!(k.counters()?[Reason::DestBudget as usize].packets >= 3);
+    Ok(())
+}
+
+fn udp_from(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let l4 = L4::Udp {
+        sport,
+        dport,
+        payload: vec![0; 40],
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
+/// A mitigation scoped to classes of a source's packets acts on those only:
+/// reflected UDP "from" a shopper's address is dropped, SYNs are held to the
+/// rate, the shopper's own browsing (ACKs, data) goes through.
+#[test]
+fn throttles_act_on_their_classes_only() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    k.store.write()?.set_throttle(
+        &key(SRC),
+        &Throttle {
+            rate_pps: 1,
+            burst: 2,
+            expires_at_ns: 0,
+            limit_classes: class::SYN,
+            drop_classes: class::UDP_SERVICE,
+        },
+    )?;
+    // Reflected UDP (from port 53 to an ephemeral port nothing listens on).
+    for _ in 0..3 {
+        assert_eq!(k.run("ensuresec", &udp_from(SRC, 53, 40000))?, XDP_DROP);
+    }
+    // UDP from an ordinary port is another class.
+    assert_eq!(k.run("ensuresec", &udp_from(SRC, 5353, 40000))?, XDP_PASS);
+    let syns: Vec<u32> = (0..4)
+        .map(|_| k.run("ensuresec", &tcp(SRC, 443, TCP_SYN)).unwrap())
+        .collect();
+    assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
+    for _ in 0..5 {
+        assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
+    }
+    Ok(())
+}
+
+/// SYN-ACKs that answer a connect of this host are replies, not evidence:
+/// only unsolicited ones count toward SYN-ACK reflection, and replies never
+/// count as probed ports.
+#[test]
+fn replies_to_this_hosts_connections_are_not_evidence() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    // A connection this process opened on loopback (BPF_PROG_TEST_RUN looks
+    // sockets up in this network namespace).
+    let listener = std::net::TcpListener::bind("127.0.0.2:0")?;
+    let server = listener.local_addr()?;
+    let client = std::net::TcpStream::connect(server)?;
+    let local = client.local_addr()?;
+    let synack = |sport: u16, dport: u16| {
+        let l4 = L4::Tcp {
+            sport,
+            dport,
+            flags: TCP_SYN | TCP_ACK,
+        };
+        frame(
+            &[],
+            ipv4(
+                "127.0.0.2".parse().unwrap(),
+                "127.0.0.1".parse().unwrap(),
+                &V4Opts::default(),
+                &l4,
+            ),
+        )
+    };
+    let peer = key("127.0.0.2".parse()?);
+    k.run("ensuresec", &synack(server.port(), local.port()))?;
+    let cfg = k.store.detect_config()?;
+    let s = k.store.source_stats(&cfg, &peer, 0)?.expect("tracked");
+    assert_eq!(s.total.packets, 1, "the reply arrived");
+    assert_eq!(s.total.synack, 0, "a reply to our connect");
+    assert_eq!(s.window.distinct_ports, 0);
+    // To a port with no connection of ours: unsolicited.
+    k.run("ensuresec", &synack(server.port(), 1))?;
+    let s = k.store.source_stats(&cfg, &peer, 0)?.expect("tracked");
+    assert_eq!((s.total.packets, s.total.synack), (2, 1));
     Ok(())
 }

@@ -25,6 +25,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wrk",
     "tcpreplay",
     "tcpdump",
+    // Real upstreams the storefront itself talks to (DNS), and the clients
+    // the tests script.
+    "dnsmasq-base",
+    "python3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

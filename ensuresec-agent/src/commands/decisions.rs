@@ -10,7 +10,10 @@ use serde::Serialize;
 use crate::{
     cli::OutputFormat,
     clock,
-    detect::decide::{self, action_name, detector_name},
+    detect::{
+        decide::{self, action_name, detector_name},
+        evidence,
+    },
     output,
     pins::PinDir,
     store::{Store, decisions::DecisionTarget},
@@ -27,8 +30,13 @@ pub struct DecisionRow {
     pub threshold: u64,
     /// The evidence in words (the model's score and top features).
     pub evidence: String,
+    /// What it does, in words: "drops reflected_udp", "limits syn to 100/s".
+    pub does: String,
     /// Rate of a throttle or budget.
     pub rate: Option<u32>,
+    /// For a throttle: the classes of the source's packets it limits and drops.
+    pub limits: Vec<&'static str>,
+    pub drops: Vec<&'static str>,
     pub strikes: u32,
     pub decided_at: String,
     pub seconds_left: u64,
@@ -51,7 +59,10 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
             observed: r.evidence[0],
             threshold: r.evidence[1],
             evidence: decide::describe_evidence(&r),
+            does: decide::describe_action(&r),
             rate: (r.rate != 0).then_some(r.rate),
+            limits: class_names_of(r.limit_classes),
+            drops: class_names_of(r.drop_classes),
             strikes: r.strikes,
             decided_at: clock::rfc3339(r.created_secs),
             seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
@@ -66,6 +77,14 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
     Ok(rows)
 }
 
+fn class_names_of(bits: u32) -> Vec<&'static str> {
+    if bits == 0 {
+        Vec::new()
+    } else {
+        evidence::class_names(bits)
+    }
+}
+
 pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
     let store = Store::open(pins)?;
     let rows = rows(&store)?;
@@ -74,6 +93,7 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
             "TARGET",
             "DETECTOR",
             "ACTION",
+            "DOES",
             "EVIDENCE",
             "STRIKES",
             "TIME LEFT",
@@ -82,12 +102,12 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
         .to_vec(),
     ];
     for r in &rows {
-        let rate = r.rate.map_or(String::new(), |p| format!(", limit {p}/s"));
         table.push(vec![
             r.target.clone(),
             r.detector.into(),
             r.action.into(),
-            format!("{}{rate}", r.evidence),
+            r.does.clone(),
+            r.evidence.clone(),
             r.strikes.to_string(),
             format_remaining(Duration::from_secs(r.seconds_left)),
         ]);

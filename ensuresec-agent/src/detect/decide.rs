@@ -1,96 +1,54 @@
-//! From a detection to a decision, and from a decision to the maps.
-
-use std::time::Duration;
+//! From a plan to the maps: a decision's record is written first, so that no
+//! mitigation is ever in the kernel without the record that lifts it, then
+//! the kernel side. Lifting removes what the decision added, and only that.
 
 use ensuresec_common::{
-    decisions::{
-        ACTION_ALERT, ACTION_BAN, ACTION_BUDGET, ACTION_THROTTLE, DecisionKey, DecisionRecord,
-        Detector, Offender, SCOPE_SOURCE,
-    },
+    decisions::{Action, DecisionKey, DecisionRecord, Detector, Offender, SCOPE_SOURCE},
     entry::Target,
     features::{DestKey, Throttle},
     maps::FLAG_BAN,
 };
 
-use super::{
-    rules::Detection,
-    settings::{Action, DetectSettings, DetectorConfig},
-};
+use super::{evidence, plan::Plan, rules::Detection};
 use crate::{
     clock,
     edit::Op,
-    error::Result,
+    error::{Error, Result},
     store::{Writer, decisions::key_addr},
 };
 
-/// What to write for a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
-    Ban { ttl: Duration },
-    Throttle { pps: u32, ttl: Duration },
-    Budget { pps: u32, ttl: Duration },
-    Alert { ttl: Duration },
-}
-
-impl Plan {
-    pub fn action(&self) -> u32 {
-        match self {
-            Plan::Ban { .. } => ACTION_BAN,
-            Plan::Throttle { .. } => ACTION_THROTTLE,
-            Plan::Budget { .. } => ACTION_BUDGET,
-            Plan::Alert { .. } => ACTION_ALERT,
+/// Whether the live decision `current` already does all that `plan` would.
+pub fn covers(current: &DecisionRecord, plan: &Plan) -> bool {
+    match (Action::from_id(current.action), plan) {
+        (Some(Action::Ban), _) => true,
+        (
+            Some(Action::Throttle),
+            Plan::Throttle {
+                pps, limit, drop, ..
+            },
+        ) => {
+            let dropped = current.drop_classes;
+            let limited = current.limit_classes | dropped;
+            drop & !dropped == 0 && limit & !limited == 0 && current.rate <= *pps
         }
-    }
-
-    fn ttl(&self) -> Duration {
-        match self {
-            Plan::Ban { ttl }
-            | Plan::Throttle { ttl, .. }
-            | Plan::Budget { ttl, .. }
-            | Plan::Alert { ttl } => *ttl,
-        }
-    }
-
-    /// Whether it changes what the kernel drops.
-    pub fn enforced(&self) -> bool {
-        !matches!(self, Plan::Alert { .. })
+        (Some(Action::Throttle), Plan::Alert { .. }) => true,
+        (Some(action), _) => action == plan.action(),
+        (None, _) => false,
     }
 }
 
-/// The plan for a detection; `strikes` counts this ban of the source.
-pub fn plan(
-    settings: &DetectSettings,
-    config: &DetectorConfig,
-    action: Action,
-    dry_run: bool,
-    strikes: u32,
-) -> Plan {
-    if dry_run {
-        return Plan::Alert {
-            ttl: settings.throttle_ttl,
-        };
-    }
-    match action {
-        Action::Ban => Plan::Ban {
-            ttl: settings.ban_ttl(strikes),
-        },
-        Action::Throttle => Plan::Throttle {
-            pps: config.throttle_pps,
-            ttl: settings.throttle_ttl,
-        },
-        // Budget the destination at the aggregate threshold: traffic beyond it
-        // is the attack; what fits keeps being served.
-        Action::Budget => Plan::Budget {
-            pps: config.aggregate,
-            ttl: settings.budget_ttl,
-        },
-        Action::Alert => Plan::Alert {
-            ttl: settings.throttle_ttl,
-        },
+fn dest_key(key: &DecisionKey) -> DestKey {
+    DestKey {
+        addr: key.addr,
+        port: key.port,
+        proto: key.proto,
+        _pad: 0,
     }
 }
 
-/// Writes a decision: the kernel side first, then its record.
+/// Writes a decision. A throttle on a source that already has one (another
+/// class of its packets tripped another detector) is merged with it: the
+/// union of the classes, the lower rate, the later end.
 pub fn apply(
     store: &Writer,
     key: &DecisionKey,
@@ -100,66 +58,17 @@ pub fn apply(
     first_seen_ns: u64,
 ) -> Result<DecisionRecord> {
     let now = clock::mono_ns();
-    let expires_at_ns = now + plan.ttl().as_nanos() as u64;
-    let mut rate = 0;
-    match plan {
-        Plan::Ban { .. } => {
-            let target = Target::of_addr(key_addr(&key.addr));
-            let now_secs = clock::unix_secs();
-            store.edit(&[(
-                target,
-                Op::Ban {
-                    expires_at_ns,
-                    now_secs,
-                },
-            )])?;
-            store.set_offender(
-                &key.addr,
-                &Offender {
-                    strikes,
-                    _pad: 0,
-                    last_secs: now_secs,
-                },
-            )?;
-        }
-        Plan::Throttle { pps, .. } => {
-            rate = pps;
-            store.set_throttle(
-                &key.addr,
-                &Throttle {
-                    rate_pps: pps,
-                    burst: pps.max(1),
-                    expires_at_ns,
-                },
-            )?;
-        }
-        Plan::Budget { pps, .. } => {
-            rate = pps;
-            store.set_budget(
-                &DestKey {
-                    addr: key.addr,
-                    port: key.port,
-                    proto: key.proto,
-                    _pad: 0,
-                },
-                &Throttle {
-                    rate_pps: pps,
-                    burst: pps.max(1),
-                    expires_at_ns,
-                },
-            )?;
-        }
-        Plan::Alert { .. } => {}
-    }
-    let record = DecisionRecord {
+    let mut record = DecisionRecord {
         detector: detection.detector as u32,
-        action: plan.action(),
+        action: plan.action() as u32,
         strikes,
-        rate,
+        rate: 0,
+        limit_classes: 0,
+        drop_classes: 0,
         created_secs: clock::unix_secs(),
         first_seen_ns,
-        decided_ns: clock::mono_ns(),
-        expires_at_ns,
+        decided_ns: now,
+        expires_at_ns: now + plan.ttl().as_nanos() as u64,
         evidence: [
             detection.observed,
             detection.threshold,
@@ -167,8 +76,98 @@ pub fn apply(
             detection.extra[1],
         ],
     };
-    store.set_decision(key, &record)?;
+    if let Plan::Throttle {
+        pps, limit, drop, ..
+    } = plan
+    {
+        (record.rate, record.limit_classes, record.drop_classes) = (pps, limit, drop);
+        if let Some(current) = store
+            .decision(key)?
+            .filter(|r| r.expires_at_ns > now && r.action == Action::Throttle as u32)
+        {
+            // The first detection stays the decision's headline; the
+            // classes of the new one are added.
+            record.detector = current.detector;
+            record.evidence = current.evidence;
+            record.created_secs = current.created_secs;
+            record.rate = record.rate.min(current.rate);
+            record.limit_classes |= current.limit_classes;
+            record.drop_classes |= current.drop_classes;
+            record.expires_at_ns = record.expires_at_ns.max(current.expires_at_ns);
+            record.first_seen_ns = current.first_seen_ns.min(first_seen_ns);
+        }
+    }
+    if let Plan::Budget { pps, .. } = plan {
+        record.rate = pps;
+    }
+    let previous = store.decision(key)?;
+    store.set_decision(key, &record).map_err(|e| {
+        // A full hash map refuses a new key with E2BIG.
+        if e.errno() == Some(libc::E2BIG) {
+            Error::DecisionsFull
+        } else {
+            e
+        }
+    })?;
+    if let Err(e) = enforce(store, key, &record, plan) {
+        // Not in the kernel: the record must not say it is.
+        let undo = match previous {
+            Some(p) => store.set_decision(key, &p),
+            None => store.remove_decision(key).map(|_| ()),
+        };
+        if let Err(u) = undo {
+            tracing::error!(error = %u, "could not take back the record of a failed decision");
+        }
+        return Err(e);
+    }
     Ok(record)
+}
+
+/// The kernel side of a recorded decision.
+fn enforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord, plan: Plan) -> Result<()> {
+    match plan {
+        Plan::Ban { .. } => {
+            let target = Target::of_addr(key_addr(&key.addr));
+            let now_secs = clock::unix_secs();
+            store.edit(&[(
+                target,
+                Op::Ban {
+                    expires_at_ns: record.expires_at_ns,
+                    now_secs,
+                },
+            )])?;
+            store.set_offender(
+                &key.addr,
+                &Offender {
+                    strikes: record.strikes,
+                    _pad: 0,
+                    last_secs: now_secs,
+                },
+            )?;
+        }
+        Plan::Throttle { .. } => store.set_throttle(
+            &key.addr,
+            &Throttle {
+                rate_pps: record.rate,
+                burst: record.rate.max(1),
+                expires_at_ns: record.expires_at_ns,
+                limit_classes: record.limit_classes,
+                drop_classes: record.drop_classes,
+            },
+        )?,
+        Plan::Budget { .. } => store.set_budget(
+            &dest_key(key),
+            &Throttle {
+                rate_pps: record.rate,
+                burst: record.rate.max(1),
+                expires_at_ns: record.expires_at_ns,
+                limit_classes: 0,
+                drop_classes: 0,
+            },
+        )?,
+        Plan::Alert { .. } => {}
+    }
+    Ok(())
 }
 
 /// Why a decision is lifted.
@@ -184,8 +183,8 @@ pub enum Lift {
 /// Lifts a decision: removes what it put in the kernel, and only that (an
 /// operator's block of the same address stays), and its record.
 pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lift) -> Result<()> {
-    match record.action {
-        ACTION_BAN => {
+    match Action::from_id(record.action) {
+        Some(Action::Ban) => {
             let target = Target::of_addr(key_addr(&key.addr));
             if store
                 .entries_for(&target)?
@@ -194,18 +193,13 @@ pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lif
                 store.edit(&[(target, Op::Unban)])?;
             }
         }
-        ACTION_THROTTLE => {
+        Some(Action::Throttle) => {
             store.remove_throttle(&key.addr)?;
         }
-        ACTION_BUDGET => {
-            store.remove_budget(&DestKey {
-                addr: key.addr,
-                port: key.port,
-                proto: key.proto,
-                _pad: 0,
-            })?;
+        Some(Action::Budget) => {
+            store.remove_budget(&dest_key(key))?;
         }
-        _ => {}
+        Some(Action::Alert) | None => {}
     }
     if why == Lift::ByHand && key.scope == SCOPE_SOURCE {
         store.remove_offender(&key.addr)?;
@@ -214,19 +208,41 @@ pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lif
     Ok(())
 }
 
-/// Name of an action for listings and metrics.
-pub fn action_name(action: u32) -> &'static str {
-    match action {
-        ACTION_BAN => "ban",
-        ACTION_THROTTLE => "throttle",
-        ACTION_BUDGET => "budget",
-        _ => "alert",
-    }
+/// Name of an action id, for listings and metrics.
+pub fn action_name(id: u32) -> &'static str {
+    Action::from_id(id).map_or("unknown", Action::name)
 }
 
 /// Name of a detector id.
 pub fn detector_name(id: u32) -> &'static str {
     Detector::from_id(id).map_or("unknown", Detector::name)
+}
+
+/// What a decision does, in words: "drops reflected_udp", "limits syn to
+/// 100/s", "limits new connections to 5000/s".
+pub fn describe_action(r: &DecisionRecord) -> String {
+    match Action::from_id(r.action) {
+        Some(Action::Throttle) => {
+            let mut parts = Vec::new();
+            if r.drop_classes != 0 {
+                parts.push(format!(
+                    "drops {}",
+                    evidence::class_names(r.drop_classes).join("+")
+                ));
+            }
+            if r.limit_classes != 0 {
+                parts.push(format!(
+                    "limits {} to {}/s",
+                    evidence::class_names(r.limit_classes).join("+"),
+                    r.rate
+                ));
+            }
+            parts.join(", ")
+        }
+        Some(Action::Budget) => format!("limits new connections to {}/s", r.rate),
+        Some(Action::Ban) => "drops everything".into(),
+        Some(Action::Alert) | None => "records only".into(),
+    }
 }
 
 /// A decision's evidence in words: "5200 >= 5000 per window", or for the
@@ -244,50 +260,54 @@ pub fn describe_evidence(r: &DecisionRecord) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use ensuresec_common::features::class;
+
     use super::*;
-    use crate::detect::settings::{DetectSection, Detectors};
 
-    fn settings() -> DetectSettings {
-        DetectSettings::validate(&DetectSection::default(), &[], &Default::default()).unwrap()
+    fn throttle(limit: u32, drop: u32, rate: u32) -> DecisionRecord {
+        DecisionRecord {
+            action: Action::Throttle as u32,
+            limit_classes: limit,
+            drop_classes: drop,
+            rate,
+            ..Default::default()
+        }
+    }
+
+    fn plan(limit: u32, drop: u32, pps: u32) -> Plan {
+        Plan::Throttle {
+            pps,
+            limit,
+            drop,
+            ttl: Duration::from_secs(1),
+        }
     }
 
     #[test]
-    fn bans_escalate() {
-        let s = settings();
-        let d = Detectors::default();
-        assert_eq!(
-            plan(&s, &d.syn_flood, Action::Ban, false, 1),
-            Plan::Ban {
-                ttl: Duration::from_secs(600)
-            }
+    fn a_throttle_covers_what_it_already_drops_or_limits() {
+        let current = throttle(class::SYN, class::UDP_SERVICE, 100);
+        assert!(covers(&current, &plan(class::SYN, 0, 100)));
+        assert!(covers(&current, &plan(0, class::UDP_SERVICE, 100)));
+        assert!(!covers(&current, &plan(class::ICMP, 0, 100)), "a new class");
+        assert!(
+            !covers(&current, &plan(0, class::SYN, 100)),
+            "dropping, not limiting"
         );
-        assert_eq!(
-            plan(&s, &d.syn_flood, Action::Ban, false, 3),
-            Plan::Ban {
-                ttl: Duration::from_secs(86400)
-            }
-        );
+        assert!(!covers(&current, &plan(class::SYN, 0, 50)), "a lower rate");
+        let ban = DecisionRecord {
+            action: Action::Ban as u32,
+            ..Default::default()
+        };
+        assert!(covers(&ban, &plan(class::ALL, 0, 1)));
     }
 
     #[test]
-    fn dry_run_only_alerts() {
-        let s = settings();
-        let d = Detectors::default();
-        let p = plan(&s, &d.syn_flood, Action::Ban, true, 1);
-        assert!(!p.enforced());
-        assert_eq!(p.action(), ACTION_ALERT);
-    }
-
-    #[test]
-    fn budgets_use_the_aggregate_threshold() {
-        let s = settings();
-        let d = Detectors::default();
+    fn actions_read_as_words() {
         assert_eq!(
-            plan(&s, &d.syn_flood, Action::Budget, false, 0),
-            Plan::Budget {
-                pps: 5000,
-                ttl: Duration::from_secs(300)
-            }
+            describe_action(&throttle(class::SYN, class::UDP_SERVICE, 100)),
+            "drops reflected_udp, limits syn to 100/s"
         );
     }
 }

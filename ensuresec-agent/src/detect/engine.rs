@@ -1,9 +1,12 @@
 //! The detection loop: a thread that waits on the kernel's ring buffer, runs
 //! the detectors on each trip-wire event and writes decisions, and once a
-//! second expires decisions and refreshes the gauges.
+//! second expires decisions and refreshes the gauges. Its work per tick is
+//! bounded, so that a flood from many sources cannot keep it from the one
+//! source that trips.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -16,79 +19,47 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
-    decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
+    decisions::{Action as Recorded, DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
+    entry::Target,
     features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP, Event},
-    ports::bitmap,
-};
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    maps::FLAG_ALLOW,
 };
 
 use super::{
-    decide::{self, Plan, action_name},
+    decide::{self, action_name, covers},
+    detector::{Action, Detectors},
+    kernel::ensure_syncookies,
+    metrics::DetectMetrics,
+    plan::{Plan, plan},
     rules::{self, Detection},
-    settings::{Action, DetectSettings, Detectors},
+    settings::DetectSettings,
     sockets,
 };
 use crate::{
     clock,
-    error::Result,
+    error::{Error, Result},
     ml::runner::{Finding, describe_top},
-    store::{Store, decisions::key_addr},
+    store::{
+        Store,
+        decisions::{DecisionTarget, key_addr},
+    },
 };
 
-/// The detection metrics.
-#[derive(Clone)]
-pub struct DetectMetrics {
-    pub detections: IntCounterVec,
-    pub decisions_active: IntGaugeVec,
-    pub events: IntCounter,
-    pub dropped: IntCounter,
-    pub samples: IntCounter,
-    pub time_to_mitigate: Histogram,
-}
+/// What a trip event is about: (kind, address, port, protocol).
+type WatchKey = (u32, [u8; 16], u16, u8);
 
-impl DetectMetrics {
-    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
-        let m = Self {
-            detections: IntCounterVec::new(
-                Opts::new("ensuresec_detections_total", "Detections, by detector"),
-                &["detector"],
-            )?,
-            decisions_active: IntGaugeVec::new(
-                Opts::new(
-                    "ensuresec_decisions_active",
-                    "Automatic decisions in force, by action",
-                ),
-                &["action"],
-            )?,
-            events: IntCounter::new(
-                "ensuresec_ringbuf_events_total",
-                "Events read from the kernel's ring buffer",
-            )?,
-            dropped: IntCounter::new(
-                "ensuresec_ringbuf_dropped_total",
-                "Events the kernel could not queue (ring buffer full)",
-            )?,
-            samples: IntCounter::new("ensuresec_samples_total", "Sampled packet headers received")?,
-            time_to_mitigate: Histogram::with_opts(
-                HistogramOpts::new(
-                    "ensuresec_time_to_mitigate_seconds",
-                    "From the first packet of an attack's window to the decision in the kernel",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
-            )?,
-        };
-        registry.register(Box::new(m.detections.clone()))?;
-        registry.register(Box::new(m.decisions_active.clone()))?;
-        registry.register(Box::new(m.events.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.samples.clone()))?;
-        registry.register(Box::new(m.time_to_mitigate.clone()))?;
-        Ok(m)
-    }
+/// How often watched sources and destinations are looked at again.
+const REVISIT: Duration = Duration::from_millis(50);
+/// Sources and destinations watched at once, and looked at again per tick:
+/// a flood of many tripping sources sheds re-examinations (counted), never
+/// the first look at a new trip.
+const MAX_WATCHED: usize = 4096;
+const MAX_REVISITS_PER_TICK: usize = 256;
+
+/// The allowlist's prefixes, read again only when the lists changed.
+struct AllowCache {
+    generation: Option<u32>,
+    prefixes: Vec<Target>,
 }
 
 pub struct Engine {
@@ -96,56 +67,18 @@ pub struct Engine {
     settings: DetectSettings,
     metrics: DetectMetrics,
     ring: RingBuf<MapData>,
+    /// The feature tables' geometry, fixed while the agent runs.
+    geometry: DetectConfig,
     kernel_dropped: u64,
     /// Sources and destinations that tripped a wire, looked at again every
     /// `REVISIT` until their window ends: a count may reach a detector's
     /// threshold between two trip levels.
     watched: HashMap<WatchKey, (Event, Instant)>,
+    /// Watched keys in the order they are looked at again.
+    rota: VecDeque<WatchKey>,
+    allow: AllowCache,
     /// Sources the anomaly model flagged, from its scoring thread.
     findings: Option<Receiver<Finding>>,
-}
-
-/// What a trip event is about: (kind, address, port, protocol).
-type WatchKey = (u32, [u8; 16], u16, u8);
-
-/// How often watched sources and destinations are looked at again.
-const REVISIT: Duration = Duration::from_millis(50);
-
-/// A spoofed SYN flood fills the listen queue with half-open connections
-/// nobody completes; SYN cookies let the kernel answer without keeping them.
-/// Linux enables them under pressure by default (1); an administrator may
-/// have turned them off (0), in which case the agent turns them back on.
-fn ensure_syncookies() {
-    let path = "/proc/sys/net/ipv4/tcp_syncookies";
-    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
-        match std::fs::write(path, "1") {
-            Ok(()) => tracing::warn!("SYN flood from many sources: turned tcp_syncookies on"),
-            Err(e) => tracing::error!(error = %e, "could not turn tcp_syncookies on"),
-        }
-    }
-}
-
-/// Configures the kernel side of detection (windows, trip wires, tracked ports).
-pub fn configure_kernel(store: &Store, settings: &DetectSettings) -> Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let w = store.write()?;
-    w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
-    w.set_detect_config(&DetectConfig {
-        enabled: 1,
-        sample_every: settings.raw.sample_every,
-        window_ns: settings.window.as_nanos() as u64,
-        trip_packets: settings.raw.trip_packets,
-        trip_ports: settings.raw.trip_ports,
-        trip_dsts: settings.raw.trip_hosts,
-        trip_dst_packets: settings.raw.trip_dst_packets,
-        cpus,
-        ..DetectConfig::default()
-    })
-}
-
-/// Turns detection off in the kernel (no `[[protect]]` block).
-pub fn disable_kernel(store: &Store) -> Result<()> {
-    store.write()?.set_detect_config(&DetectConfig::default())
 }
 
 impl Engine {
@@ -155,13 +88,20 @@ impl Engine {
         metrics: DetectMetrics,
     ) -> Result<Self> {
         let ring = store.events()?;
+        let geometry = store.detect_config()?;
         Ok(Self {
             store,
             settings,
             metrics,
             ring,
+            geometry,
             kernel_dropped: 0,
             watched: HashMap::new(),
+            rota: VecDeque::new(),
+            allow: AllowCache {
+                generation: None,
+                prefixes: Vec::new(),
+            },
             findings: None,
         })
     }
@@ -218,10 +158,22 @@ impl Engine {
                 self.metrics.samples.inc();
                 continue;
             }
-            let until = Instant::now() + self.settings.window;
-            self.watched
-                .insert((e.kind, e.addr, e.port, e.proto), (e, until));
+            self.watch(&e);
             self.handle(&e);
+        }
+    }
+
+    /// Keeps looking at an event's source or destination until its window ends.
+    fn watch(&mut self, e: &Event) {
+        let key = (e.kind, e.addr, e.port, e.proto);
+        let until = Instant::now() + self.settings.window;
+        if let Some(w) = self.watched.get_mut(&key) {
+            *w = (*e, until);
+        } else if self.watched.len() < MAX_WATCHED {
+            self.watched.insert(key, (*e, until));
+            self.rota.push_back(key);
+        } else {
+            self.metrics.revisits_shed.inc();
         }
     }
 
@@ -232,35 +184,46 @@ impl Engine {
             _ => Ok(()),
         };
         if let Err(err) = result {
-            tracing::error!(error = %err, "handling a kernel event");
+            self.failed(&err, "handling a kernel event");
         }
     }
 
-    /// Looks at watched sources and destinations again; forgets those whose
-    /// window ended or that a decision already covers.
+    /// Counts and logs a decision that could not be made.
+    fn failed(&self, err: &Error, doing: &str) {
+        let reason = match err {
+            Error::DecisionsFull => "decisions_full",
+            _ => "error",
+        };
+        self.metrics
+            .decisions_failed
+            .with_label_values(&[reason])
+            .inc();
+        tracing::error!(error = %err, "{doing}");
+    }
+
+    /// Looks at watched sources and destinations again, a bounded number per
+    /// tick in turn; forgets those whose window ended or that a decision
+    /// already covers.
     fn revisit(&mut self) {
         let now = Instant::now();
-        self.watched.retain(|_, (_, until)| *until > now);
-        let events: Vec<Event> = self.watched.values().map(|(e, _)| *e).collect();
-        for e in events {
-            let key = DecisionKey {
-                addr: e.addr,
-                port: if e.kind == EVENT_DEST_TRIP { e.port } else { 0 },
-                proto: if e.kind == EVENT_DEST_TRIP {
-                    e.proto
-                } else {
-                    0
-                },
-                scope: if e.kind == EVENT_DEST_TRIP {
-                    SCOPE_DESTINATION
-                } else {
-                    SCOPE_SOURCE
-                },
+        let turns = self.rota.len().min(MAX_REVISITS_PER_TICK);
+        if self.rota.len() > turns {
+            self.metrics
+                .revisits_shed
+                .inc_by((self.rota.len() - turns) as u64);
+        }
+        for _ in 0..turns {
+            let Some(key) = self.rota.pop_front() else {
+                break;
             };
-            if self.active(&key).unwrap_or(false) {
-                self.watched.remove(&(e.kind, e.addr, e.port, e.proto));
+            let Some((e, until)) = self.watched.get(&key).copied() else {
+                continue;
+            };
+            if until <= now || self.active(&watch_decision(&e)).unwrap_or(false) {
+                self.watched.remove(&key);
                 continue;
             }
+            self.rota.push_back(key);
             self.handle(&e);
         }
     }
@@ -292,7 +255,7 @@ impl Engine {
                 "anomaly model flagged a source"
             );
             if let Err(e) = self.decide_source(&f.source, &detection, &detectors, f.first_seen_ns) {
-                tracing::error!(error = %e, "deciding on an anomaly");
+                self.failed(&e, "deciding on an anomaly");
             }
         }
     }
@@ -310,7 +273,10 @@ impl Engine {
         let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
             return Ok(());
         };
-        let Some(stats) = self.store.source_stats(&e.addr, self.since())? else {
+        let Some(stats) = self
+            .store
+            .source_stats(&self.geometry, &e.addr, self.since())?
+        else {
             return Ok(());
         };
         let found = rules::source_detections(&stats.window, &detectors, self.window_secs());
@@ -318,6 +284,36 @@ impl Engine {
             self.decide_source(&e.addr, &d, &detectors, stats.window.start_ns)?;
         }
         Ok(())
+    }
+
+    /// The allowlist entry that covers `addr`: its exact entry, or one of the
+    /// allowlist's prefixes (read again only after the lists changed).
+    fn allowlisted_by(&mut self, addr: IpAddr) -> Result<Option<Target>> {
+        let exact = Target::of_addr(addr);
+        if self
+            .store
+            .entries_for(&exact)?
+            .is_some_and(|e| e.flags & FLAG_ALLOW != 0)
+        {
+            return Ok(Some(exact));
+        }
+        let generation = self.store.control()?.generation;
+        if self.allow.generation != Some(generation) {
+            self.allow.prefixes = self
+                .store
+                .prefix_entries()?
+                .into_iter()
+                .filter(|l| l.entry.flags & FLAG_ALLOW != 0)
+                .map(|l| l.target)
+                .collect();
+            self.allow.generation = Some(generation);
+        }
+        Ok(self
+            .allow
+            .prefixes
+            .iter()
+            .find(|t| t.contains(addr))
+            .copied())
     }
 
     fn decide_source(
@@ -337,18 +333,25 @@ impl Engine {
             proto: 0,
             scope: SCOPE_SOURCE,
         };
-        if self.active(&key)? {
-            return Ok(());
-        }
-        let source = key_addr(addr);
-        if let Some(allow) = self.store.allowlisted_by(source)? {
-            tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow.target, "detection on an allowlisted source: no decision");
-            return Ok(());
-        }
         let config = detectors.get(detection.detector);
         let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
         let dry_run = self.settings.dry_run_for(detectors, detection.detector);
-        let plan = decide::plan(&self.settings, config, config.action, dry_run, strikes);
+        let plan = plan(
+            &self.settings,
+            detection.detector,
+            config,
+            config.action,
+            dry_run,
+            strikes,
+        );
+        if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
+            return Ok(());
+        }
+        let source = key_addr(addr);
+        if let Some(allow) = self.allowlisted_by(source)? {
+            tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow, "detection on an allowlisted source: no decision");
+            return Ok(());
+        }
         let record = decide::apply(
             &self.store.write()?,
             &key,
@@ -371,7 +374,7 @@ impl Engine {
             proto: e.proto,
             _pad: 0,
         };
-        let Some(stats) = self.store.dest_stats(&dest, self.since())? else {
+        let Some(stats) = self.store.dest_stats(&self.geometry, &dest, self.since())? else {
             return Ok(());
         };
         let found = rules::dest_detections(
@@ -400,8 +403,8 @@ impl Engine {
                 Action::Budget => Action::Budget,
                 _ => Action::Alert,
             };
-            let plan = decide::plan(&self.settings, config, action, dry_run, 0);
-            if d.detector == ensuresec_common::decisions::Detector::SynFlood && !dry_run {
+            let plan = plan(&self.settings, d.detector, config, action, dry_run, 0);
+            if d.detector == Detector::SynFlood && !dry_run {
                 ensure_syncookies();
             }
             let record = decide::apply(
@@ -412,17 +415,25 @@ impl Engine {
                 0,
                 stats.window.start_ns,
             )?;
-            let target = crate::store::decisions::DecisionTarget(key).to_string();
+            let target = DecisionTarget(key).to_string();
             self.log_decision(&target, &d, &plan, &record);
         }
         Ok(())
     }
 
-    fn active(&self, key: &DecisionKey) -> Result<bool> {
+    /// The decision in force on `key`, if any.
+    fn live(
+        &self,
+        key: &DecisionKey,
+    ) -> Result<Option<ensuresec_common::decisions::DecisionRecord>> {
         Ok(self
             .store
             .decision(key)?
-            .is_some_and(|r| r.expires_at_ns > clock::mono_ns()))
+            .filter(|r| r.expires_at_ns > clock::mono_ns()))
+    }
+
+    fn active(&self, key: &DecisionKey) -> Result<bool> {
+        Ok(self.live(key)?.is_some())
     }
 
     fn log_decision(
@@ -440,6 +451,7 @@ impl Engine {
             target,
             detector = d.detector.name(),
             action = action_name(record.action),
+            does = %decide::describe_action(record),
             evidence = %decide::describe_evidence(record),
             strikes = record.strikes,
             time_to_mitigate_s = seconds,
@@ -447,22 +459,24 @@ impl Engine {
         );
     }
 
-    /// Sources holding too many connections open (slowloris-style), from the
-    /// kernel's socket tables.
+    /// Sources holding too many established connections to this host's
+    /// listening ports (slowloris-style), from the kernel's socket table.
     fn half_open(&mut self) -> Result<()> {
         let blocks = &self.settings.protect;
         let Some((_, detectors)) = blocks
             .iter()
-            .filter(|(_, d)| d.half_open.per_source > 0)
-            .min_by_key(|(_, d)| d.half_open.per_source)
+            .filter(|(_, d)| d.get(Detector::HalfOpen).per_source > 0)
+            .min_by_key(|(_, d)| d.get(Detector::HalfOpen).per_source)
         else {
             return Ok(());
         };
         let detectors = *detectors;
-        let threshold = detectors.half_open.per_source;
+        let threshold = detectors.get(Detector::HalfOpen).per_source;
         let protected = |local| blocks.iter().any(|(t, _)| t.contains(local));
         let now = clock::mono_ns();
-        for (remote, n) in sockets::connections(protected) {
+        let counts = sockets::inbound_established(protected)
+            .map_err(|e| Error::io("reading the socket table (sock_diag)", e))?;
+        for (remote, n) in counts {
             if n >= threshold {
                 let detection = Detection {
                     detector: Detector::HalfOpen,
@@ -474,7 +488,7 @@ impl Engine {
                 // The attack began when the source was first seen, if still known.
                 let first_seen = self
                     .store
-                    .source_stats(&key, 0)?
+                    .source_stats(&self.geometry, &key, 0)?
                     .map_or(now, |s| s.total.first_seen_ns.min(now));
                 self.decide_source(&key, &detection, &detectors, first_seen)?;
             }
@@ -485,20 +499,22 @@ impl Engine {
     /// Removes expired decisions (lifting their throttles and budgets) and
     /// refreshes the decision gauges and the kernel's dropped-event count.
     fn maintain(&mut self) -> Result<()> {
-        self.half_open()?;
+        if let Err(e) = self.half_open() {
+            self.failed(&e, "the half-open detector");
+        }
         let now = clock::mono_ns();
-        let mut active = [0i64; 5];
+        let mut active = [0i64; Recorded::COUNT + 1];
         for (key, record) in self.store.decisions()? {
             if record.expires_at_ns <= now {
                 decide::lift(&self.store.write()?, &key, &record, decide::Lift::Expired)?;
             } else {
-                active[(record.action as usize).min(4)] += 1;
+                active[(record.action as usize).min(Recorded::COUNT)] += 1;
             }
         }
-        for action in 1..=4u32 {
+        for action in Recorded::ALL {
             self.metrics
                 .decisions_active
-                .with_label_values(&[action_name(action)])
+                .with_label_values(&[action.name()])
                 .set(active[action as usize]);
         }
         let (dropped, _) = self.store.event_stats()?;
@@ -507,5 +523,20 @@ impl Engine {
             self.kernel_dropped = dropped;
         }
         Ok(())
+    }
+}
+
+/// The decision that would cover what event `e` is about.
+fn watch_decision(e: &Event) -> DecisionKey {
+    let dest = e.kind == EVENT_DEST_TRIP;
+    DecisionKey {
+        addr: e.addr,
+        port: if dest { e.port } else { 0 },
+        proto: if dest { e.proto } else { 0 },
+        scope: if dest {
+            SCOPE_DESTINATION
+        } else {
+            SCOPE_SOURCE
+        },
     }
 }

@@ -2,7 +2,12 @@
 //! engine that turns the kernel's trip-wire events into decisions.
 
 pub mod decide;
+pub mod detector;
 pub mod engine;
+pub mod evidence;
+pub mod kernel;
+pub mod metrics;
+pub mod plan;
 pub mod rules;
 pub mod settings;
 pub mod sockets;

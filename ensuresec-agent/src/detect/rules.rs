@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn a_zero_threshold_disables_a_check() {
         let mut d = Detectors::default();
-        d.syn_flood.per_source = 0;
+        d.get_mut(Detector::SynFlood).per_source = 0;
         let mut x = w();
         x.syn = 1_000_000;
         assert!(source_detections(&x, &d, 1.0).is_empty());

@@ -3,197 +3,48 @@
 //! Every detector has defaults, so `[[protect]] prefix = "..."` alone turns
 //! detection on for that prefix.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use ensuresec_common::{decisions::Detector, entry::Target, ports::PortRange};
 use serde::Deserialize;
 
+pub use super::detector::{Action, DetectorConfig, DetectorOverride, Detectors};
 use crate::ml::settings::{MlSection, MlSettings};
 
-/// What a detection does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Drop the source for an escalating TTL.
-    Ban,
-    /// Rate-limit the source (`throttle_pps`).
-    Throttle,
-    /// Limit the destination (new connections, UDP or ICMP per second).
-    Budget,
-    /// Record only (`alert_only` is accepted too).
-    #[serde(alias = "alert_only")]
-    Alert,
-}
-
-/// One detector's thresholds, resolved. Rates are per second; scans count
-/// distinct ports or hosts in one window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DetectorConfig {
-    /// Per-source threshold; `0` disables the per-source check.
-    pub per_source: u32,
-    /// Threshold on all traffic to one destination; `0` disables it.
-    pub aggregate: u32,
-    pub action: Action,
-    pub aggregate_action: Action,
-    /// Rate a `throttle` allows.
-    pub throttle_pps: u32,
-    /// Overrides `[detect] dry_run` for this detector.
-    pub dry_run: Option<bool>,
-}
-
-/// What a `[protect.DETECTOR]` table may change; the rest keeps its default.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DetectorOverride {
-    pub per_source: Option<u32>,
-    pub aggregate: Option<u32>,
-    pub action: Option<Action>,
-    pub aggregate_action: Option<Action>,
-    pub throttle_pps: Option<u32>,
-    pub dry_run: Option<bool>,
-}
-
-impl DetectorConfig {
-    fn with(mut self, o: &DetectorOverride) -> Self {
-        self.per_source = o.per_source.unwrap_or(self.per_source);
-        self.aggregate = o.aggregate.unwrap_or(self.aggregate);
-        self.action = o.action.unwrap_or(self.action);
-        self.aggregate_action = o.aggregate_action.unwrap_or(self.aggregate_action);
-        self.throttle_pps = o.throttle_pps.unwrap_or(self.throttle_pps);
-        self.dry_run = o.dry_run.or(self.dry_run);
-        self
-    }
-}
-
-const fn detector(per_source: u32, aggregate: u32, aggregate_action: Action) -> DetectorConfig {
-    DetectorConfig {
-        per_source,
-        aggregate,
-        action: Action::Ban,
-        aggregate_action,
-        throttle_pps: 100,
-        dry_run: None,
-    }
-}
-
-/// The detectors of one protected prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Detectors {
-    pub syn_flood: DetectorConfig,
-    pub udp_flood: DetectorConfig,
-    pub icmp_flood: DetectorConfig,
-    pub ack_rst_flood: DetectorConfig,
-    pub fragment_flood: DetectorConfig,
-    pub reflection: DetectorConfig,
-    pub synack_reflection: DetectorConfig,
-    pub port_scan: DetectorConfig,
-    pub host_sweep: DetectorConfig,
-    pub half_open: DetectorConfig,
-    /// The anomaly model's decisions (from `[ml]`, the same in every block).
-    pub ml: DetectorConfig,
-}
-
-impl Default for Detectors {
-    fn default() -> Self {
-        Self {
-            syn_flood: detector(200, 5_000, Action::Budget),
-            udp_flood: detector(5_000, 100_000, Action::Budget),
-            icmp_flood: detector(200, 5_000, Action::Budget),
-            ack_rst_flood: detector(10_000, 200_000, Action::Alert),
-            fragment_flood: detector(500, 10_000, Action::Alert),
-            reflection: detector(100, 5_000, Action::Alert),
-            synack_reflection: detector(100, 2_000, Action::Alert),
-            port_scan: detector(20, 0, Action::Alert),
-            host_sweep: detector(6, 0, Action::Alert),
-            half_open: detector(100, 0, Action::Alert),
-            ml: DetectorConfig {
-                action: Action::Alert,
-                ..detector(0, 0, Action::Alert)
-            },
-        }
-    }
-}
-
-impl Detectors {
-    pub fn get(&self, d: Detector) -> &DetectorConfig {
-        match d {
-            Detector::SynFlood => &self.syn_flood,
-            Detector::UdpFlood => &self.udp_flood,
-            Detector::IcmpFlood => &self.icmp_flood,
-            Detector::AckRstFlood => &self.ack_rst_flood,
-            Detector::FragmentFlood => &self.fragment_flood,
-            Detector::Reflection => &self.reflection,
-            Detector::SynAckReflection => &self.synack_reflection,
-            Detector::PortScan => &self.port_scan,
-            Detector::HostSweep => &self.host_sweep,
-            Detector::HalfOpen => &self.half_open,
-            Detector::Ml => &self.ml,
-        }
-    }
-
-    fn get_mut(&mut self, d: Detector) -> &mut DetectorConfig {
-        match d {
-            Detector::SynFlood => &mut self.syn_flood,
-            Detector::UdpFlood => &mut self.udp_flood,
-            Detector::IcmpFlood => &mut self.icmp_flood,
-            Detector::AckRstFlood => &mut self.ack_rst_flood,
-            Detector::FragmentFlood => &mut self.fragment_flood,
-            Detector::Reflection => &mut self.reflection,
-            Detector::SynAckReflection => &mut self.synack_reflection,
-            Detector::PortScan => &mut self.port_scan,
-            Detector::HostSweep => &mut self.host_sweep,
-            Detector::HalfOpen => &mut self.half_open,
-            Detector::Ml => &mut self.ml,
-        }
-    }
-}
-
-/// One `[[protect]]` block.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// One `[[protect]]` block: the prefix and `[protect.DETECTOR]` tables.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct ProtectConfig {
     /// Destination addresses these detectors protect.
     pub prefix: String,
-    pub syn_flood: Option<DetectorOverride>,
-    pub udp_flood: Option<DetectorOverride>,
-    pub icmp_flood: Option<DetectorOverride>,
-    pub ack_rst_flood: Option<DetectorOverride>,
-    pub fragment_flood: Option<DetectorOverride>,
-    pub reflection: Option<DetectorOverride>,
-    pub synack_reflection: Option<DetectorOverride>,
-    pub port_scan: Option<DetectorOverride>,
-    pub host_sweep: Option<DetectorOverride>,
-    pub half_open: Option<DetectorOverride>,
+    /// Overrides by detector name; checked in `resolve`.
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, toml::Value>,
 }
 
 impl ProtectConfig {
-    fn override_for(&self, d: Detector) -> Option<&DetectorOverride> {
-        match d {
-            Detector::SynFlood => self.syn_flood.as_ref(),
-            Detector::UdpFlood => self.udp_flood.as_ref(),
-            Detector::IcmpFlood => self.icmp_flood.as_ref(),
-            Detector::AckRstFlood => self.ack_rst_flood.as_ref(),
-            Detector::FragmentFlood => self.fragment_flood.as_ref(),
-            Detector::Reflection => self.reflection.as_ref(),
-            Detector::SynAckReflection => self.synack_reflection.as_ref(),
-            Detector::PortScan => self.port_scan.as_ref(),
-            Detector::HostSweep => self.host_sweep.as_ref(),
-            Detector::HalfOpen => self.half_open.as_ref(),
-            // Set from `[ml]` for every block.
-            Detector::Ml => None,
-        }
-    }
-
-    /// The defaults with this block's overrides applied.
-    pub fn resolve(&self) -> Detectors {
+    /// The defaults with this block's overrides applied; an unknown detector
+    /// or field is an error that names it.
+    pub fn resolve(&self) -> Result<Detectors, String> {
         let mut d = Detectors::default();
-        for which in Detector::ALL {
-            if let Some(o) = self.override_for(which) {
-                let resolved = d.get(which).with(o);
-                *d.get_mut(which) = resolved;
-            }
+        for (name, value) in &self.overrides {
+            let which = Detector::from_name(name)
+                .filter(|d| Detector::THRESHOLD.contains(d))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Detector::THRESHOLD.iter().map(|d| d.name()).collect();
+                    format!(
+                        "protect {}: unknown key `{name}` (a detector: {}; the model is set in [ml])",
+                        self.prefix,
+                        known.join(", ")
+                    )
+                })?;
+            let o: DetectorOverride = value
+                .clone()
+                .try_into()
+                .map_err(|e| format!("protect {}: {name}: {e}", self.prefix))?;
+            let resolved = d.get(which).with(&o);
+            *d.get_mut(which) = resolved;
         }
-        d
+        Ok(d)
     }
 }
 
@@ -223,6 +74,11 @@ pub struct DetectSection {
     /// Destination ports counted one by one; others count as port 0.
     pub tcp_ports: Vec<String>,
     pub udp_ports: Vec<String>,
+    /// A ban on evidence that anyone can forge (floods, reflections, scans)
+    /// drops or limits only that class of the source's packets, so that
+    /// spoofing an address cannot cut off its owner. `false` bans the whole
+    /// address, for networks that filter spoofed sources upstream.
+    pub spoof_safe: bool,
 }
 
 impl Default for DetectSection {
@@ -241,6 +97,7 @@ impl Default for DetectSection {
             min_sources: 16,
             tcp_ports: vec!["22".into(), "80".into(), "443".into()],
             udp_ports: vec!["53".into(), "443".into()],
+            spoof_safe: true,
         }
     }
 }
@@ -312,9 +169,9 @@ impl DetectSettings {
                 .prefix
                 .parse()
                 .map_err(|e| format!("protect.prefix: {e}"))?;
-            let mut detectors = p.resolve();
+            let mut detectors = p.resolve()?;
             if let Some(ml) = &ml {
-                detectors.ml = ml.decisions;
+                *detectors.get_mut(Detector::Ml) = ml.decisions;
             }
             for d in Detector::ALL {
                 let c = detectors.get(d);
@@ -384,8 +241,9 @@ mod tests {
     fn defaults_cover_every_detector() {
         let s = validate("", "[[protect]]\nprefix = \"10.0.0.0/24\"").unwrap();
         let d = s.detectors_for("10.0.0.7".parse().unwrap()).unwrap();
-        assert_eq!(d.syn_flood.per_source, 200);
-        assert_eq!(d.syn_flood.aggregate_action, Action::Budget);
+        assert_eq!(d.get(Detector::SynFlood).per_source, 200);
+        assert_eq!(d.get(Detector::SynFlood).aggregate_action, Action::Budget);
+        assert!(s.raw.spoof_safe);
         assert!(s.detectors_for("10.0.1.7".parse().unwrap()).is_none());
     }
 
@@ -413,7 +271,7 @@ mod tests {
         )
         .unwrap();
         let d = s.detectors_for("10.0.0.1".parse().unwrap()).unwrap();
-        assert_eq!(d.port_scan.per_source, 5);
+        assert_eq!(d.get(Detector::PortScan).per_source, 5);
         assert!(!s.dry_run_for(d, Detector::PortScan));
         assert!(s.dry_run_for(d, Detector::SynFlood));
     }

@@ -1,133 +1,221 @@
-//! Connections held open per remote address, from the kernel's socket tables
-//! (`/proc/net/tcp`, `/proc/net/tcp6`): the slowloris signal, which XDP
-//! cannot see because each connection is well-formed and slow.
+//! Established connections per remote address to this host's listening
+//! ports, from the kernel's socket table through netlink `sock_diag` (the
+//! interface `ss` uses): the slowloris signal, which XDP cannot see because
+//! each connection is well-formed and slow. The kernel filters by state; a
+//! dump of 100,000 sockets is binary records, not 15 MB of text to parse.
+//! Connections this host opened (to a payment API, a database) are outbound
+//! and never counted: their local port is not a listening one.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
 use ensuresec_common::entry::normalize_addr;
 
-/// TCP states that hold a server's resources: established and half-open
-/// (SYN received; with SYN cookies these do not appear).
-const ESTABLISHED: u8 = 0x01;
-const SYN_RECV: u8 = 0x03;
+const NETLINK_SOCK_DIAG: i32 = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_LISTEN: u32 = 10;
 
-fn hex_v4(h: &str) -> Option<Ipv4Addr> {
-    let n = u32::from_str_radix(h, 16).ok()?;
-    // The kernel prints the address as a host-order u32 of network-order bytes.
-    Some(Ipv4Addr::from(n.to_le_bytes()))
+/// One socket as `sock_diag` reports it: (local, remote) address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Socket {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
 }
 
-fn hex_v6(h: &str) -> Option<Ipv6Addr> {
-    if h.len() != 32 {
+/// `struct inet_diag_req_v2` after the netlink header.
+fn request(family: u8, states: u32) -> Vec<u8> {
+    let mut body = vec![0u8; 56];
+    body[0] = family;
+    body[1] = libc::IPPROTO_TCP as u8;
+    body[4..8].copy_from_slice(&states.to_ne_bytes());
+    let len = 16 + body.len();
+    let mut msg = Vec::with_capacity(len);
+    msg.extend((len as u32).to_ne_bytes());
+    msg.extend(SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    msg.extend((NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    msg.extend(1u32.to_ne_bytes()); // sequence
+    msg.extend(0u32.to_ne_bytes()); // port id: the kernel's
+    msg.extend(body);
+    msg
+}
+
+/// Parses one `struct inet_diag_msg`.
+fn parse_msg(b: &[u8]) -> Option<Socket> {
+    if b.len() < 72 {
         return None;
     }
-    let mut bytes = [0u8; 16];
-    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
-        let word = u32::from_str_radix(&h[i * 8..i * 8 + 8], 16).ok()?;
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    Some(Ipv6Addr::from(bytes))
-}
-
-fn endpoint(field: &str) -> Option<(IpAddr, u16)> {
-    let (addr, port) = field.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let addr = match addr.len() {
-        8 => IpAddr::V4(hex_v4(addr)?),
-        32 => IpAddr::V6(hex_v6(addr)?),
-        _ => return None,
+    let family = b[0];
+    let sport = u16::from_be_bytes([b[4], b[5]]);
+    let dport = u16::from_be_bytes([b[6], b[7]]);
+    let addr = |at: usize| -> Option<IpAddr> {
+        let bytes: [u8; 16] = b[at..at + 16].try_into().ok()?;
+        Some(match family as i32 {
+            libc::AF_INET => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+            libc::AF_INET6 => normalize_addr(IpAddr::V6(Ipv6Addr::from(bytes))),
+            _ => return None,
+        })
     };
-    Some((normalize_addr(addr), port))
+    Some(Socket {
+        local: (addr(8)?, sport),
+        remote: (addr(24)?, dport),
+    })
 }
 
-/// Connections per remote address in one socket table's text, counting only
-/// those whose local address `keep` accepts.
-pub fn count(table: &str, keep: impl Fn(IpAddr) -> bool, out: &mut HashMap<IpAddr, u32>) {
-    for line in table.lines().skip(1) {
-        let mut fields = line.split_whitespace();
-        let (Some(_), Some(local), Some(remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let Ok(state) = u8::from_str_radix(state, 16) else {
-            continue;
-        };
-        if state != ESTABLISHED && state != SYN_RECV {
-            continue;
+/// Splits a netlink reply into messages; `None` at the end of the dump.
+fn parse_reply(buf: &[u8], out: &mut Vec<Socket>) -> io::Result<bool> {
+    let mut at = 0;
+    while at + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+        if len < 16 || at + len > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated sock_diag message",
+            ));
         }
-        let (Some((local, _)), Some((remote, _))) = (endpoint(local), endpoint(remote)) else {
-            continue;
-        };
-        if keep(local) {
-            *out.entry(remote).or_default() += 1;
+        match kind {
+            NLMSG_DONE => return Ok(false),
+            NLMSG_ERROR => {
+                let errno = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+                return Err(io::Error::from_raw_os_error(-errno));
+            }
+            _ => out.extend(parse_msg(&buf[at + 16..at + len])),
+        }
+        at += len.next_multiple_of(4);
+    }
+    Ok(true)
+}
+
+/// Every TCP socket of `family` in one of `states` (a bitmask of TCP states).
+fn dump(family: u8, states: u32) -> io::Result<Vec<Socket>> {
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let msg = request(family, states);
+    // SAFETY: sending our buffer on our socket (to the kernel: no address).
+    let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: receiving into our buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 || !parse_reply(&buf[..n as usize], &mut out)? {
+            return Ok(out);
         }
     }
 }
 
-/// Connections per remote address to local addresses `keep` accepts.
-pub fn connections(keep: impl Fn(IpAddr) -> bool) -> HashMap<IpAddr, u32> {
+/// Counts established connections per remote address among `sockets`,
+/// keeping only inbound ones (local port in `listening`) to local addresses
+/// `keep` accepts.
+pub fn count_inbound(
+    sockets: &[Socket],
+    listening: &HashSet<u16>,
+    keep: impl Fn(IpAddr) -> bool,
+) -> HashMap<IpAddr, u32> {
     let mut out = HashMap::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            count(&text, &keep, &mut out);
+    for s in sockets {
+        if listening.contains(&s.local.1) && keep(s.local.0) {
+            *out.entry(s.remote.0).or_default() += 1;
         }
     }
     out
+}
+
+/// Established inbound connections per remote address, to local addresses
+/// `keep` accepts.
+pub fn inbound_established(keep: impl Fn(IpAddr) -> bool) -> io::Result<HashMap<IpAddr, u32>> {
+    let mut listening = HashSet::new();
+    let mut established = Vec::new();
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        listening.extend(dump(family, 1 << TCP_LISTEN)?.iter().map(|s| s.local.1));
+        established.extend(dump(family, 1 << TCP_ESTABLISHED)?);
+    }
+    Ok(count_inbound(&established, &listening, keep))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 01004D0A:0050 06424D0A:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 01004D0A:0050 06424D0A:A1B3 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
-   3: 01004D0A:0050 0A014D0A:C000 03 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 30 10 -1
-   4: 01004D0A:0050 0A014D0A:C001 06 00000000:00000000 00:00000000 00000000     0        0 5 1 0000000000000000 20 4 30 10 -1
-   5: 0100007F:1F90 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 6 1 0000000000000000 20 4 30 10 -1
-";
+    fn s(local: &str, lport: u16, remote: &str, rport: u16) -> Socket {
+        Socket {
+            local: (local.parse().unwrap(), lport),
+            remote: (remote.parse().unwrap(), rport),
+        }
+    }
 
     #[test]
-    fn counts_established_and_half_open_per_remote() {
-        let mut out = HashMap::new();
+    fn counts_inbound_connections_to_listening_ports_only() {
+        let sockets = [
+            s("10.77.0.1", 80, "10.77.66.6", 40000),
+            s("10.77.0.1", 80, "10.77.66.6", 40001),
+            // The host's own pool to an upstream: local port ephemeral.
+            s("10.77.0.1", 51000, "10.77.5.5", 443),
+            s("10.77.0.1", 51001, "10.77.5.5", 443),
+            // Loopback is not protected.
+            s("127.0.0.1", 80, "127.0.0.1", 50000),
+        ];
+        let listening: HashSet<u16> = [80].into();
         let lab: ensuresec_common::entry::Target = "10.77.0.0/16".parse().unwrap();
-        count(TCP, |a| lab.contains(a), &mut out);
-        assert_eq!(out.get(&"10.77.66.6".parse().unwrap()), Some(&2));
-        // SYN_RECV counts, TIME_WAIT (06) does not, loopback is not protected.
-        assert_eq!(out.get(&"10.77.1.10".parse().unwrap()), Some(&1));
-        assert_eq!(out.len(), 2);
+        let got = count_inbound(&sockets, &listening, |a| lab.contains(a));
+        assert_eq!(got.get(&"10.77.66.6".parse().unwrap()), Some(&2));
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 
     #[test]
-    fn parses_ipv6_and_mapped_addresses() {
-        let v6 =
-            "  sl  local_address                         remote_address                        st
-   0: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000600A8C0:9C40 01 0
-   1: 000077FD000000000000000001000000:0050 000077FD000000000000000010000100:9C41 01 0
-";
-        let mut out = HashMap::new();
-        count(v6, |_| true, &mut out);
-        assert_eq!(
-            out.get(&"192.168.0.6".parse().unwrap()),
-            Some(&1),
-            "{out:?}"
-        );
-        assert_eq!(out.get(&"fd77::1:10".parse().unwrap()), Some(&1), "{out:?}");
+    fn parses_the_kernels_records() {
+        // An inet_diag_msg for 10.0.0.1:80 <- 10.0.0.2:40000, IPv4.
+        let mut b = vec![0u8; 72];
+        b[0] = libc::AF_INET as u8;
+        b[4..6].copy_from_slice(&80u16.to_be_bytes());
+        b[6..8].copy_from_slice(&40000u16.to_be_bytes());
+        b[8..12].copy_from_slice(&[10, 0, 0, 1]);
+        b[24..28].copy_from_slice(&[10, 0, 0, 2]);
+        assert_eq!(parse_msg(&b), Some(s("10.0.0.1", 80, "10.0.0.2", 40000)));
+        assert_eq!(parse_msg(&b[..40]), None, "short records are skipped");
     }
 
     #[test]
-    fn garbage_lines_are_skipped() {
-        let mut out = HashMap::new();
-        count(
-            "header\nnot a socket line\n 1: zz:zz yy:yy 01\n",
-            |_| true,
-            &mut out,
+    fn reads_this_hosts_socket_table() {
+        // A listener and a connection to it, on loopback, in this process.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _server = listener.accept().unwrap();
+        let counts = inbound_established(|a| a.is_loopback()).unwrap();
+        assert!(
+            counts
+                .get(&"127.0.0.1".parse().unwrap())
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "{counts:?}"
         );
-        assert!(out.is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::detect::settings::{Action, DetectorConfig};
+use crate::detect::detector::{Action, DetectorConfig};
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -78,13 +78,14 @@ impl Store {
     }
 
     /// A source's features summed over CPUs; the window covers CPUs whose
-    /// window began at or after `since_ns`.
+    /// window began at or after `since_ns`. `cfg` gives the table's geometry
+    /// (`detect_config`, which does not change while detection runs).
     pub fn source_stats(
         &self,
+        cfg: &DetectConfig,
         key: &AddrKey,
         since_ns: u64,
     ) -> Result<Option<Summed<SourceStats>>> {
-        let cfg = self.detect_config()?;
         let first = set_of(key, 0, cfg.seed, cfg.source_mask);
         let slots = self.per_cpu_ways::<SourceSlot>(&self.sources, first, |v| v.key == *key)?;
         if slots.is_empty() {
@@ -134,8 +135,12 @@ impl Store {
     }
 
     /// A destination's features summed over CPUs, as `source_stats`.
-    pub fn dest_stats(&self, key: &DestKey, since_ns: u64) -> Result<Option<Summed<DestStats>>> {
-        let cfg = self.detect_config()?;
+    pub fn dest_stats(
+        &self,
+        cfg: &DetectConfig,
+        key: &DestKey,
+        since_ns: u64,
+    ) -> Result<Option<Summed<DestStats>>> {
         let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
         let slots = self.per_cpu_ways::<DestSlot>(&self.dests, first, |v| v.key == *key)?;
         if slots.is_empty() {

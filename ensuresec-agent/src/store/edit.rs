@@ -2,20 +2,15 @@
 //! every capacity is checked first, then the maps are written, and a failure
 //! part-way undoes what was already written.
 
-use std::{
-    collections::{HashMap, HashSet},
-    hash::Hash,
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::HashMap, hash::Hash, net::Ipv4Addr};
 
 use ensuresec_common::{
     entry::Target,
     maps::{FLAG_ALLOW, FLAG_EXACT_ALLOW_INSIDE, ListEntry, TrieRule},
 };
-use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
-    Store, Writer,
+    Writer,
     cidr6::Prefix6,
     exact::{Key, Plan, Table},
 };
@@ -98,8 +93,11 @@ fn exact_plan<K: Copy + Eq + Hash>(
     plan
 }
 
+/// Refuses a plan that would take `table` past its capacity, given the keys
+/// it holds now (`used`, kept in the control record).
 fn check_exact<K: Key, const W: usize>(
     table: &Table<K, W>,
+    used: u32,
     plan: &Plan<K>,
     what: &'static str,
     setting: &'static str,
@@ -107,7 +105,7 @@ fn check_exact<K: Key, const W: usize>(
     if plan.growth() <= 0 {
         return Ok(());
     }
-    let need = (table.count()? as isize + plan.growth()).max(0) as usize;
+    let need = (used as isize + plan.growth()).max(0) as usize;
     if need > table.capacity as usize {
         return Err(Error::Capacity {
             what,
@@ -117,86 +115,6 @@ fn check_exact<K: Key, const W: usize>(
         });
     }
     Ok(())
-}
-
-impl Store {
-    /// Every entry of every list, in no particular order.
-    pub fn entries(&self) -> Result<Vec<Listed>> {
-        let mut out = Vec::new();
-        for (k, entry) in self.exact_v4.dump()? {
-            let target = Target::V4(Ipv4Addr::from(k.to_ne_bytes()));
-            out.push(Listed { target, entry });
-        }
-        for (k, entry) in self.exact_v6.dump()? {
-            let target = Target::V6(Ipv6Addr::from(k));
-            out.push(Listed { target, entry });
-        }
-        out.extend(self.prefix_entries()?);
-        Ok(out)
-    }
-
-    /// The allowlist entry (exact or prefix) that covers `addr`, if any.
-    pub fn allowlisted_by(&self, addr: std::net::IpAddr) -> Result<Option<Listed>> {
-        let addr = ensuresec_common::entry::normalize_addr(addr);
-        let exact = match addr {
-            std::net::IpAddr::V4(a) => self.exact_v4.get(&key4(&a))?.map(|entry| Listed {
-                target: Target::V4(a),
-                entry,
-            }),
-            std::net::IpAddr::V6(a) => self.exact_v6.get(&a.octets())?.map(|entry| Listed {
-                target: Target::V6(a),
-                entry,
-            }),
-        };
-        let allows = |l: &Listed| l.entry.flags & ensuresec_common::maps::FLAG_ALLOW != 0;
-        if let Some(l) = exact.filter(allows) {
-            return Ok(Some(l));
-        }
-        let prefixes = self.prefix_entries()?;
-        Ok(prefixes
-            .into_iter()
-            .find(|l| allows(l) && l.target.contains(addr)))
-    }
-
-    /// The entry of one target, if any.
-    pub fn entries_for(&self, target: &Target) -> Result<Option<ListEntry>> {
-        Ok(match target {
-            Target::V4(a) => self.exact_v4.get(&key4(a))?,
-            Target::V6(a) => self.exact_v6.get(&a.octets())?,
-            _ => self
-                .prefix_entries()?
-                .into_iter()
-                .find(|l| l.target == *target)
-                .map(|l| l.entry),
-        })
-    }
-
-    /// Every IPv4 and IPv6 prefix entry.
-    pub fn prefix_entries(&self) -> Result<Vec<Listed>> {
-        let mut out = Vec::new();
-        for r in self.trie4_rules()? {
-            let net = Ipv4Net::new(r.addr.into(), r.prefix_len as u8)
-                .map_err(|e| Error::map(self.trie_rules.name, e))?;
-            out.push(Listed {
-                target: Target::Net4(net),
-                entry: r.entry,
-            });
-        }
-        for ((bits, len), v) in self.cidr6_values()? {
-            let net =
-                Ipv6Net::new(bits.into(), len).map_err(|e| Error::map(self.cidr_v6.name, e))?;
-            out.push(Listed {
-                target: Target::Net6(net),
-                entry: v.own,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Reason ids any entry still uses.
-    pub fn reason_ids_in_use(&self) -> Result<HashSet<u32>> {
-        Ok(self.entries()?.iter().map(|l| l.entry.reason_id).collect())
-    }
 }
 
 impl Writer<'_> {
@@ -216,6 +134,7 @@ impl Writer<'_> {
             }
         }
         let mut summary = EditSummary::default();
+        let control = self.control()?;
 
         // Work out every new value and check every capacity before writing.
         let keys4: Vec<u32> = e4.iter().map(|e| e.1).collect();
@@ -223,14 +142,26 @@ impl Writer<'_> {
         let after4 = replay(&e4, &prior4)?;
         summary.count(&prior4, &after4);
         let plan4 = exact_plan(prior4, &after4);
-        check_exact(&self.exact_v4, &plan4, V4_LIST, "maps.exact_v4")?;
+        check_exact(
+            &self.exact_v4,
+            control.x4_used,
+            &plan4,
+            V4_LIST,
+            "maps.exact_v4",
+        )?;
 
         let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.1).collect();
         let prior6 = self.exact_v6.current(&keys6)?;
         let after6 = replay(&e6, &prior6)?;
         summary.count(&prior6, &after6);
         let plan6 = exact_plan(prior6, &after6);
-        check_exact(&self.exact_v6, &plan6, V6_LIST, "maps.exact_v6")?;
+        check_exact(
+            &self.exact_v6,
+            control.x6_used,
+            &plan6,
+            V6_LIST,
+            "maps.exact_v6",
+        )?;
 
         // Prefix rules record whether exact allows lie inside them, so the trie
         // is rebuilt when either changes.
@@ -337,6 +268,35 @@ impl Writer<'_> {
             undo_flip(self);
             return Err(e);
         }
+        self.count_change(plan4.growth(), plan6.growth());
         Ok(summary)
+    }
+
+    /// Records a committed change in the control record: a new generation,
+    /// and the exact tables' new key counts. The change is in force already,
+    /// so a failure here is logged, not returned (the sweep recounts).
+    fn count_change(&self, growth4: isize, growth6: isize) {
+        let result = self.control().and_then(|mut c| {
+            c.generation = c.generation.wrapping_add(1);
+            c.x4_used = (c.x4_used as isize + growth4).max(0) as u32;
+            c.x6_used = (c.x6_used as isize + growth6).max(0) as u32;
+            self.set_control(&c)
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not record a list change in the control record");
+        }
+    }
+
+    /// Sets the exact tables' key counts to what a full read found; returns
+    /// whether they had drifted (a writer killed part-way).
+    pub fn recount_exact(&self, v4: usize, v6: usize) -> Result<bool> {
+        let mut c = self.control()?;
+        if (c.x4_used as usize, c.x6_used as usize) == (v4, v6) {
+            return Ok(false);
+        }
+        c.x4_used = v4 as u32;
+        c.x6_used = v6 as u32;
+        self.set_control(&c)?;
+        Ok(true)
     }
 }

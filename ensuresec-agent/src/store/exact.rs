@@ -71,14 +71,6 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(None)
     }
 
-    /// Keys in the table.
-    pub fn count(&self) -> Result<usize> {
-        let mut n = 0;
-        self.keys
-            .scan(|_, bucket: [K; W]| n += bucket.iter().filter(|k| **k != K::default()).count())?;
-        Ok(n)
-    }
-
     /// Current values of `keys`, reading the whole table when there are many.
     pub fn current(&self, keys: &[K]) -> Result<std::collections::HashMap<K, ListEntry>> {
         if keys.len() > 2048 {

@@ -7,6 +7,7 @@ pub mod decisions;
 mod detect;
 mod edit;
 mod exact;
+mod lists;
 mod raw;
 mod reasons;
 mod trie4;

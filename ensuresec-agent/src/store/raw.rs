@@ -52,20 +52,20 @@ impl RawMap {
     }
 
     pub fn get<K: Pod, V: Pod>(&self, key: &K) -> Result<Option<V>> {
-        sys::lookup(self.fd(), key).map_err(|e| Error::map(self.name, e))
+        sys::lookup(self.fd(), key).map_err(|e| Error::map_io(self.name, e))
     }
 
     pub fn set<K: Pod, V: Pod>(&self, key: &K, value: &V) -> Result<()> {
-        sys::update_one(self.fd(), key, value).map_err(|e| Error::map(self.name, e))
+        sys::update_one(self.fd(), key, value).map_err(|e| Error::map_io(self.name, e))
     }
 
     pub fn remove<K: Pod>(&self, key: &K) -> Result<bool> {
-        sys::delete_one(self.fd(), key).map_err(|e| Error::map(self.name, e))
+        sys::delete_one(self.fd(), key).map_err(|e| Error::map_io(self.name, e))
     }
 
     /// Every entry (batched for hash maps and arrays).
     pub fn dump<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>> {
-        sys::dump(self.fd()).map_err(|e| Error::map(self.name, e))
+        sys::dump(self.fd()).map_err(|e| Error::map_io(self.name, e))
     }
 
     /// Every entry of a map without batch support, one key at a time.

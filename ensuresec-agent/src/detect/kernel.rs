@@ -1,0 +1,49 @@
+//! The kernel side of detection: windows, trip wires and tracked ports, and
+//! the SYN cookies a spoofed SYN flood needs.
+
+use ensuresec_common::{features::DetectConfig, ports::bitmap};
+
+use super::settings::DetectSettings;
+use crate::{error::Result, store::Store};
+
+/// A spoofed SYN flood fills the listen queue with half-open connections
+/// nobody completes; SYN cookies let the kernel answer without keeping them.
+/// Linux enables them under pressure by default (1); an administrator may
+/// have turned them off (0), in which case the agent turns them back on.
+pub fn ensure_syncookies() {
+    let path = "/proc/sys/net/ipv4/tcp_syncookies";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
+        match std::fs::write(path, "1") {
+            Ok(()) => tracing::warn!("SYN flood from many sources: turned tcp_syncookies on"),
+            Err(e) => tracing::error!(error = %e, "could not turn tcp_syncookies on"),
+        }
+    }
+}
+
+/// Configures the kernel side of detection (windows, trip wires, tracked
+/// ports). Trip wires are per CPU, and a source's packets spread over the
+/// receive queues: each CPU trips at its share of the wire, so that a scan
+/// or flood spread over every CPU still trips.
+pub fn configure(store: &Store, settings: &DetectSettings) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let share = |total: u32| total.div_ceil(cpus).max(1);
+    let raw = &settings.raw;
+    let w = store.write()?;
+    w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
+    w.set_detect_config(&DetectConfig {
+        enabled: 1,
+        sample_every: raw.sample_every,
+        window_ns: settings.window.as_nanos() as u64,
+        trip_packets: share(raw.trip_packets),
+        trip_ports: share(raw.trip_ports),
+        trip_dsts: share(raw.trip_hosts),
+        trip_dst_packets: share(raw.trip_dst_packets),
+        cpus,
+        ..DetectConfig::default()
+    })
+}
+
+/// Turns detection off in the kernel (no `[[protect]]` block).
+pub fn disable(store: &Store) -> Result<()> {
+    store.write()?.set_detect_config(&DetectConfig::default())
+}

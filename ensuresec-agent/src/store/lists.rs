@@ -1,0 +1,100 @@
+//! Reading the lists: every entry, one target's entry, what allows an
+//! address.
+
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use ensuresec_common::{
+    entry::Target,
+    maps::{FLAG_ALLOW, ListEntry},
+};
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::{Listed, Store};
+use crate::error::{Error, Result};
+
+fn key4(a: &Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+impl Store {
+    /// Every entry of every list, in no particular order.
+    pub fn entries(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for (k, entry) in self.exact_v4.dump()? {
+            let target = Target::V4(Ipv4Addr::from(k.to_ne_bytes()));
+            out.push(Listed { target, entry });
+        }
+        for (k, entry) in self.exact_v6.dump()? {
+            let target = Target::V6(Ipv6Addr::from(k));
+            out.push(Listed { target, entry });
+        }
+        out.extend(self.prefix_entries()?);
+        Ok(out)
+    }
+
+    /// The allowlist entry (exact or prefix) that covers `addr`, if any.
+    pub fn allowlisted_by(&self, addr: std::net::IpAddr) -> Result<Option<Listed>> {
+        let addr = ensuresec_common::entry::normalize_addr(addr);
+        let exact = match addr {
+            std::net::IpAddr::V4(a) => self.exact_v4.get(&key4(&a))?.map(|entry| Listed {
+                target: Target::V4(a),
+                entry,
+            }),
+            std::net::IpAddr::V6(a) => self.exact_v6.get(&a.octets())?.map(|entry| Listed {
+                target: Target::V6(a),
+                entry,
+            }),
+        };
+        let allows = |l: &Listed| l.entry.flags & FLAG_ALLOW != 0;
+        if let Some(l) = exact.filter(allows) {
+            return Ok(Some(l));
+        }
+        let prefixes = self.prefix_entries()?;
+        Ok(prefixes
+            .into_iter()
+            .find(|l| allows(l) && l.target.contains(addr)))
+    }
+
+    /// The entry of one target, if any.
+    pub fn entries_for(&self, target: &Target) -> Result<Option<ListEntry>> {
+        Ok(match target {
+            Target::V4(a) => self.exact_v4.get(&key4(a))?,
+            Target::V6(a) => self.exact_v6.get(&a.octets())?,
+            _ => self
+                .prefix_entries()?
+                .into_iter()
+                .find(|l| l.target == *target)
+                .map(|l| l.entry),
+        })
+    }
+
+    /// Every IPv4 and IPv6 prefix entry.
+    pub fn prefix_entries(&self) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        for r in self.trie4_rules()? {
+            let net = Ipv4Net::new(r.addr.into(), r.prefix_len as u8)
+                .map_err(|e| Error::map(self.trie_rules.name, e))?;
+            out.push(Listed {
+                target: Target::Net4(net),
+                entry: r.entry,
+            });
+        }
+        for ((bits, len), v) in self.cidr6_values()? {
+            let net =
+                Ipv6Net::new(bits.into(), len).map_err(|e| Error::map(self.cidr_v6.name, e))?;
+            out.push(Listed {
+                target: Target::Net6(net),
+                entry: v.own,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reason ids any entry still uses.
+    pub fn reason_ids_in_use(&self) -> Result<HashSet<u32>> {
+        Ok(self.entries()?.iter().map(|l| l.entry.reason_id).collect())
+    }
+}
