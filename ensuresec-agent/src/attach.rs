@@ -13,27 +13,17 @@ use aya::{
     },
 };
 use ensuresec_common::maps::{IfaceRecord, MODE_GENERIC, MODE_NATIVE};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{
     clock,
+    config::Mode,
     ebpf::FILTER_PROGRAM,
     error::{Error, Result},
     pins::{AgentLock, PinDir},
     store::{Store, Writer},
     sys,
 };
-
-/// How to attach: native (in the driver) is fastest; generic works on any device.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Native if the driver supports it, else generic.
-    #[default]
-    Auto,
-    Native,
-    Generic,
-}
 
 /// Name of a kernel mode as recorded in `ES_IFACES`.
 pub fn mode_name(mode: u32) -> &'static str {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ensuresec_common::import::Format;
 
-use crate::{attach::Mode, pins::DEFAULT_PIN_DIR};
+use crate::{config::Mode, pins::DEFAULT_PIN_DIR};
 
 #[derive(Debug, Parser)]
 #[command(

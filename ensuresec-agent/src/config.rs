@@ -12,16 +12,26 @@ use ensuresec_common::{
     maps::{DEFAULT_CIDR_V4, DEFAULT_CIDR_V6, DEFAULT_EXACT_V4, DEFAULT_EXACT_V6},
     ports::PortRange,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    attach::Mode,
     detect::settings::{DetectSection, DetectSettings, ProtectConfig},
     error::{Error, Result},
     ml::settings::MlSection,
 };
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ensuresec/ensuresec.toml";
+
+/// How to attach: native (in the driver) is fastest; generic works on any device.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Native if the driver supports it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
 
 /// Map capacities, used when the maps are created.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -186,7 +186,8 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         kernel::configure(&store, &config.detect)?;
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
         if let Some(ml) = &config.detect.ml {
-            let (tx, rx) = std::sync::mpsc::channel();
+            // Bounded: a flood of flagged sources cannot grow the agent.
+            let (tx, rx) = std::sync::mpsc::sync_channel(4096);
             engine = engine.with_findings(rx);
             let runner = Runner::new(
                 store.clone(),

@@ -1,22 +1,14 @@
 //! Loading the XDP object: embedded at build time, maps pinned by name under
 //! the pin directory and reused when already there.
 
-use std::mem::size_of;
-
-use aya::{Ebpf, EbpfLoader, maps::MapData};
+use aya::{Ebpf, EbpfLoader};
 use ensuresec_common::{
-    decisions::{DecisionKey, DecisionRecord, Offender},
-    exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
-    features::{Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
+    exact::{WAYS_V4, WAYS_V6, buckets_for},
     maps::{
-        Cidr6Value, Control, Counter, FragKey, IfaceRecord, LAYOUT_VERSION, ListEntry, MAP_BUDGET,
-        MAP_BUDGET_STATE, MAP_CIDR_V6, MAP_CONTROL, MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS,
-        MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_FRAGS, MAP_IFACES,
-        MAP_OFFENDERS, MAP_PORTS, MAP_PROGS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
-        MAP_THROTTLE_STATE, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS,
-        MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PINNED_MAPS, PortBitmap, ReasonText, TrieRule,
+        Control, LAYOUT_VERSION, MAP_CIDR_V6, MAP_CONTROL, MAP_PROGS, MAP_TRIE4_NODES,
+        MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PROG_DETECT,
     },
-    trie4::{MAX_NODES_PER_RULE, Node, RootBlock},
+    trie4::MAX_NODES_PER_RULE,
 };
 
 use crate::{
@@ -64,65 +56,9 @@ pub fn load_filter(ebpf: &mut Ebpf) -> Result<()> {
         .map_mut(MAP_PROGS)
         .ok_or_else(|| Error::map(MAP_PROGS, "missing from the object"))?;
     let mut progs = aya::maps::ProgramArray::try_from(map).map_err(|e| Error::map(MAP_PROGS, e))?;
-    progs.set(0, &fd, 0).map_err(|e| Error::map(MAP_PROGS, e))
-}
-
-/// Key and value sizes of every pinned map, to refuse maps left by another layout.
-fn expected_layout(name: &str) -> (u32, u32) {
-    let s = |k: usize, v: usize| (k as u32, v as u32);
-    match name {
-        MAP_X4_KEYS => s(4, size_of::<BucketV4>()),
-        MAP_X4_VALS | MAP_X6_VALS => s(4, size_of::<ListEntry>()),
-        MAP_X6_KEYS => s(4, size_of::<BucketV6>()),
-        MAP_CIDR_V6 => s(20, size_of::<Cidr6Value>()),
-        MAP_TRIE4_ROOT => s(4, size_of::<RootBlock>()),
-        MAP_TRIE4_NODES => s(4, size_of::<Node>()),
-        MAP_TRIE4_RULES => s(4, size_of::<TrieRule>()),
-        MAP_CONTROL => s(4, size_of::<Control>()),
-        MAP_PORTS => s(4, size_of::<PortBitmap>()),
-        MAP_COUNTERS => s(4, size_of::<Counter>()),
-        MAP_REASONS => s(4, size_of::<ReasonText>()),
-        MAP_IFACES => s(4, size_of::<IfaceRecord>()),
-        MAP_PROGS => s(4, 4),
-        MAP_SOURCES => s(4, size_of::<SourceSlot>()),
-        MAP_DESTS => s(4, size_of::<DestSlot>()),
-        MAP_DST_PORTS => s(4, size_of::<PortBitmap>()),
-        MAP_DETECT => s(4, size_of::<DetectConfig>()),
-        MAP_EVENTS => s(0, 0),
-        MAP_EVENT_STATS => s(4, 8),
-        MAP_THROTTLE => s(16, size_of::<Throttle>()),
-        MAP_THROTTLE_STATE => s(16, size_of::<Bucket>()),
-        MAP_BUDGET => s(size_of::<DestKey>(), size_of::<Throttle>()),
-        MAP_BUDGET_STATE => s(size_of::<DestKey>(), size_of::<Bucket>()),
-        MAP_DECISIONS => s(size_of::<DecisionKey>(), size_of::<DecisionRecord>()),
-        MAP_OFFENDERS => s(16, size_of::<Offender>()),
-        MAP_FRAGS => s(size_of::<FragKey>(), 8),
-        other => unreachable!("unknown pinned map {other}"),
-    }
-}
-
-/// Refuses pinned maps whose layout differs from this build's.
-pub fn check_pinned_layout(pins: &PinDir) -> Result<()> {
-    for name in PINNED_MAPS {
-        let path = pins.map(name);
-        if !path.exists() {
-            continue;
-        }
-        let data = MapData::from_pin(&path).map_err(|e| Error::map(name, e))?;
-        let info = data.info().map_err(|e| Error::map(name, e))?;
-        let want = expected_layout(name);
-        let have = (info.key_size(), info.value_size());
-        if have != want {
-            return Err(Error::Layout {
-                map: name.to_string(),
-                what: format!(
-                    "key/value sizes {}/{} where this build uses {}/{}",
-                    have.0, have.1, want.0, want.1
-                ),
-            });
-        }
-    }
-    Ok(())
+    progs
+        .set(PROG_DETECT, &fd, 0)
+        .map_err(|e| Error::map(MAP_PROGS, e))
 }
 
 /// Loads the object, creating or reusing the pinned maps. Programs are not
@@ -138,7 +74,7 @@ pub fn load_with(pins: &PinDir, sizes: &MapSizes, extra: &[(&str, u32)]) -> Resu
         .map_err(|e| Error::io(format!("creating {}", pins.maps().display()), e))?;
     std::fs::create_dir_all(pins.links())
         .map_err(|e| Error::io(format!("creating {}", pins.links().display()), e))?;
-    check_pinned_layout(pins)?;
+    crate::store::check_pinned_layout(pins)?;
     let maps_dir = pins.maps();
     let (x4, x6) = (
         buckets_for(sizes.exact_v4, WAYS_V4),

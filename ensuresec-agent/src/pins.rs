@@ -78,8 +78,12 @@ impl PinDir {
 /// The agent's claim on a pin directory: an exclusive `flock` on its pid file,
 /// held for the agent's life (and by `detach` while it removes maps an agent
 /// would use). The lock, not the file's presence, says whether an agent runs:
-/// a killed agent leaves its file behind but not its lock.
+/// a killed agent leaves its file behind but not its lock. A holder that ends
+/// normally removes the file (and the agent's state files beside it) while it
+/// still holds the lock; a claimant checks, once it holds the lock, that the
+/// file it locked is still the one at the path.
 pub struct AgentLock {
+    path: PathBuf,
     _file: std::fs::File,
 }
 
@@ -87,35 +91,59 @@ impl AgentLock {
     /// Claims the lock for this process and records its pid; fails naming
     /// the pid of the process that holds it.
     pub fn claim(pins: &PinDir) -> Result<Self, Error> {
-        use std::io::{Seek, Write};
+        use std::{
+            io::{Seek, Write},
+            os::unix::fs::MetadataExt,
+        };
         let path = pins.pid_file();
         std::fs::create_dir_all(RUN_DIR)
             .map_err(|e| Error::io(format!("creating {RUN_DIR}"), e))?;
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::AgentRunning {
-                    dir: pins.root().to_path_buf(),
-                    pid: read_pid(&path).unwrap_or(0),
-                });
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::AgentRunning {
+                        dir: pins.root().to_path_buf(),
+                        pid: read_pid(&path).unwrap_or(0),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e));
+                }
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", path.display()), e));
+            // The previous holder may have removed the file after we opened
+            // it: then the lock is on a file nobody else will find.
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                continue;
             }
+            let written = file
+                .set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| writeln!(file, "{}", std::process::id()));
+            written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            return Ok(AgentLock { path, _file: file });
         }
-        let written = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()));
-        written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(AgentLock { _file: file })
+    }
+}
+
+impl Drop for AgentLock {
+    fn drop(&mut self) {
+        // The state files beside it (`.detect.json`, `.ml.json`) go too.
+        for extension in ["detect.json", "ml.json"] {
+            let _ = std::fs::remove_file(self.path.with_extension(extension));
+        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

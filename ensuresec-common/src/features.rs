@@ -165,8 +165,7 @@ impl DestKey {
 pub struct DetectConfig {
     /// Zero: no feature extraction at all (the filter alone).
     pub enabled: u32,
-    /// Sample one packet header in this many (0: none).
-    pub sample_every: u32,
+    pub _pad0: u32,
     pub window_ns: u64,
     /// A source's window sends a trip event when any of these is reached on one CPU.
     pub trip_packets: u32,
@@ -212,10 +211,6 @@ pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
 
 pub const EVENT_SOURCE_TRIP: u32 = 1;
 pub const EVENT_DEST_TRIP: u32 = 2;
-pub const EVENT_SAMPLE: u32 = 3;
-
-/// Bytes of headers in a sample event.
-pub const SAMPLE_BYTES: usize = 96;
 
 /// What the XDP program sends the agent through `ES_EVENTS`.
 #[repr(C)]
@@ -224,19 +219,16 @@ pub struct Event {
     pub kind: u32,
     pub cpu: u32,
     pub time_ns: u64,
-    /// Source (source trips, samples) or destination (destination trips).
+    /// Source (source trips) or destination (destination trips).
     pub addr: AddrKey,
     /// For a source trip, the destination of the packet that tripped it.
     pub peer: AddrKey,
     pub port: u16,
     pub proto: u8,
     pub _pad: u8,
-    /// Frame length of a sample; 0 otherwise.
-    pub len: u32,
+    pub _pad2: u32,
     /// The window that tripped, on this CPU.
     pub window: Window,
-    /// The first bytes of a sampled frame.
-    pub sample: [u8; SAMPLE_BYTES],
 }
 
 /// Classes of packets, as bits: what a detector's evidence is made of, and

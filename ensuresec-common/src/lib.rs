@@ -4,6 +4,7 @@
 //! eBPF crate and the agent must agree byte for byte on map keys and values.
 #![cfg_attr(not(feature = "user"), no_std)]
 
+pub mod contract;
 pub mod decisions;
 pub mod exact;
 pub mod features;

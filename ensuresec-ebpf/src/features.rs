@@ -2,18 +2,16 @@
 //! trip-wire events to the agent, and sampled headers.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::generated::{bpf_get_smp_processor_id, bpf_xdp_load_bytes},
-    maps::PerCpuArray,
+    bindings::BPF_RB_FORCE_WAKEUP, helpers::generated::bpf_get_smp_processor_id, maps::PerCpuArray,
     programs::XdpContext,
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP,
-        Event, SAMPLE_BYTES, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window, class,
-        is_reflector_port, packet_trip, set_of, sketch_bit, trip,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event,
+        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window, class, is_reflector_port,
+        packet_trip, set_of, sketch_bit, trip,
     },
-    maps::PORT_WORDS,
+    maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
 
 use crate::{
@@ -207,7 +205,7 @@ fn emit(
                 (*e).port = port;
                 (*e).proto = proto;
                 (*e)._pad = 0;
-                (*e).len = 0;
+                (*e)._pad2 = 0;
                 (*e).window = *w;
             }
             // Trips are rare and the agent acts on them at once.
@@ -215,7 +213,7 @@ fn emit(
             1
         }
         None => {
-            bump(0);
+            bump_by(EVENT_STAT_DROPPED, 1);
             0
         }
     }
@@ -226,18 +224,6 @@ fn bump_by(index: u32, n: u64) {
     if let Some(v) = ES_EVENT_STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU value.
         unsafe { *v += n };
-    }
-}
-
-#[inline(always)]
-fn bump(index: u32) -> u64 {
-    match ES_EVENT_STATS.get_ptr_mut(index) {
-        // SAFETY: per-CPU value.
-        Some(v) => unsafe {
-            *v += 1;
-            *v
-        },
-        None => 0,
     }
 }
 
@@ -348,12 +334,13 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
         w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
     }
     let (ports, dsts) = (w.distinct_ports, w.distinct_dsts);
+    let levels = w.tripped;
     let fire = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
     if fire {
         let peer = p.ip.dst_key();
-        return emit(
+        let sent = emit(
             EVENT_SOURCE_TRIP,
             src,
             &peer,
@@ -362,6 +349,12 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
             w,
             now,
         );
+        if sent == 0 {
+            // The agent never heard of it: trip again on the next packet
+            // rather than when the count has doubled.
+            w.tripped = levels;
+        }
+        return sent;
     }
     0
 }
@@ -370,8 +363,8 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
 #[inline(always)]
 pub fn tracked_port(p: &Parsed) -> u16 {
     let index = match p.transport.kind {
-        Transport::TCP => 0,
-        Transport::UDP => 1,
+        Transport::TCP => DST_PORTS_TCP,
+        Transport::UDP => DST_PORTS_UDP,
         _ => return 0,
     };
     let port = p.transport.dport;
@@ -429,8 +422,9 @@ fn destination(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig)
     // Distinct sources: a spoofed flood comes from very many.
     let src = fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family);
     w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(src, 128)) as u32;
+    let levels = w.tripped;
     if packet_trip(w, cfg.trip_dst_packets) {
-        return emit(
+        let sent = emit(
             EVENT_DEST_TRIP,
             &key.addr,
             &[0; 16],
@@ -439,61 +433,25 @@ fn destination(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig)
             w,
             now,
         );
+        if sent == 0 {
+            w.tripped = levels;
+        }
+        return sent;
     }
     0
-}
-
-#[inline(never)]
-fn sample(ctx: &XdpContext, p: &Parsed, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
-    if cfg.sample_every == 0 || !bump(1).is_multiple_of(cfg.sample_every as u64) {
-        return 0;
-    }
-    let src = &p.ip.src_key();
-    let Some(mut entry) = ES_EVENTS.reserve::<Event>(0) else {
-        bump(0);
-        return 0;
-    };
-    let e = entry.as_mut_ptr();
-    let copy = (len as usize).min(SAMPLE_BYTES);
-    // SAFETY: the reservation is ours; the copy is bounded by the frame and the buffer.
-    unsafe {
-        (*e).kind = EVENT_SAMPLE;
-        (*e).cpu = bpf_get_smp_processor_id();
-        (*e).time_ns = now;
-        (*e).addr = *src;
-        (*e).peer = [0; 16];
-        (*e).port = 0;
-        (*e).proto = 0;
-        (*e)._pad = 0;
-        (*e).len = len;
-        reset(&mut (*e).window, 0);
-        if copy > 0 {
-            bpf_xdp_load_bytes(
-                ctx.ctx as *mut _,
-                0,
-                (*e).sample.as_mut_ptr() as *mut _,
-                copy as u32,
-            );
-        }
-    }
-    // Samples are many and not urgent: let the agent's next read pick them up.
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
-    1
 }
 
 /// Counts the packet, of `classes`, for its source and destination; may
 /// send events.
 #[inline(always)]
-pub fn record(ctx: &XdpContext, p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) {
+pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) {
     if p.ip.family == Ip::NONE {
         return;
     }
     // Using the results keeps LLVM from dropping the subprograms' return values,
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
-    let sent = source(p, classes, len, now, cfg)
-        + destination(p, classes, len, now, cfg)
-        + sample(ctx, p, len, now, cfg);
+    let sent = source(p, classes, len, now, cfg) + destination(p, classes, len, now, cfg);
     if sent != 0 {
-        bump_by(2, sent as u64);
+        bump_by(EVENT_STAT_SENT, sent as u64);
     }
 }

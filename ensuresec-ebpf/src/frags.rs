@@ -5,9 +5,9 @@
 use ensuresec_common::maps::{FRAG_TTL_NS, FragKey};
 
 use crate::{
+    clock::now,
     maps::{ES_FRAG_KEY, ES_FRAGS},
     parse::Parsed,
-    verdict::now,
 };
 
 /// The datagram's key, built in this CPU's scratch slot: the BPF stack (512

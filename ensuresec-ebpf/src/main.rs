@@ -3,6 +3,7 @@
 #![no_main]
 
 mod bench;
+mod clock;
 mod features;
 mod frags;
 mod maps;
@@ -12,7 +13,7 @@ mod replies;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ensuresec_common::reason::Reason;
+use ensuresec_common::{maps::PROG_DETECT, reason::Reason};
 
 use crate::maps::{ES_COUNTERS, ES_DETECT, ES_PARSED, ES_PROGS};
 
@@ -49,13 +50,10 @@ fn filter(ctx: &XdpContext) -> u32 {
         // Detection runs in its own program, so that the filter alone keeps its
         // cost. A tail call does not return unless it failed.
         // SAFETY: the context is this program's; index 0 holds `ensuresec_detect`.
-        unsafe { ES_PROGS.tail_call(ctx, DETECT_PROGRAM) };
+        unsafe { ES_PROGS.tail_call(ctx, PROG_DETECT) };
     }
     finish(verdict::policy(&parsed), len)
 }
-
-/// Index of `ensuresec_detect` in `ES_PROGS`.
-const DETECT_PROGRAM: u32 = 0;
 
 /// Features, throttles and budgets, then the policy: the rest of `ensuresec`
 /// for unlisted packets when detection is on.
@@ -74,9 +72,9 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
         core::ptr::write_volatile(slot, parse::parse(&ctx));
         &*slot
     };
-    let now = verdict::now();
+    let now = clock::now();
     let classes = features::classes(&ctx, parsed);
-    features::record(&ctx, parsed, classes, len, now, cfg);
+    features::record(parsed, classes, len, now, cfg);
     let reason = verdict::mitigations(parsed, classes, cfg.cpus, now)
         .unwrap_or_else(|| verdict::policy(parsed));
     finish(reason, len)

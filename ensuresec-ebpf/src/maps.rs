@@ -16,7 +16,7 @@ use ensuresec_common::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
         DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4,
         DEFAULT_EXACT_V6, DEFAULT_FRAGS, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES,
-        FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
+        EVENT_STATS, FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
     },
     reason::REASON_COUNT,
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
@@ -112,10 +112,9 @@ pub static ES_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
 #[map]
 pub static ES_EVENTS: RingBuf = RingBuf::pinned(DEFAULT_EVENTS_BYTES, 0);
 
-/// Per CPU: [events dropped for lack of room, packets counted for sampling,
-/// events sent].
+/// Per CPU, at the `EVENT_STAT_*` slots.
 #[map]
-pub static ES_EVENT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(3, 0);
+pub static ES_EVENT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(EVENT_STATS, 0);
 
 #[map]
 pub static ES_THROTTLE: HashMap<AddrKey, Throttle> = HashMap::pinned(DEFAULT_THROTTLES, 0);

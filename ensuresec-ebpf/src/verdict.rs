@@ -1,11 +1,11 @@
 //! The verdict: allowlist → pass, live block → drop, port policy → drop, else pass.
 
-use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, maps::lpm_trie::Key};
+use aya_ebpf::maps::lpm_trie::Key;
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
     maps::{
         Control, FLAG_ALLOW, FLAG_BLOCK, FLAG_EXACT_ALLOW_INSIDE, FLAGS_BLOCKING, ListEntry,
-        PORT_WORDS, TrieRule,
+        PORT_WORDS, TrieRule, port_slot,
     },
     reason::Reason,
     trie4::{
@@ -14,7 +14,7 @@ use ensuresec_common::{
 };
 
 use crate::{
-    frags,
+    clock, frags,
     maps::{
         ES_CIDR_V6, ES_CONTROL, ES_PORTS, ES_T4_NODES, ES_T4_ROOT, ES_T4_RULES, ES_X4_KEYS,
         ES_X4_VALS, ES_X6_KEYS, ES_X6_VALS,
@@ -22,14 +22,6 @@ use crate::{
     mitigate,
     parse::{Ip, Parsed, Transport},
 };
-
-/// `CLOCK_MONOTONIC_COARSE`: a few ns to read where the precise clocks cost
-/// over 20 ns here; expiry can be one tick (at most 4 ms) late.
-#[inline(always)]
-fn now_ns() -> u64 {
-    // SAFETY: helper without arguments, available to XDP programs.
-    unsafe { bpf_ktime_get_coarse_ns() }
-}
 
 /// The verdict of a prefix match: `FLAG_*` bits and the block's expiry.
 /// Plain integers rather than an `Option<ListEntry>` copy, whose padding and
@@ -56,7 +48,7 @@ fn list_reason(exact: Option<&ListEntry>, prefix: PrefixVerdict) -> Option<Reaso
         return None;
     }
     // Only now is the clock needed: the common "not listed" path never reads it.
-    let now = now_ns();
+    let now = clock::now();
     if exact.is_some_and(|e| e.blocks_at(now)) {
         return Some(Reason::BlockedExact);
     }
@@ -129,7 +121,7 @@ fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
             return Some(Reason::Allowlisted);
         }
         if flags & (FLAG_BLOCK | FLAG_EXACT_ALLOW_INSIDE) == FLAG_BLOCK
-            && r.entry.blocks_at(now_ns())
+            && r.entry.blocks_at(clock::now())
         {
             return Some(Reason::BlockedCidr);
         }
@@ -158,7 +150,7 @@ fn ipv6_lists(control: &Control, src: &[u8; 16]) -> Option<Reason> {
 
 #[inline(always)]
 fn port_allowed(control: &Control, udp: bool, port: u16) -> bool {
-    let index = (control.ports_copy & 1) * 2 + udp as u32;
+    let index = port_slot(control.ports_copy, udp);
     match ES_PORTS.get(index) {
         Some(bits) => bits[(port as usize / 64) & (PORT_WORDS - 1)] & (1u64 << (port % 64)) != 0,
         // A missing bitmap cannot happen with a loaded map; never drop because of it.
@@ -204,7 +196,9 @@ pub fn policy(parsed: &Parsed) -> Reason {
     let verdict = if !enabled {
         parsed.outcome
     } else if parsed.is_later_fragment() {
-        if frags::datagram_passed(parsed) {
+        // The policy is about TCP and UDP ports: other protocols' fragments
+        // (GRE, ESP) pass as their datagram's first fragment did.
+        if !parsed.has_ports() || frags::datagram_passed(parsed) {
             Reason::Fragment
         } else {
             Reason::OrphanFragment
@@ -237,10 +231,4 @@ fn ports(control: &Control, parsed: &Parsed) -> Reason {
     } else {
         Reason::PortPolicy
     }
-}
-
-/// `CLOCK_MONOTONIC_COARSE` for the feature windows and token buckets.
-#[inline(always)]
-pub fn now() -> u64 {
-    now_ns()
 }

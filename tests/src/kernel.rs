@@ -29,22 +29,42 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// A pin directory under /sys/fs/bpf that is removed with everything in it.
+/// A pin directory under /sys/fs/bpf that is removed with everything in it
+/// (unless it is borrowed: someone else's, e.g. a lab's).
 pub struct TestPins {
     pub pins: PinDir,
+    owned: bool,
 }
 
 impl TestPins {
     pub fn new(tag: &str) -> Self {
         TestPins {
             pins: PinDir::new(PathBuf::from("/sys/fs/bpf").join(unique(tag))),
+            owned: true,
+        }
+    }
+
+    /// Someone else's pin directory, left as it is.
+    pub fn borrowed(pins: &PinDir) -> Self {
+        TestPins {
+            pins: pins.clone(),
+            owned: false,
         }
     }
 }
 
 impl Drop for TestPins {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = std::fs::remove_dir_all(self.pins.root());
+        // What a killed agent left beside its pid file.
+        let pid_file = self.pins.pid_file();
+        for extension in ["detect.json", "ml.json"] {
+            let _ = std::fs::remove_file(pid_file.with_extension(extension));
+        }
+        let _ = std::fs::remove_file(pid_file);
     }
 }
 
@@ -80,6 +100,20 @@ impl Kernel {
         }
         let store = Store::open(&pins.pins)?;
         Ok(Kernel { ebpf, store, pins })
+    }
+
+    /// The filter's programs loaded (not attached) on the maps already
+    /// pinned at `pins`, to ask BPF_PROG_TEST_RUN what the kernel does with a
+    /// frame under the lists in force there.
+    pub fn on(pins: &PinDir) -> Result<Self> {
+        let mut ebpf = ebpf::load(pins, &MapSizes::default())?;
+        ebpf::load_filter(&mut ebpf)?;
+        let store = Store::open(pins)?;
+        Ok(Kernel {
+            ebpf,
+            store,
+            pins: TestPins::borrowed(pins),
+        })
     }
 
     pub fn small() -> Result<Self> {

@@ -568,6 +568,30 @@ impl Lab {
         Ok(())
     }
 
+    /// Waits until the agent has read every trip event the kernel sent it
+    /// (or counted it lost); returns how many there were. Then whatever the
+    /// agent would decide on what happened so far, it has decided.
+    pub fn agent_caught_up(&self) -> Result<u64> {
+        let metric = |page: &str, name: &str| -> u64 {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
+        crate::wait::eventually(
+            Duration::from_secs(10),
+            "the agent to read the events",
+            || {
+                let status: serde_json::Value =
+                    serde_json::from_str(&self.ensuresec(&["status", "-o", "json"])?)?;
+                let sent = status["events_sent"].as_u64().unwrap_or(0);
+                let page = self.metrics()?;
+                let read = metric(&page, "ensuresec_ringbuf_events_total ");
+                Ok((read >= sent).then_some(sent))
+            },
+        )
+    }
+
     /// Packets the kernel counted for `reason`.
     pub fn counter(&self, reason: &str) -> Result<u64> {
         let status: serde_json::Value =

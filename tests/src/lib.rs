@@ -3,10 +3,13 @@
 
 pub mod capture;
 pub mod dataset;
+pub mod fuzz;
 pub mod kernel;
 pub mod lab;
+pub mod locks;
 pub mod netns;
 pub mod packet;
+pub mod reference;
 pub mod scenarios;
 pub mod visitors;
 pub mod wait;

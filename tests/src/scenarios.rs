@@ -700,12 +700,22 @@ pub fn check(s: &Scenario, r: &Report) -> Result<()> {
                 r.packets
             );
         }
-    } else if !r.decisions.is_empty() {
-        bail!(
-            "{}: traffic below every threshold led to decisions {:?}",
-            s.name,
-            r.decisions
-        );
+    } else {
+        // Nothing decided, and the traffic did reach the filter (and, when it
+        // was heavy enough to trip a wire, the agent).
+        if r.packets.get("passed").copied().unwrap_or(0) == 0 {
+            bail!("{}: no packet reached the filter: {:?}", s.name, r.packets);
+        }
+        if (s.attack.is_some() || !s.crowd.is_empty()) && r.ringbuf_events == 0 {
+            bail!("{}: the traffic sent the agent no event to look at", s.name);
+        }
+        if !r.decisions.is_empty() {
+            bail!(
+                "{}: traffic below every threshold led to decisions {:?}",
+                s.name,
+                r.decisions
+            );
+        }
     }
     Ok(())
 }

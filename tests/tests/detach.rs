@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Result;
 use ensuresec_agent::{attach, store::Store};
-use ensuresec_tests::{lab::Solo, wait::eventually};
+use ensuresec_tests::{lab::Solo, locks::waits_for_flock, wait::eventually};
 
 fn attached() -> Result<Solo> {
     let solo = Solo::new()?;
@@ -39,17 +39,6 @@ fn agent_with(solo: &Solo, extra: &str) -> Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?)
-}
-
-/// Whether process `pid` waits for a `flock` held by someone else.
-fn waits_for_a_lock(pid: u32) -> bool {
-    std::fs::read_to_string("/proc/locks")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&"->") && f.get(5) == Some(&pid.to_string().as_str())
-        })
 }
 
 fn kill(mut child: Child) -> String {
@@ -131,7 +120,7 @@ fn detach_waits_for_the_write_lock() -> Result<()> {
             if let Some(status) = detach.try_wait()? {
                 return Ok(Some(Err(status)));
             }
-            Ok(waits_for_a_lock(detach.id()).then_some(Ok(())))
+            Ok(waits_for_flock(detach.id()).then_some(Ok(())))
         },
     )?;
     assert!(
@@ -170,7 +159,7 @@ fn an_import_that_waited_out_a_detach_fails() -> Result<()> {
     eventually(
         Duration::from_secs(10),
         "the import to wait for the lock",
-        || Ok(waits_for_a_lock(import.id()).then_some(())),
+        || Ok(waits_for_flock(import.id()).then_some(())),
     )?;
     // The detach runs under the lock the import waits for.
     attach::detach_locked(&writer, "v0", false)?;

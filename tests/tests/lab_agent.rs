@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use ensuresec_tests::lab::{Lab, STOREFRONT_IFACE};
+use ensuresec_tests::{
+    lab::{Lab, STOREFRONT_IFACE},
+    wait::eventually,
+};
 
 fn iface(lab: &Lab) -> Result<serde_json::Value> {
     let status: serde_json::Value =
@@ -90,8 +93,19 @@ fn metrics_and_sigterm() -> Result<()> {
         assert_eq!(lab.shopper.http_status(&url, None), 200);
     }
     // The gauges follow the agent's sweep (every 500 ms in the lab config).
-    std::thread::sleep(Duration::from_millis(1200));
-    let m = lab.metrics()?;
+    let m = eventually(
+        Duration::from_secs(5),
+        "the sweep to count the block",
+        || {
+            let m = lab.metrics()?;
+            Ok((sample(
+                &m,
+                "ensuresec_blocklist_entries",
+                &["family=\"ipv4\"", "kind=\"exact\""],
+            ) == Some(1.0))
+            .then_some(m))
+        },
+    )?;
     let dropped = sample(
         &m,
         "ensuresec_packets_total",
@@ -170,11 +184,16 @@ fn agent_applies_config_allowlist_and_port_policy_and_sweeps() -> Result<()> {
 
     // The agent removes expired blocks from the maps.
     lab.ensuresec(&["block", "add", &lab.shopper.v6.to_string(), "--ttl", "1s"])?;
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(
-        !lab.ensuresec(&["block", "list"])?
-            .contains(&lab.shopper.v6.to_string())
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the sweep to remove the block",
+        || {
+            Ok((!lab
+                .ensuresec(&["block", "list"])?
+                .contains(&lab.shopper.v6.to_string()))
+            .then_some(()))
+        },
+    )?;
     let m = lab.metrics()?;
     assert!(
         sample(&m, "ensuresec_expired_removed_total", &[]).unwrap_or(0.0) >= 1.0,
@@ -211,5 +230,70 @@ fn detach_removes_program_link_and_pins() -> Result<()> {
     assert_eq!(lab.attacker.http_status(&lab.url4("/"), None), 200);
     let status = lab.ensuresec_raw(&["status"])?;
     assert!(String::from_utf8_lossy(&status.stderr).contains("nothing is attached"));
+    Ok(())
+}
+
+/// Holds `count` idle connections to the metrics endpoint from inside the
+/// storefront until killed; prints how many it opened.
+const IDLE_CLIENTS: &str = r#"
+import resource, socket, sys, time
+count = int(sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
+held = []
+for _ in range(count):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", 9968), timeout=1))
+    except OSError:
+        pass
+print(len(held), flush=True)
+time.sleep(60)
+"#;
+
+/// Local clients that open connections to the metrics endpoint and never
+/// send a request cannot take the agent's file descriptors: it serves a
+/// bounded number at once, drops idle ones, and keeps scraping, sweeping and
+/// enforcing.
+#[test]
+fn idle_metrics_clients_cannot_exhaust_the_agent() -> Result<()> {
+    let lab = Lab::new()?;
+    let agent = lab.start_agent(&lab.agent_config("")?)?;
+    let mut idle = lab
+        .storefront
+        .ns
+        .cmd("/usr/bin/python3")
+        .args(["-c", IDLE_CLIENTS, "1500"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(idle.stdout.take().expect("stdout")),
+        &mut line,
+    )?;
+    let opened: usize = line.trim().parse().unwrap_or(0);
+    assert!(opened >= 1000, "the clients opened {opened} connections");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.child.id()))?.count();
+    assert!(fds < 300, "the agent holds {fds} descriptors");
+    // Idle connections are dropped after their header timeout: scrapes work
+    // again while the clients still hold theirs.
+    let page = eventually(Duration::from_secs(15), "a scrape to succeed", || {
+        Ok(lab.metrics().ok())
+    })?;
+    assert!(page.contains("ensuresec_packets_total"));
+    // And the agent still works: a block added now is swept when it expires.
+    lab.ensuresec(&["block", "add", &lab.attacker.v4.to_string(), "--ttl", "4s"])?;
+    assert_eq!(lab.attacker.http_status(&lab.url4("/"), None), 0);
+    eventually(
+        Duration::from_secs(15),
+        "the sweep to remove the block",
+        || {
+            Ok((!lab
+                .ensuresec(&["block", "list"])?
+                .contains(&lab.attacker.v4.to_string()))
+            .then_some(()))
+        },
+    )?;
+    let _ = idle.kill();
+    let _ = idle.wait();
     Ok(())
 }

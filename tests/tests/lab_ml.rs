@@ -64,7 +64,10 @@ fn an_attack_no_threshold_detector_describes_is_flagged_by_the_model() -> Result
             .map(|p| lab.url4(p))
             .collect(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The model scores the shoppers' steps before the attack begins.
+    wait_status(&lab, Duration::from_secs(10), |s| {
+        s["anomaly_model"]["sources_scored"].as_u64().unwrap_or(0) >= 2
+    })?;
     // About 2,000 FIN+PSH+URG packets a second for up to 6 s, at the storefront.
     let mut flood = lab
         .attacker

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use ensuresec_tests::{kernel::unique, lab::Lab, packet::*};
+use ensuresec_tests::{kernel::unique, lab::Lab, packet::*, wait::eventually};
 use pcap_file::{
     DataLink,
     pcap::{PcapHeader, PcapPacket, PcapWriter},
@@ -208,14 +208,23 @@ fn a_real_tcpdump_capture_of_an_attack() -> Result<()> {
         .args(["-U", "-s", "256", "udp"])
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    std::thread::sleep(Duration::from_millis(800));
+    // tcpdump writes the file's header once it captures.
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    eventually(Duration::from_secs(10), "tcpdump to start", || {
+        Ok((size(&path) >= 24).then_some(()))
+    })?;
     lab.attacker
         .ns
         .cmd("hping3")
         .args(["--udp", "-p", "9999", "-i", "u10", "-c", "8000", "-q"])
         .arg(lab.storefront.v4.to_string())
         .output()?;
-    std::thread::sleep(Duration::from_millis(300));
+    // Packet-buffered (-U): the file grows until the last packets are in.
+    eventually(
+        Duration::from_secs(10),
+        "the capture to hold the flood",
+        || Ok((size(&path) > 4000 * 60).then_some(())),
+    )?;
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
     dump.wait()?;

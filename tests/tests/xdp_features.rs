@@ -36,7 +36,6 @@ fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
     let k = Kernel::small()?;
     k.store.write()?.set_detect_config(&DetectConfig {
         enabled: 1,
-        sample_every: 0,
         window_ns: 60_000_000_000,
         trip_packets,
         trip_ports,
@@ -432,5 +431,92 @@ fn replies_to_this_hosts_connections_are_not_evidence() -> Result<()> {
     k.run("ensuresec", &synack(server.port(), 1))?;
     let s = k.store.source_stats(&cfg, &peer, 0)?.expect("tracked");
     assert_eq!((s.total.packets, s.total.synack), (2, 1));
+    Ok(())
+}
+
+/// A trip whose event found the ring buffer full is tried again on the
+/// source's next packet, not only when its count has doubled.
+#[test]
+fn a_trip_whose_event_was_lost_fires_again() -> Result<()> {
+    let k = detecting(4, 1_000_000)?;
+    let source = |i: u32| Ipv4Addr::from(0x0a40_0000 + i);
+    // Four packets from each of many sources: each trips once, until the
+    // ring buffer (never read here) is full.
+    let mut sources = 0;
+    while k.store.event_stats()?.0 == 0 {
+        let f = tcp(source(sources), 443, TCP_ACK);
+        for _ in 0..4 {
+            k.run("ensuresec", &f)?;
+        }
+        sources += 1;
+        assert!(sources < 100_000, "the ring buffer never filled");
+    }
+    let victim = source(sources - 1);
+    assert!(events(&k)?.len() > 1000, "the ring held events");
+    // With the ring drained, the victim's next packet trips again.
+    k.run("ensuresec", &tcp(victim, 443, TCP_ACK))?;
+    let again: Vec<Event> = events(&k)?
+        .into_iter()
+        .filter(|e| e.kind == EVENT_SOURCE_TRIP && e.addr == key(victim))
+        .collect();
+    assert_eq!(again.len(), 1, "the lost trip fired again");
+    Ok(())
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: this thread, a valid set.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    anyhow::ensure!(
+        rc == 0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Trip wires are per CPU, and a source's packets spread over the receive
+/// queues: each CPU trips at its share of the wire, so a flood split evenly
+/// over two CPUs still trips.
+#[test]
+fn trip_wires_count_each_cpus_share() -> Result<()> {
+    use ensuresec_agent::detect::{
+        kernel,
+        settings::{DetectSection, DetectSettings},
+    };
+    let cpus = std::thread::available_parallelism()?.get();
+    anyhow::ensure!(
+        cpus >= 2,
+        "this test needs two CPUs, the machine has {cpus}"
+    );
+    let k = Kernel::small()?;
+    let settings = DetectSettings::validate(&DetectSection::default(), &[], &Default::default())
+        .map_err(anyhow::Error::msg)?;
+    kernel::configure(&k.store, &settings)?;
+    // 60 SYNs on each of two CPUs: 120 in all, over the 100 of the wire,
+    // but under it on either CPU alone.
+    for cpu in [0, 1] {
+        pin_to(cpu)?;
+        for _ in 0..60 {
+            k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?;
+        }
+    }
+    let trips: Vec<Event> = events(&k)?
+        .into_iter()
+        .filter(|e| e.kind == EVENT_SOURCE_TRIP && e.addr == key(SRC))
+        .collect();
+    assert!(
+        !trips.is_empty(),
+        "a flood spread over the CPUs tripped no wire"
+    );
+    let cpus_seen: std::collections::HashSet<u32> = trips.iter().map(|e| e.cpu).collect();
+    assert_eq!(
+        cpus_seen.len(),
+        2,
+        "each CPU tripped at its share: {trips:?}"
+    );
     Ok(())
 }

@@ -509,3 +509,22 @@ fn port_policy_drops_what_it_cannot_read() {
     );
     assert_eq!(k.run("ensuresec", &v4_frag(9, 4, &rest)).unwrap(), XDP_DROP);
 }
+
+/// The maps the XDP object pins are the contract's, each of its kind and
+/// layout, and no other.
+#[test]
+fn the_pinned_maps_are_the_contract() {
+    let k = Kernel::small().unwrap();
+    ensuresec_agent::store::check_pinned_layout(&k.pins.pins).unwrap();
+    let mut pinned: Vec<String> = std::fs::read_dir(k.pins.pins.maps())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pinned.sort();
+    let mut contract: Vec<String> = ensuresec_common::contract::PINNED_MAPS
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    contract.sort();
+    assert_eq!(pinned, contract);
+}

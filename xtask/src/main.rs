@@ -53,6 +53,16 @@ enum Task {
         #[arg(long, default_value = "models/data")]
         dataset: std::path::PathBuf,
     },
+    /// Bootstrap, then random and mutated frames through the XDP filter with
+    /// BPF_PROG_TEST_RUN, each checked against the reference parser: prints
+    /// aborts, disagreements and packets per second.
+    Fuzz {
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Seed of the frames (random by default; the report gives it).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Bootstrap, then a benchmark; results go to target/bench/.
     Bench {
         #[arg(value_enum)]
@@ -132,6 +142,15 @@ fn main() -> Result<()> {
             lab_bin(&root, "dataset", &args)
         }
         Task::Train { dataset } => train::train(&root, &dataset),
+        Task::Fuzz { packets, seed } => {
+            let packets = packets.to_string();
+            let seed = seed.map(|s| s.to_string());
+            let mut args = vec!["--packets", &packets];
+            if let Some(s) = &seed {
+                args.extend(["--seed", s]);
+            }
+            lab_bin(&root, "fuzz", &args)
+        }
         Task::Bench { which } => {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::{attach::Mode, config::Config, ebpf, pins::PinDir, store::Store};
+use crate::{config::Config, config::Mode, ebpf, pins::PinDir, store::Store};
 
 pub fn attach(pins: &PinDir, iface: &str, mode: Mode, config: Option<&Path>) -> Result<()> {
     crate::attach::ifindex(iface)?;

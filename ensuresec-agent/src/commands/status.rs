@@ -36,6 +36,9 @@ pub struct Status {
     pub port_policy: PortPolicyStatus,
     pub lists: Vec<ListCount>,
     pub counters: Vec<CounterRow>,
+    /// Trip events the kernel sent the agent, and those it had no room for.
+    pub events_sent: u64,
+    pub events_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -165,7 +168,10 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         })
         .collect();
     let pid = agent_pid(pins);
+    let (events_dropped, events_sent) = store.event_stats()?;
     Ok(Status {
+        events_sent,
+        events_dropped,
         detection: store.detect_config()?.enabled != 0,
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),

@@ -32,7 +32,6 @@ pub fn configure(store: &Store, settings: &DetectSettings) -> Result<()> {
     w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
     w.set_detect_config(&DetectConfig {
         enabled: 1,
-        sample_every: raw.sample_every,
         window_ns: settings.window.as_nanos() as u64,
         trip_packets: share(raw.trip_packets),
         trip_ports: share(raw.trip_ports),

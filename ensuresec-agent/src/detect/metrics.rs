@@ -12,7 +12,6 @@ pub struct DetectMetrics {
     pub decisions_failed: IntCounterVec,
     pub events: IntCounter,
     pub dropped: IntCounter,
-    pub samples: IntCounter,
     /// Re-examinations skipped because the watch list or a tick's work was
     /// full (a many-source flood).
     pub revisits_shed: IntCounter,
@@ -48,7 +47,6 @@ impl DetectMetrics {
                 "ensuresec_ringbuf_dropped_total",
                 "Events the kernel could not queue (ring buffer full)",
             )?,
-            samples: IntCounter::new("ensuresec_samples_total", "Sampled packet headers received")?,
             revisits_shed: IntCounter::new(
                 "ensuresec_revisits_shed_total",
                 "Re-examinations of tripped sources skipped to bound the work of a tick",
@@ -68,7 +66,6 @@ impl DetectMetrics {
         registry.register(Box::new(m.decisions_failed.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.samples.clone()))?;
         registry.register(Box::new(m.revisits_shed.clone()))?;
         registry.register(Box::new(m.time_to_mitigate.clone()))?;
         Ok(m)

@@ -1,6 +1,7 @@
 //! Detection and automatic mitigation: settings, detectors, decisions, and the
 //! engine that turns the kernel's trip-wire events into decisions.
 
+pub mod allow;
 pub mod decide;
 pub mod detector;
 pub mod engine;
@@ -12,3 +13,4 @@ pub mod rules;
 pub mod settings;
 pub mod sockets;
 pub mod state;
+pub mod watch;

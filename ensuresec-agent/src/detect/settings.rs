@@ -59,8 +59,6 @@ pub struct DetectSection {
     pub ban_ttls: Vec<String>,
     pub throttle_ttl: String,
     pub budget_ttl: String,
-    /// Sample one packet header in this many for the ring buffer (0: none).
-    pub sample_every: u32,
     /// Kernel trip wires (per CPU, per window): packets of a source (doubling
     /// after each trip), distinct destination ports and hosts of a source,
     /// packets to a destination.
@@ -89,7 +87,6 @@ impl Default for DetectSection {
             ban_ttls: vec!["10m".into(), "1h".into(), "24h".into()],
             throttle_ttl: "10m".into(),
             budget_ttl: "5m".into(),
-            sample_every: 0,
             trip_packets: 100,
             trip_ports: 10,
             trip_hosts: 4,

@@ -15,6 +15,8 @@ pub struct MlMetrics {
     pub model_errors: IntCounterVec,
     pub scored: IntCounter,
     pub flagged: IntCounter,
+    /// Flagged sources the detection thread had no room for (it was behind).
+    pub findings_dropped: IntCounter,
     /// The whole step: reading the source table, vectors, inference.
     pub step_seconds: Histogram,
 }
@@ -59,6 +61,10 @@ impl MlMetrics {
                 "ensuresec_ml_flagged_total",
                 "Source steps scored above the model's threshold",
             )?,
+            findings_dropped: IntCounter::new(
+                "ensuresec_ml_findings_dropped_total",
+                "Flagged sources not handed to the decisions because the detection thread was behind",
+            )?,
             step_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "ensuresec_ml_step_seconds",
@@ -74,6 +80,7 @@ impl MlMetrics {
         registry.register(Box::new(m.model_errors.clone()))?;
         registry.register(Box::new(m.scored.clone()))?;
         registry.register(Box::new(m.flagged.clone()))?;
+        registry.register(Box::new(m.findings_dropped.clone()))?;
         registry.register(Box::new(m.step_seconds.clone()))?;
         Ok(m)
     }

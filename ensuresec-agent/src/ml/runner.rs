@@ -11,7 +11,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::Sender,
+        mpsc::{SyncSender, TrySendError},
     },
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
@@ -86,7 +86,7 @@ pub struct Runner {
     settings: MlSettings,
     window_ns: u64,
     metrics: MlMetrics,
-    findings: Sender<Finding>,
+    findings: SyncSender<Finding>,
     state_path: PathBuf,
     model: Option<Model>,
     seen: Option<Option<FileStamp>>,
@@ -100,7 +100,7 @@ impl Runner {
         settings: MlSettings,
         window: Duration,
         metrics: MlMetrics,
-        findings: Sender<Finding>,
+        findings: SyncSender<Finding>,
         state_path: PathBuf,
     ) -> Self {
         let state = MlState {
@@ -283,9 +283,13 @@ impl Runner {
                     first_seen_ns: s.first_seen_ns,
                     packets: s.counts.packets,
                 };
-                if self.findings.send(finding).is_err() {
+                match self.findings.try_send(finding) {
+                    Ok(()) => {}
+                    // The engine is behind: it decides on what it has; the
+                    // next step scores this source again if it goes on.
+                    Err(TrySendError::Full(_)) => self.metrics.findings_dropped.inc(),
                     // The engine is gone: the agent is stopping.
-                    return Ok(());
+                    Err(TrySendError::Disconnected(_)) => return Ok(()),
                 }
             }
         }

@@ -7,7 +7,10 @@ use ensuresec_common::{
         AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, SourceSlot, SourceStats,
         Throttle, Window, set_of,
     },
-    maps::{MAP_DESTS, MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES, PortBitmap},
+    maps::{
+        DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, MAP_DESTS,
+        MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES, PortBitmap,
+    },
 };
 
 use super::{RawMap, Store, Writer};
@@ -192,7 +195,7 @@ impl Store {
                 .ok_or_else(|| Error::map(MAP_EVENT_STATS, format!("entry {i} missing")))?;
             Ok(values.iter().sum())
         };
-        Ok((sum(0)?, sum(2)?))
+        Ok((sum(EVENT_STAT_DROPPED)?, sum(EVENT_STAT_SENT)?))
     }
 
     /// Throttles in force, by source.
@@ -227,8 +230,8 @@ impl Writer<'_> {
 
     /// Destination ports counted one by one (the rest count as port 0).
     pub fn set_tracked_ports(&self, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
-        self.dst_ports.set(&0u32, tcp)?;
-        self.dst_ports.set(&1u32, udp)
+        self.dst_ports.set(&DST_PORTS_TCP, tcp)?;
+        self.dst_ports.set(&DST_PORTS_UDP, udp)
     }
 
     /// Stores how many throttles and budgets are in force in the control

@@ -7,6 +7,7 @@ pub mod decisions;
 mod detect;
 mod edit;
 mod exact;
+mod layout;
 mod lists;
 mod raw;
 mod reasons;
@@ -20,13 +21,14 @@ use ensuresec_common::{
         MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS,
         MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
         MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
-        MAP_X6_VALS, PortBitmap,
+        MAP_X6_VALS, PortBitmap, port_slot,
     },
 };
 
 pub use self::{
     detect::Summed,
     edit::{EditSummary, Listed},
+    layout::check_pinned_layout,
     raw::RawMap,
     reasons::{Reasons, validate as validate_reason},
     writer::Writer,
@@ -82,7 +84,7 @@ impl Store {
         if !pins.has_maps() {
             return Err(Error::NothingAttached(pins.root().to_path_buf()));
         }
-        crate::ebpf::check_pinned_layout(pins)?;
+        check_pinned_layout(pins)?;
         let open = |name| RawMap::open(pins, name);
         let control_map = open(MAP_CONTROL)?;
         let control: Control = control_map
@@ -186,17 +188,13 @@ impl Store {
     /// The live port policy: enabled flag and the TCP and UDP bitmaps.
     pub fn port_policy(&self) -> Result<(bool, PortBitmap, PortBitmap)> {
         let control = self.control()?;
-        let copy = control.ports_copy & 1;
-        let get = |i: u32| {
+        let get = |udp: bool| {
+            let i = port_slot(control.ports_copy, udp);
             self.ports
                 .get::<u32, PortBitmap>(&i)?
                 .ok_or_else(|| Error::map(MAP_PORTS, format!("entry {i} missing")))
         };
-        Ok((
-            control.port_policy_enabled != 0,
-            get(copy * 2)?,
-            get(copy * 2 + 1)?,
-        ))
+        Ok((control.port_policy_enabled != 0, get(false)?, get(true)?))
     }
 
     /// Attachment records by ifindex.
@@ -214,8 +212,8 @@ impl Writer<'_> {
     pub fn set_port_policy(&self, enabled: bool, tcp: &PortBitmap, udp: &PortBitmap) -> Result<()> {
         let mut control = self.control()?;
         let next = 1 - (control.ports_copy & 1);
-        self.ports.set(&(next * 2), tcp)?;
-        self.ports.set(&(next * 2 + 1), udp)?;
+        self.ports.set(&port_slot(next, false), tcp)?;
+        self.ports.set(&port_slot(next, true), udp)?;
         control.ports_copy = next;
         control.port_policy_enabled = enabled as u32;
         self.set_control(&control)

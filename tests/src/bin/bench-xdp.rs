@@ -247,7 +247,6 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     // sources every packet is a new source for the LRU map, as in a spoofed flood.
     k.store.write()?.set_detect_config(&DetectConfig {
         enabled: 1,
-        sample_every: 0,
         window_ns: 1_000_000_000,
         trip_packets: u32::MAX,
         trip_ports: u32::MAX,

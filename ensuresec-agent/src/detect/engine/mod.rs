@@ -4,9 +4,9 @@
 //! bounded, so that a flood from many sources cannot keep it from the one
 //! source that trips.
 
+mod upkeep;
+
 use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -19,13 +19,12 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
-    decisions::{Action as Recorded, DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
-    entry::Target,
-    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SAMPLE, EVENT_SOURCE_TRIP, Event},
-    maps::FLAG_ALLOW,
+    decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
+    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event},
 };
 
 use super::{
+    allow::AllowCache,
     decide::{self, action_name, covers},
     detector::{Action, Detectors},
     kernel::ensure_syncookies,
@@ -33,7 +32,7 @@ use super::{
     plan::{Plan, plan},
     rules::{self, Detection},
     settings::DetectSettings,
-    sockets,
+    watch::WatchList,
 };
 use crate::{
     clock,
@@ -45,22 +44,8 @@ use crate::{
     },
 };
 
-/// What a trip event is about: (kind, address, port, protocol).
-type WatchKey = (u32, [u8; 16], u16, u8);
-
 /// How often watched sources and destinations are looked at again.
 const REVISIT: Duration = Duration::from_millis(50);
-/// Sources and destinations watched at once, and looked at again per tick:
-/// a flood of many tripping sources sheds re-examinations (counted), never
-/// the first look at a new trip.
-const MAX_WATCHED: usize = 4096;
-const MAX_REVISITS_PER_TICK: usize = 256;
-
-/// The allowlist's prefixes, read again only when the lists changed.
-struct AllowCache {
-    generation: Option<u32>,
-    prefixes: Vec<Target>,
-}
 
 pub struct Engine {
     store: Arc<Store>,
@@ -71,11 +56,8 @@ pub struct Engine {
     geometry: DetectConfig,
     kernel_dropped: u64,
     /// Sources and destinations that tripped a wire, looked at again every
-    /// `REVISIT` until their window ends: a count may reach a detector's
-    /// threshold between two trip levels.
-    watched: HashMap<WatchKey, (Event, Instant)>,
-    /// Watched keys in the order they are looked at again.
-    rota: VecDeque<WatchKey>,
+    /// `REVISIT` until their window ends.
+    watched: WatchList,
     allow: AllowCache,
     /// Sources the anomaly model flagged, from its scoring thread.
     findings: Option<Receiver<Finding>>,
@@ -96,12 +78,8 @@ impl Engine {
             ring,
             geometry,
             kernel_dropped: 0,
-            watched: HashMap::new(),
-            rota: VecDeque::new(),
-            allow: AllowCache {
-                generation: None,
-                prefixes: Vec::new(),
-            },
+            watched: WatchList::default(),
+            allow: AllowCache::default(),
             findings: None,
         })
     }
@@ -154,10 +132,6 @@ impl Engine {
         }
         for e in events {
             self.metrics.events.inc();
-            if e.kind == EVENT_SAMPLE {
-                self.metrics.samples.inc();
-                continue;
-            }
             self.watch(&e);
             self.handle(&e);
         }
@@ -165,14 +139,8 @@ impl Engine {
 
     /// Keeps looking at an event's source or destination until its window ends.
     fn watch(&mut self, e: &Event) {
-        let key = (e.kind, e.addr, e.port, e.proto);
         let until = Instant::now() + self.settings.window;
-        if let Some(w) = self.watched.get_mut(&key) {
-            *w = (*e, until);
-        } else if self.watched.len() < MAX_WATCHED {
-            self.watched.insert(key, (*e, until));
-            self.rota.push_back(key);
-        } else {
+        if !self.watched.watch(e, until) {
             self.metrics.revisits_shed.inc();
         }
     }
@@ -202,28 +170,18 @@ impl Engine {
     }
 
     /// Looks at watched sources and destinations again, a bounded number per
-    /// tick in turn; forgets those whose window ended or that a decision
-    /// already covers.
+    /// tick in turn.
     fn revisit(&mut self) {
-        let now = Instant::now();
-        let turns = self.rota.len().min(MAX_REVISITS_PER_TICK);
-        if self.rota.len() > turns {
-            self.metrics
-                .revisits_shed
-                .inc_by((self.rota.len() - turns) as u64);
-        }
-        for _ in 0..turns {
-            let Some(key) = self.rota.pop_front() else {
-                break;
-            };
-            let Some((e, until)) = self.watched.get(&key).copied() else {
-                continue;
-            };
-            if until <= now || self.active(&watch_decision(&e)).unwrap_or(false) {
-                self.watched.remove(&key);
-                continue;
-            }
-            self.rota.push_back(key);
+        let store = self.store.clone();
+        let (events, shed) = self.watched.turn(Instant::now(), |key| {
+            store
+                .decision(key)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.expires_at_ns > clock::mono_ns())
+        });
+        self.metrics.revisits_shed.inc_by(shed as u64);
+        for e in events {
             self.handle(&e);
         }
     }
@@ -286,36 +244,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The allowlist entry that covers `addr`: its exact entry, or one of the
-    /// allowlist's prefixes (read again only after the lists changed).
-    fn allowlisted_by(&mut self, addr: IpAddr) -> Result<Option<Target>> {
-        let exact = Target::of_addr(addr);
-        if self
-            .store
-            .entries_for(&exact)?
-            .is_some_and(|e| e.flags & FLAG_ALLOW != 0)
-        {
-            return Ok(Some(exact));
-        }
-        let generation = self.store.control()?.generation;
-        if self.allow.generation != Some(generation) {
-            self.allow.prefixes = self
-                .store
-                .prefix_entries()?
-                .into_iter()
-                .filter(|l| l.entry.flags & FLAG_ALLOW != 0)
-                .map(|l| l.target)
-                .collect();
-            self.allow.generation = Some(generation);
-        }
-        Ok(self
-            .allow
-            .prefixes
-            .iter()
-            .find(|t| t.contains(addr))
-            .copied())
-    }
-
     fn decide_source(
         &mut self,
         addr: &[u8; 16],
@@ -348,7 +276,7 @@ impl Engine {
             return Ok(());
         }
         let source = key_addr(addr);
-        if let Some(allow) = self.allowlisted_by(source)? {
+        if let Some(allow) = self.allow.covering(&self.store, source)? {
             tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow, "detection on an allowlisted source: no decision");
             return Ok(());
         }
@@ -457,86 +385,5 @@ impl Engine {
             time_to_mitigate_s = seconds,
             "decision"
         );
-    }
-
-    /// Sources holding too many established connections to this host's
-    /// listening ports (slowloris-style), from the kernel's socket table.
-    fn half_open(&mut self) -> Result<()> {
-        let blocks = &self.settings.protect;
-        let Some((_, detectors)) = blocks
-            .iter()
-            .filter(|(_, d)| d.get(Detector::HalfOpen).per_source > 0)
-            .min_by_key(|(_, d)| d.get(Detector::HalfOpen).per_source)
-        else {
-            return Ok(());
-        };
-        let detectors = *detectors;
-        let threshold = detectors.get(Detector::HalfOpen).per_source;
-        let protected = |local| blocks.iter().any(|(t, _)| t.contains(local));
-        let now = clock::mono_ns();
-        let counts = sockets::inbound_established(protected)
-            .map_err(|e| Error::io("reading the socket table (sock_diag)", e))?;
-        for (remote, n) in counts {
-            if n >= threshold {
-                let detection = Detection {
-                    detector: Detector::HalfOpen,
-                    observed: n as u64,
-                    threshold: threshold as u64,
-                    extra: [0; 2],
-                };
-                let key = crate::store::decisions::addr_key(remote);
-                // The attack began when the source was first seen, if still known.
-                let first_seen = self
-                    .store
-                    .source_stats(&self.geometry, &key, 0)?
-                    .map_or(now, |s| s.total.first_seen_ns.min(now));
-                self.decide_source(&key, &detection, &detectors, first_seen)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes expired decisions (lifting their throttles and budgets) and
-    /// refreshes the decision gauges and the kernel's dropped-event count.
-    fn maintain(&mut self) -> Result<()> {
-        if let Err(e) = self.half_open() {
-            self.failed(&e, "the half-open detector");
-        }
-        let now = clock::mono_ns();
-        let mut active = [0i64; Recorded::COUNT + 1];
-        for (key, record) in self.store.decisions()? {
-            if record.expires_at_ns <= now {
-                decide::lift(&self.store.write()?, &key, &record, decide::Lift::Expired)?;
-            } else {
-                active[(record.action as usize).min(Recorded::COUNT)] += 1;
-            }
-        }
-        for action in Recorded::ALL {
-            self.metrics
-                .decisions_active
-                .with_label_values(&[action.name()])
-                .set(active[action as usize]);
-        }
-        let (dropped, _) = self.store.event_stats()?;
-        if dropped > self.kernel_dropped {
-            self.metrics.dropped.inc_by(dropped - self.kernel_dropped);
-            self.kernel_dropped = dropped;
-        }
-        Ok(())
-    }
-}
-
-/// The decision that would cover what event `e` is about.
-fn watch_decision(e: &Event) -> DecisionKey {
-    let dest = e.kind == EVENT_DEST_TRIP;
-    DecisionKey {
-        addr: e.addr,
-        port: if dest { e.port } else { 0 },
-        proto: if dest { e.proto } else { 0 },
-        scope: if dest {
-            SCOPE_DESTINATION
-        } else {
-            SCOPE_SOURCE
-        },
     }
 }
