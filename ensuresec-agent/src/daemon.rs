@@ -112,18 +112,15 @@ fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut Hash
 }
 
 /// Removes expired blocks and refreshes the list gauges.
+/// Reading every entry takes a while with a million of them, so it is done
+/// without the write lock (writers, the detection thread's bans among them,
+/// are not held up); the lock is taken for the writes only. Expiring is safe
+/// on entries read earlier: it removes only parts whose time has passed.
 fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
-    let w = store.write()?;
     let now_ns = clock::mono_ns();
-    let entries = w.entries()?;
-    let census = census::take(&entries, now_ns);
-    let exact = |v4: bool| {
-        entries
-            .iter()
-            .filter(|l| !l.target.is_prefix() && l.target.is_v4() == v4)
-            .count()
-    };
-    if w.recount_exact(exact(true), exact(false))? {
+    let census = census::take(&store.entries()?, now_ns);
+    let w = store.write()?;
+    if w.recount_exact(w.exact_v4.count()?, w.exact_v6.count()?)? {
         tracing::warn!("corrected the exact tables' key counts (a writer was stopped part-way)");
     }
     if !census.expired.is_empty() {

@@ -111,7 +111,7 @@ impl AgentLock {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(Error::AgentRunning {
                         dir: pins.root().to_path_buf(),
-                        pid: read_pid(&path).unwrap_or(0),
+                        pid: flock_holder(&path).or_else(|| read_pid(&path)).unwrap_or(0),
                     });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
@@ -132,6 +132,10 @@ impl AgentLock {
                 .and_then(|()| file.rewind())
                 .and_then(|()| writeln!(file, "{}", std::process::id()));
             written.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            // What an agent killed before left is not this one's state.
+            for extension in STATE_FILES {
+                let _ = std::fs::remove_file(path.with_extension(extension));
+            }
             return Ok(AgentLock { path, _file: file });
         }
     }
@@ -139,28 +143,46 @@ impl AgentLock {
 
 impl Drop for AgentLock {
     fn drop(&mut self) {
-        // The state files beside it (`.detect.json`, `.ml.json`) go too.
-        for extension in ["detect.json", "ml.json"] {
-            let _ = std::fs::remove_file(self.path.with_extension(extension));
-        }
-        let _ = std::fs::remove_file(&self.path);
+        remove_pid_file(&self.path);
     }
+}
+
+/// The agent's state files beside its pid file (`status` reads them).
+pub const STATE_FILES: [&str; 2] = ["detect.json", "ml.json"];
+
+/// Removes a pid file and the state files beside it.
+pub fn remove_pid_file(path: &Path) {
+    for extension in STATE_FILES {
+        let _ = std::fs::remove_file(path.with_extension(extension));
+    }
+    let _ = std::fs::remove_file(path);
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The pid of the process holding an exclusive `flock` on `path`, from
+/// `/proc/locks` (asking by taking a lock would, for an instant, keep the
+/// holder-to-be from taking it).
+fn flock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    // "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; waiters have "->".
+    let file = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    std::fs::read_to_string("/proc/locks")
+        .ok()?
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&file.as_str()))
+        .and_then(|f| f.get(4)?.parse().ok())
+}
+
 /// The pid of the process holding the agent lock of `pins` (the running
 /// agent), if any.
 pub fn agent_pid(pins: &PinDir) -> Option<u32> {
-    let path = pins.pid_file();
-    let file = std::fs::File::open(&path).ok()?;
-    match file.try_lock_shared() {
-        // Nobody holds it: no agent runs.
-        Ok(()) => None,
-        Err(_) => read_pid(&path),
-    }
+    flock_holder(&pins.pid_file())
 }
 
 fn statfs_type(path: &Path) -> Option<i64> {

@@ -138,17 +138,15 @@ pub const EVENT_STATS: u32 = 2;
 /// `ES_DST_PORTS` slots.
 pub const DST_PORTS_TCP: u32 = 0;
 pub const DST_PORTS_UDP: u32 = 1;
+pub const DST_PORTS_SLOTS: u32 = 2;
 
 /// `ES_PORTS` slot of the TCP or UDP bitmap of policy copy `copy` (0 or 1).
 #[inline(always)]
 pub const fn port_slot(copy: u32, udp: bool) -> u32 {
     (copy & 1) * 2 + udp as u32
 }
-
-/// The contract of a pinned map, by name.
-pub fn map_contract(name: &str) -> Option<&'static MapContract> {
-    PINNED_MAPS.iter().find(|m| m.name == name)
-}
+/// `ES_PORTS` slots: two copies of the TCP and UDP bitmaps.
+pub const PORT_SLOTS: u32 = 4;
 
 // The layout of every shared value. Changing one is a new layout: bump
 // `maps::LAYOUT_VERSION`, then the number here.

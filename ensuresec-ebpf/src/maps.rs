@@ -9,6 +9,7 @@ use aya_ebpf::{
     },
 };
 use ensuresec_common::{
+    contract::{DST_PORTS_SLOTS, PORT_SLOTS},
     decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
     features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
@@ -63,9 +64,9 @@ pub static ES_T4_RULES: Array<TrieRule> = Array::pinned(2 * DEFAULT_CIDR_V4, 0);
 #[map]
 pub static ES_CONTROL: Array<Control> = Array::pinned(1, 0);
 
-/// [tcp copy 0, udp copy 0, tcp copy 1, udp copy 1].
+/// At `port_slot(copy, udp)`.
 #[map]
-pub static ES_PORTS: Array<PortBitmap> = Array::pinned(4, 0);
+pub static ES_PORTS: Array<PortBitmap> = Array::pinned(PORT_SLOTS, 0);
 
 #[map]
 pub static ES_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
@@ -98,9 +99,9 @@ pub static ES_DESTS: PerCpuArray<DestSlot> = PerCpuArray::pinned(DEFAULT_DESTS, 
 #[map]
 pub static ES_PARSED: PerCpuArray<crate::parse::Parsed> = PerCpuArray::with_max_entries(1, 0);
 
-/// Destination ports tracked one by one: [tcp, udp].
+/// Destination ports tracked one by one, at `DST_PORTS_TCP`/`DST_PORTS_UDP`.
 #[map]
-pub static ES_DST_PORTS: Array<PortBitmap> = Array::pinned(2, 0);
+pub static ES_DST_PORTS: Array<PortBitmap> = Array::pinned(DST_PORTS_SLOTS, 0);
 
 #[map]
 pub static ES_DETECT: Array<DetectConfig> = Array::pinned(1, 0);

@@ -63,6 +63,12 @@ pub fn throttle_allows(p: &Parsed, classes: u32, cpus: u32, now: u64) -> bool {
     if t.expires_at_ns != 0 && t.expires_at_ns <= now {
         return true;
     }
+    // A later fragment has no class of its own beyond `FRAGMENT`: it goes
+    // the way of its datagram's first fragment (reflected answers are large
+    // and fragmented).
+    if p.is_later_fragment() && p.has_ports() && t.drop_classes | t.limit_classes != 0 {
+        return frags::datagram_passed(p);
+    }
     if classes & t.drop_classes != 0 {
         return false;
     }

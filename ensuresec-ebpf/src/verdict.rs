@@ -185,8 +185,9 @@ pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> Option
 /// What is left after the lists: parse outcome and port policy. With the
 /// policy on, a packet whose destination port cannot be read is dropped: a
 /// truncated transport header, a later fragment whose first fragment did not
-/// pass. First fragments that pass are remembered (also while budgets are in
-/// force, which count a datagram once).
+/// pass. First fragments that pass are remembered (also while budgets or
+/// throttles are in force: a budget counts a datagram once, and a throttled
+/// source's later fragments go the way of their first).
 #[inline(always)]
 pub fn policy(parsed: &Parsed) -> Reason {
     let Some(control) = ES_CONTROL.get(0) else {
@@ -210,8 +211,8 @@ pub fn policy(parsed: &Parsed) -> Reason {
     } else {
         ports(control, parsed)
     };
-    if verdict == Reason::Passed && parsed.is_first_fragment() && (enabled || control.budgets != 0)
-    {
+    let remembered = enabled || control.budgets != 0 || control.throttles != 0;
+    if verdict == Reason::Passed && parsed.is_first_fragment() && remembered {
         frags::first_passed(parsed);
     }
     verdict

@@ -59,12 +59,17 @@ impl Drop for TestPins {
             return;
         }
         let _ = std::fs::remove_dir_all(self.pins.root());
-        // What a killed agent left beside its pid file.
-        let pid_file = self.pins.pid_file();
-        for extension in ["detect.json", "ml.json"] {
-            let _ = std::fs::remove_file(pid_file.with_extension(extension));
-        }
-        let _ = std::fs::remove_file(pid_file);
+        // What a killed agent left.
+        ensuresec_agent::pins::remove_pid_file(&self.pins.pid_file());
+    }
+}
+
+/// An operator's block that never expires, with no reason.
+pub fn block_forever() -> Op {
+    Op::Block {
+        expires_at_ns: 0,
+        reason_id: 0,
+        now_secs: 0,
     }
 }
 
@@ -160,14 +165,7 @@ impl Kernel {
     }
 
     pub fn block(&self, target: &str) -> Result<()> {
-        self.edit(
-            target,
-            Op::Block {
-                expires_at_ns: 0,
-                reason_id: 0,
-                now_secs: 0,
-            },
-        )
+        self.edit(target, block_forever())
     }
 
     pub fn allow(&self, target: &str) -> Result<()> {

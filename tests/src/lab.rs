@@ -568,26 +568,31 @@ impl Lab {
         Ok(())
     }
 
+    /// The value of an unlabelled metric on the agent's page (0 if absent).
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let page = self.metrics()?;
+        Ok(page
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+
     /// Waits until the agent has read every trip event the kernel sent it
-    /// (or counted it lost); returns how many there were. Then whatever the
-    /// agent would decide on what happened so far, it has decided.
+    /// (or counted it lost) and no tripped source or destination is still
+    /// watched; returns how many events there were. Then whatever the agent
+    /// would decide on what happened so far, it has decided.
     pub fn agent_caught_up(&self) -> Result<u64> {
-        let metric = |page: &str, name: &str| -> u64 {
-            page.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map_or(0, |v| v as u64)
-        };
         crate::wait::eventually(
-            Duration::from_secs(10),
-            "the agent to read the events",
+            Duration::from_secs(15),
+            "the agent to read the events and end its watches",
             || {
                 let status: serde_json::Value =
                     serde_json::from_str(&self.ensuresec(&["status", "-o", "json"])?)?;
                 let sent = status["events_sent"].as_u64().unwrap_or(0);
-                let page = self.metrics()?;
-                let read = metric(&page, "ensuresec_ringbuf_events_total ");
-                Ok((read >= sent).then_some(sent))
+                let read = self.metric("ensuresec_ringbuf_events_total")? as u64;
+                let watched = self.metric("ensuresec_watched")?;
+                Ok((read >= sent && watched == 0.0).then_some(sent))
             },
         )
     }

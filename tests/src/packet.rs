@@ -110,6 +110,9 @@ pub struct V4Opts {
     pub options: Vec<u8>,
     /// The 16-bit flags + fragment offset field (0x2000 = MF).
     pub frag: u16,
+    /// The identification field (fragments of one datagram share it);
+    /// `None` is 0x1234.
+    pub id: Option<u16>,
 }
 
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, opts: &V4Opts, l4: &L4) -> Vec<u8> {
@@ -118,7 +121,7 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, opts: &V4Opts, l4: &L4) -> Vec<u8> {
     let mut h = vec![0u8; 20];
     h[0] = 0x40 | (ihl / 4) as u8;
     h[2..4].copy_from_slice(&((ihl + payload.len()) as u16).to_be_bytes());
-    h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    h[4..6].copy_from_slice(&opts.id.unwrap_or(0x1234).to_be_bytes());
     h[6..8].copy_from_slice(&opts.frag.to_be_bytes());
     h[8] = 64;
     h[9] = l4.proto();
@@ -201,6 +204,46 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, exts: &[Ext], l4: &L4) -> Vec<u8> {
     h[24..40].copy_from_slice(&dst.octets());
     h.extend(chain);
     h
+}
+
+/// An IPv4 fragment from `src` to `dst`: flags and offset `frag`,
+/// identification `id`.
+pub fn ipv4_fragment(src: Ipv4Addr, dst: Ipv4Addr, frag: u16, id: u16, l4: &L4) -> Vec<u8> {
+    let opts = V4Opts {
+        frag,
+        id: Some(id),
+        ..Default::default()
+    };
+    frame(&[], ipv4(src, dst, &opts, l4))
+}
+
+/// A UDP datagram split in two: its first fragment (the UDP header and
+/// `len` bytes of `fill`) and the layer-4 bytes of a later one.
+pub fn udp_fragments(sport: u16, dport: u16, fill: u8, len: usize) -> (L4, L4) {
+    let first = L4::Udp {
+        sport,
+        dport,
+        payload: vec![fill; len],
+    };
+    let rest = L4::Raw {
+        proto: 17,
+        bytes: vec![fill; len],
+    };
+    (first, rest)
+}
+
+/// A small UDP packet (to port 53) from `src`: enough to ask the filter
+/// what it does with a source.
+pub fn udp_from(src: Ipv4Addr) -> Vec<u8> {
+    let udp = L4::Udp {
+        sport: 1,
+        dport: 53,
+        payload: vec![],
+    };
+    frame(
+        &[],
+        ipv4(src, Ipv4Addr::new(10, 0, 0, 1), &V4Opts::default(), &udp),
+    )
 }
 
 /// A whole frame: Ethernet (with `tags`) around an IPv4 or IPv6 packet.

@@ -6,11 +6,12 @@
 //! before it all began never got a packet through.
 
 use std::{
+    collections::HashSet,
     net::Ipv4Addr,
     process::{Child, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -100,8 +101,9 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
 
     // Prefix edits: every add and remove rebuilds and flips the IPv4 trie.
     let stop = Arc::new(AtomicBool::new(false));
+    let edits_done = Arc::new(AtomicU32::new(0));
     let flips = {
-        let stop = stop.clone();
+        let (stop, edits_done) = (stop.clone(), edits_done.clone());
         let cmd = |args: &[&str]| lab.ensuresec_cmd(args);
         let commands: Vec<std::process::Command> = (0..64u32)
             .flat_map(|i| {
@@ -117,6 +119,7 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
                 }
                 if c.output().is_ok_and(|o| o.status.success()) {
                     done += 1;
+                    edits_done.store(done, Ordering::Relaxed);
                 }
             }
             done
@@ -167,6 +170,11 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
         let out = i.wait()?;
         ensure!(out.success(), "an import failed");
     }
+    // The edits wait for the imports' lock; let a few more run once it is
+    // free, with the last agent up.
+    eventually(Duration::from_secs(30), "20 prefix edits", || {
+        Ok((edits_done.load(Ordering::Relaxed) >= 20).then_some(()))
+    })?;
     stop.store(true, Ordering::Relaxed);
     let flipped = flips.join().expect("prefix edits");
     let _ = flood.kill();
@@ -188,15 +196,9 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
         .unwrap_or(0);
     // Let the agent sweep once more (it recounts the tables the killed
     // import left).
-    let sweeps = |page: &str| -> u64 {
-        page.lines()
-            .find_map(|l| l.strip_prefix("ensuresec_sweeps_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let before = sweeps(&lab.metrics()?);
+    let before = lab.metric("ensuresec_sweeps_total")?;
     eventually(Duration::from_secs(10), "another sweep", || {
-        Ok((sweeps(&lab.metrics()?) > before).then_some(()))
+        Ok((lab.metric("ensuresec_sweeps_total")? > before).then_some(()))
     })?;
 
     // Nothing of the blocked attacker got through.
@@ -208,66 +210,95 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
         answered == 0,
         "{answered} of {asked} SYNs of a blocked address were answered: {replies}"
     );
-    ensure!(flipped > 10, "only {flipped} prefix edits ran");
+    ensure!(flipped >= 20, "only {flipped} prefix edits ran");
 
     // Every listed entry gives its verdict in the kernel; the finished
-    // imports are whole.
+    // imports are whole. The write lock keeps the agent from editing while
+    // the lists, the control record and the verdicts are read.
     let k = Kernel::on(&lab.pins.pins)?;
+    let _quiet = k.store.write()?;
     let entries = k.store.entries()?;
-    let mut exact = 0;
+    let control = k.store.control()?;
+    let now = ensuresec_agent::clock::mono_ns();
+    let blocks =
+        |e: &ensuresec_common::maps::ListEntry| e.flags & FLAG_ALLOW == 0 && e.blocks_at(now);
+    let mut exact = HashSet::new();
     for l in &entries {
-        let Target::V4(a) = l.target else {
-            if let Target::Net4(n) = l.target {
+        match l.target {
+            Target::V4(a) => {
+                exact.insert(a);
+                if blocks(&l.entry) {
+                    ensure!(
+                        k.run("ensuresec", &frame_from(a))? == XDP_DROP,
+                        "{a} is listed but passes"
+                    );
+                }
+            }
+            Target::Net4(n) => {
                 let inside = Ipv4Addr::from(u32::from(n.network()) + 1);
-                let want = if l.entry.flags & FLAG_ALLOW != 0
-                    || !l.entry.blocks_at(ensuresec_agent::clock::mono_ns())
-                {
-                    XDP_PASS
-                } else {
-                    XDP_DROP
-                };
+                let want = if blocks(&l.entry) { XDP_DROP } else { XDP_PASS };
                 ensure!(
                     k.run("ensuresec", &frame_from(inside))? == want,
-                    "{}",
+                    "{} gives the wrong verdict",
                     l.target
                 );
             }
-            continue;
-        };
-        exact += 1;
-        if l.entry.flags & FLAG_ALLOW == 0 && l.entry.blocks_at(ensuresec_agent::clock::mono_ns()) {
-            ensure!(
-                k.run("ensuresec", &frame_from(a))? == XDP_DROP,
-                "{a} is listed but passes"
-            );
+            _ => {}
         }
     }
     for (name, second) in [("first", 100u8), ("second", 101u8)] {
-        for i in (0..100_000u32).step_by(997) {
-            let a = Ipv4Addr::from(u32::from_be_bytes([10, second, 0, 0]) + i);
-            ensure!(
-                entries.iter().any(|l| l.target == Target::V4(a)),
-                "{a} of the {name} import is missing"
-            );
-        }
+        let missing = (0..100_000u32)
+            .map(|i| Ipv4Addr::from(u32::from_be_bytes([10, second, 0, 0]) + i))
+            .filter(|a| !exact.contains(a))
+            .count();
+        ensure!(
+            missing == 0,
+            "{missing} addresses of the {name} import are missing"
+        );
     }
-    // Unlisted addresses pass.
-    for a in ["10.120.0.1", "10.77.1.10", "100.200.0.1"] {
-        let a: Ipv4Addr = a.parse()?;
+    // Unlisted addresses pass: the rest of the killed import's /16 and
+    // beyond it, other protected hosts, the prefixes the edits removed.
+    let mut unlisted = 0;
+    for i in (0..200_000u32).step_by(331) {
+        let a = Ipv4Addr::from(u32::from_be_bytes([10, 102, 0, 0]) + i);
+        if exact.contains(&a) {
+            continue;
+        }
+        unlisted += 1;
         let (v, reason) = verdict(&k, a)?;
         ensure!(
             v == XDP_PASS,
-            "{a} is not listed but dropped ({reason}); its entry: {:?}; listed: {}",
-            k.store.entries_for(&Target::V4(a))?,
-            entries.iter().any(|l| l.target == Target::V4(a))
+            "{a} is not listed but dropped ({reason}); its entry: {:?}",
+            k.store.entries_for(&Target::V4(a))?
         );
     }
+    let prefixes: Vec<_> = entries
+        .iter()
+        .filter_map(|l| match l.target {
+            Target::Net4(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let edited = (64..128u8).map(|second| Ipv4Addr::new(100, second, 7, 1));
+    for a in ["10.120.0.1", "10.77.1.10"]
+        .map(|a| a.parse::<Ipv4Addr>().unwrap())
+        .into_iter()
+        .chain(edited)
+    {
+        if exact.contains(&a) || prefixes.iter().any(|n| n.contains(&a)) {
+            continue;
+        }
+        unlisted += 1;
+        let (v, reason) = verdict(&k, a)?;
+        ensure!(v == XDP_PASS, "{a} is not listed but dropped ({reason})");
+    }
+    ensure!(unlisted > 250, "only {unlisted} unlisted addresses tried");
     // The control record's count of exact keys is right after the sweep.
-    let control = k.store.control()?;
     ensure!(
-        control.x4_used as usize == exact,
-        "{} exact IPv4 keys counted, {exact} listed",
-        control.x4_used
+        control.x4_used as usize == exact.len(),
+        "{} exact IPv4 keys counted, {} listed",
+        control.x4_used,
+        exact.len()
     );
     Ok(())
 }

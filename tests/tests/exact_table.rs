@@ -3,6 +3,7 @@
 //! moves the inserts needed.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
 };
@@ -11,6 +12,7 @@ use anyhow::Result;
 use ensuresec_agent::{
     config::MapSizes,
     edit::{Op, apply},
+    error::Error,
     store::{RawMap, Store},
 };
 use ensuresec_common::{
@@ -22,7 +24,7 @@ use ensuresec_common::{
     },
 };
 use ensuresec_tests::{
-    kernel::{Kernel, XDP_DROP, XDP_PASS},
+    kernel::{Kernel, XDP_DROP, XDP_PASS, block_forever},
     packet::*,
 };
 use proptest::{
@@ -31,26 +33,6 @@ use proptest::{
 };
 
 const CAPACITY: u32 = 64;
-
-fn block() -> Op {
-    Op::Block {
-        expires_at_ns: 0,
-        reason_id: 0,
-        now_secs: 0,
-    }
-}
-
-fn v4_packet(src: Ipv4Addr) -> Vec<u8> {
-    let udp = L4::Udp {
-        sport: 1,
-        dport: 53,
-        payload: vec![],
-    };
-    frame(
-        &[],
-        ipv4(src, Ipv4Addr::new(10, 0, 0, 1), &V4Opts::default(), &udp),
-    )
-}
 
 fn v6_packet(src: Ipv6Addr) -> Vec<u8> {
     let udp = L4::Udp {
@@ -65,7 +47,7 @@ fn check(k: &Kernel, listed: &[Target], unlisted: &[Target]) -> Result<()> {
     for (targets, want) in [(listed, XDP_DROP), (unlisted, XDP_PASS)] {
         for t in targets {
             let f = match t {
-                Target::V4(a) => v4_packet(*a),
+                Target::V4(a) => udp_from(*a),
                 Target::V6(a) => v6_packet(*a),
                 _ => unreachable!(),
             };
@@ -104,20 +86,24 @@ fn fill_drain_refill_both_families() -> Result<()> {
     let mut listed: Vec<Target> = Vec::new();
     // Fill both tables to capacity, one at a time and then in a batch.
     for t in v4[..32].iter().chain(&v6[..32]) {
-        k.store.write()?.edit(&[(*t, block())])?;
+        k.store.write()?.edit(&[(*t, block_forever())])?;
         listed.push(*t);
     }
     let batch: Vec<(Target, Op)> = v4[32..64]
         .iter()
         .chain(&v6[32..64])
-        .map(|t| (*t, block()))
+        .map(|t| (*t, block_forever()))
         .collect();
     k.store.write()?.edit(&batch)?;
     listed.extend(batch.iter().map(|(t, _)| *t));
     check(&k, &listed, &pool[128..160])?;
 
     // Full: one more is refused and changes nothing.
-    let err = k.store.write()?.edit(&[(v4[64], block())]).unwrap_err();
+    let err = k
+        .store
+        .write()?
+        .edit(&[(v4[64], block_forever())])
+        .unwrap_err();
     assert!(err.to_string().contains("capacity is 64"), "{err}");
     check(&k, &listed, &v4[64..80])?;
 
@@ -129,7 +115,11 @@ fn fill_drain_refill_both_families() -> Result<()> {
         listed.retain(|t| !drop.contains(t));
         let fresh4 = &v4[64 + round * 16..80 + round * 16];
         let fresh6 = &v6[64 + round * 16..80 + round * 16];
-        let adds: Vec<(Target, Op)> = fresh4.iter().chain(fresh6).map(|t| (*t, block())).collect();
+        let adds: Vec<(Target, Op)> = fresh4
+            .iter()
+            .chain(fresh6)
+            .map(|t| (*t, block_forever()))
+            .collect();
         k.store.write()?.edit(&adds)?;
         listed.extend(adds.iter().map(|(t, _)| *t));
         check(&k, &listed, &drop)?;
@@ -159,7 +149,11 @@ fn moves_under_high_load_keep_every_key_findable() -> Result<()> {
     let mut refused = 0;
     for _ in 0..(slots4 * 2) {
         let t = Target::V4(Ipv4Addr::from(rng.u32(1..u32::MAX)));
-        match k.store.write().and_then(|w| w.edit(&[(t, block())])) {
+        match k
+            .store
+            .write()
+            .and_then(|w| w.edit(&[(t, block_forever())]))
+        {
             Ok(_) => listed.push(t),
             Err(e) => {
                 assert!(e.to_string().contains("capacity"), "{e}");
@@ -253,19 +247,19 @@ impl Edit {
     }
 }
 
-/// The model's state after `edits`, or `None` when the batch is refused.
+/// The model's state after `edits`, or why the batch is refused.
 fn desired(
     model: &HashMap<Target, ListEntry>,
     edits: &[(Target, Op)],
-) -> Option<HashMap<Target, ListEntry>> {
+) -> Result<HashMap<Target, ListEntry>, String> {
     let mut next = model.clone();
     for (t, op) in edits {
-        match apply(t, next.get(t).copied(), *op).ok()? {
+        match apply(t, next.get(t).copied(), *op).map_err(|e| e.to_string())? {
             Some(e) => next.insert(*t, e),
             None => next.remove(t),
         };
     }
-    Some(next)
+    Ok(next)
 }
 
 /// Every address's kernel verdict and listed entry against the model, and
@@ -281,7 +275,7 @@ fn verify(
             _ => XDP_PASS,
         };
         let f = match t {
-            Target::V4(a) => v4_packet(*a),
+            Target::V4(a) => udp_from(*a),
             Target::V6(a) => v6_packet(*a),
             _ => unreachable!(),
         };
@@ -358,48 +352,58 @@ fn random_batches_at_high_load_keep_kernel_equal_to_desired_state() {
     // case starts from empty tables.
     let k = loaded_kernel(CAPACITY, 90).unwrap();
     let mut runner = TestRunner::new(ProptestConfig::with_cases(32));
+    let (committed, crowded) = (Cell::new(0), Cell::new(0));
     runner
         .run(&batches, |batches| {
             clear(&k).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut model: HashMap<Target, ListEntry> = HashMap::new();
-            let (mut committed, mut refused) = (0, 0);
             for (n, (batch, keep_bad)) in batches.iter().enumerate() {
                 let mut edits: Vec<(Target, Op)> = Vec::new();
                 for e in batch {
                     let (i, op) = e.op(n as u32 + 1);
                     edits.push((pool[i], op));
-                    if !keep_bad && desired(&model, &edits).is_none() {
+                    if !keep_bad && desired(&model, &edits).is_err() {
                         edits.pop();
                     }
                 }
                 let next = desired(&model, &edits);
-                match k.store.write().and_then(|w| w.edit(&edits)) {
-                    Ok(_) => {
-                        prop_assert!(
-                            next.is_some(),
-                            "batch {} applied but the model refuses it",
-                            n
-                        );
-                        model = next.unwrap();
-                        committed += 1;
+                match (k.store.write().and_then(|w| w.edit(&edits)), next) {
+                    (Ok(_), Ok(next)) => {
+                        model = next;
+                        committed.set(committed.get() + 1);
                     }
-                    Err(e) => {
-                        // Refused: a bad edit, or no room at this load.
+                    (Ok(_), Err(why)) => {
+                        return Err(TestCaseError::fail(format!(
+                            "batch {n} applied but the model refuses it: {why}"
+                        )));
+                    }
+                    // Refused for the bad edit the model refuses it for.
+                    (Err(e), Err(why)) => prop_assert_eq!(e.to_string(), why, "batch {}", n),
+                    // A good batch is refused only for want of room.
+                    (Err(e), Ok(_)) => {
                         prop_assert!(
-                            next.is_none() || e.to_string().contains("capacity"),
+                            matches!(e, Error::Capacity { .. } | Error::TableCrowded { .. }),
                             "batch {} refused: {}",
                             n,
                             e
                         );
-                        refused += 1;
+                        crowded.set(crowded.get() + 1);
                     }
                 }
                 verify(&k, &pool, &model)?;
             }
-            prop_assert!(committed > 0 || refused > 0);
             Ok(())
         })
         .unwrap();
+    // The load was high enough to refuse some batches for room, and most
+    // went through.
+    assert!(crowded.get() > 0, "no batch ran out of room");
+    assert!(
+        committed.get() > 10 * crowded.get(),
+        "{} committed, {} refused for room",
+        committed.get(),
+        crowded.get()
+    );
 }
 
 /// Removes every entry, whoever owns it.
@@ -435,13 +439,16 @@ fn a_whole_slash_16_in_one_batch_is_listed_and_dropped() -> Result<()> {
             .map(|i| Ipv4Addr::from(0x0a00_0000 | (round << 16) | i))
             .collect();
         rng.shuffle(&mut addrs);
-        let edits: Vec<(Target, Op)> = addrs.iter().map(|a| (Target::V4(*a), block())).collect();
+        let edits: Vec<(Target, Op)> = addrs
+            .iter()
+            .map(|a| (Target::V4(*a), block_forever()))
+            .collect();
         let summary = k.store.write()?.edit(&edits)?;
         assert_eq!(summary.added, 65_536, "round {round}");
         assert_eq!(k.store.entries()?.len(), 65_536, "round {round}");
         for a in &addrs {
             assert_eq!(
-                k.run("ensuresec", &v4_packet(*a))?,
+                k.run("ensuresec", &udp_from(*a))?,
                 XDP_DROP,
                 "{a} in round {round}"
             );

@@ -414,26 +414,13 @@ fn a_many_source_flood_does_not_blind_detection() -> Result<()> {
     lab.agent_caught_up()?;
     let status: serde_json::Value =
         serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
-    let page = lab.metrics()?;
-    let dropped = page
-        .lines()
-        .find_map(|l| l.strip_prefix("ensuresec_ringbuf_dropped_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(-1.0);
     // The agent reads the kernel's count once a second.
     let kernel = status["events_dropped"].as_u64().unwrap_or(0) as f64;
+    let dropped = lab.metric("ensuresec_ringbuf_dropped_total")?;
     eventually(
         Duration::from_secs(3),
         "the dropped-event count to match",
-        || {
-            let page = lab.metrics()?;
-            let now = page
-                .lines()
-                .find_map(|l| l.strip_prefix("ensuresec_ringbuf_dropped_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(-1.0);
-            Ok((now == kernel).then_some(()))
-        },
+        || Ok((lab.metric("ensuresec_ringbuf_dropped_total")? == kernel).then_some(())),
     )
     .map_err(|e| anyhow::anyhow!("{e}: the agent says {dropped}, the kernel {kernel}"))?;
     // No forged source was mitigated on its own: at most the storefront's

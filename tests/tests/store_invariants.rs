@@ -30,30 +30,10 @@ use ensuresec_common::{
     maps::ListEntry,
 };
 use ensuresec_tests::{
-    kernel::{Kernel, XDP_DROP, XDP_PASS},
+    kernel::{Kernel, XDP_DROP, XDP_PASS, block_forever},
     packet::*,
     wait::eventually,
 };
-
-fn block() -> Op {
-    Op::Block {
-        expires_at_ns: 0,
-        reason_id: 0,
-        now_secs: 0,
-    }
-}
-
-fn packet_from(src: Ipv4Addr) -> Vec<u8> {
-    let udp = L4::Udp {
-        sport: 1,
-        dport: 53,
-        payload: vec![],
-    };
-    frame(
-        &[],
-        ipv4(src, Ipv4Addr::new(10, 0, 0, 1), &V4Opts::default(), &udp),
-    )
-}
 
 /// Prefix `i` of the 256 the CLI side adds and removes: 100.64.i.0/24.
 fn prefix(i: u32) -> Target {
@@ -111,7 +91,7 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
     };
     let cli = Store::open(&k.pins.pins)?;
     for i in 0..256 {
-        cli.write()?.edit(&[(prefix(i), block())])?;
+        cli.write()?.edit(&[(prefix(i), block_forever())])?;
     }
     for i in (0..256).step_by(2) {
         cli.write()?.edit(&[(prefix(i), Op::Unblock)])?;
@@ -133,7 +113,7 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
     for i in 0..256u32 {
         let inside = Ipv4Addr::new(100, 64, i as u8, 9);
         let want = if i % 2 == 1 { XDP_DROP } else { XDP_PASS };
-        assert_eq!(k.run("ensuresec", &packet_from(inside))?, want, "{inside}");
+        assert_eq!(k.run("ensuresec", &udp_from(inside))?, want, "{inside}");
     }
     let control = k.store.control()?;
     assert_eq!(control.throttles, 1, "one throttle is in force");
@@ -193,7 +173,7 @@ fn lift(k: &Kernel, why: Lift) -> Result<()> {
 }
 
 fn dropped(k: &Kernel) -> Result<bool> {
-    Ok(k.run("ensuresec", &packet_from(SOURCE.parse()?))? == XDP_DROP)
+    Ok(k.run("ensuresec", &udp_from(SOURCE.parse()?))? == XDP_DROP)
 }
 
 fn entry(k: &Kernel) -> Result<ListEntry> {
@@ -218,7 +198,9 @@ fn operator_block_over_an_auto_ban_survives_the_decisions_lift() -> Result<()> {
     let k = small_kernel()?;
     auto_ban(&k, Duration::from_secs(600), 1)?;
     assert!(dropped(&k)?);
-    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    k.store
+        .write()?
+        .edit(&[(SOURCE.parse()?, block_forever())])?;
     lift(&k, Lift::ByHand)?;
     assert!(
         dropped(&k)?,
@@ -238,7 +220,9 @@ fn operator_block_over_an_auto_ban_survives_the_decisions_lift() -> Result<()> {
 fn operator_block_over_an_auto_ban_survives_the_bans_expiry() -> Result<()> {
     let k = small_kernel()?;
     auto_ban(&k, Duration::from_millis(200), 1)?;
-    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    k.store
+        .write()?
+        .edit(&[(SOURCE.parse()?, block_forever())])?;
     until_the_ban_expired(&k)?;
     // The agent's upkeep: the decision has expired, so it is lifted.
     lift(&k, Lift::Expired)?;
@@ -252,9 +236,11 @@ fn operator_block_over_an_auto_ban_survives_the_bans_expiry() -> Result<()> {
 /// An automatic ban on an address the operator blocked for good does not cut
 /// the block to the ban's TTL.
 #[test]
-fn an_auto_ban_never_shortens_an_operators_block() -> Result<()> {
+fn an_auto_ban_never_shortens_an_operators_block_forever() -> Result<()> {
     let k = small_kernel()?;
-    k.store.write()?.edit(&[(SOURCE.parse()?, block())])?;
+    k.store
+        .write()?
+        .edit(&[(SOURCE.parse()?, block_forever())])?;
     auto_ban(&k, Duration::from_millis(200), 1)?;
     until_the_ban_expired(&k)?;
     assert!(dropped(&k)?, "the permanent block ended with the ban");
@@ -318,5 +304,68 @@ fn a_full_reason_table_keeps_the_texts_an_import_just_interned() -> Result<()> {
             "{target}"
         );
     }
+    Ok(())
+}
+
+/// Decisions on one source merge and replace each other without leaving
+/// anything behind: a scan's drop adds its class without lowering the SYN
+/// limit; a ban that replaces the throttle takes the throttle out of the
+/// kernel; lifting the ban leaves the source with nothing.
+#[test]
+fn decisions_on_one_source_merge_and_replace_cleanly() -> Result<()> {
+    let k = small_kernel()?;
+    let detection = |detector| Detection {
+        detector,
+        observed: 1,
+        threshold: 1,
+        extra: [0; 2],
+    };
+    let ttl = Duration::from_secs(600);
+    let apply = |detector, plan| -> Result<()> {
+        decide::apply(
+            &k.store.write()?,
+            &source_key(),
+            &detection(detector),
+            plan,
+            1,
+            clock::mono_ns(),
+        )?;
+        Ok(())
+    };
+    apply(
+        Detector::SynFlood,
+        Plan::Throttle {
+            pps: 200,
+            limit: class::SYN,
+            drop: 0,
+            ttl,
+        },
+    )?;
+    apply(
+        Detector::PortScan,
+        Plan::Throttle {
+            pps: 20,
+            limit: 0,
+            drop: class::PROBE_UNTRACKED,
+            ttl,
+        },
+    )?;
+    let merged = k.store.decision(&source_key())?.expect("a decision");
+    assert_eq!(
+        (merged.rate, merged.limit_classes, merged.drop_classes),
+        (200, class::SYN, class::PROBE_UNTRACKED),
+        "a drop does not lower the limit"
+    );
+    assert_eq!(k.store.throttles()?.len(), 1);
+    apply(Detector::HalfOpen, Plan::Ban { ttl })?;
+    assert!(
+        k.store.throttles()?.is_empty(),
+        "the ban replaced the throttle"
+    );
+    assert_eq!(k.store.control()?.throttles, 0);
+    assert!(dropped(&k)?);
+    lift(&k, Lift::ByHand)?;
+    assert!(!dropped(&k)?, "nothing is left of the source's decisions");
+    assert!(k.store.entries_for(&SOURCE.parse()?)?.is_none());
     Ok(())
 }

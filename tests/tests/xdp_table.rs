@@ -123,7 +123,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Reason)> {
     lldp.extend([0x02, 0x07, 0x04, 0, 0, 0, 0, 0, 1]);
     let opts = V4Opts {
         options: vec![1, 1, 1, 0, 0x94, 4, 0, 0, 7, 7, 4, 10, 0, 0, 1, 0],
-        frag: 0,
+        ..Default::default()
     };
     let first_frag = V4Opts {
         frag: 0x2000,
@@ -414,19 +414,7 @@ fn port_policy_drops_what_it_cannot_read() {
         .unwrap()
         .set_port_policy(true, &bitmap(&tcp_ports), &bitmap(&udp_ports))
         .unwrap();
-    let v4_frag = |frag: u16, id: u16, l4: &L4| {
-        let mut p = ipv4(
-            v4(CLEAN4),
-            v4(DST4),
-            &V4Opts {
-                frag,
-                ..Default::default()
-            },
-            l4,
-        );
-        p[4..6].copy_from_slice(&id.to_be_bytes());
-        frame(&[], p)
-    };
+    let v4_frag = |frag: u16, id: u16, l4: &L4| ipv4_fragment(v4(CLEAN4), v4(DST4), frag, id, l4);
     // A SYN to a closed port split so that the first fragment holds 8 bytes
     // of TCP (hping3 -S -f): no port to check.
     let tiny = L4::Raw {
@@ -438,15 +426,7 @@ fn port_policy_drops_what_it_cannot_read() {
         },
     };
     let nine: Vec<Ext> = (0..9).map(|_| Ext::options(EXT_DSTOPTS, 1)).collect();
-    let dns_first = L4::Udp {
-        sport: 5353,
-        dport: 53,
-        payload: vec![7; 64],
-    };
-    let rest = L4::Raw {
-        proto: 17,
-        bytes: vec![7; 64],
-    };
+    let (dns_first, rest) = udp_fragments(5353, 53, 7, 64);
     let dropped = [
         (
             "truncated TCP first fragment",

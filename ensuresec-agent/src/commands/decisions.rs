@@ -61,8 +61,8 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
             evidence: decide::describe_evidence(&r),
             does: decide::describe_action(&r),
             rate: (r.rate != 0).then_some(r.rate),
-            limits: class_names_of(r.limit_classes),
-            drops: class_names_of(r.drop_classes),
+            limits: evidence::class_names(r.limit_classes),
+            drops: evidence::class_names(r.drop_classes),
             strikes: r.strikes,
             decided_at: clock::rfc3339(r.created_secs),
             seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
@@ -75,14 +75,6 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
         .collect();
     rows.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(rows)
-}
-
-fn class_names_of(bits: u32) -> Vec<&'static str> {
-    if bits == 0 {
-        Vec::new()
-    } else {
-        evidence::class_names(bits)
-    }
 }
 
 pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {

@@ -176,8 +176,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
         agent_pid: pid,
-        anomaly_model: agent_pid(pins)
-            .and_then(|_| crate::ml::state::read(&crate::ml::state::path(pins))),
+        anomaly_model: pid.and_then(|_| crate::ml::state::read(&crate::ml::state::path(pins))),
         interfaces,
         port_policy: PortPolicyStatus {
             enabled,

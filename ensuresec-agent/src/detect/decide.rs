@@ -24,12 +24,14 @@ pub fn covers(current: &DecisionRecord, plan: &Plan) -> bool {
         (
             Some(Action::Throttle),
             Plan::Throttle {
-                pps, limit, drop, ..
+                limit, drop, pps, ..
             },
         ) => {
             let dropped = current.drop_classes;
             let limited = current.limit_classes | dropped;
-            drop & !dropped == 0 && limit & !limited == 0 && current.rate <= *pps
+            // A plan that only drops has no say in the rate (see `apply`).
+            let rate_held = limit & !dropped == 0 || *pps >= current.rate;
+            drop & !dropped == 0 && limit & !limited == 0 && rate_held
         }
         (Some(Action::Throttle), Plan::Alert { .. }) => true,
         (Some(action), _) => action == plan.action(),
@@ -76,21 +78,26 @@ pub fn apply(
             detection.extra[1],
         ],
     };
+    let previous = store.decision(key)?.filter(|r| r.expires_at_ns > now);
     if let Plan::Throttle {
         pps, limit, drop, ..
     } = plan
     {
         (record.rate, record.limit_classes, record.drop_classes) = (pps, limit, drop);
-        if let Some(current) = store
-            .decision(key)?
-            .filter(|r| r.expires_at_ns > now && r.action == Action::Throttle as u32)
-        {
+        if let Some(current) = previous.filter(|r| r.action == Action::Throttle as u32) {
             // The first detection stays the decision's headline; the
-            // classes of the new one are added.
+            // classes of the new one are added. One rate holds every limited
+            // class: a source flooding in several is held to the lowest of
+            // their thresholds in all of them. A plan that only drops has no
+            // say in the rate.
             record.detector = current.detector;
             record.evidence = current.evidence;
             record.created_secs = current.created_secs;
-            record.rate = record.rate.min(current.rate);
+            record.rate = match (current.limit_classes, limit) {
+                (0, _) => pps,
+                (_, 0) => current.rate,
+                _ => pps.min(current.rate),
+            };
             record.limit_classes |= current.limit_classes;
             record.drop_classes |= current.drop_classes;
             record.expires_at_ns = record.expires_at_ns.max(current.expires_at_ns);
@@ -100,7 +107,6 @@ pub fn apply(
     if let Plan::Budget { pps, .. } = plan {
         record.rate = pps;
     }
-    let previous = store.decision(key)?;
     store.set_decision(key, &record).map_err(|e| {
         // A full hash map refuses a new key with E2BIG.
         if e.errno() == Some(libc::E2BIG) {
@@ -109,8 +115,15 @@ pub fn apply(
             e
         }
     })?;
+    // A decision of another kind in force (a throttle the ban now replaces)
+    // is taken out of the kernel first: one record, one mitigation.
+    if let Some(p) = previous.filter(|p| p.action != record.action) {
+        unenforce(store, key, &p)?;
+    }
     if let Err(e) = enforce(store, key, &record, plan) {
-        // Not in the kernel: the record must not say it is.
+        // Not (wholly) in the kernel: take back what was written, and the
+        // record must not say it is.
+        unenforce(store, key, &record).ok();
         let undo = match previous {
             Some(p) => store.set_decision(key, &p),
             None => store.remove_decision(key).map(|_| ()),
@@ -180,9 +193,9 @@ pub enum Lift {
     ByHand,
 }
 
-/// Lifts a decision: removes what it put in the kernel, and only that (an
-/// operator's block of the same address stays), and its record.
-pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lift) -> Result<()> {
+/// Takes a decision's mitigation out of the kernel, and only that: an
+/// operator's block of the same address stays.
+fn unenforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
     match Action::from_id(record.action) {
         Some(Action::Ban) => {
             let target = Target::of_addr(key_addr(&key.addr));
@@ -201,6 +214,12 @@ pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lif
         }
         Some(Action::Alert) | None => {}
     }
+    Ok(())
+}
+
+/// Lifts a decision: removes what it put in the kernel, and its record.
+pub fn lift(store: &Writer, key: &DecisionKey, record: &DecisionRecord, why: Lift) -> Result<()> {
+    unenforce(store, key, record)?;
     if why == Lift::ByHand && key.scope == SCOPE_SOURCE {
         store.remove_offender(&key.addr)?;
     }
@@ -296,6 +315,14 @@ mod tests {
             "dropping, not limiting"
         );
         assert!(!covers(&current, &plan(class::SYN, 0, 50)), "a lower rate");
+        assert!(
+            covers(&current, &plan(0, class::UDP_SERVICE, 50)),
+            "a plan that only drops has no say in the rate"
+        );
+        assert!(
+            covers(&current, &plan(class::UDP_SERVICE, 0, 50)),
+            "limiting what is already dropped"
+        );
         let ban = DecisionRecord {
             action: Action::Ban as u32,
             ..Default::default()

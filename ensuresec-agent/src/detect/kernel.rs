@@ -23,20 +23,25 @@ pub fn ensure_syncookies() {
 /// Configures the kernel side of detection (windows, trip wires, tracked
 /// ports). Trip wires are per CPU, and a source's packets spread over the
 /// receive queues: each CPU trips at its share of the wire, so that a scan
-/// or flood spread over every CPU still trips.
+/// or flood spread over every CPU still trips. A share has a floor, so that
+/// on a many-CPU host an ordinary client's first packets trip nothing.
 pub fn configure(store: &Store, settings: &DetectSettings) -> Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let share = |total: u32| total.div_ceil(cpus).max(1);
+    // Every online CPU runs XDP (whatever the agent's own affinity or quota).
+    let cpus = aya::util::online_cpus()
+        .map(|c| c.len())
+        .unwrap_or(1)
+        .max(1) as u32;
+    let share = |total: u32, floor: u32| total.div_ceil(cpus).max(floor.min(total)).max(1);
     let raw = &settings.raw;
     let w = store.write()?;
     w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
     w.set_detect_config(&DetectConfig {
         enabled: 1,
         window_ns: settings.window.as_nanos() as u64,
-        trip_packets: share(raw.trip_packets),
-        trip_ports: share(raw.trip_ports),
-        trip_dsts: share(raw.trip_hosts),
-        trip_dst_packets: share(raw.trip_dst_packets),
+        trip_packets: share(raw.trip_packets, 16),
+        trip_ports: share(raw.trip_ports, 3),
+        trip_dsts: share(raw.trip_hosts, 2),
+        trip_dst_packets: share(raw.trip_dst_packets, 256),
         cpus,
         ..DetectConfig::default()
     })

@@ -1,7 +1,7 @@
 //! The detection metrics.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -15,6 +15,8 @@ pub struct DetectMetrics {
     /// Re-examinations skipped because the watch list or a tick's work was
     /// full (a many-source flood).
     pub revisits_shed: IntCounter,
+    /// Sources and destinations being looked at again now.
+    pub watched: IntGauge,
     pub time_to_mitigate: Histogram,
 }
 
@@ -51,6 +53,10 @@ impl DetectMetrics {
                 "ensuresec_revisits_shed_total",
                 "Re-examinations of tripped sources skipped to bound the work of a tick",
             )?,
+            watched: IntGauge::new(
+                "ensuresec_watched",
+                "Tripped sources and destinations looked at again until their window ends",
+            )?,
             time_to_mitigate: Histogram::with_opts(
                 HistogramOpts::new(
                     "ensuresec_time_to_mitigate_seconds",
@@ -67,6 +73,7 @@ impl DetectMetrics {
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.revisits_shed.clone()))?;
+        registry.register(Box::new(m.watched.clone()))?;
         registry.register(Box::new(m.time_to_mitigate.clone()))?;
         Ok(m)
     }

@@ -130,33 +130,34 @@ fn dump(family: u8, states: u32) -> io::Result<Vec<Socket>> {
     }
 }
 
-/// Counts established connections per remote address among `sockets`,
-/// keeping only inbound ones (local port in `listening`) to local addresses
+/// The established connections among `sockets` that are inbound: their
+/// local port is one of `listening`.
+pub fn inbound(sockets: Vec<Socket>, listening: &HashSet<u16>) -> Vec<Socket> {
+    sockets
+        .into_iter()
+        .filter(|s| listening.contains(&s.local.1))
+        .collect()
+}
+
+/// Connections per remote address among `sockets`, to local addresses
 /// `keep` accepts.
-pub fn count_inbound(
-    sockets: &[Socket],
-    listening: &HashSet<u16>,
-    keep: impl Fn(IpAddr) -> bool,
-) -> HashMap<IpAddr, u32> {
+pub fn per_remote(sockets: &[Socket], keep: impl Fn(IpAddr) -> bool) -> HashMap<IpAddr, u32> {
     let mut out = HashMap::new();
-    for s in sockets {
-        if listening.contains(&s.local.1) && keep(s.local.0) {
-            *out.entry(s.remote.0).or_default() += 1;
-        }
+    for s in sockets.iter().filter(|s| keep(s.local.0)) {
+        *out.entry(s.remote.0).or_default() += 1;
     }
     out
 }
 
-/// Established inbound connections per remote address, to local addresses
-/// `keep` accepts.
-pub fn inbound_established(keep: impl Fn(IpAddr) -> bool) -> io::Result<HashMap<IpAddr, u32>> {
+/// Every established inbound TCP connection of this network namespace.
+pub fn inbound_sockets() -> io::Result<Vec<Socket>> {
     let mut listening = HashSet::new();
     let mut established = Vec::new();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         listening.extend(dump(family, 1 << TCP_LISTEN)?.iter().map(|s| s.local.1));
         established.extend(dump(family, 1 << TCP_ESTABLISHED)?);
     }
-    Ok(count_inbound(&established, &listening, keep))
+    Ok(inbound(established, &listening))
 }
 
 #[cfg(test)]
@@ -183,7 +184,7 @@ mod tests {
         ];
         let listening: HashSet<u16> = [80].into();
         let lab: ensuresec_common::entry::Target = "10.77.0.0/16".parse().unwrap();
-        let got = count_inbound(&sockets, &listening, |a| lab.contains(a));
+        let got = per_remote(&inbound(sockets.to_vec(), &listening), |a| lab.contains(a));
         assert_eq!(got.get(&"10.77.66.6".parse().unwrap()), Some(&2));
         assert_eq!(got.len(), 1, "{got:?}");
     }
@@ -208,7 +209,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let _server = listener.accept().unwrap();
-        let counts = inbound_established(|a| a.is_loopback()).unwrap();
+        let counts = per_remote(&inbound_sockets().unwrap(), |a| a.is_loopback());
         assert!(
             counts
                 .get(&"127.0.0.1".parse().unwrap())

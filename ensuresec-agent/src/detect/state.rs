@@ -17,7 +17,7 @@ pub struct DetectState {
 }
 
 pub fn path(pins: &PinDir) -> PathBuf {
-    pins.pid_file().with_extension("detect.json")
+    pins.pid_file().with_extension(crate::pins::STATE_FILES[0])
 }
 
 /// The state of the agent `pid`, if it wrote one.

@@ -45,6 +45,15 @@ impl WatchList {
         }
     }
 
+    /// Sources and destinations watched now.
+    pub fn len(&self) -> usize {
+        self.watched.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.watched.is_empty()
+    }
+
     /// The events to look at again this tick, in turn, at most
     /// `MAX_REVISITS_PER_TICK`; forgets those whose window ended or that
     /// `covered` says a decision already covers. Returns them and how many

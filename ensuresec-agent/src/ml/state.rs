@@ -24,7 +24,7 @@ pub struct MlState {
 }
 
 pub fn path(pins: &PinDir) -> PathBuf {
-    pins.pid_file().with_extension("ml.json")
+    pins.pid_file().with_extension(crate::pins::STATE_FILES[1])
 }
 
 pub fn write(path: &Path, state: &MlState) -> std::io::Result<()> {

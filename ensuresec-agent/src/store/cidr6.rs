@@ -11,7 +11,7 @@ use ensuresec_common::{
 use ipnet::Ipv6Net;
 
 use super::{Store, Writer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A prefix as (address bits, length).
 pub type Prefix6 = (u128, u8);
@@ -38,20 +38,13 @@ impl Store {
 }
 
 impl Writer<'_> {
-    /// Replaces the rule set with `rules`, rewriting only entries whose value changes.
-    pub fn write_cidr6(
+    /// Replaces the rule set with `rules` (whose size the caller checked),
+    /// rewriting only entries whose value changes.
+    pub(super) fn write_cidr6(
         &self,
         prior: HashMap<Prefix6, Cidr6Value>,
         rules: &HashMap<Prefix6, ListEntry>,
     ) -> Result<Cidr6Undo> {
-        if rules.len() > self.capacities.cidr_v6 as usize {
-            return Err(Error::Capacity {
-                what: "the IPv6 prefix list",
-                need: rules.len(),
-                capacity: self.capacities.cidr_v6,
-                setting: "maps.cidr_v6",
-            });
-        }
         let list: Vec<Rule6> = rules
             .iter()
             .map(|(&(bits, len), own)| Rule6 {

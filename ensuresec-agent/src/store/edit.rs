@@ -58,20 +58,45 @@ fn key4(a: &Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
 }
 
+/// One edit of a batch: its place in the batch, target, map key and op.
+type Keyed<K> = (usize, Target, K, Op);
+
+/// An edit that cannot apply, and its place in the batch.
+type Refusal = (usize, Error);
+
 /// Runs the edits for one kind of target over its current values.
 fn replay<K: Copy + Eq + Hash>(
-    edits: &[(Target, K, Op)],
+    edits: &[Keyed<K>],
     current: &HashMap<K, ListEntry>,
-) -> Result<HashMap<K, Option<ListEntry>>> {
+) -> std::result::Result<HashMap<K, Option<ListEntry>>, Refusal> {
     let mut working: HashMap<K, Option<ListEntry>> = HashMap::new();
-    for (target, key, op) in edits {
+    for (at, target, key, op) in edits {
         let now = match working.get(key) {
             Some(v) => *v,
             None => current.get(key).copied(),
         };
-        working.insert(*key, apply(target, now, *op)?);
+        working.insert(*key, apply(target, now, *op).map_err(|e| (*at, e))?);
     }
     Ok(working)
+}
+
+/// The refusal of the edit that comes first in the batch.
+fn first_refusal(refusals: impl IntoIterator<Item = Option<Refusal>>) -> Option<Error> {
+    refusals
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, e)| e)
+}
+
+/// Sets each key to its new value, removing those that have none.
+fn merge<K: Eq + Hash>(rules: &mut HashMap<K, ListEntry>, after: HashMap<K, Option<ListEntry>>) {
+    for (k, v) in after {
+        match v {
+            Some(v) => rules.insert(k, v),
+            None => rules.remove(&k),
+        };
+    }
 }
 
 fn exact_plan<K: Copy + Eq + Hash>(
@@ -105,7 +130,12 @@ fn check_exact<K: Key, const W: usize>(
     if plan.growth() <= 0 {
         return Ok(());
     }
-    let need = (used as isize + plan.growth()).max(0) as usize;
+    let mut need = (used as isize + plan.growth()).max(0) as usize;
+    if need > table.capacity as usize {
+        // The kept count may be off (a writer killed part-way, with no agent
+        // to sweep since): count before refusing.
+        need = (table.count()? as isize + plan.growth()).max(0) as usize;
+    }
     if need > table.capacity as usize {
         return Err(Error::Capacity {
             what,
@@ -121,25 +151,58 @@ impl Writer<'_> {
     /// Applies `edits` in order, all or nothing.
     pub fn edit(&self, edits: &[(Target, Op)]) -> Result<EditSummary> {
         let (mut e4, mut e6, mut n4, mut n6) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (target, op) in edits {
+        for (at, (target, op)) in edits.iter().enumerate() {
             match target {
-                Target::V4(a) => e4.push((*target, key4(a), *op)),
-                Target::V6(a) => e6.push((*target, a.octets(), *op)),
+                Target::V4(a) => e4.push((at, *target, key4(a), *op)),
+                Target::V6(a) => e6.push((at, *target, a.octets(), *op)),
                 Target::Net4(n) => {
-                    n4.push((*target, (u32::from(n.network()), n.prefix_len()), *op))
+                    n4.push((at, *target, (u32::from(n.network()), n.prefix_len()), *op))
                 }
                 Target::Net6(n) => {
-                    n6.push((*target, (u128::from(n.network()), n.prefix_len()), *op))
+                    n6.push((at, *target, (u128::from(n.network()), n.prefix_len()), *op))
                 }
             }
         }
         let mut summary = EditSummary::default();
         let control = self.control()?;
 
-        // Work out every new value and check every capacity before writing.
-        let keys4: Vec<u32> = e4.iter().map(|e| e.1).collect();
+        // Work out every new value first: a batch with an edit that cannot
+        // apply is refused for the first such edit, in the batch's order.
+        let keys4: Vec<u32> = e4.iter().map(|e| e.2).collect();
         let prior4 = self.exact_v4.current(&keys4)?;
-        let after4 = replay(&e4, &prior4)?;
+        let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.2).collect();
+        let prior6 = self.exact_v6.current(&keys6)?;
+        let rules4 = if n4.is_empty() {
+            None
+        } else {
+            Some(self.current_rules4()?)
+        };
+        let prior_cidr6 = if n6.is_empty() {
+            None
+        } else {
+            Some(self.cidr6_values()?)
+        };
+        let own6 = prior_cidr6.as_ref().map(|prior| {
+            prior
+                .iter()
+                .map(|(k, v)| (*k, v.own))
+                .collect::<HashMap<Prefix6, ListEntry>>()
+        });
+        let replayed = (
+            replay(&e4, &prior4),
+            replay(&e6, &prior6),
+            rules4.as_ref().map(|r| replay(&n4, r)).transpose(),
+            own6.as_ref().map(|r| replay(&n6, r)).transpose(),
+        );
+        let (after4, after6, after_n4, after_n6) = match replayed {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            (a, b, c, d) => {
+                return Err(first_refusal([a.err(), b.err(), c.err(), d.err()])
+                    .expect("one of the replays refused"));
+            }
+        };
+
+        // Then check every capacity before writing.
         summary.count(&prior4, &after4);
         let plan4 = exact_plan(prior4, &after4);
         check_exact(
@@ -149,10 +212,6 @@ impl Writer<'_> {
             V4_LIST,
             "maps.exact_v4",
         )?;
-
-        let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.1).collect();
-        let prior6 = self.exact_v6.current(&keys6)?;
-        let after6 = replay(&e6, &prior6)?;
         summary.count(&prior6, &after6);
         let plan6 = exact_plan(prior6, &after6);
         check_exact(
@@ -175,23 +234,13 @@ impl Writer<'_> {
         let trie = if n4.is_empty() && !allow_changed {
             None
         } else {
-            let current: HashMap<(u32, u8), ListEntry> = self
-                .trie4_rules()?
-                .into_iter()
-                .map(|r| {
-                    let mut entry = r.entry;
-                    entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
-                    ((r.addr, r.prefix_len as u8), entry)
-                })
-                .collect();
-            let after = replay(&n4, &current)?;
-            summary.count(&current, &after);
-            let mut rules = current;
-            for (k, v) in after {
-                match v {
-                    Some(v) => rules.insert(k, v),
-                    None => rules.remove(&k),
-                };
+            let mut rules = match rules4 {
+                Some(r) => r,
+                None => self.current_rules4()?,
+            };
+            if let Some(after) = after_n4 {
+                summary.count(&rules, &after);
+                merge(&mut rules, after);
             }
             let rules: Vec<TrieRule> = rules
                 .into_iter()
@@ -218,30 +267,21 @@ impl Writer<'_> {
             Some(self.plan_trie4(&rules, &allows)?)
         };
 
-        let cidr6 = if n6.is_empty() {
-            None
-        } else {
-            let prior = self.cidr6_values()?;
-            let current: HashMap<Prefix6, ListEntry> =
-                prior.iter().map(|(k, v)| (*k, v.own)).collect();
-            let after = replay(&n6, &current)?;
-            summary.count(&current, &after);
-            let mut rules = current;
-            for (k, v) in after {
-                match v {
-                    Some(v) => rules.insert(k, v),
-                    None => rules.remove(&k),
-                };
+        let cidr6 = match (prior_cidr6, own6, after_n6) {
+            (Some(prior), Some(mut rules), Some(after)) => {
+                summary.count(&rules, &after);
+                merge(&mut rules, after);
+                if rules.len() > self.capacities.cidr_v6 as usize {
+                    return Err(Error::Capacity {
+                        what: "the IPv6 prefix list",
+                        need: rules.len(),
+                        capacity: self.capacities.cidr_v6,
+                        setting: "maps.cidr_v6",
+                    });
+                }
+                Some((prior, rules))
             }
-            if rules.len() > self.capacities.cidr_v6 as usize {
-                return Err(Error::Capacity {
-                    what: "the IPv6 prefix list",
-                    need: rules.len(),
-                    capacity: self.capacities.cidr_v6,
-                    setting: "maps.cidr_v6",
-                });
-            }
-            Some((prior, rules))
+            _ => None,
         };
 
         // Write; undo what was written if a later step fails.
@@ -270,6 +310,20 @@ impl Writer<'_> {
         }
         self.count_change(plan4.growth(), plan6.growth());
         Ok(summary)
+    }
+
+    /// The IPv4 prefix rules in force, by (network, length), without the
+    /// flag the trie build derives.
+    fn current_rules4(&self) -> Result<HashMap<(u32, u8), ListEntry>> {
+        Ok(self
+            .trie4_rules()?
+            .into_iter()
+            .map(|r| {
+                let mut entry = r.entry;
+                entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
+                ((r.addr, r.prefix_len as u8), entry)
+            })
+            .collect())
     }
 
     /// Records a committed change in the control record: a new generation,

@@ -71,6 +71,14 @@ impl<K: Key, const W: usize> Table<K, W> {
         Ok(None)
     }
 
+    /// Keys in the table, counted from the key buckets (no values read).
+    pub fn count(&self) -> Result<usize> {
+        let mut n = 0;
+        self.keys
+            .scan(|_, bucket: [K; W]| n += bucket.iter().filter(|k| **k != K::default()).count())?;
+        Ok(n)
+    }
+
     /// Current values of `keys`, reading the whole table when there are many.
     pub fn current(&self, keys: &[K]) -> Result<std::collections::HashMap<K, ListEntry>> {
         if keys.len() > 2048 {
@@ -138,6 +146,9 @@ impl<K: Key, const W: usize> Table<K, W> {
         for key in &plan.deletes {
             image.remove(key, (self.buckets)(key));
         }
+        // Slots a move emptied in the kernel: if the change fails before a
+        // key takes them, their old values are cleared.
+        let mut vacated = Vec::new();
         for (key, _) in &plan.upserts {
             let pair = (self.buckets)(key);
             if image.find(key, pair).is_some() {
@@ -145,10 +156,15 @@ impl<K: Key, const W: usize> Table<K, W> {
             }
             let Some((_, moves)) = image.place(*key, pair, &*self.buckets) else {
                 // Nothing but verdict-neutral moves was written yet.
+                self.clear_empty(&vacated, &mapped);
                 return Err(Error::TableCrowded { what });
             };
             for m in &moves {
-                self.move_in_kernel(m, &mapped)?;
+                if let Err(e) = self.move_in_kernel(m, &mapped) {
+                    self.clear_empty(&vacated, &mapped);
+                    return Err(e);
+                }
+                vacated.push(m.from);
             }
         }
 
@@ -178,7 +194,8 @@ impl<K: Key, const W: usize> Table<K, W> {
             .and_then(|()| self.keys.update_batch(&dirty, &new_buckets));
         if let Err(partial) = result {
             self.restore(&originals, &prior_values);
-            return Err(Error::map(self.keys.name, partial.error));
+            self.clear_empty(&vacated, &mapped);
+            return Err(Error::map_io(self.keys.name, partial.error));
         }
         // Freed slots stay empty until the next change, so no reader can take
         // their old value for another key's; cleared all the same.
@@ -188,6 +205,17 @@ impl<K: Key, const W: usize> Table<K, W> {
             tracing::warn!(map = self.vals.name, error = %partial.error, "could not clear the values of removed entries");
         }
         Ok(())
+    }
+
+    /// Clears the values of those of `slots` that are empty in the kernel.
+    fn clear_empty(&self, slots: &[Slot], mapped: &Mapped<[K; W]>) {
+        for s in slots {
+            if mapped.get(s.bucket as usize)[s.way] == K::default()
+                && let Err(e) = self.vals.set(&Self::slot_index(*s), &ListEntry::default())
+            {
+                tracing::warn!(map = self.vals.name, error = %e, "could not clear a vacated slot");
+            }
+        }
     }
 
     /// Moves a key the kernel sees to its other bucket, in an order that

@@ -136,7 +136,9 @@ impl RawMap {
         let count = self.mappable::<V>()?;
         let size = std::mem::size_of::<V>();
         // A chunk is whole pages and whole elements.
-        let unit = lcm(4096, size);
+        // SAFETY: sysconf has no preconditions.
+        let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as usize;
+        let unit = lcm(page, size);
         let per_chunk = (((1 << 20) / unit).max(1) * unit) / size;
         let mut start = 0;
         while start < count {

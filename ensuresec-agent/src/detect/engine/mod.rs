@@ -131,10 +131,13 @@ impl Engine {
             }
         }
         for e in events {
-            self.metrics.events.inc();
             self.watch(&e);
             self.handle(&e);
+            // Counted once handled: a reader that sees the count knows the
+            // decision, if any, is made.
+            self.metrics.events.inc();
         }
+        self.metrics.watched.set(self.watched.len() as i64);
     }
 
     /// Keeps looking at an event's source or destination until its window ends.
@@ -184,6 +187,7 @@ impl Engine {
         for e in events {
             self.handle(&e);
         }
+        self.metrics.watched.set(self.watched.len() as i64);
     }
 
     fn take_findings(&mut self) {

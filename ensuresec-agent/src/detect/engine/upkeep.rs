@@ -13,24 +13,36 @@ use crate::{
 
 impl Engine {
     /// Sources holding too many established connections to this host's
-    /// listening ports (slowloris-style), from the kernel's socket table.
+    /// listening ports (slowloris-style), from the kernel's socket table,
+    /// each protected prefix with its own threshold.
     fn half_open(&mut self) -> Result<()> {
-        let blocks = &self.settings.protect;
-        let Some((_, detectors)) = blocks
+        let blocks: Vec<_> = self
+            .settings
+            .protect
             .iter()
             .filter(|(_, d)| d.get(Detector::HalfOpen).per_source > 0)
-            .min_by_key(|(_, d)| d.get(Detector::HalfOpen).per_source)
-        else {
+            .copied()
+            .collect();
+        if blocks.is_empty() {
             return Ok(());
-        };
-        let detectors = *detectors;
-        let threshold = detectors.get(Detector::HalfOpen).per_source;
-        let protected = |local| blocks.iter().any(|(t, _)| t.contains(local));
-        let now = clock::mono_ns();
-        let counts = sockets::inbound_established(protected)
+        }
+        let sockets = sockets::inbound_sockets()
             .map_err(|e| Error::io("reading the socket table (sock_diag)", e))?;
-        for (remote, n) in counts {
-            if n >= threshold {
+        let now = clock::mono_ns();
+        for (prefix, detectors) in blocks {
+            let threshold = detectors.get(Detector::HalfOpen).per_source;
+            // A storefront address is in the first block that covers it.
+            let mine = |local| {
+                self.settings
+                    .protect
+                    .iter()
+                    .find(|(t, _)| t.contains(local))
+                    .is_some_and(|(t, _)| *t == prefix)
+            };
+            for (remote, n) in sockets::per_remote(&sockets, mine) {
+                if n < threshold {
+                    continue;
+                }
                 let detection = Detection {
                     detector: Detector::HalfOpen,
                     observed: n as u64,
@@ -43,7 +55,9 @@ impl Engine {
                     .store
                     .source_stats(&self.geometry, &key, 0)?
                     .map_or(now, |s| s.total.first_seen_ns.min(now));
-                self.decide_source(&key, &detection, &detectors, first_seen)?;
+                if let Err(e) = self.decide_source(&key, &detection, &detectors, first_seen) {
+                    self.failed(&e, "deciding on a half-open flood");
+                }
             }
         }
         Ok(())
@@ -59,7 +73,15 @@ impl Engine {
         let mut active = [0i64; Recorded::COUNT + 1];
         for (key, record) in self.store.decisions()? {
             if record.expires_at_ns <= now {
-                decide::lift(&self.store.write()?, &key, &record, decide::Lift::Expired)?;
+                // One that cannot be lifted now is tried again next second;
+                // the others are not held up by it.
+                let lifted = self
+                    .store
+                    .write()
+                    .and_then(|w| decide::lift(&w, &key, &record, decide::Lift::Expired));
+                if let Err(e) = lifted {
+                    tracing::error!(error = %e, "lifting an expired decision");
+                }
             } else {
                 active[(record.action as usize).min(Recorded::COUNT)] += 1;
             }
