@@ -21,13 +21,14 @@ use ensuresec_agent::{
         rules::Detection,
     },
     edit::Op,
+    error::Error,
     store::{Store, decisions::addr_key},
 };
 use ensuresec_common::{
-    decisions::{DecisionKey, Detector, SCOPE_SOURCE},
+    decisions::{Action, DecisionKey, DecisionRecord, Detector, SCOPE_SOURCE},
     entry::Target,
     features::{DestKey, Throttle, class, v4_key},
-    maps::ListEntry,
+    maps::{DEFAULT_DECISIONS, ListEntry},
 };
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS, block_forever},
@@ -367,5 +368,64 @@ fn decisions_on_one_source_merge_and_replace_cleanly() -> Result<()> {
     lift(&k, Lift::ByHand)?;
     assert!(!dropped(&k)?, "nothing is left of the source's decisions");
     assert!(k.store.entries_for(&SOURCE.parse()?)?.is_none());
+    Ok(())
+}
+
+/// With the decisions map full, a detection is refused as `DecisionsFull`
+/// and nothing of it reaches the kernel: no ban, no throttle, no list entry
+/// that no record would ever lift.
+#[test]
+fn a_full_decisions_map_leaves_no_unrecorded_mitigation() -> Result<()> {
+    let k = small_kernel()?;
+    let alert = DecisionRecord {
+        action: Action::Alert as u32,
+        expires_at_ns: u64::MAX,
+        ..Default::default()
+    };
+    {
+        let w = k.store.write()?;
+        for i in 0..DEFAULT_DECISIONS {
+            let key = DecisionKey {
+                addr: addr_key(Ipv4Addr::from(0x0a00_0000 + i).into()),
+                ..source_key()
+            };
+            w.set_decision(&key, &alert)?;
+        }
+    }
+    let ttl = Duration::from_secs(600);
+    let plans = [
+        Plan::Ban { ttl },
+        Plan::Throttle {
+            pps: 10,
+            limit: class::SYN,
+            drop: class::UDP_SERVICE,
+            ttl,
+        },
+    ];
+    for plan in plans {
+        let refused = decide::apply(
+            &k.store.write()?,
+            &source_key(),
+            &detection(),
+            plan,
+            1,
+            clock::mono_ns(),
+        );
+        assert!(
+            matches!(refused, Err(Error::DecisionsFull)),
+            "{plan:?}: {refused:?}"
+        );
+        assert!(k.store.decision(&source_key())?.is_none());
+        assert!(!dropped(&k)?, "{plan:?} reached the kernel");
+        assert!(k.store.entries_for(&SOURCE.parse()?)?.is_none());
+        assert!(k.store.throttles()?.is_empty());
+    }
+    // Room again: the same detection goes through.
+    k.store.write()?.remove_decision(&DecisionKey {
+        addr: addr_key(Ipv4Addr::from(0x0a00_0000).into()),
+        ..source_key()
+    })?;
+    auto_ban(&k, ttl, 1)?;
+    assert!(dropped(&k)?);
     Ok(())
 }
