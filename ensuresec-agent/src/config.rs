@@ -15,6 +15,7 @@ use ensuresec_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    app::settings::{AppSection, AppSettings, EventsConfig, LogConfig, StorefrontConfig},
     detect::settings::{DetectSection, DetectSettings, ProtectConfig},
     error::{Error, Result},
     ml::settings::MlSection,
@@ -121,6 +122,12 @@ pub struct Config {
     pub detect: DetectSection,
     pub protect: Vec<ProtectConfig>,
     pub ml: MlSection,
+    /// Application level: clients, proxies, signatures, state.
+    pub app: AppSection,
+    #[serde(rename = "storefront")]
+    pub storefronts: Vec<StorefrontConfig>,
+    pub logs: Vec<LogConfig>,
+    pub events: EventsConfig,
 }
 
 /// The config after validation: parsed targets and port ranges.
@@ -128,6 +135,7 @@ pub struct Config {
 pub struct Validated {
     pub raw: Config,
     pub detect: DetectSettings,
+    pub app: AppSettings,
     pub allowlist: Vec<Target>,
     pub tcp_ports: Vec<PortRange>,
     pub udp_ports: Vec<PortRange>,
@@ -195,8 +203,11 @@ impl Config {
         let tcp_ports = ports(&raw.port_policy.tcp, "port_policy.tcp")?;
         let udp_ports = ports(&raw.port_policy.udp, "port_policy.udp")?;
         let detect = DetectSettings::validate(&raw.detect, &raw.protect, &raw.ml).map_err(fail)?;
+        let app = AppSettings::validate(&raw.app, &raw.storefronts, &raw.logs, &raw.events)
+            .map_err(fail)?;
         Ok(Validated {
             detect,
+            app,
             raw,
             allowlist,
             tcp_ports,

@@ -17,6 +17,12 @@ use ensuresec_common::{entry::Target, maps::FLAG_ALLOW_FROM_CONFIG, ports::bitma
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    app::{
+        metrics::AppMetrics,
+        pipeline::{Pipeline, Sink, TimeBase},
+        pseudonym::Hasher,
+        tail::Tailer,
+    },
     attach, census, clock,
     config::{Config, Validated},
     detect::{engine::Engine, kernel, metrics::DetectMetrics},
@@ -148,6 +154,52 @@ fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) 
     Ok(())
 }
 
+/// Starts the application inputs (followed logs, the events listener) and
+/// connects them to the engine through a waking inbox.
+async fn start_app(
+    engine: Engine,
+    config: &Validated,
+    registry: &prometheus::Registry,
+    stop: &Arc<AtomicBool>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Result<(Engine, Option<tokio::task::JoinHandle<()>>)> {
+    let app = Arc::new(config.app.clone());
+    // Bounded: a burst of findings cannot grow the agent; refusals are counted.
+    let (tx, inbox) = crate::detect::inbox::inbox(4096)?;
+    let metrics = AppMetrics::register(registry)?;
+    let dropped = metrics.findings_dropped.clone();
+    let sink: Sink = Box::new(move |finding| {
+        if tx.send(finding).is_err() {
+            dropped.inc();
+        }
+    });
+    let key = app.section.state_dir.join("app.key");
+    let hasher = Hasher::load_or_create(&key)?;
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(
+        app.clone(),
+        hasher,
+        metrics.clone(),
+        TimeBase::Clock,
+        sink,
+    )));
+    if !app.logs.is_empty() {
+        threads.push(Tailer::new(&app).spawn(pipeline.clone(), stop.clone()));
+    }
+    let server = match &app.events {
+        Some(events) => {
+            let listener = crate::app::events::bind(events).await?;
+            Some(tokio::spawn(crate::app::events::serve_events(
+                listener,
+                events.clone(),
+                pipeline,
+                metrics,
+            )))
+        }
+        None => None,
+    };
+    Ok((engine.with_app(inbox), server))
+}
+
 async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     // Held until the agent ends: a second agent, or a detach, is refused meanwhile.
     let _claim = AgentLock::claim(&pins)?;
@@ -172,7 +224,8 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     let detect_metrics = DetectMetrics::register(&registry)?;
     let stop_detect = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    if config.detect.protect.is_empty() {
+    let network = !config.detect.protect.is_empty();
+    if !network {
         kernel::disable(&store)?;
         if config.detect.ml.is_some() {
             tracing::warn!(
@@ -181,8 +234,17 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         }
     } else {
         kernel::configure(&store, &config.detect)?;
+    }
+    let mut events_server = None;
+    if network || config.app.enabled() {
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
-        if let Some(ml) = &config.detect.ml {
+        if config.app.enabled() {
+            let (engine_with_app, server) =
+                start_app(engine, &config, &registry, &stop_detect, &mut threads).await?;
+            engine = engine_with_app;
+            events_server = server;
+        }
+        if let Some(ml) = config.detect.ml.as_ref().filter(|_| network) {
             // Bounded: a flood of flagged sources cannot grow the agent.
             let (tx, rx) = std::sync::mpsc::sync_channel(4096);
             engine = engine.with_findings(rx);
@@ -198,8 +260,11 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         }
         tracing::info!(
             prefixes = config.detect.protect.len(),
+            storefronts = config.app.storefronts.len(),
+            logs = config.app.logs.len(),
+            events = config.app.events.is_some(),
             dry_run = config.detect.dry_run,
-            anomaly_model = config.detect.ml.is_some(),
+            anomaly_model = network && config.detect.ml.is_some(),
             "detection on"
         );
         threads.push(engine.spawn(stop_detect.clone()));
@@ -261,6 +326,9 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         }
     }
     server.abort();
+    if let Some(events) = events_server {
+        events.abort();
+    }
     stop_detect.store(true, Ordering::Relaxed);
     for handle in threads {
         let _ = handle.join();

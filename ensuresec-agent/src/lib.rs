@@ -1,6 +1,7 @@
 //! ensuresec's user-space side: the `ensuresec` CLI and agent, as a library so
 //! that integration tests and xtask drive the same code.
 
+pub mod app;
 pub mod attach;
 pub mod census;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod detect;
 pub mod ebpf;
 pub mod edit;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod ml;
 pub mod output;

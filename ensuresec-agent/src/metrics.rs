@@ -5,23 +5,23 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use ensuresec_common::reason::Reason;
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Request, Response, StatusCode, body::Incoming};
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
-use tokio::sync::Semaphore;
 
-use crate::store::Store;
+use crate::{
+    http::{self, reply},
+    store::Store,
+};
 
 /// List sizes per (list, family, kind), refreshed by each sweep.
 #[derive(Clone, Debug, Default)]
@@ -188,41 +188,20 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buf).expect("text exposition is UTF-8")
 }
 
-/// Connections served at once; more are closed as they arrive, so that a
-/// client holding connections open cannot take the agent's file descriptors
-/// (which its sweeps and decisions need).
-pub const MAX_CONNECTIONS: usize = 64;
-/// A client that has not sent its request headers by then is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// No connection lives longer, whatever it does.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
-
 fn respond(registry: &Registry, path: &str) -> Response<Full<Bytes>> {
-    let (status, kind, body) = match path {
-        "/metrics" => (
+    match path {
+        "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             render(registry),
         ),
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_string(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(kind),
-    );
-    response
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
 }
 
-/// Serves `/metrics` and `/healthz` until the task is dropped: at most
-/// `MAX_CONNECTIONS` at once, each dropped if its headers take longer than
-/// `HEADER_TIMEOUT` and in any case after `CONNECTION_LIFETIME`.
+/// Serves `/metrics` and `/healthz` until the task is dropped (with the
+/// bounds of `http::serve`).
 pub async fn serve(listen: SocketAddr, registry: Registry) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         tracing::warn!(
@@ -235,33 +214,10 @@ pub async fn serve(listen: SocketAddr, registry: Registry) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the metrics listener to {listen}"))?;
     tracing::info!(%listen, "serving metrics");
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors, say: wait instead of spinning.
-                tracing::warn!(error = %e, "accepting a metrics connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: closed at once (dropping the stream).
-            continue;
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&registry, request.uri().path());
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
-            drop(slot);
-        });
-    }
+    http::serve(listener, "metrics", move |request: Request<Incoming>| {
+        let response = respond(&registry, request.uri().path());
+        async move { response }
+    })
+    .await;
+    Ok(())
 }

@@ -157,7 +157,7 @@ const _: () = {
     assert!(size_of::<Control>() == 88);
     assert!(size_of::<Throttle>() == 24);
     assert!(size_of::<DecisionKey>() == 20);
-    assert!(size_of::<DecisionRecord>() == 88);
+    assert!(size_of::<DecisionRecord>() == 96);
     assert!(size_of::<FragKey>() == 40);
     assert!(size_of::<IfaceRecord>() == 32);
 };

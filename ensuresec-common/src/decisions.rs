@@ -21,6 +21,18 @@ crate::named_enum! {
         HalfOpen = 10 => "half_open",
         /// The anomaly model: a source's step scored above the model's threshold.
         Ml = 11 => "ml",
+        /// Application level (access logs, shop events): requests per client.
+        HttpFlood = 12 => "http_flood",
+        /// Failed logins, or logins on many accounts, from one client.
+        CredentialStuffing = 13 => "credential_stuffing",
+        /// A login that worked after failures on other accounts.
+        AccountTakeover = 14 => "account_takeover",
+        /// Declined or small payments, or many cards, from one client.
+        CardTesting = 15 => "card_testing",
+        /// Probes for files and exploits, bursts of client errors.
+        Scanner = 16 => "scanner",
+        /// Requests with an attack tool's user agent.
+        AttackTool = 17 => "attack_tool",
     }
 }
 
@@ -38,6 +50,20 @@ impl Detector {
         Detector::HostSweep,
         Detector::HalfOpen,
     ];
+
+    /// The application-level detectors (logs and shop events).
+    pub const APP: [Detector; 6] = [
+        Detector::HttpFlood,
+        Detector::CredentialStuffing,
+        Detector::AccountTakeover,
+        Detector::CardTesting,
+        Detector::Scanner,
+        Detector::AttackTool,
+    ];
+
+    pub fn is_app(self) -> bool {
+        Self::APP.contains(&self)
+    }
 
     /// Index into per-detector tables.
     pub const fn index(self) -> usize {
@@ -61,6 +87,9 @@ crate::named_enum! {
 
 pub const SCOPE_SOURCE: u8 = 1;
 pub const SCOPE_DESTINATION: u8 = 2;
+/// A source network: `addr` is the network's first address and `port` its
+/// prefix length (an IPv6 client's /64, a distributed attack's /24).
+pub const SCOPE_PREFIX: u8 = 3;
 
 /// A decision applies to a source address, or to a destination (address,
 /// protocol, port).
@@ -98,6 +127,10 @@ pub struct DecisionRecord {
     /// The numbers that tripped the detector: observed rate or count, the
     /// threshold, and two detector-specific values.
     pub evidence: [u64; 4],
+    /// Index into `ES_REASONS` of the storefront an application detection
+    /// was made for; 0 for none.
+    pub storefront_id: u32,
+    pub _pad: u32,
 }
 
 /// Strikes of a source that was banned before (`ES_OFFENDERS`, LRU).

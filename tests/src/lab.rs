@@ -105,22 +105,26 @@ impl Host {
                 root.display()
             ),
         )?;
-        let child = self
-            .ns
-            .cmd("nginx")
-            .args(["-c"])
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting nginx (Debian package nginx-light)")?;
+        let child = self.spawn_nginx(&conf)?;
         let url = format!("http://{}/", self.v4);
         crate::wait::eventually(Duration::from_secs(10), "nginx to answer", || {
             Ok((self.http_status(&url, None) != 0).then_some(()))
         })
         .with_context(|| std::fs::read_to_string(workdir.join("error.log")).unwrap_or_default())?;
         Ok(child)
+    }
+
+    /// Starts nginx in the foreground with the config file `conf`.
+    pub fn spawn_nginx(&self, conf: &Path) -> Result<Child> {
+        self.ns
+            .cmd("nginx")
+            .args(["-c"])
+            .arg(conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx (Debian package nginx-light)")
     }
 
     /// Starts dnsmasq answering `name` with `answer` on this host's IPv4

@@ -11,5 +11,6 @@ pub mod netns;
 pub mod packet;
 pub mod reference;
 pub mod scenarios;
+pub mod shop;
 pub mod visitors;
 pub mod wait;

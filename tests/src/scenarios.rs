@@ -177,17 +177,22 @@ pub fn all(fast: bool) -> Vec<Scenario> {
         ),
         base(
             "port-scan",
-            "nmap SYN scan of ports 1-1000",
+            "nmap SYN scan of ports 1-5000 at up to 2,000 probes/s",
             Some(Attack {
                 tool: "nmap",
+                // Paced so that the scan outlasts its detection: unpaced, a
+                // 1,000-port scan on a veth can end before the decision
+                // reaches the kernel, leaving nothing to drop.
                 args: args(&[
                     "-sS",
                     "-n",
                     "-Pn",
                     "-p",
-                    "1-1000",
+                    "1-5000",
                     "--max-retries",
                     "0",
+                    "--max-rate",
+                    "2000",
                     "-T4",
                     TARGET,
                 ]),

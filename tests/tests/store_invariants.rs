@@ -139,6 +139,7 @@ fn detection() -> Detection {
         observed: 300,
         threshold: 100,
         extra: [0; 2],
+        storefront_id: 0,
     }
 }
 
@@ -320,6 +321,7 @@ fn decisions_on_one_source_merge_and_replace_cleanly() -> Result<()> {
         observed: 1,
         threshold: 1,
         extra: [0; 2],
+        storefront_id: 0,
     };
     let ttl = Duration::from_secs(600);
     let apply = |detector, plan| -> Result<()> {

@@ -25,6 +25,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wrk",
     "tcpreplay",
     "tcpdump",
+    // Application-level attack tools (credential stuffing, content discovery).
+    "hydra",
+    "gobuster",
     // Real upstreams the storefront itself talks to (DNS), and the clients
     // the tests script.
     "dnsmasq-base",

@@ -11,6 +11,7 @@ use crate::{
     cli::OutputFormat,
     clock,
     detect::{
+        app_evidence,
         decide::{self, action_name, detector_name},
         evidence,
     },
@@ -22,6 +23,8 @@ use crate::{
 #[derive(Serialize)]
 pub struct DecisionRow {
     pub target: String,
+    /// The storefront an application detection was made for.
+    pub storefront: Option<String>,
     pub detector: &'static str,
     pub action: &'static str,
     /// Count observed in the window, and the threshold it reached (for the
@@ -44,33 +47,55 @@ pub struct DecisionRow {
     pub ttl_seconds: u64,
     /// From the attack's first packet in its window to the decision.
     pub time_to_mitigate_ms: f64,
+    /// Application decisions: sample paths and user agent, accounts (as
+    /// pseudonyms), from the agent's evidence file.
+    pub details: Option<String>,
+    pub accounts: Vec<String>,
 }
 
 pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
     let now = clock::mono_ns();
-    let mut rows: Vec<DecisionRow> = store
-        .decisions()?
+    // Read in the order the agent writes, backwards: the storefront's name
+    // before the decision, the evidence after it. A decision read first
+    // has its name in the reasons read next.
+    let decisions = store.decisions()?;
+    let reasons = store.reasons()?;
+    let details = app_evidence::read(store.pins());
+    let mut rows: Vec<DecisionRow> = decisions
         .into_iter()
         .filter(|(_, r)| r.expires_at_ns > now)
-        .map(|(key, r)| DecisionRow {
-            target: DecisionTarget(key).to_string(),
-            detector: detector_name(r.detector),
-            action: action_name(r.action),
-            observed: r.evidence[0],
-            threshold: r.evidence[1],
-            evidence: decide::describe_evidence(&r),
-            does: decide::describe_action(&r),
-            rate: (r.rate != 0).then_some(r.rate),
-            limits: evidence::class_names(r.limit_classes),
-            drops: evidence::class_names(r.drop_classes),
-            strikes: r.strikes,
-            decided_at: clock::rfc3339(r.created_secs),
-            seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
-            ttl_seconds: r
-                .expires_at_ns
-                .saturating_sub(r.decided_ns)
-                .div_ceil(1_000_000_000),
-            time_to_mitigate_ms: r.decided_ns.saturating_sub(r.first_seen_ns) as f64 / 1e6,
+        .map(|(key, r)| {
+            let target = DecisionTarget(key).to_string();
+            let storefront = (r.storefront_id != 0)
+                .then(|| reasons.text(r.storefront_id).map(String::from))
+                .flatten();
+            // Evidence of an earlier decision on the same target is not this one's.
+            let detail = details.get(&target).filter(|d| {
+                d.detector == detector_name(r.detector) && d.decided_secs == r.created_secs
+            });
+            DecisionRow {
+                details: detail.map(|d| d.text.clone()),
+                accounts: detail.map(|d| d.accounts.clone()).unwrap_or_default(),
+                target,
+                storefront,
+                detector: detector_name(r.detector),
+                action: action_name(r.action),
+                observed: r.evidence[0],
+                threshold: r.evidence[1],
+                evidence: decide::describe_evidence(&r),
+                does: decide::describe_action(&r),
+                rate: (r.rate != 0).then_some(r.rate),
+                limits: evidence::class_names(r.limit_classes),
+                drops: evidence::class_names(r.drop_classes),
+                strikes: r.strikes,
+                decided_at: clock::rfc3339(r.created_secs),
+                seconds_left: (r.expires_at_ns - now) / 1_000_000_000,
+                ttl_seconds: r
+                    .expires_at_ns
+                    .saturating_sub(r.decided_ns)
+                    .div_ceil(1_000_000_000),
+                time_to_mitigate_ms: r.decided_ns.saturating_sub(r.first_seen_ns) as f64 / 1e6,
+            }
         })
         .collect();
     rows.sort_by(|a, b| a.target.cmp(&b.target));
@@ -83,6 +108,7 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
     let mut table = vec![
         [
             "TARGET",
+            "STOREFRONT",
             "DETECTOR",
             "ACTION",
             "DOES",
@@ -96,6 +122,7 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
     for r in &rows {
         table.push(vec![
             r.target.clone(),
+            r.storefront.clone().unwrap_or_else(|| "-".into()),
             r.detector.into(),
             r.action.into(),
             r.does.clone(),

@@ -14,7 +14,7 @@ use crate::{
     clock,
     edit::Op,
     error::{Error, Result},
-    store::{Writer, decisions::key_addr},
+    store::{Writer, decisions::DecisionTarget},
 };
 
 /// Whether the live decision `current` already does all that `plan` would.
@@ -77,6 +77,8 @@ pub fn apply(
             detection.extra[0],
             detection.extra[1],
         ],
+        storefront_id: detection.storefront_id,
+        _pad: 0,
     };
     let previous = store.decision(key)?.filter(|r| r.expires_at_ns > now);
     if let Plan::Throttle {
@@ -136,11 +138,21 @@ pub fn apply(
     Ok(record)
 }
 
+/// What a ban on a source or source network lists.
+fn list_target(key: &DecisionKey) -> Result<Target> {
+    DecisionTarget(*key).list_target().ok_or_else(|| {
+        Error::NotListed(
+            DecisionTarget(*key).to_string(),
+            "list of sources a ban can drop",
+        )
+    })
+}
+
 /// The kernel side of a recorded decision.
 fn enforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord, plan: Plan) -> Result<()> {
     match plan {
         Plan::Ban { .. } => {
-            let target = Target::of_addr(key_addr(&key.addr));
+            let target = list_target(key)?;
             let now_secs = clock::unix_secs();
             store.edit(&[(
                 target,
@@ -198,7 +210,7 @@ pub enum Lift {
 fn unenforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
     match Action::from_id(record.action) {
         Some(Action::Ban) => {
-            let target = Target::of_addr(key_addr(&key.addr));
+            let target = list_target(key)?;
             if store
                 .entries_for(&target)?
                 .is_some_and(|e| e.flags & FLAG_BAN != 0)

@@ -103,6 +103,15 @@ const DEFAULTS: [DetectorConfig; Detector::COUNT] = [
     detector(100, 0, Action::Alert, Action::Alert),
     // ml: from `[ml]`, the same in every block.
     detector(0, 0, Action::Alert, Action::Alert),
+    // The application detectors are set per storefront (`app::detect::config`):
+    // http_flood, credential_stuffing, account_takeover, card_testing,
+    // scanner, attack_tool.
+    detector(0, 0, Action::Alert, Action::Alert),
+    detector(0, 0, Action::Alert, Action::Alert),
+    detector(0, 0, Action::Alert, Action::Alert),
+    detector(0, 0, Action::Alert, Action::Alert),
+    detector(0, 0, Action::Alert, Action::Alert),
+    detector(0, 0, Action::Alert, Action::Alert),
 ];
 
 /// The detectors of one protected prefix.

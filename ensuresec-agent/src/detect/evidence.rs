@@ -51,8 +51,15 @@ pub const fn of(d: Detector) -> Evidence {
         Detector::HostSweep => forgeable(class::PROBE_UNTRACKED | class::ICMP_ECHO, Scope::Drop),
         // The model reads every kind of packet a source sends.
         Detector::Ml => forgeable(class::ALL, Scope::Limit),
-        // Established connections: the handshake proved the address.
-        Detector::HalfOpen => Evidence {
+        // Established connections: the handshake proved the address. So
+        // did every request, login and payment the application saw.
+        Detector::HalfOpen
+        | Detector::HttpFlood
+        | Detector::CredentialStuffing
+        | Detector::AccountTakeover
+        | Detector::CardTesting
+        | Detector::Scanner
+        | Detector::AttackTool => Evidence {
             classes: class::ALL,
             spoofable: false,
             scope: Scope::Limit,
@@ -89,7 +96,8 @@ mod tests {
     #[test]
     fn only_established_connections_prove_a_source() {
         for d in Detector::ALL {
-            assert_eq!(of(d).spoofable, d != Detector::HalfOpen, "{}", d.name());
+            let proven = d == Detector::HalfOpen || d.is_app();
+            assert_eq!(of(d).spoofable, !proven, "{}", d.name());
             assert_ne!(of(d).classes, 0, "{}", d.name());
         }
     }

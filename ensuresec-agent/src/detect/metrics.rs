@@ -1,7 +1,7 @@
 //! The detection metrics.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -17,15 +17,20 @@ pub struct DetectMetrics {
     pub revisits_shed: IntCounter,
     /// Sources and destinations being looked at again now.
     pub watched: IntGauge,
-    pub time_to_mitigate: Histogram,
+    /// By layer: `network` and `model` from the attack window's first
+    /// packet, `app` from the moment the deciding line was read.
+    pub time_to_mitigate: HistogramVec,
 }
 
 impl DetectMetrics {
     pub fn register(registry: &Registry) -> anyhow::Result<Self> {
         let m = Self {
             detections: IntCounterVec::new(
-                Opts::new("ensuresec_detections_total", "Detections, by detector"),
-                &["detector"],
+                Opts::new(
+                    "ensuresec_detections_total",
+                    "Detections, by detector and storefront (empty for network detections)",
+                ),
+                &["detector", "storefront"],
             )?,
             decisions_active: IntGaugeVec::new(
                 Opts::new(
@@ -57,15 +62,17 @@ impl DetectMetrics {
                 "ensuresec_watched",
                 "Tripped sources and destinations looked at again until their window ends",
             )?,
-            time_to_mitigate: Histogram::with_opts(
+            time_to_mitigate: HistogramVec::new(
                 HistogramOpts::new(
                     "ensuresec_time_to_mitigate_seconds",
-                    "From the first packet of an attack's window to the decision in the kernel",
+                    "To the decision in the kernel: from the first packet of an attack's window (network, model), from reading the deciding line (app)",
                 )
                 .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ]),
+                &["layer"],
             )?,
+
         };
         registry.register(Box::new(m.detections.clone()))?;
         registry.register(Box::new(m.decisions_active.clone()))?;

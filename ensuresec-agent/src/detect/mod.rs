@@ -2,10 +2,12 @@
 //! engine that turns the kernel's trip-wire events into decisions.
 
 pub mod allow;
+pub mod app_evidence;
 pub mod decide;
 pub mod detector;
 pub mod engine;
 pub mod evidence;
+pub mod inbox;
 pub mod kernel;
 pub mod metrics;
 pub mod plan;

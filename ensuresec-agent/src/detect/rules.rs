@@ -16,6 +16,8 @@ pub struct Detection {
     pub threshold: u64,
     /// Detector-specific evidence (the model's top features).
     pub extra: [u64; 2],
+    /// The storefront's name in `ES_REASONS` (application detections); 0 for none.
+    pub storefront_id: u32,
 }
 
 fn scaled(rate: u32, window_secs: f64) -> u64 {
@@ -42,6 +44,7 @@ fn check(
             observed: observed as u64,
             threshold,
             extra: [0; 2],
+            storefront_id: 0,
         });
     }
 }
@@ -59,8 +62,15 @@ fn observed(w: &Window, detector: Detector) -> (u32, bool) {
         Detector::IcmpFlood => (w.icmp, true),
         Detector::AckRstFlood => (w.ack_rst, true),
         Detector::FragmentFlood => (w.frags, true),
-        // Measured elsewhere: sockets, and the model's scores.
-        Detector::HalfOpen | Detector::Ml => (0, false),
+        // Measured elsewhere: sockets, the model's scores, the application.
+        Detector::HalfOpen
+        | Detector::Ml
+        | Detector::HttpFlood
+        | Detector::CredentialStuffing
+        | Detector::AccountTakeover
+        | Detector::CardTesting
+        | Detector::Scanner
+        | Detector::AttackTool => (0, false),
     }
 }
 
@@ -169,6 +179,7 @@ mod tests {
                 observed: 250,
                 threshold: 200,
                 extra: [0; 2],
+                storefront_id: 0,
             }]
         );
         // A half-second window needs half the count.

@@ -2,9 +2,13 @@
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 use ensuresec_common::{
-    decisions::{DecisionKey, DecisionRecord, Offender, SCOPE_DESTINATION, SCOPE_SOURCE},
-    entry::normalize_addr,
+    decisions::{
+        DecisionKey, DecisionRecord, Offender, SCOPE_DESTINATION, SCOPE_PREFIX, SCOPE_SOURCE,
+    },
+    entry::{Target, normalize_addr},
     features::AddrKey,
 };
 
@@ -35,8 +39,8 @@ fn proto_name(proto: u8) -> String {
 }
 
 /// A decision's target as operators write it: `192.0.2.1` for a source,
-/// `10.77.0.1:80/tcp` (or `[fd77::1]:*/udp` for untracked ports) for a
-/// destination.
+/// `2001:db8:1:2::/64` for a source network, `10.77.0.1:80/tcp` (or
+/// `[fd77::1]:*/udp` for untracked ports) for a destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecisionTarget(pub DecisionKey);
 
@@ -50,6 +54,38 @@ impl DecisionTarget {
             scope: SCOPE_SOURCE,
         })
     }
+
+    /// The decision on a source network; a whole-address network is the
+    /// address's own decision.
+    pub fn network(net: IpNet) -> Self {
+        let net = net.trunc();
+        if net.prefix_len() == net.max_prefix_len() {
+            return Self::source(net.addr());
+        }
+        DecisionTarget(DecisionKey {
+            addr: addr_key(net.network()),
+            port: net.prefix_len() as u16,
+            proto: 0,
+            scope: SCOPE_PREFIX,
+        })
+    }
+
+    /// What a source decision drops in the lists: the address or network.
+    pub fn list_target(&self) -> Option<Target> {
+        let addr = key_addr(&self.0.addr);
+        match self.0.scope {
+            SCOPE_SOURCE => Some(Target::of_addr(addr)),
+            SCOPE_PREFIX => match addr {
+                IpAddr::V4(a) => Ipv4Net::new(a, self.0.port.try_into().ok()?)
+                    .ok()
+                    .map(Target::Net4),
+                IpAddr::V6(a) => Ipv6Net::new(a, self.0.port.try_into().ok()?)
+                    .ok()
+                    .map(Target::Net6),
+            },
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for DecisionTarget {
@@ -58,6 +94,9 @@ impl fmt::Display for DecisionTarget {
         let addr = key_addr(&k.addr);
         if k.scope == SCOPE_SOURCE {
             return write!(f, "{addr}");
+        }
+        if k.scope == SCOPE_PREFIX {
+            return write!(f, "{addr}/{}", k.port);
         }
         let port = if k.port == 0 {
             "*".to_string()
@@ -77,11 +116,14 @@ impl FromStr for DecisionTarget {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             format!(
-                "`{s}` is not a decision target (ADDR, or ADDR:PORT/PROTO as `decisions list` shows it)"
+                "`{s}` is not a decision target (ADDR, ADDR/LEN or ADDR:PORT/PROTO as `decisions list` shows it)"
             )
         };
         if let Ok(a) = s.parse::<IpAddr>() {
             return Ok(DecisionTarget::source(a));
+        }
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(DecisionTarget::network(net));
         }
         let (host_port, proto) = s.rsplit_once('/').ok_or_else(bad)?;
         let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
@@ -149,6 +191,8 @@ mod tests {
         for s in [
             "192.0.2.1",
             "2001:db8::1",
+            "2001:db8:1:2::/64",
+            "198.51.100.0/24",
             "10.77.0.1:80/tcp",
             "[fd77::1]:*/udp",
             "10.0.0.1:*/icmp",

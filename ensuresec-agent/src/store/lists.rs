@@ -93,8 +93,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Reason ids any entry still uses.
+    /// Reason ids any entry, or any decision (its storefront), still uses.
     pub fn reason_ids_in_use(&self) -> Result<HashSet<u32>> {
-        Ok(self.entries()?.iter().map(|l| l.entry.reason_id).collect())
+        let mut ids: HashSet<u32> = self.entries()?.iter().map(|l| l.entry.reason_id).collect();
+        ids.extend(self.decisions()?.iter().map(|(_, r)| r.storefront_id));
+        Ok(ids)
     }
 }

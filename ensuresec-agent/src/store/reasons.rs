@@ -40,6 +40,15 @@ impl Reasons {
 }
 
 impl Store {
+    /// The text of one id, read from the map (not from a snapshot).
+    pub fn reason_text(&self, id: u32) -> Result<Option<String>> {
+        Ok(self
+            .reasons
+            .get::<u32, ReasonText>(&id)?
+            .as_ref()
+            .and_then(decode))
+    }
+
     pub fn reasons(&self) -> Result<Reasons> {
         let rows: Vec<(u32, ReasonText)> = self.reasons.dump()?;
         let by_id: HashMap<u32, String> = rows

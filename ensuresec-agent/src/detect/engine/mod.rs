@@ -4,9 +4,15 @@
 //! bounded, so that a flood from many sources cannot keep it from the one
 //! source that trips.
 
+mod app;
+mod model;
+mod report;
 mod upkeep;
 
+use report::Layer;
+
 use std::{
+    collections::HashMap,
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -25,19 +31,21 @@ use ensuresec_common::{
 
 use super::{
     allow::AllowCache,
-    decide::{self, action_name, covers},
+    decide::{self, covers},
     detector::{Action, Detectors},
+    inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
-    plan::{Plan, plan},
+    plan::plan,
     rules::{self, Detection},
     settings::DetectSettings,
     watch::WatchList,
 };
 use crate::{
+    app::detect::AppFinding,
     clock,
     error::{Error, Result},
-    ml::runner::{Finding, describe_top},
+    ml::runner::Finding,
     store::{
         Store,
         decisions::{DecisionTarget, key_addr},
@@ -61,6 +69,12 @@ pub struct Engine {
     allow: AllowCache,
     /// Sources the anomaly model flagged, from its scoring thread.
     findings: Option<Receiver<Finding>>,
+    /// What the application detectors found, from the log and event inputs.
+    app: Option<Inbox<AppFinding>>,
+    /// Storefront names interned in `ES_REASONS`, checked before each use.
+    storefront_ids: HashMap<std::sync::Arc<str>, u32>,
+    /// What application decisions were made on, in words.
+    app_evidence: Option<super::app_evidence::EvidenceFile>,
 }
 
 impl Engine {
@@ -81,7 +95,17 @@ impl Engine {
             watched: WatchList::default(),
             allow: AllowCache::default(),
             findings: None,
+            app: None,
+            storefront_ids: HashMap::new(),
+            app_evidence: None,
         })
+    }
+
+    /// Decides on the application detectors' findings, woken by each.
+    pub fn with_app(mut self, inbox: Inbox<AppFinding>) -> Self {
+        self.app = Some(inbox);
+        self.app_evidence = Some(super::app_evidence::EvidenceFile::open(self.store.pins()));
+        self
     }
 
     /// Decides on what the anomaly model flags, as on any detector's finding.
@@ -98,6 +122,7 @@ impl Engine {
                 let mut last_maintain = Instant::now() - Duration::from_secs(1);
                 while !stop.load(Ordering::Relaxed) {
                     self.wait(REVISIT);
+                    self.take_app();
                     self.drain();
                     self.revisit();
                     self.take_findings();
@@ -112,14 +137,26 @@ impl Engine {
             .expect("spawning the detection thread")
     }
 
+    /// Sleeps until the kernel's ring buffer or the application inbox has
+    /// something, or `timeout`.
     fn wait(&self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
+        let pollfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        let mut fds = vec![pollfd(self.ring.as_raw_fd())];
+        if let Some(app) = &self.app {
+            fds.push(pollfd(app.fd()));
+        }
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as i32,
+            )
+        };
     }
 
     fn drain(&mut self) {
@@ -190,38 +227,6 @@ impl Engine {
         self.metrics.watched.set(self.watched.len() as i64);
     }
 
-    fn take_findings(&mut self) {
-        let Some(rx) = &self.findings else {
-            return;
-        };
-        let found: Vec<Finding> = rx.try_iter().collect();
-        // Every block carries the same `[ml]` decisions.
-        let Some(detectors) = self.settings.protect.first().map(|(_, d)| *d) else {
-            return;
-        };
-        for f in found {
-            let [observed, threshold, top, shares] =
-                crate::ml::evidence::pack(f.score, f.threshold, &f.top);
-            let detection = Detection {
-                detector: Detector::Ml,
-                observed,
-                threshold,
-                extra: [top, shares],
-            };
-            tracing::debug!(
-                source = %key_addr(&f.source),
-                score = f.score,
-                threshold = f.threshold,
-                packets = f.packets,
-                top = %describe_top(&f.top),
-                "anomaly model flagged a source"
-            );
-            if let Err(e) = self.decide_source(&f.source, &detection, &detectors, f.first_seen_ns) {
-                self.failed(&e, "deciding on an anomaly");
-            }
-        }
-    }
-
     fn window_secs(&self) -> f64 {
         self.settings.window.as_secs_f64()
     }
@@ -257,7 +262,7 @@ impl Engine {
     ) -> Result<()> {
         self.metrics
             .detections
-            .with_label_values(&[detection.detector.name()])
+            .with_label_values(&[detection.detector.name(), ""])
             .inc();
         let key = DecisionKey {
             addr: *addr,
@@ -292,7 +297,14 @@ impl Engine {
             strikes,
             first_seen_ns,
         )?;
-        self.log_decision(&source.to_string(), detection, &plan, &record);
+        self.log_decision(
+            &source.to_string(),
+            detection,
+            &plan,
+            &record,
+            Layer::of(detection.detector),
+            record.first_seen_ns,
+        );
         Ok(())
     }
 
@@ -318,7 +330,7 @@ impl Engine {
         for d in found {
             self.metrics
                 .detections
-                .with_label_values(&[d.detector.name()])
+                .with_label_values(&[d.detector.name(), ""])
                 .inc();
             let key = DecisionKey {
                 addr: e.addr,
@@ -348,7 +360,14 @@ impl Engine {
                 stats.window.start_ns,
             )?;
             let target = DecisionTarget(key).to_string();
-            self.log_decision(&target, &d, &plan, &record);
+            self.log_decision(
+                &target,
+                &d,
+                &plan,
+                &record,
+                Layer::Network,
+                record.first_seen_ns,
+            );
         }
         Ok(())
     }
@@ -366,28 +385,5 @@ impl Engine {
 
     fn active(&self, key: &DecisionKey) -> Result<bool> {
         Ok(self.live(key)?.is_some())
-    }
-
-    fn log_decision(
-        &self,
-        target: &str,
-        d: &Detection,
-        plan: &Plan,
-        record: &ensuresec_common::decisions::DecisionRecord,
-    ) {
-        let seconds = record.decided_ns.saturating_sub(record.first_seen_ns) as f64 / 1e9;
-        if plan.enforced() {
-            self.metrics.time_to_mitigate.observe(seconds);
-        }
-        tracing::warn!(
-            target,
-            detector = d.detector.name(),
-            action = action_name(record.action),
-            does = %decide::describe_action(record),
-            evidence = %decide::describe_evidence(record),
-            strikes = record.strikes,
-            time_to_mitigate_s = seconds,
-            "decision"
-        );
     }
 }

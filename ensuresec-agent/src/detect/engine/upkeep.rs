@@ -48,6 +48,7 @@ impl Engine {
                     observed: n as u64,
                     threshold: threshold as u64,
                     extra: [0; 2],
+                    storefront_id: 0,
                 };
                 let key = crate::store::decisions::addr_key(remote);
                 // The attack began when the source was first seen, if still known.

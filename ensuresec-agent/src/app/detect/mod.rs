@@ -1,0 +1,188 @@
+//! The application detectors: from what clients do on a storefront (each
+//! request, login, payment, as an `Observation`) to `AppFinding`s that the
+//! one decision engine turns into decisions. Counting is per storefront and
+//! per client network (`ClientRules::group`); memory is bounded by
+//! `max_clients`.
+
+mod client;
+pub mod config;
+mod rules;
+pub mod signatures;
+mod window;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use ensuresec_common::decisions::Detector;
+use ipnet::IpNet;
+
+use self::{
+    client::ClientState,
+    config::{AppDetectorConfig, AppDetectors},
+    signatures::Hits,
+};
+use super::{client::Client, pseudonym::Pseudonym};
+
+/// What one line says a client did.
+#[derive(Clone, Debug)]
+pub enum Observation<'a> {
+    Request {
+        path: &'a str,
+        status: u16,
+        user_agent: &'a str,
+        asset: bool,
+        hits: Hits,
+        /// A login attempt the server answered as failed.
+        login_failed: bool,
+    },
+    LoginFailed {
+        account: Option<Pseudonym>,
+    },
+    LoginOk {
+        account: Option<Pseudonym>,
+    },
+    Payment {
+        declined: bool,
+        card: Option<Pseudonym>,
+        amount: Option<f64>,
+    },
+    /// The server's own rate limit refused a request.
+    RateLimited,
+    /// Counted as activity only (sign-ups, password resets).
+    Other,
+}
+
+/// One observation with who and where.
+#[derive(Clone)]
+pub struct Seen<'a> {
+    pub storefront: usize,
+    pub client: Client,
+    /// Seconds in the input's own time (the log's, or the clock's).
+    pub now: f64,
+    pub what: Observation<'a>,
+}
+
+/// A detection, for the engine to decide on.
+#[derive(Clone, Debug)]
+pub struct AppFinding {
+    pub detector: Detector,
+    pub storefront: Arc<str>,
+    pub client: IpAddr,
+    /// What a decision would cover: the address, or its IPv6 network.
+    pub target: IpNet,
+    pub via_proxy: bool,
+    pub observed: u64,
+    pub threshold: u64,
+    pub extra: [u64; 2],
+    /// Counts and thresholds, sample paths and user agent, pseudonyms.
+    pub evidence: String,
+    /// Accounts this client failed on, or the one it took over.
+    pub accounts: Vec<Pseudonym>,
+    /// How long before the deciding line the client's activity began.
+    pub active_for_secs: f64,
+    pub config: AppDetectorConfig,
+    /// Monotonic ns when the deciding line was read (set by the pipeline).
+    pub read_at_ns: u64,
+}
+
+pub struct Storefront {
+    pub name: Arc<str>,
+    pub detectors: AppDetectors,
+}
+
+/// The detectors' state for every storefront.
+pub struct AppDetector {
+    storefronts: Vec<Storefront>,
+    group: Box<dyn Fn(IpAddr) -> IpNet + Send>,
+    clients: HashMap<(u16, IpNet), ClientState>,
+    max_clients: usize,
+    /// Clients forgotten early because the table was full.
+    pub shed: u64,
+    /// How long a quiet client is remembered (the longest window).
+    keep: f64,
+}
+
+impl AppDetector {
+    pub fn new(
+        storefronts: Vec<Storefront>,
+        group: impl Fn(IpAddr) -> IpNet + Send + 'static,
+        max_clients: usize,
+    ) -> Self {
+        let keep = storefronts
+            .iter()
+            .map(|s| s.detectors.longest_window().as_secs_f64())
+            .fold(1.0, f64::max);
+        Self {
+            storefronts,
+            group: Box::new(group),
+            clients: HashMap::new(),
+            max_clients: max_clients.max(1),
+            shed: 0,
+            keep,
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn storefront_names(&self) -> impl Iterator<Item = &str> {
+        self.storefronts.iter().map(|s| &*s.name)
+    }
+
+    /// Forgets clients quiet for longer than every window.
+    pub fn forget_idle(&mut self, now: f64) {
+        let keep = self.keep;
+        self.clients.retain(|_, c| now - c.last_seen < keep);
+    }
+
+    /// Makes room for one more client: the idle ones first, then (a flood of
+    /// new addresses) an eighth of those that never tripped anything.
+    fn make_room(&mut self, now: f64) {
+        self.forget_idle(now);
+        if self.clients.len() < self.max_clients {
+            return;
+        }
+        let mut budget = (self.max_clients / 8).max(1);
+        let before = self.clients.len();
+        self.clients.retain(|_, c| {
+            if budget > 0 && !c.has_fired() {
+                budget -= 1;
+                return false;
+            }
+            true
+        });
+        self.shed += (before - self.clients.len()) as u64;
+    }
+
+    pub fn observe(&mut self, seen: &Seen<'_>) -> Vec<AppFinding> {
+        let Some(front) = self.storefronts.get(seen.storefront) else {
+            return Vec::new();
+        };
+        let (name, detectors) = (front.name.clone(), front.detectors);
+        let target = (self.group)(seen.client.addr);
+        let key = (seen.storefront as u16, target);
+        if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients {
+            self.make_room(seen.now);
+        }
+        let keep = self.keep;
+        let state = self
+            .clients
+            .entry(key)
+            .or_insert_with(|| ClientState::new(seen.now));
+        if seen.now - state.last_seen >= keep {
+            *state = ClientState::new(seen.now);
+        }
+        state.last_seen = state.last_seen.max(seen.now);
+        let mut out = rules::Findings {
+            found: Vec::new(),
+            name,
+            seen,
+            target,
+        };
+        rules::count(state, &detectors, seen, &mut out, keep);
+        out.found
+    }
+}
+
+#[cfg(test)]
+mod tests;

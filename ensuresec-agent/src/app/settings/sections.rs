@@ -1,0 +1,149 @@
+//! The application sections of the config file as written: `[app]`,
+//! `[[storefront]]`, `[[logs]]`, `[events]`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use ensuresec_common::decisions::Detector;
+use serde::Deserialize;
+
+use crate::app::{
+    detect::{
+        config::{AppDetectorOverride, AppDetectors},
+        signatures::Signature,
+    },
+    parse::{Format, json::JsonFieldsConfig},
+};
+
+/// Where a log never read before is first read from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Its end: the agent judges what happens from now on.
+    #[default]
+    End,
+    Beginning,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSection {
+    /// Reverse proxies and CDN ranges whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// IPv6 clients are counted and banned by this prefix.
+    pub ipv6_prefix: u8,
+    /// Read positions and the hashing key; kept across reboots.
+    pub state_dir: PathBuf,
+    /// A POST to one of these paths answered with a failure status is a
+    /// failed login.
+    pub login_paths: Vec<String>,
+    pub login_failure_status: Vec<u16>,
+    /// Clients remembered at most (all storefronts together).
+    pub max_clients: usize,
+    /// Longer lines are skipped and counted as `too_long`.
+    pub max_line: usize,
+    pub start_at: StartAt,
+    /// Signatures added to the shipped list.
+    pub signatures: Vec<Signature>,
+    /// Ids of shipped signatures a storefront legitimately serves.
+    pub disabled_signatures: Vec<String>,
+}
+
+impl Default for AppSection {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            ipv6_prefix: 64,
+            state_dir: "/var/lib/ensuresec".into(),
+            login_paths: [
+                "/login",
+                "/account/login",
+                "/customer/account/loginPost",
+                "/my-account/",
+                "/wp-login.php",
+                "/user/login",
+            ]
+            .map(String::from)
+            .to_vec(),
+            login_failure_status: vec![401, 403],
+            max_clients: 200_000,
+            max_line: 64 * 1024,
+            start_at: StartAt::End,
+            signatures: Vec::new(),
+            disabled_signatures: Vec::new(),
+        }
+    }
+}
+
+/// One `[[storefront]]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorefrontConfig {
+    pub name: String,
+    /// Host names whose requests are this storefront's (`[[logs]]` without
+    /// a `storefront` of its own map each line by its Host).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub http_flood: Option<AppDetectorOverride>,
+    pub credential_stuffing: Option<AppDetectorOverride>,
+    pub account_takeover: Option<AppDetectorOverride>,
+    pub card_testing: Option<AppDetectorOverride>,
+    pub scanner: Option<AppDetectorOverride>,
+    pub attack_tool: Option<AppDetectorOverride>,
+}
+
+impl StorefrontConfig {
+    pub(super) fn detectors(&self) -> Result<AppDetectors, String> {
+        let mut d = AppDetectors::default();
+        for (detector, o) in [
+            (Detector::HttpFlood, &self.http_flood),
+            (Detector::CredentialStuffing, &self.credential_stuffing),
+            (Detector::AccountTakeover, &self.account_takeover),
+            (Detector::CardTesting, &self.card_testing),
+            (Detector::Scanner, &self.scanner),
+            (Detector::AttackTool, &self.attack_tool),
+        ] {
+            if let Some(o) = o {
+                let c = d
+                    .get(detector)
+                    .with(o)
+                    .map_err(|e| format!("storefront {}: {}: {e}", self.name, detector.name()))?;
+                d.set(detector, c);
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// One `[[logs]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    pub format: Format,
+    /// The storefront every line belongs to; without it, lines are mapped
+    /// by their Host (`vhost_combined`, JSON with a host field, error log).
+    pub storefront: Option<String>,
+    /// Field paths of a JSON log.
+    pub json: Option<JsonFieldsConfig>,
+}
+
+/// `[events]`: the local listener for shop events.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token a shop must send.
+    pub token_file: Option<PathBuf>,
+    /// Larger bodies are refused with 413.
+    pub max_body: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token_file: None,
+            max_body: 1 << 20,
+        }
+    }
+}

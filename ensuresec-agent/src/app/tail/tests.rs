@@ -1,0 +1,226 @@
+//! Following files through what servers and logrotate do to them. Each test
+//! counts lines by result through the pipeline's own metric, so a line read
+//! twice or lost shows as a wrong count.
+
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use super::Tailer;
+use crate::app::{
+    metrics::AppMetrics,
+    parse::Format,
+    pipeline::{Pipeline, TimeBase},
+    pseudonym::Hasher,
+    settings::{AppSection, AppSettings, EventsConfig, LogConfig, StartAt, StorefrontConfig},
+};
+
+struct Fixture {
+    dir: PathBuf,
+    log: PathBuf,
+    settings: Arc<AppSettings>,
+    metrics: AppMetrics,
+    pipeline: Arc<Mutex<Pipeline>>,
+}
+
+fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("es-tail-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let section = AppSection {
+        state_dir: dir.join("state"),
+        start_at,
+        max_line,
+        ..Default::default()
+    };
+    let settings = Arc::new(
+        AppSettings::validate(
+            &section,
+            &[StorefrontConfig {
+                name: "shop".into(),
+                ..Default::default()
+            }],
+            &[LogConfig {
+                path: log.clone(),
+                format: Format::Combined,
+                storefront: Some("shop".into()),
+                json: None,
+            }],
+            &EventsConfig::default(),
+        )
+        .unwrap(),
+    );
+    let metrics = AppMetrics::new().unwrap();
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(
+        settings.clone(),
+        Hasher::with_key([1; 32]),
+        metrics.clone(),
+        TimeBase::Log,
+        Box::new(|_| {}),
+    )));
+    Fixture {
+        dir,
+        log,
+        settings,
+        metrics,
+        pipeline,
+    }
+}
+
+impl Fixture {
+    fn count(&self, result: &str) -> u64 {
+        self.metrics
+            .lines
+            .with_label_values(&[&self.log.display().to_string(), result])
+            .get()
+    }
+
+    fn tailer(&self) -> Tailer {
+        Tailer::new(&self.settings)
+    }
+
+    /// Reads until nothing is new.
+    fn drain(&self, t: &mut Tailer) {
+        while t.pass(&self.pipeline) {}
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn line(n: usize) -> String {
+    format!("10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET /{n} HTTP/1.1\" 200 1 \"-\" \"ua\"\n")
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn lines(range: std::ops::Range<usize>) -> String {
+    range.map(line).collect()
+}
+
+#[test]
+fn a_partial_line_waits_for_its_newline() {
+    let f = fixture("partial", StartAt::Beginning, 4096);
+    let mut t = f.tailer();
+    let whole = line(1);
+    append(&f.log, &whole[..20]);
+    f.drain(&mut t);
+    assert_eq!(f.count("ok") + f.count("malformed"), 0);
+    append(&f.log, &whole[20..]);
+    f.drain(&mut t);
+    assert_eq!((f.count("ok"), f.count("malformed")), (1, 0));
+}
+
+#[test]
+fn rotation_by_rename_loses_nothing_the_server_still_writes() {
+    let f = fixture("rename", StartAt::Beginning, 4096);
+    let mut t = f.tailer();
+    append(&f.log, &lines(0..3));
+    f.drain(&mut t);
+    let rotated = f.dir.join("access.log.1");
+    std::fs::rename(&f.log, &rotated).unwrap();
+    // The server writes to the old file until it reopens its logs.
+    append(&rotated, &lines(3..4));
+    append(&f.log, &lines(4..6));
+    f.drain(&mut t);
+    append(&rotated, &lines(6..7));
+    append(&f.log, &lines(7..9));
+    f.drain(&mut t);
+    assert_eq!((f.count("ok"), f.count("malformed")), (9, 0));
+}
+
+#[test]
+fn copytruncate_starts_again_at_the_top() {
+    let f = fixture("truncate", StartAt::Beginning, 4096);
+    let mut t = f.tailer();
+    append(&f.log, &lines(0..3));
+    f.drain(&mut t);
+    OpenOptions::new()
+        .write(true)
+        .open(&f.log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&f.log, &lines(3..5));
+    f.drain(&mut t);
+    assert_eq!((f.count("ok"), f.count("malformed")), (5, 0));
+}
+
+#[test]
+fn a_restart_resumes_where_the_last_agent_stopped() {
+    let f = fixture("resume", StartAt::End, 4096);
+    append(&f.log, &lines(0..3));
+    let mut first = f.tailer();
+    f.drain(&mut first);
+    assert_eq!(f.count("ok"), 0, "a log never seen starts at its end");
+    append(&f.log, &lines(3..5));
+    f.drain(&mut first);
+    first.save();
+    drop(first);
+    // Written while no agent ran.
+    append(&f.log, &lines(5..8));
+    let mut second = f.tailer();
+    f.drain(&mut second);
+    assert_eq!((f.count("ok"), f.count("malformed")), (5, 0));
+}
+
+#[test]
+fn a_rotation_while_stopped_is_finished_then_followed() {
+    let f = fixture("down-rotate", StartAt::Beginning, 4096);
+    let mut first = f.tailer();
+    append(&f.log, &lines(0..2));
+    f.drain(&mut first);
+    first.save();
+    drop(first);
+    append(&f.log, &lines(2..3));
+    std::fs::rename(&f.log, f.dir.join("access.log.1")).unwrap();
+    append(&f.log, &lines(3..5));
+    let mut second = f.tailer();
+    f.drain(&mut second);
+    assert_eq!((f.count("ok"), f.count("malformed")), (5, 0));
+}
+
+#[test]
+fn a_huge_line_is_skipped_counted_and_bounded() {
+    let f = fixture("huge", StartAt::Beginning, 4096);
+    let mut t = f.tailer();
+    let mut huge = vec![b'x'; 10 << 20];
+    huge.push(b'\n');
+    append(&f.log, &String::from_utf8(huge).unwrap());
+    append(&f.log, &lines(0..1));
+    append(&f.log, "\u{1}\u{2} binary garbage\n");
+    f.drain(&mut t);
+    assert_eq!(
+        (f.count("too_long"), f.count("ok"), f.count("malformed")),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn a_log_deleted_and_recreated_is_followed() {
+    let f = fixture("recreate", StartAt::End, 4096);
+    let mut t = f.tailer();
+    append(&f.log, "");
+    f.drain(&mut t);
+    append(&f.log, &lines(0..2));
+    f.drain(&mut t);
+    std::fs::remove_file(&f.log).unwrap();
+    f.drain(&mut t);
+    append(&f.log, &lines(2..5));
+    f.drain(&mut t);
+    assert_eq!(f.count("ok"), 5);
+}

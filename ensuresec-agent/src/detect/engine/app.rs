@@ -1,0 +1,142 @@
+//! Decisions on the application detectors' findings: the same allowlist,
+//! dry run, escalation and records as the network detectors', on the
+//! client's address or (IPv6) network, naming the storefront.
+
+use std::sync::Arc;
+
+use ensuresec_common::decisions::DecisionRecord;
+
+use super::{Engine, Layer};
+use crate::{
+    app::detect::AppFinding,
+    detect::{
+        app_evidence::AppEvidence,
+        decide::{self, covers},
+        detector::{Action, DetectorConfig},
+        plan::{Plan, plan},
+        rules::Detection,
+    },
+    error::Result,
+    store::{Writer, decisions::DecisionTarget},
+};
+
+impl Engine {
+    pub(super) fn take_app(&mut self) {
+        let Some(inbox) = &self.app else {
+            return;
+        };
+        for finding in inbox.take() {
+            if let Err(e) = self.decide_app(&finding) {
+                self.failed(&e, "deciding on an application finding");
+            }
+        }
+    }
+
+    fn decide_app(&mut self, f: &AppFinding) -> Result<()> {
+        self.metrics
+            .detections
+            .with_label_values(&[f.detector.name(), &f.storefront])
+            .inc();
+        let target = DecisionTarget::network(f.target);
+        let key = target.0;
+        // XDP sees the proxy's packets, not the client's: record only.
+        let action = if f.via_proxy {
+            Action::Alert
+        } else {
+            f.config.action
+        };
+        let config = DetectorConfig {
+            per_source: f.config.per_source,
+            aggregate: 0,
+            action,
+            aggregate_action: Action::Alert,
+            throttle_pps: f.config.throttle_pps,
+            dry_run: f.config.dry_run,
+        };
+        let dry_run = f.config.dry_run.unwrap_or(self.settings.dry_run);
+        let strikes = self.store.offender(&key.addr)?.map_or(0, |o| o.strikes) + 1;
+        let mut plan = plan(
+            &self.settings,
+            f.detector,
+            &config,
+            action,
+            dry_run,
+            strikes,
+        );
+        // The kernel holds rates per address: a network is banned instead.
+        if target.0.scope != ensuresec_common::decisions::SCOPE_SOURCE
+            && matches!(plan, Plan::Throttle { .. })
+        {
+            plan = Plan::Ban {
+                ttl: self.settings.ban_ttl(strikes),
+            };
+        }
+        if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
+            return Ok(());
+        }
+        if let Some(allow) = self.allow.covering(&self.store, f.client)? {
+            tracing::info!(client = %f.client, storefront = %f.storefront, detector = f.detector.name(), allowlist = %allow, "detection on an allowlisted client: no decision");
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let w = store.write()?;
+        let detection = Detection {
+            detector: f.detector,
+            observed: f.observed,
+            threshold: f.threshold,
+            extra: f.extra,
+            storefront_id: self.storefront_id(&w, &f.storefront)?,
+        };
+        let first_seen_ns = f
+            .read_at_ns
+            .saturating_sub((f.active_for_secs * 1e9) as u64);
+        let record: DecisionRecord =
+            decide::apply(&w, &key, &detection, plan, strikes, first_seen_ns)?;
+        drop(w);
+        tracing::warn!(
+            storefront = %f.storefront,
+            client = %f.client,
+            evidence = %f.evidence,
+            "application detection"
+        );
+        let store = self.store.clone();
+        if let Some(file) = &mut self.app_evidence {
+            let evidence = AppEvidence {
+                storefront: f.storefront.to_string(),
+                detector: f.detector.name().to_string(),
+                text: f.evidence.clone(),
+                accounts: f.accounts.iter().map(|a| a.to_string()).collect(),
+                decided_secs: record.created_secs,
+            };
+            file.record(target.to_string(), evidence, |t| {
+                t.parse::<DecisionTarget>()
+                    .ok()
+                    .and_then(|t| store.decision(&t.0).ok().flatten())
+                    .is_some_and(|r| r.expires_at_ns > crate::clock::mono_ns())
+            });
+        }
+        self.log_decision(
+            &target.to_string(),
+            &detection,
+            &plan,
+            &record,
+            Layer::App,
+            f.read_at_ns,
+        );
+        Ok(())
+    }
+
+    /// The storefront's id in `ES_REASONS`, interning its name when new or
+    /// when the id no longer holds it (the CLI frees unused texts).
+    fn storefront_id(&mut self, w: &Writer, name: &Arc<str>) -> Result<u32> {
+        if let Some(id) = self.storefront_ids.get(name)
+            && w.reason_text(*id)?.as_deref() == Some(&**name)
+        {
+            return Ok(*id);
+        }
+        let mut reasons = w.reasons()?;
+        let id = w.intern_reason(&mut reasons, name, || w.reason_ids_in_use())?;
+        self.storefront_ids.insert(name.clone(), id);
+        Ok(id)
+    }
+}

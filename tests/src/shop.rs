@@ -1,0 +1,207 @@
+//! The application lab: the lab's storefront host runs the lab shop
+//! application (`lab-shop`) behind nginx as a reverse proxy, which logs every
+//! request (`vhost_combined` with X-Forwarded-For) and basic-auth and rate
+//! limit refusals (its error log); the shop writes shop events. The agent
+//! follows all three.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{lab::Lab, wait::eventually};
+
+/// The shop's customers and their passwords.
+pub fn accounts() -> Vec<(String, String)> {
+    (1..=20)
+        .map(|n| {
+            (
+                format!("customer{n}@lab.shop"),
+                format!("pw-{n}-correct-horse"),
+            )
+        })
+        .collect()
+}
+
+/// Cards the fake processor accepts; any other is declined.
+pub const GOOD_CARDS: &[&str] = &["4111111111111111", "5555555555554444"];
+
+/// The port nginx serves the shop on, and the storefront's name.
+pub const PORT: u16 = 8000;
+pub const STOREFRONT: &str = "lab-shop";
+/// Basic-auth protected admin area (user `admin`).
+pub const ADMIN_PASSWORD: &str = "staff-only-secret";
+
+pub struct ShopLab {
+    pub lab: Lab,
+    pub dir: PathBuf,
+    pub access_log: PathBuf,
+    pub error_log: PathBuf,
+    pub events_log: PathBuf,
+    app: Option<Child>,
+    nginx: Option<Child>,
+}
+
+impl ShopLab {
+    /// A lab with the shop running; `shop_bin` is `env!("CARGO_BIN_EXE_lab-shop")`.
+    pub fn new(shop_bin: &str) -> Result<Self> {
+        let lab = Lab::new()?;
+        let dir = lab.workdir.join("app");
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let events_log = dir.join("events.jsonl");
+        let app = lab
+            .storefront
+            .ns
+            .cmd(shop_bin)
+            .args(["--listen", "127.0.0.1:8081", "--events"])
+            .arg(&events_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting lab-shop")?;
+        let mut shop = ShopLab {
+            access_log: dir.join("access.log"),
+            error_log: dir.join("error.log"),
+            events_log,
+            dir,
+            lab,
+            app: Some(app),
+            nginx: None,
+        };
+        shop.start_nginx()?;
+        Ok(shop)
+    }
+
+    fn start_nginx(&mut self) -> Result<()> {
+        let w = self.dir.display();
+        // A basic-auth area, for the error log's authentication failures
+        // (openssl-style apr1 hashes need a tool; nginx reads {PLAIN}).
+        std::fs::write(
+            self.dir.join("htpasswd"),
+            format!("admin:{{PLAIN}}{ADMIN_PASSWORD}\n"),
+        )?;
+        let conf = self.dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\nuser root;\npid {w}/nginx.pid;\nerror_log {w}/error.log error;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{\n\
+                   log_format vhost '$host $remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\"';\n\
+                   access_log {w}/access.log vhost;\n\
+                   client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
+                   fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
+                   server {{\n\
+                     listen {PORT}; listen [::]:{PORT};\n\
+                     location /staff/ {{ auth_basic staff; auth_basic_user_file {w}/htpasswd; proxy_pass http://127.0.0.1:8081; }}\n\
+                     location / {{ proxy_pass http://127.0.0.1:8081; proxy_set_header X-Real-IP $remote_addr; proxy_set_header Host $host; }}\n\
+                   }}\n\
+                 }}\n"
+            ),
+        )?;
+        let child = self.lab.storefront.spawn_nginx(&conf)?;
+        self.nginx = Some(child);
+        let url = self.url("/");
+        eventually(
+            Duration::from_secs(10),
+            "the shop to answer through nginx",
+            || Ok((self.lab.shopper.http_status(&url, None) == 200).then_some(())),
+        )
+        .with_context(|| std::fs::read_to_string(&self.error_log).unwrap_or_default())?;
+        Ok(())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}:{PORT}{path}", self.lab.storefront.v4)
+    }
+
+    pub fn url6(&self, path: &str) -> String {
+        format!("http://[{}]:{PORT}{path}", self.lab.storefront.v6)
+    }
+
+    /// An agent config following the shop's logs and events; `extra` is
+    /// appended TOML.
+    pub fn agent_config(&self, extra: &str) -> Result<PathBuf> {
+        self.agent_config_with("", extra)
+    }
+
+    /// The same, with `app` lines added to the `[app]` table.
+    pub fn agent_config_with(&self, app: &str, extra: &str) -> Result<PathBuf> {
+        let state = self.dir.join("state");
+        let v4 = self.lab.storefront.v4;
+        let v6 = self.lab.storefront.v6;
+        let log = |path: &Path, format: &str| {
+            format!(
+                "[[logs]]\npath = \"{}\"\nformat = \"{format}\"\nstorefront = \"{STOREFRONT}\"\n",
+                path.display()
+            )
+        };
+        self.lab.agent_config(&format!(
+            "[app]\nstate_dir = \"{}\"\n{app}\n[[storefront]]\nname = \"{STOREFRONT}\"\nhosts = [\"{v4}\", \"{v6}\", \"shop.lab\"]\n\n{}\n{}\n{}\n{extra}",
+            state.display(),
+            log(&self.access_log, "vhost_combined"),
+            log(&self.error_log, "nginx_error"),
+            log(&self.events_log, "events"),
+        ))
+    }
+
+    /// Lines the agent read from a log, by result.
+    pub fn lines(&self, log: &Path, result: &str) -> Result<f64> {
+        self.lab.metric(&format!(
+            "ensuresec_log_lines_total{{log=\"{}\",result=\"{result}\"}}",
+            log.display()
+        ))
+    }
+}
+
+impl Drop for ShopLab {
+    fn drop(&mut self) {
+        for child in [self.nginx.take(), self.app.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A browser's user agent, for clients that are not tools.
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+/// One request with curl from `host` (extra curl `args`: `-d`, `-H`, ...);
+/// its status, or 0 when nothing answered within 2 s.
+pub fn curl(host: &crate::lab::Host, url: &str, args: &[&str]) -> u16 {
+    let out = host
+        .ns
+        .cmd("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "-A",
+            BROWSER,
+        ])
+        .args(args)
+        .arg("-g")
+        .arg(url)
+        .output();
+    out.ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Requests from `addr` in a log (its lines that start with the vhost and
+/// this client address).
+pub fn logged_from(log: &Path, addr: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(addr))
+        .count()
+}
