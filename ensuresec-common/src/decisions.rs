@@ -90,6 +90,9 @@ pub const SCOPE_DESTINATION: u8 = 2;
 /// A source network: `addr` is the network's first address and `port` its
 /// prefix length (an IPv6 client's /64, a distributed attack's /24).
 pub const SCOPE_PREFIX: u8 = 3;
+/// A storefront as a whole (a wave from many clients): the first four bytes
+/// of `addr` hold the storefront's name id in `ES_REASONS` (little endian).
+pub const SCOPE_STOREFRONT: u8 = 4;
 
 /// A decision applies to a source address, or to a destination (address,
 /// protocol, port).

@@ -452,3 +452,369 @@ fn posted_shop_events_are_authenticated_bounded_and_all_or_nothing() -> Result<(
     assert_eq!(s.lines(std::path::Path::new("events"), "ok")?, 6.0);
     Ok(())
 }
+
+/// Distributed stuffing: twenty hosts on twenty networks, each failing one
+/// login every 10 s, none near its own threshold. The storefront sees the
+/// wave (a storefront-wide alert), holds each host to less while it lasts,
+/// and every host is cut off; the shopper is served throughout.
+#[test]
+fn distributed_stuffing_from_twenty_hosts_is_seen_and_each_host_cut_off() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let hosts: Vec<_> = (0..20u8)
+        .map(|h| {
+            s.lab.add_host(
+                &format!("bot{h}"),
+                std::net::Ipv4Addr::new(10, 77, 100 + h, 5),
+                format!("fd77::100:{h}").parse().unwrap(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let url = s.url("/login");
+    let mut bots: Vec<std::process::Child> = hosts
+        .iter()
+        .enumerate()
+        .map(|(h, host)| {
+            // Eight guesses, 10 s apart, each for another account.
+            let script = format!(
+                "sleep 0.{h:02}; for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null --max-time 2 -A 'Mozilla/5.0' -d \"user=customer$i@lab.shop&pass=leak{h}x$i\" {url}; sleep 10; done"
+            );
+            host.ns.cmd("sh").args(["-c", &script]).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let served = std::cell::Cell::new(0);
+    let wave = eventually(Duration::from_secs(100), "every host cut off", || {
+        served.set(served.get() + (curl(&s.lab.shopper, &s.url("/product/1"), &[]) == 200) as u32);
+        let decisions = s.lab.decisions()?;
+        let banned = hosts
+            .iter()
+            .filter(|h| {
+                decisions
+                    .iter()
+                    .any(|d| d["target"] == h.v4.to_string() && d["action"] == "ban")
+            })
+            .count();
+        let wide = decisions
+            .iter()
+            .find(|d| d["target"] == format!("storefront:{}", shop::STOREFRONT))
+            .cloned();
+        Ok((banned == hosts.len()).then_some(wide).flatten())
+    })?;
+    for bot in &mut bots {
+        let _ = bot.kill();
+        let _ = bot.wait();
+    }
+    assert_eq!(wave["action"], "alert", "{wave}");
+    assert_eq!(wave["detector"], "credential_stuffing", "{wave}");
+    assert!(
+        wave["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("20 clients"),
+        "{wave}"
+    );
+    assert!(served.get() > 0);
+    assert_eq!(curl(&s.lab.shopper, &s.url("/product/1"), &[]), 200);
+    let decisions = s.lab.decisions()?;
+    assert!(
+        !decisions
+            .iter()
+            .any(|d| d["target"] == s.lab.shopper.v4.to_string()),
+        "{decisions:?}"
+    );
+    Ok(())
+}
+
+/// sqlmap against a form, ffuf and dirb discovering content, each from its
+/// own host: each is cut off (by its user agent, its probes or its burst of
+/// errors), and the shopper is served.
+#[test]
+fn sqlmap_ffuf_and_dirb_are_cut_off() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let words = s.dir.join("words.txt");
+    let list: String = ["admin", "backup", "config", ".git/HEAD", "old", "private"]
+        .iter()
+        .map(|w| w.to_string())
+        .chain((0..150).map(|n| format!("page{n}")))
+        .map(|w| w + "\n")
+        .collect();
+    std::fs::write(&words, list)?;
+    let words = words.display().to_string();
+    let tools: [(&str, Vec<String>); 3] = [
+        (
+            "sqlmap",
+            [
+                "sqlmap",
+                "-u",
+                &s.url("/search?q=mug"),
+                "--batch",
+                "--level",
+                "1",
+                "--risk",
+                "1",
+                "--timeout",
+                "2",
+                "--retries",
+                "0",
+                "--threads",
+                "2",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "ffuf",
+            [
+                "ffuf",
+                "-s",
+                "-t",
+                "4",
+                "-timeout",
+                "2",
+                "-w",
+                &words,
+                "-u",
+                &s.url("/FUZZ"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "dirb",
+            ["dirb", &s.url("/"), &words, "-S", "-r", "-z", "20"]
+                .map(String::from)
+                .to_vec(),
+        ),
+    ];
+    for (n, (tool, args)) in tools.iter().enumerate() {
+        let host = s.lab.add_host(
+            tool,
+            std::net::Ipv4Addr::new(10, 77, 70, 10 + n as u8),
+            format!("fd77::70:{n}").parse()?,
+        )?;
+        let mut run = host
+            .ns
+            .cmd("timeout")
+            .arg("40")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let d = decision(&s, &host.v4.to_string());
+        // Cut off, the tool only waits out its timeouts: stop it (`timeout`
+        // passes SIGTERM on to it).
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+        let _ = run.wait();
+        let d = d?;
+        let reached = logged_from(&s.access_log, &host.v4.to_string());
+        assert!(reached > 0, "{tool} reached the shop");
+        assert_eq!(d["action"], "ban", "{tool}: {d}");
+        assert!(
+            ["attack_tool", "scanner"].contains(&d["detector"].as_str().unwrap_or("")),
+            "{tool}: {d}"
+        );
+        assert_eq!(curl(&host, &s.url("/"), &[]), 0, "{tool}'s host is dropped");
+        assert!(reached < 150, "{tool}: {reached} requests reached the shop");
+    }
+    assert_eq!(curl(&s.lab.shopper, &s.url("/"), &[]), 200);
+    Ok(())
+}
+
+/// An HTTP flood with wrk from two hosts and a scraper crawling every
+/// product fast are cut off; a flash sale (eight hosts buying at a human
+/// pace at once) and a monitoring probe are not.
+#[test]
+fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let crowd: Vec<_> = (0..8u8)
+        .map(|h| {
+            s.lab.add_host(
+                &format!("sale{h}"),
+                std::net::Ipv4Addr::new(10, 77, 50, 10 + h),
+                format!("fd77::50:{h}").parse().unwrap(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    // The flash sale and the monitor: a page and its assets every second or
+    // so, for the whole scenario (bounded loops).
+    let sale = |host: &ensuresec_tests::lab::Host, rounds: u32| {
+        let script = format!(
+            "for i in $(seq {rounds}); do for p in / /product/$i /static/shop.css /cart; do curl -s -o /dev/null --max-time 2 -A 'Mozilla/5.0' {}$p; done; sleep 1; done",
+            s.url("")
+        );
+        host.ns.cmd("sh").args(["-c", &script]).spawn()
+    };
+    let mut buyers: Vec<std::process::Child> = crowd
+        .iter()
+        .map(|h| sale(h, 20))
+        .collect::<std::io::Result<_>>()?;
+    let monitor_script = format!(
+        "for i in $(seq 20); do curl -s -o /dev/null --max-time 2 -A 'Blackbox Exporter/0.24' {}; sleep 1; done",
+        s.url("/")
+    );
+    let mut monitor = s
+        .lab
+        .shopper
+        .ns
+        .cmd("sh")
+        .args(["-c", &monitor_script])
+        .spawn()?;
+    let flooder = s.lab.add_host(
+        "flood2",
+        std::net::Ipv4Addr::new(10, 77, 66, 7),
+        "fd77::66:7".parse()?,
+    )?;
+    let scraper = s.lab.add_host(
+        "scrape",
+        std::net::Ipv4Addr::new(10, 77, 66, 8),
+        "fd77::66:8".parse()?,
+    )?;
+    let wrk = |host: &ensuresec_tests::lab::Host| {
+        host.ns
+            .cmd("wrk")
+            .args([
+                "-t",
+                "1",
+                "-c",
+                "8",
+                "-d",
+                "6s",
+                "--timeout",
+                "2s",
+                &s.url("/"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+    };
+    let mut floods = [wrk(&s.lab.attacker)?, wrk(&flooder)?];
+    let crawl = format!(
+        "for round in 1 2 3 4 5 6 7 8; do for i in $(seq 50); do curl -s -o /dev/null --max-time 1 -A 'Mozilla/5.0' {}/product/$i; done; done",
+        s.url("")
+    );
+    let mut crawler = scraper.ns.cmd("sh").args(["-c", &crawl]).spawn()?;
+    for (who, host) in [
+        ("wrk 1", &s.lab.attacker),
+        ("wrk 2", &flooder),
+        ("scraper", &scraper),
+    ] {
+        let d = decision(&s, &host.v4.to_string())?;
+        assert_eq!(
+            (d["detector"].as_str(), d["action"].as_str()),
+            (Some("http_flood"), Some("ban")),
+            "{who}: {d}"
+        );
+    }
+    for child in floods.iter_mut().chain([&mut crawler]) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for buyer in &mut buyers {
+        buyer.wait()?;
+    }
+    monitor.wait()?;
+    // The crowd's and the monitor's requests all reached the agent...
+    let crowd_lines: usize = crowd
+        .iter()
+        .map(|h| logged_from(&s.access_log, &h.v4.to_string()))
+        .sum();
+    assert!(crowd_lines >= 8 * 20 * 4 * 9 / 10, "{crowd_lines}");
+    eventually(
+        Duration::from_secs(5),
+        "the agent to read the crowd's lines",
+        || Ok((s.lines(&s.access_log, "ok")? >= crowd_lines as f64).then_some(())),
+    )?;
+    // ...and none of them was decided on.
+    let decided: Vec<String> = s
+        .lab
+        .decisions()?
+        .iter()
+        .map(|d| d["target"].as_str().unwrap_or("").to_string())
+        .collect();
+    for h in crowd.iter().chain([&s.lab.shopper]) {
+        assert!(
+            !decided.contains(&h.v4.to_string()),
+            "{} was decided on: {decided:?}",
+            h.v4
+        );
+    }
+    Ok(())
+}
+
+/// Bad lines are counted and skipped (the agent keeps reading); lines written
+/// while the agent is down are read by the next one, each exactly once; a
+/// log deleted and recreated (nginx reopening its logs) is followed.
+#[test]
+fn bad_lines_restarts_and_a_recreated_log_lose_nothing() -> Result<()> {
+    use std::io::Write as _;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let config = s.agent_config("")?;
+    let mut first = s.lab.start_agent(&config)?;
+    {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&s.access_log)?;
+        log.write_all(b"garbage that is no request\n")?;
+        log.write_all(b"\x00\xff\xfe\x01binary\xc3\x28\n")?;
+        log.write_all(b"{\"remote_addr\":\"10.0.0.1\",\"status\":200}\n")?;
+        log.write_all(&[b'x'; 100_000])?;
+        log.write_all(b"\n")?;
+        // A valid line from a skewed clock: read and counted like any other.
+        log.write_all(b"shop.lab 10.77.1.10 - - [01/Jan/1999:00:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"Mozilla/5.0\" \"-\"\n")?;
+    }
+    eventually(Duration::from_secs(5), "the bad lines counted", || {
+        let malformed = s.lines(&s.access_log, "malformed")?;
+        let long = s.lines(&s.access_log, "too_long")?;
+        let ok = s.lines(&s.access_log, "ok")?;
+        Ok((malformed == 3.0 && long == 1.0 && ok == 1.0).then_some(()))
+    })?;
+    first.stop(libc::SIGTERM)?;
+    // Twelve failed logins while no agent runs (nginx logs them, the shop
+    // writes their events).
+    for n in 1..=12 {
+        let status = curl(
+            &s.lab.attacker,
+            &s.url("/login"),
+            &["-d", &format!("user=customer{n}@lab.shop&pass=x")],
+        );
+        assert_eq!(status, 401);
+    }
+    let _second = s.lab.start_agent(&config)?;
+    let d = decision(&s, &s.lab.attacker.v4.to_string())?;
+    assert_eq!(d["detector"], "credential_stuffing", "{d}");
+    eventually(
+        Duration::from_secs(5),
+        "the downtime's lines read once",
+        || {
+            let access = s.lines(&s.access_log, "ok")?;
+            let events = s.lines(&s.events_log, "ok")?;
+            Ok((access == 12.0 && events == 12.0).then_some(()))
+        },
+    )?;
+    // logrotate without copytruncate: the log is removed, nginx reopens.
+    std::fs::remove_file(&s.access_log)?;
+    let pid = std::fs::read_to_string(s.dir.join("nginx.pid"))?
+        .trim()
+        .parse::<i32>()?;
+    // SAFETY: signals the lab's own nginx master.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    eventually(Duration::from_secs(5), "nginx to recreate its log", || {
+        Ok(s.access_log.exists().then_some(()))
+    })?;
+    for n in 1..=5 {
+        assert_eq!(
+            curl(&s.lab.shopper, &s.url(&format!("/product/{n}")), &[]),
+            200
+        );
+    }
+    eventually(Duration::from_secs(5), "the recreated log followed", || {
+        Ok((s.lines(&s.access_log, "ok")? == 17.0).then_some(()))
+    })?;
+    Ok(())
+}

@@ -25,9 +25,14 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "wrk",
     "tcpreplay",
     "tcpdump",
-    // Application-level attack tools (credential stuffing, content discovery).
+    // Application-level attack tools (credential stuffing, content discovery),
+    // and fail2ban as the reference the log benchmarks compare with.
     "hydra",
     "gobuster",
+    "ffuf",
+    "dirb",
+    "sqlmap",
+    "fail2ban",
     // Real upstreams the storefront itself talks to (DNS), and the clients
     // the tests script.
     "dnsmasq-base",
@@ -79,11 +84,16 @@ fn debian_packages() -> Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     apt(&args)?;
-    // The package starts a system nginx on port 80; the lab runs its own.
-    let _ = Command::new("systemctl")
-        .args(["disable", "--now", "nginx"])
-        .output();
+    // The packages start a system nginx on port 80 and a fail2ban server
+    // with its own jails; the lab runs its own nginx, the benches fail2ban's
+    // tools only.
+    for service in ["nginx", "fail2ban"] {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", service])
+            .output();
+    }
     let _ = Command::new("nginx").args(["-s", "stop"]).output();
+    let _ = Command::new("fail2ban-client").arg("stop").output();
     Ok(())
 }
 

@@ -42,14 +42,20 @@ pub enum LineResult {
 }
 
 impl LineResult {
-    pub fn label(&self) -> &'static str {
+    pub const LABELS: [&'static str; 5] = ["ok", "malformed", "too_long", "unmapped", "ignored"];
+
+    fn slot(&self) -> usize {
         match self {
-            LineResult::Ok => "ok",
-            LineResult::Malformed(_) => "malformed",
-            LineResult::TooLong => "too_long",
-            LineResult::Unmapped => "unmapped",
-            LineResult::Ignored => "ignored",
+            LineResult::Ok => 0,
+            LineResult::Malformed(_) => 1,
+            LineResult::TooLong => 2,
+            LineResult::Unmapped => 3,
+            LineResult::Ignored => 4,
         }
+    }
+
+    pub fn label(&self) -> &'static str {
+        Self::LABELS[self.slot()]
     }
 }
 
@@ -66,6 +72,8 @@ pub struct Pipeline {
     latest: f64,
     seen_since_sweep: u32,
     shed_reported: u64,
+    /// `ensuresec_log_lines_total` by log, in `LineResult::LABELS` order.
+    counters: std::collections::HashMap<String, [prometheus::IntCounter; 5]>,
 }
 
 impl Pipeline {
@@ -79,10 +87,7 @@ impl Pipeline {
         let storefronts = settings
             .storefronts
             .iter()
-            .map(|(name, detectors)| Storefront {
-                name: name.clone(),
-                detectors: *detectors,
-            })
+            .map(|(name, detectors)| Storefront::new(name.clone(), *detectors))
             .collect();
         let rules = settings.clients.clone();
         Self {
@@ -100,6 +105,7 @@ impl Pipeline {
             latest: 0.0,
             seen_since_sweep: 0,
             shed_reported: 0,
+            counters: Default::default(),
         }
     }
 
@@ -114,13 +120,13 @@ impl Pipeline {
             Err(e) => LineResult::Malformed(e),
             Ok(record) => self.record(record, input.storefront, read_at_ns),
         };
-        self.count(&input.name(), &result);
+        self.count(&input.name, &result);
         result
     }
 
     /// A line too long to keep (skipped up to its newline by the reader).
     pub fn too_long(&mut self, input: &LogInput) {
-        self.count(&input.name(), &LineResult::TooLong);
+        self.count(&input.name, &LineResult::TooLong);
     }
 
     /// A shop event from the listener.
@@ -130,11 +136,16 @@ impl Pipeline {
         result
     }
 
-    fn count(&self, log: &str, result: &LineResult) {
-        self.metrics
-            .lines
-            .with_label_values(&[log, result.label()])
-            .inc();
+    /// Counts a line; each log's counters are looked up once, not per line.
+    fn count(&mut self, log: &str, result: &LineResult) {
+        let slot = result.slot();
+        if let Some(counters) = self.counters.get(log) {
+            counters[slot].inc();
+            return;
+        }
+        let counters = LineResult::LABELS.map(|l| self.metrics.lines.with_label_values(&[log, l]));
+        counters[slot].inc();
+        self.counters.insert(log.to_string(), counters);
     }
 
     fn now(&mut self, logged: Option<f64>) -> f64 {
@@ -186,7 +197,7 @@ impl Pipeline {
                         .contains(&r.status);
                 let now = self.now(r.time);
                 let what = Observation::Request {
-                    path,
+                    target: &r.target,
                     status: r.status,
                     user_agent: &r.user_agent,
                     asset: signatures::is_asset(path),

@@ -36,6 +36,13 @@ impl Hasher {
         Self { key }
     }
 
+    /// A key of this process only (replays: nothing outlives them).
+    pub fn ephemeral() -> Result<Self> {
+        let mut key = [0u8; 32];
+        getrandom(&mut key).map_err(|e| Error::io("making a hashing key", e))?;
+        Ok(Self::with_key(key))
+    }
+
     /// The installation's key from `path`, created (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> Result<Self> {
         let io = |what: &str, e| Error::io(format!("{what} the hashing key {}", path.display()), e);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use ensuresec_common::ttl::format_remaining;
+use ensuresec_common::{decisions::DecisionKey, ttl::format_remaining};
 use serde::Serialize;
 
 use crate::{
@@ -65,12 +65,17 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
         .into_iter()
         .filter(|(_, r)| r.expires_at_ns > now)
         .map(|(key, r)| {
-            let target = DecisionTarget(key).to_string();
+            let key_text = DecisionTarget(key).to_string();
             let storefront = (r.storefront_id != 0)
                 .then(|| reasons.text(r.storefront_id).map(String::from))
                 .flatten();
+            // A storefront as a whole is shown by its name.
+            let target = match (DecisionTarget(key).storefront_id(), &storefront) {
+                (Some(_), Some(name)) => format!("storefront:{name}"),
+                _ => key_text.clone(),
+            };
             // Evidence of an earlier decision on the same target is not this one's.
-            let detail = details.get(&target).filter(|d| {
+            let detail = details.get(&key_text).filter(|d| {
                 d.detector == detector_name(r.detector) && d.decided_secs == r.created_secs
             });
             DecisionRow {
@@ -135,9 +140,24 @@ pub fn list(pins: &PinDir, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
+/// The key of a target as `decisions list` shows it (`storefront:NAME` is
+/// looked up by its name).
+fn parse_target(store: &Store, target: &str) -> Result<DecisionKey> {
+    if let Some(name) = target.strip_prefix("storefront:") {
+        let reasons = store.reasons()?;
+        let key = store.decisions()?.into_iter().map(|(k, _)| k).find(|k| {
+            DecisionTarget(*k)
+                .storefront_id()
+                .is_some_and(|id| reasons.text(id) == Some(name))
+        });
+        return key.ok_or_else(|| anyhow!("no storefront-wide decision on {name}"));
+    }
+    Ok(target.parse::<DecisionTarget>().map_err(|e| anyhow!(e))?.0)
+}
+
 pub fn rm(pins: &PinDir, target: &str) -> Result<()> {
-    let key = target.parse::<DecisionTarget>().map_err(|e| anyhow!(e))?.0;
     let store = Store::open(pins)?;
+    let key = parse_target(&store, target)?;
     let record = store
         .decision(&key)?
         .ok_or_else(|| anyhow!("no automatic decision on {target}"))?;

@@ -7,6 +7,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ensuresec_common::{
     decisions::{
         DecisionKey, DecisionRecord, Offender, SCOPE_DESTINATION, SCOPE_PREFIX, SCOPE_SOURCE,
+        SCOPE_STOREFRONT,
     },
     entry::{Target, normalize_addr},
     features::AddrKey,
@@ -70,6 +71,25 @@ impl DecisionTarget {
         })
     }
 
+    /// The decision on a storefront as a whole; `id` is its name's id in
+    /// `ES_REASONS`.
+    pub fn storefront(id: u32) -> Self {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&id.to_le_bytes());
+        DecisionTarget(DecisionKey {
+            addr,
+            port: 0,
+            proto: 0,
+            scope: SCOPE_STOREFRONT,
+        })
+    }
+
+    /// The storefront's name id, for a storefront-wide decision.
+    pub fn storefront_id(&self) -> Option<u32> {
+        (self.0.scope == SCOPE_STOREFRONT)
+            .then(|| u32::from_le_bytes(self.0.addr[..4].try_into().expect("four bytes")))
+    }
+
     /// What a source decision drops in the lists: the address or network.
     pub fn list_target(&self) -> Option<Target> {
         let addr = key_addr(&self.0.addr);
@@ -91,6 +111,9 @@ impl DecisionTarget {
 impl fmt::Display for DecisionTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = &self.0;
+        if let Some(id) = self.storefront_id() {
+            return write!(f, "storefront#{id}");
+        }
         let addr = key_addr(&k.addr);
         if k.scope == SCOPE_SOURCE {
             return write!(f, "{addr}");
@@ -116,11 +139,14 @@ impl FromStr for DecisionTarget {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             format!(
-                "`{s}` is not a decision target (ADDR, ADDR/LEN or ADDR:PORT/PROTO as `decisions list` shows it)"
+                "`{s}` is not a decision target (ADDR, ADDR/LEN, ADDR:PORT/PROTO or storefront:NAME as `decisions list` shows it)"
             )
         };
         if let Ok(a) = s.parse::<IpAddr>() {
             return Ok(DecisionTarget::source(a));
+        }
+        if let Some(id) = s.strip_prefix("storefront#").and_then(|n| n.parse().ok()) {
+            return Ok(DecisionTarget::storefront(id));
         }
         if let Ok(net) = s.parse::<IpNet>() {
             return Ok(DecisionTarget::network(net));
@@ -193,6 +219,7 @@ mod tests {
             "2001:db8::1",
             "2001:db8:1:2::/64",
             "198.51.100.0/24",
+            "storefront#7",
             "10.77.0.1:80/tcp",
             "[fd77::1]:*/udp",
             "10.0.0.1:*/icmp",

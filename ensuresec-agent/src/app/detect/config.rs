@@ -18,6 +18,9 @@ pub struct AppDetectorConfig {
     /// Distinct accounts, cards or suspicious paths of one client in
     /// `window` that trip it; 0 turns that check off.
     pub distinct: u32,
+    /// Storefront-wide: failures of all clients in `window` that make a
+    /// wave (with several times the baseline, from several clients); 0 off.
+    pub aggregate: u32,
     pub window: Duration,
     pub action: Action,
     pub throttle_pps: u32,
@@ -32,6 +35,7 @@ pub struct AppDetectorConfig {
 pub struct AppDetectorOverride {
     pub per_source: Option<u32>,
     pub distinct: Option<u32>,
+    pub aggregate: Option<u32>,
     pub window: Option<String>,
     pub action: Option<Action>,
     pub throttle_pps: Option<u32>,
@@ -43,6 +47,7 @@ impl AppDetectorConfig {
     pub fn with(mut self, o: &AppDetectorOverride) -> Result<Self, String> {
         self.per_source = o.per_source.unwrap_or(self.per_source);
         self.distinct = o.distinct.unwrap_or(self.distinct);
+        self.aggregate = o.aggregate.unwrap_or(self.aggregate);
         if let Some(w) = &o.window {
             let window =
                 ensuresec_common::ttl::parse_interval(w).map_err(|e| format!("window: {e}"))?;
@@ -71,12 +76,26 @@ impl AppDetectorConfig {
     pub fn window_secs(&self) -> f64 {
         self.window.as_secs_f64()
     }
+
+    /// The thresholds while the storefront is under a wave of the same
+    /// kind: a third of the usual count, half the distinct items.
+    pub fn tightened(mut self) -> Self {
+        self.per_source = (self.per_source / 3).max(3).min(self.per_source);
+        self.distinct = (self.distinct / 2).max(3).min(self.distinct);
+        self
+    }
 }
 
-const fn app(per_source: u32, distinct: u32, window_secs: u64) -> AppDetectorConfig {
+const fn app(
+    per_source: u32,
+    distinct: u32,
+    aggregate: u32,
+    window_secs: u64,
+) -> AppDetectorConfig {
     AppDetectorConfig {
         per_source,
         distinct,
+        aggregate,
         window: Duration::from_secs(window_secs),
         action: Action::Ban,
         throttle_pps: 20,
@@ -88,20 +107,21 @@ const fn app(per_source: u32, distinct: u32, window_secs: u64) -> AppDetectorCon
 /// Defaults, in `Detector::APP` order.
 const DEFAULTS: [AppDetectorConfig; 6] = [
     // http_flood: page requests in 10 s (an asset counts a tenth).
-    app(300, 0, 10),
-    // credential_stuffing: failed logins, and distinct accounts failed.
-    app(10, 4, 300),
+    app(300, 0, 0, 10),
+    // credential_stuffing: failed logins, and distinct accounts failed;
+    // storefront-wide, 50 failed logins in the window.
+    app(10, 4, 50, 300),
     // account_takeover: a login that works after failures on this many
     // other accounts.
-    app(1, 2, 900),
+    app(1, 2, 0, 900),
     // card_testing: declines, distinct cards, and payments of at most
-    // `small_amount` (counted with declines).
-    app(5, 3, 900),
+    // `small_amount` (counted with declines); storefront-wide, 20 declines.
+    app(5, 3, 20, 900),
     // scanner: client errors (4xx), and medium-confidence signature hits;
     // one high-confidence hit is enough.
-    app(40, 3, 60),
+    app(40, 3, 0, 60),
     // attack_tool: requests with an attack tool's user agent.
-    app(1, 0, 60),
+    app(1, 0, 0, 60),
 ];
 
 /// Index of an application detector in per-detector tables.

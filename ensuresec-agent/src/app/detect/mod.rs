@@ -8,6 +8,7 @@ mod client;
 pub mod config;
 mod rules;
 pub mod signatures;
+mod wave;
 mod window;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
@@ -26,7 +27,8 @@ use super::{client::Client, pseudonym::Pseudonym};
 #[derive(Clone, Debug)]
 pub enum Observation<'a> {
     Request {
-        path: &'a str,
+        /// Path and query as sent (kept as a sample for the evidence).
+        target: &'a str,
         status: u16,
         user_agent: &'a str,
         asset: bool,
@@ -61,14 +63,25 @@ pub struct Seen<'a> {
     pub what: Observation<'a>,
 }
 
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppTarget {
+    /// One client: its address, or its IPv6 network (`ClientRules::group`).
+    Client(IpNet),
+    /// The network most clients of a storefront-wide wave share.
+    Network(IpNet),
+    /// The storefront as a whole, under a wave from many clients.
+    Storefront,
+}
+
 /// A detection, for the engine to decide on.
 #[derive(Clone, Debug)]
 pub struct AppFinding {
     pub detector: Detector,
     pub storefront: Arc<str>,
+    /// The client whose line decided it (for a wave, the last one counted).
     pub client: IpAddr,
-    /// What a decision would cover: the address, or its IPv6 network.
-    pub target: IpNet,
+    pub target: AppTarget,
     pub via_proxy: bool,
     pub observed: u64,
     pub threshold: u64,
@@ -82,11 +95,27 @@ pub struct AppFinding {
     pub config: AppDetectorConfig,
     /// Monotonic ns when the deciding line was read (set by the pipeline).
     pub read_at_ns: u64,
+    /// When, in the input's own time (`Seen::now`), it tripped.
+    pub seen_at: f64,
 }
 
 pub struct Storefront {
     pub name: Arc<str>,
     pub detectors: AppDetectors,
+    /// Storefront-wide waves of failed logins and of declined payments.
+    logins: wave::Wave,
+    payments: wave::Wave,
+}
+
+impl Storefront {
+    pub fn new(name: Arc<str>, detectors: AppDetectors) -> Self {
+        Self {
+            name,
+            detectors,
+            logins: Default::default(),
+            payments: Default::default(),
+        }
+    }
 }
 
 /// The detectors' state for every storefront.
@@ -155,32 +184,82 @@ impl AppDetector {
     }
 
     pub fn observe(&mut self, seen: &Seen<'_>) -> Vec<AppFinding> {
-        let Some(front) = self.storefronts.get(seen.storefront) else {
+        let Some(front) = self.storefronts.get_mut(seen.storefront) else {
             return Vec::new();
         };
-        let (name, detectors) = (front.name.clone(), front.detectors);
-        let target = (self.group)(seen.client.addr);
+        let mut found = Vec::new();
+        let (now, addr) = (seen.now, seen.client.addr);
+        let mut detectors = front.detectors;
+        let waves = [
+            (
+                Detector::CredentialStuffing,
+                &mut front.logins,
+                seen.what.is_failed_login(),
+            ),
+            (
+                Detector::CardTesting,
+                &mut front.payments,
+                seen.what.is_declined_payment(),
+            ),
+        ];
+        for (detector, wave, counted) in waves {
+            let config = *detectors.get(detector);
+            if counted
+                && let Some(surge) = wave.count(addr, now, config.window_secs(), config.aggregate)
+            {
+                found.extend(rules::wave_findings(
+                    &front.name,
+                    seen,
+                    detector,
+                    &config,
+                    &surge,
+                ));
+            }
+            // Under a wave, each client of the storefront is held to less.
+            if wave.active(now) {
+                detectors.set(detector, config.tightened());
+            }
+        }
+        let name = front.name.clone();
+        let target = (self.group)(addr);
         let key = (seen.storefront as u16, target);
         if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients {
-            self.make_room(seen.now);
+            self.make_room(now);
         }
         let keep = self.keep;
         let state = self
             .clients
             .entry(key)
-            .or_insert_with(|| ClientState::new(seen.now));
-        if seen.now - state.last_seen >= keep {
-            *state = ClientState::new(seen.now);
+            .or_insert_with(|| ClientState::new(now));
+        if now - state.last_seen >= keep {
+            *state = ClientState::new(now);
         }
-        state.last_seen = state.last_seen.max(seen.now);
+        state.last_seen = state.last_seen.max(now);
         let mut out = rules::Findings {
-            found: Vec::new(),
+            found,
             name,
             seen,
             target,
         };
         rules::count(state, &detectors, seen, &mut out, keep);
         out.found
+    }
+}
+
+impl Observation<'_> {
+    fn is_failed_login(&self) -> bool {
+        matches!(
+            self,
+            Observation::LoginFailed { .. }
+                | Observation::Request {
+                    login_failed: true,
+                    ..
+                }
+        )
+    }
+
+    fn is_declined_payment(&self) -> bool {
+        matches!(self, Observation::Payment { declined: true, .. })
     }
 }
 

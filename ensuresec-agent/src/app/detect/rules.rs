@@ -7,7 +7,7 @@ use ensuresec_common::decisions::Detector;
 use ipnet::IpNet;
 
 use super::{
-    AppFinding, Observation, Seen,
+    AppFinding, AppTarget, Observation, Seen,
     client::ClientState,
     config::{AppDetectorConfig, AppDetectors},
     signatures::{Confidence, Hits},
@@ -67,7 +67,7 @@ impl Findings<'_, '_> {
             detector,
             storefront: self.name.clone(),
             client: self.seen.client.addr,
-            target: self.target,
+            target: AppTarget::Client(self.target),
             via_proxy: self.seen.client.via_proxy,
             observed,
             threshold,
@@ -77,8 +77,68 @@ impl Findings<'_, '_> {
             active_for_secs: (now - state.first_seen).max(0.0),
             config: *config,
             read_at_ns: 0,
+            seen_at: now,
         });
     }
+}
+
+/// What a storefront-wide wave calls for: a storefront-wide alert, and
+/// when most of its clients share a network, a decision on that network.
+pub(super) fn wave_findings(
+    storefront: &Arc<str>,
+    seen: &Seen<'_>,
+    detector: Detector,
+    config: &AppDetectorConfig,
+    surge: &super::wave::Surge,
+) -> Vec<AppFinding> {
+    let what = match detector {
+        Detector::CardTesting => "declined payments",
+        _ => "failed logins",
+    };
+    let tight = config.tightened();
+    let base = AppFinding {
+        detector,
+        storefront: storefront.clone(),
+        client: seen.client.addr,
+        target: AppTarget::Storefront,
+        via_proxy: false,
+        observed: surge.count,
+        threshold: config.aggregate as u64,
+        extra: [surge.sources as u64, surge.baseline.round() as u64],
+        evidence: format!(
+            "a storefront-wide wave: {} {what} from {} clients in {:?} (floor {}, {:.1} a window before); each client is held to {} (and {} distinct) while it lasts",
+            surge.count,
+            surge.sources,
+            config.window,
+            config.aggregate,
+            surge.baseline,
+            tight.per_source,
+            tight.distinct
+        ),
+        accounts: Vec::new(),
+        active_for_secs: 0.0,
+        config: AppDetectorConfig {
+            action: crate::detect::detector::Action::Alert,
+            ..*config
+        },
+        read_at_ns: 0,
+        seen_at: seen.now,
+    };
+    let mut out = vec![base.clone()];
+    if let Some((net, n)) = surge.shared {
+        out.push(AppFinding {
+            target: AppTarget::Network(net),
+            observed: n as u64,
+            threshold: super::wave::MIN_SOURCES as u64,
+            evidence: format!(
+                "{n} of the {} clients of a storefront-wide wave of {what} are in {net}",
+                surge.sources
+            ),
+            config: *config,
+            ..base
+        });
+    }
+    out
 }
 
 /// Counts one observation and fires what it trips.
@@ -92,7 +152,7 @@ pub(super) fn count(
     let now = seen.now;
     match &seen.what {
         Observation::Request {
-            path,
+            target,
             status,
             user_agent,
             asset,
@@ -107,11 +167,11 @@ pub(super) fn count(
                 || *login_failed
                 || (400..500).contains(status);
             if suspicious {
-                state.note(path, user_agent);
+                state.note(target, user_agent);
             }
             let limit = flood.per_source as u64 * 10;
             if flood.per_source > 0 && tenths >= limit {
-                state.note(path, user_agent);
+                state.note(target, user_agent);
                 out.fire(
                     state,
                     Detector::HttpFlood,

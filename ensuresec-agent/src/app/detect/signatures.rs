@@ -155,11 +155,24 @@ pub struct Hits {
     pub generic_client: Option<&'static str>,
 }
 
+/// User agents whose verdicts are kept.
+const AGENTS_KEPT: usize = 4096;
+
+/// What the lists say of one user agent.
+#[derive(Clone, Debug, Default)]
+struct AgentHits {
+    /// Index of the strongest signature in it.
+    signature: Option<usize>,
+    attack_tool: Option<&'static str>,
+    generic_client: Option<&'static str>,
+}
+
 pub struct Signatures {
     ids: Vec<(String, Confidence)>,
     patterns: AhoCorasick,
     tools: AhoCorasick,
     generic: AhoCorasick,
+    agents: std::collections::HashMap<Box<str>, AgentHits>,
 }
 
 fn automaton<I, P>(patterns: I) -> AhoCorasick
@@ -231,6 +244,7 @@ impl Signatures {
             ids: list.into_iter().map(|(id, _, c)| (id, c)).collect(),
             tools: automaton(ATTACK_TOOLS),
             generic: automaton(GENERIC_CLIENTS),
+            agents: Default::default(),
         }
     }
 
@@ -239,28 +253,55 @@ impl Signatures {
         SHIPPED.iter().map(|(id, _, _)| *id)
     }
 
-    pub fn check(&self, target: &str, user_agent: &str) -> Hits {
+    /// What the lists say of a request. The user agent's verdict is kept
+    /// for the next requests with the same agent (most traffic repeats a
+    /// few agents), up to `AGENTS_KEPT` of them.
+    pub fn check(&mut self, target: &str, user_agent: &str) -> Hits {
+        let agent = match self.agents.get(user_agent) {
+            Some(a) => a.clone(),
+            None => {
+                let a = self.check_agent(user_agent);
+                if self.agents.len() >= AGENTS_KEPT {
+                    self.agents.clear();
+                }
+                self.agents.insert(user_agent.into(), a.clone());
+                a
+            }
+        };
         let decoded = decode(target);
-        // Exploits ride in the user agent too (Shellshock, Log4Shell).
-        let signature = self
+        let in_target = self
             .patterns
             .find_iter(decoded.as_ref())
-            .chain(self.patterns.find_iter(user_agent))
-            .map(|m| &self.ids[m.pattern().as_usize()])
-            .max_by_key(|(_, c)| *c)
-            .cloned();
-        let attack_tool = self
-            .tools
-            .find(user_agent)
-            .map(|m| ATTACK_TOOLS[m.pattern().as_usize()]);
-        let generic_client = self
-            .generic
-            .find(user_agent)
-            .map(|m| GENERIC_CLIENTS[m.pattern().as_usize()]);
+            .map(|m| m.pattern().as_usize())
+            .max_by_key(|i| self.ids[*i].1);
+        let signature = [in_target, agent.signature]
+            .into_iter()
+            .flatten()
+            .max_by_key(|i| self.ids[*i].1)
+            .map(|i| self.ids[i].clone());
         Hits {
             signature,
-            attack_tool,
-            generic_client,
+            attack_tool: agent.attack_tool,
+            generic_client: agent.generic_client,
+        }
+    }
+
+    fn check_agent(&self, user_agent: &str) -> AgentHits {
+        // Exploits ride in the user agent too (Shellshock, Log4Shell).
+        AgentHits {
+            signature: self
+                .patterns
+                .find_iter(user_agent)
+                .map(|m| m.pattern().as_usize())
+                .max_by_key(|i| self.ids[*i].1),
+            attack_tool: self
+                .tools
+                .find(user_agent)
+                .map(|m| ATTACK_TOOLS[m.pattern().as_usize()]),
+            generic_client: self
+                .generic
+                .find(user_agent)
+                .map(|m| GENERIC_CLIENTS[m.pattern().as_usize()]),
         }
     }
 }
@@ -276,38 +317,45 @@ pub fn is_asset(path: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn sig(s: &Signatures, target: &str) -> Option<(String, Confidence)> {
+    fn sig(s: &mut Signatures, target: &str) -> Option<(String, Confidence)> {
         s.check(target, "Mozilla/5.0").signature
     }
 
     #[test]
     fn probes_and_injections_are_seen_through_encoding() {
-        let s = Signatures::new(&[], &[]);
-        assert_eq!(sig(&s, "/.env").unwrap().0, "env-file");
-        assert_eq!(sig(&s, "/.GIT/config").unwrap().1, Confidence::High);
+        let mut s = Signatures::new(&[], &[]);
+        assert_eq!(sig(&mut s, "/.env").unwrap().0, "env-file");
+        assert_eq!(sig(&mut s, "/.GIT/config").unwrap().1, Confidence::High);
         assert_eq!(
-            sig(&s, "/p?id=1%20UNION%20SELECT%201,2").unwrap().0,
+            sig(&mut s, "/p?id=1%20UNION%20SELECT%201,2").unwrap().0,
             "sqli-union"
         );
-        assert_eq!(sig(&s, "/p?id=1+union+select+1").unwrap().0, "sqli-union");
         assert_eq!(
-            sig(&s, "/x?f=%252e%252e%252fetc").unwrap().0,
+            sig(&mut s, "/p?id=1+union+select+1").unwrap().0,
+            "sqli-union"
+        );
+        assert_eq!(
+            sig(&mut s, "/x?f=%252e%252e%252fetc").unwrap().0,
             "traversal",
             "double-encoded"
         );
         assert_eq!(
-            sig(&s, "/q?s=%3Cscript%3Ealert(1)").unwrap().0,
+            sig(&mut s, "/q?s=%3Cscript%3Ealert(1)").unwrap().0,
             "xss-script"
         );
-        assert_eq!(sig(&s, "/db.sql").unwrap().1, Confidence::Medium);
-        assert_eq!(sig(&s, "/x?%zz%"), None, "bad escapes are left as they are");
+        assert_eq!(sig(&mut s, "/db.sql").unwrap().1, Confidence::Medium);
+        assert_eq!(
+            sig(&mut s, "/x?%zz%"),
+            None,
+            "bad escapes are left as they are"
+        );
         for benign in [
             "/",
             "/product/blue-shirt",
             "/search?q=select+shoes",
             "/cart?add=12&qty=2",
         ] {
-            assert_eq!(sig(&s, benign), None, "{benign}");
+            assert_eq!(sig(&mut s, benign), None, "{benign}");
         }
     }
 
@@ -318,14 +366,14 @@ mod tests {
             pattern: "/Legacy-Admin".into(),
             confidence: Confidence::High,
         };
-        let s = Signatures::new(&[extra], &["wp-login".into()]);
-        assert_eq!(sig(&s, "/wp-login.php"), None);
-        assert_eq!(sig(&s, "/legacy-admin/x").unwrap().0, "old-admin");
+        let mut s = Signatures::new(&[extra], &["wp-login".into()]);
+        assert_eq!(sig(&mut s, "/wp-login.php"), None);
+        assert_eq!(sig(&mut s, "/legacy-admin/x").unwrap().0, "old-admin");
     }
 
     #[test]
     fn attack_tools_ban_and_libraries_count() {
-        let s = Signatures::new(&[], &[]);
+        let mut s = Signatures::new(&[], &[]);
         for (agent, tool) in [
             ("Mozilla/5.0 (Hydra)", "hydra"),
             ("gobuster/3.5.0", "gobuster"),

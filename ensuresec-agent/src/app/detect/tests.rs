@@ -6,10 +6,7 @@ use crate::app::client::ClientRules;
 fn detector(max_clients: usize) -> AppDetector {
     let rules = ClientRules::default();
     AppDetector::new(
-        vec![Storefront {
-            name: "shop".into(),
-            detectors: AppDetectors::default(),
-        }],
+        vec![Storefront::new("shop".into(), AppDetectors::default())],
         move |a| rules.group(a),
         max_clients,
     )
@@ -24,7 +21,7 @@ fn client(text: &str) -> Client {
 
 fn page(path: &str, status: u16) -> Observation<'_> {
     Observation::Request {
-        path,
+        target: path,
         status,
         user_agent: "Mozilla/5.0",
         asset: signatures::is_asset(path),
@@ -188,13 +185,13 @@ fn card_testing_trips_on_declines_cards_or_small_amounts() {
 #[test]
 fn scanners_trip_on_a_sure_signature_on_errors_or_on_several_weak_signatures() {
     let mut d = detector(1000);
-    let sigs = signatures::Signatures::new(&[], &[]);
+    let sigs = std::cell::RefCell::new(signatures::Signatures::new(&[], &[]));
     let probe = |path: &'static str, status: u16| Observation::Request {
-        path,
+        target: path,
         status,
         user_agent: "Mozilla/5.0",
         asset: false,
-        hits: sigs.check(path, "Mozilla/5.0"),
+        hits: sigs.borrow_mut().check(path, "Mozilla/5.0"),
         login_failed: false,
     };
     let sure = d.observe(&at("203.0.113.1", 0.0, probe("/.git/config", 404)));
@@ -228,13 +225,13 @@ fn scanners_trip_on_a_sure_signature_on_errors_or_on_several_weak_signatures() {
 #[test]
 fn attack_tools_trip_at_once_and_libraries_do_not() {
     let mut d = detector(1000);
-    let sigs = signatures::Signatures::new(&[], &[]);
+    let sigs = std::cell::RefCell::new(signatures::Signatures::new(&[], &[]));
     let with = |agent: &'static str| Observation::Request {
-        path: "/",
+        target: "/",
         status: 200,
         user_agent: agent,
         asset: false,
-        hits: sigs.check("/", agent),
+        hits: sigs.borrow_mut().check("/", agent),
         login_failed: false,
     };
     assert_eq!(
@@ -279,7 +276,7 @@ fn an_ipv6_network_counts_as_one_client() {
     assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].target,
-        "2001:db8:0:1::/64".parse::<IpNet>().unwrap()
+        AppTarget::Client("2001:db8:0:1::/64".parse::<IpNet>().unwrap())
     );
 }
 
@@ -325,4 +322,95 @@ fn memory_stays_bounded_and_keeps_the_clients_that_tripped() {
     );
     d.forget_idle(10_000.0);
     assert_eq!(d.clients(), 0);
+}
+
+/// Twenty hosts from twenty networks, each failing a login every 10 s: no
+/// one host reaches its threshold soon, but the storefront sees the wave,
+/// alerts, and holds each host to less while it lasts.
+#[test]
+fn a_wave_of_failed_logins_alerts_the_storefront_and_tightens_each_client() {
+    let mut d = detector(1000);
+    let mut found = Vec::new();
+    for round in 0..6u32 {
+        for h in 0..20u32 {
+            let addr = IpAddr::from((0xc600_0000u32 + (h << 12) + 1).to_be_bytes());
+            let seen = Seen {
+                storefront: 0,
+                client: Client {
+                    addr,
+                    via_proxy: false,
+                },
+                now: round as f64 * 10.0 + h as f64 * 0.2,
+                what: Observation::LoginFailed {
+                    account: account(round as u8),
+                },
+            };
+            found.extend(d.observe(&seen));
+        }
+    }
+    let wide: Vec<&AppFinding> = found
+        .iter()
+        .filter(|f| f.target == AppTarget::Storefront)
+        .collect();
+    assert_eq!(wide.len(), 1, "one alert for the wave");
+    assert_eq!(
+        wide[0].config.action,
+        crate::detect::detector::Action::Alert
+    );
+    assert!(
+        wide[0].evidence.contains("20 clients"),
+        "{}",
+        wide[0].evidence
+    );
+    let banned: std::collections::BTreeSet<String> = found
+        .iter()
+        .filter_map(|f| match f.target {
+            AppTarget::Client(net) => Some(net.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        banned.len(),
+        20,
+        "each host, at its third failure: {banned:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|f| matches!(f.target, AppTarget::Network(_))),
+        "no shared network"
+    );
+}
+
+/// A wave whose clients sit in one /24 is decided on that network.
+#[test]
+fn a_wave_from_one_network_is_decided_on_the_network() {
+    let mut d = detector(1000);
+    let found: Vec<AppFinding> = (0..60u32)
+        .flat_map(|i| {
+            let addr = IpAddr::from((0xcb00_7100u32 + 1 + i % 25).to_be_bytes());
+            d.observe(&Seen {
+                storefront: 0,
+                client: Client {
+                    addr,
+                    via_proxy: false,
+                },
+                now: i as f64,
+                what: Observation::Payment {
+                    declined: true,
+                    card: account(i as u8),
+                    amount: Some(40.0),
+                },
+            })
+        })
+        .collect();
+    let nets: Vec<AppTarget> = found
+        .iter()
+        .filter(|f| matches!(f.target, AppTarget::Network(_)))
+        .map(|f| f.target)
+        .collect();
+    assert_eq!(
+        nets,
+        [AppTarget::Network("203.0.113.0/24".parse().unwrap())]
+    );
 }

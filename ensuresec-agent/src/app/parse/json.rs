@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{ParseError, invalid, time};
 use crate::app::record::Request;
@@ -125,59 +125,171 @@ impl JsonFields {
         }
     }
 
-    pub fn parse(&self, line: &str) -> Result<Request<'static>, ParseError> {
-        let value: Value = serde_json::from_str(line).map_err(ParseError::Json)?;
-        if !value.is_object() {
-            return Err(invalid("access log object", line));
-        }
-        let client = text(&value, &self.client).ok_or(ParseError::Missing("client address"))?;
+    pub fn parse<'a>(&self, line: &'a str) -> Result<Request<'a>, ParseError> {
+        let doc = Doc::parse(line)?;
+        let client = doc
+            .text(&self.client)
+            .ok_or(ParseError::Missing("client address"))?;
         let peer = parse_client(&client)?;
-        let status_value = find(&value, &self.status).ok_or(ParseError::Missing("status"))?;
-        let status = match status_value {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
+        let status_leaf = doc
+            .leaf(&self.status)
+            .ok_or(ParseError::Missing("status"))?;
+        let status = match &status_leaf {
+            Leaf::Text(t) => t.parse::<u64>().ok(),
+            Leaf::Number(n) => n.parse::<u64>().ok(),
         }
         .filter(|s| (100..=999).contains(s))
-        .ok_or_else(|| invalid("status", &status_value.to_string()))? as u16;
-        let time = match self.time.as_deref().and_then(|p| find(&value, p)) {
-            Some(t) => Some(time::rfc3339_or_unix(t)?),
+        .ok_or_else(|| invalid("status", status_leaf.as_str()))? as u16;
+        let time = match self.time.as_deref().and_then(|p| doc.leaf(p)) {
+            Some(Leaf::Text(t)) => Some(time::rfc3339(&t)?),
+            Some(Leaf::Number(n)) => Some(n.parse::<f64>().map_err(|_| invalid("time", n))?),
             None => None,
         };
         let optional = |path: &Option<String>| {
             path.as_deref()
-                .and_then(|p| text(&value, p))
+                .and_then(|p| doc.text(p))
                 .filter(|t| !t.is_empty() && t != "-")
         };
         Ok(Request {
             time,
             peer,
-            forwarded_for: optional(&self.forwarded_for).map(Cow::Owned),
-            host: optional(&self.host).map(Cow::Owned),
-            method: Cow::Owned(text(&value, &self.method).unwrap_or_default()),
-            target: Cow::Owned(text(&value, &self.uri).ok_or(ParseError::Missing("uri"))?),
+            forwarded_for: optional(&self.forwarded_for),
+            host: optional(&self.host),
+            method: doc.text(&self.method).unwrap_or_default(),
+            target: doc.text(&self.uri).ok_or(ParseError::Missing("uri"))?,
             status,
-            user_agent: Cow::Owned(optional(&self.user_agent).unwrap_or_default()),
+            user_agent: optional(&self.user_agent).unwrap_or_default(),
         })
     }
 }
 
-fn find<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    // A key with dots of its own is looked up whole first.
-    if let Some(v) = value.get(path) {
-        return Some(v);
-    }
-    path.split('.').try_fold(value, |v, part| match v {
-        Value::Array(items) => items.get(part.parse::<usize>().ok()?),
-        _ => v.get(part),
-    })
+/// A JSON object read lazily: the top level's values stay unparsed text
+/// until a field is asked for, and strings without escapes are borrowed
+/// from the line. About twice as fast as a whole `serde_json::Value`.
+struct Doc<'a> {
+    top: Entries<'a>,
 }
 
-fn text(value: &Value, path: &str) -> Option<String> {
-    match find(value, path)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// An object's entries, in order, keys borrowed from the line where they
+/// have no escapes: a short list is searched faster than a map is built.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Entries<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// A key, borrowed when it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    entries.push((k, v));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// A scalar field: text or a number (its text).
+enum Leaf<'a> {
+    Text(Cow<'a, str>),
+    Number(&'a str),
+}
+
+impl Leaf<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Leaf::Text(t) => t,
+            Leaf::Number(n) => n,
+        }
+    }
+}
+
+impl<'a> Doc<'a> {
+    fn parse(line: &'a str) -> Result<Self, ParseError> {
+        if !line.trim_start().starts_with('{') {
+            return Err(invalid("access log object", line));
+        }
+        let top = serde_json::from_str(line).map_err(ParseError::Json)?;
+        Ok(Self { top })
+    }
+
+    fn raw(&self, path: &str) -> Option<&'a RawValue> {
+        // A key with dots of its own is looked up whole first.
+        if let Some(v) = self.top.get(path) {
+            return Some(v);
+        }
+        let mut parts = path.split('.');
+        let mut value: &'a RawValue = self.top.get(parts.next()?)?;
+        for part in parts {
+            let text = value.get();
+            value = if text.starts_with('[') {
+                let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+                items.get(part.parse::<usize>().ok()?).copied()?
+            } else {
+                let object: Entries<'a> = serde_json::from_str(text).ok()?;
+                object.get(part)?
+            };
+        }
+        Some(value)
+    }
+
+    fn leaf(&self, path: &str) -> Option<Leaf<'a>> {
+        let text = self.raw(path)?.get();
+        match text.as_bytes().first()? {
+            b'"' => {
+                // Borrowed unless the string has escapes.
+                let s = serde_json::from_str::<&'a str>(text)
+                    .map(Cow::Borrowed)
+                    .or_else(|_| serde_json::from_str::<String>(text).map(Cow::Owned))
+                    .ok()?;
+                Some(Leaf::Text(s))
+            }
+            b'-' | b'0'..=b'9' => Some(Leaf::Number(text)),
+            _ => None,
+        }
+    }
+
+    fn text(&self, path: &str) -> Option<Cow<'a, str>> {
+        match self.leaf(path)? {
+            Leaf::Text(t) => Some(t),
+            Leaf::Number(n) => Some(Cow::Borrowed(n)),
+        }
     }
 }
 

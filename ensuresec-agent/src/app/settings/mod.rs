@@ -23,13 +23,8 @@ pub struct LogInput {
     pub path: PathBuf,
     pub parser: Parser,
     pub storefront: Option<usize>,
-}
-
-impl LogInput {
-    /// The name in metrics and logs.
-    pub fn name(&self) -> String {
-        self.path.display().to_string()
-    }
+    /// The name in metrics and logs (the path).
+    pub name: String,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +165,7 @@ impl AppSettings {
                 path: l.path.clone(),
                 parser,
                 storefront,
+                name: l.path.display().to_string(),
             });
         }
         let events = match (events.listen, &events.token_file) {

@@ -4,21 +4,62 @@
 
 use std::sync::Arc;
 
-use ensuresec_common::decisions::DecisionRecord;
+use ensuresec_common::decisions::{DecisionRecord, SCOPE_SOURCE};
 
 use super::{Engine, Layer};
 use crate::{
-    app::detect::AppFinding,
+    app::detect::{AppFinding, AppTarget},
     detect::{
         app_evidence::AppEvidence,
         decide::{self, covers},
         detector::{Action, DetectorConfig},
         plan::{Plan, plan},
         rules::Detection,
+        settings::DetectSettings,
     },
     error::Result,
     store::{Writer, decisions::DecisionTarget},
 };
+
+/// What an application finding calls for, before the allowlist and the
+/// maps have their say: the decision's target (the client, its IPv6 network,
+/// a network most of a wave's clients share, or the storefront) and the
+/// plan. `storefront_id` is the storefront's name id. Replay decides with it.
+pub fn plan_app(
+    settings: &DetectSettings,
+    f: &AppFinding,
+    strikes: u32,
+    storefront_id: u32,
+) -> (DecisionTarget, Plan) {
+    let target = match f.target {
+        AppTarget::Client(net) | AppTarget::Network(net) => DecisionTarget::network(net),
+        AppTarget::Storefront => DecisionTarget::storefront(storefront_id),
+    };
+    // XDP sees the proxy's packets, not the client's: record only. A
+    // storefront as a whole is never dropped.
+    let action = if f.via_proxy || f.target == AppTarget::Storefront {
+        Action::Alert
+    } else {
+        f.config.action
+    };
+    let config = DetectorConfig {
+        per_source: f.config.per_source,
+        aggregate: 0,
+        action,
+        aggregate_action: Action::Alert,
+        throttle_pps: f.config.throttle_pps,
+        dry_run: f.config.dry_run,
+    };
+    let dry_run = f.config.dry_run.unwrap_or(settings.dry_run);
+    let mut plan = plan(settings, f.detector, &config, action, dry_run, strikes);
+    // The kernel holds rates per address: a network is banned instead.
+    if target.0.scope != SCOPE_SOURCE && matches!(plan, Plan::Throttle { .. }) {
+        plan = Plan::Ban {
+            ttl: settings.ban_ttl(strikes),
+        };
+    }
+    (target, plan)
+}
 
 impl Engine {
     pub(super) fn take_app(&mut self) {
@@ -37,55 +78,34 @@ impl Engine {
             .detections
             .with_label_values(&[f.detector.name(), &f.storefront])
             .inc();
-        let target = DecisionTarget::network(f.target);
-        let key = target.0;
-        // XDP sees the proxy's packets, not the client's: record only.
-        let action = if f.via_proxy {
-            Action::Alert
-        } else {
-            f.config.action
-        };
-        let config = DetectorConfig {
-            per_source: f.config.per_source,
-            aggregate: 0,
-            action,
-            aggregate_action: Action::Alert,
-            throttle_pps: f.config.throttle_pps,
-            dry_run: f.config.dry_run,
-        };
-        let dry_run = f.config.dry_run.unwrap_or(self.settings.dry_run);
+        // One writer for the whole decision: the storefront's name, once
+        // interned, cannot be freed before the record that uses it.
+        let store = self.store.clone();
+        let w = store.write()?;
+        let storefront_id = self.storefront_id(&w, &f.storefront)?;
+        let key = plan_app(&self.settings, f, 1, storefront_id).0.0;
         let strikes = self.store.offender(&key.addr)?.map_or(0, |o| o.strikes) + 1;
-        let mut plan = plan(
-            &self.settings,
-            f.detector,
-            &config,
-            action,
-            dry_run,
-            strikes,
-        );
-        // The kernel holds rates per address: a network is banned instead.
-        if target.0.scope != ensuresec_common::decisions::SCOPE_SOURCE
-            && matches!(plan, Plan::Throttle { .. })
-        {
-            plan = Plan::Ban {
-                ttl: self.settings.ban_ttl(strikes),
-            };
-        }
+        let (target, plan) = plan_app(&self.settings, f, strikes, storefront_id);
         if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
             return Ok(());
         }
-        if let Some(allow) = self.allow.covering(&self.store, f.client)? {
-            tracing::info!(client = %f.client, storefront = %f.storefront, detector = f.detector.name(), allowlist = %allow, "detection on an allowlisted client: no decision");
+        let checked = match f.target {
+            AppTarget::Client(_) => Some(f.client),
+            AppTarget::Network(net) => Some(net.network()),
+            AppTarget::Storefront => None,
+        };
+        if let Some(addr) = checked
+            && let Some(allow) = self.allow.covering(&self.store, addr)?
+        {
+            tracing::info!(client = %addr, storefront = %f.storefront, detector = f.detector.name(), allowlist = %allow, "detection on an allowlisted client: no decision");
             return Ok(());
         }
-        let store = self.store.clone();
-        let w = store.write()?;
         let detection = Detection {
             detector: f.detector,
             observed: f.observed,
             threshold: f.threshold,
             extra: f.extra,
-            storefront_id: self.storefront_id(&w, &f.storefront)?,
+            storefront_id,
         };
         let first_seen_ns = f
             .read_at_ns

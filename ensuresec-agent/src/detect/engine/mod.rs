@@ -9,6 +9,7 @@ mod model;
 mod report;
 mod upkeep;
 
+pub use app::plan_app;
 use report::Layer;
 
 use std::{
