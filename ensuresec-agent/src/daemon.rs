@@ -197,7 +197,8 @@ async fn start_app(
         }
         None => None,
     };
-    Ok((engine.with_app(inbox), server))
+    let names: Vec<Arc<str>> = app.storefronts.iter().map(|(n, _)| n.clone()).collect();
+    Ok((engine.with_app(inbox, &names), server))
 }
 
 async fn run_async(pins: PinDir, config: Validated) -> Result<()> {

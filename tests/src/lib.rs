@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod dataset;
+pub mod fail2ban;
 pub mod fuzz;
 pub mod kernel;
 pub mod lab;

@@ -39,6 +39,9 @@ pub struct ShopLab {
     pub lab: Lab,
     pub dir: PathBuf,
     pub access_log: PathBuf,
+    /// The same requests in nginx's own `combined` format (fail2ban's filters
+    /// read that one).
+    pub combined_log: PathBuf,
     pub error_log: PathBuf,
     pub events_log: PathBuf,
     app: Option<Child>,
@@ -64,6 +67,7 @@ impl ShopLab {
             .context("starting lab-shop")?;
         let mut shop = ShopLab {
             access_log: dir.join("access.log"),
+            combined_log: dir.join("combined.log"),
             error_log: dir.join("error.log"),
             events_log,
             dir,
@@ -92,6 +96,7 @@ impl ShopLab {
                  http {{\n\
                    log_format vhost '$host $remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$http_x_forwarded_for\"';\n\
                    access_log {w}/access.log vhost;\n\
+                   access_log {w}/combined.log combined;\n\
                    client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
                    fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
                    server {{\n\

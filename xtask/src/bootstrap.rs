@@ -32,7 +32,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ffuf",
     "dirb",
     "sqlmap",
+    "wapiti",
     "fail2ban",
+    // fail2ban follows logs with inotify only with this (else it polls).
+    "python3-pyinotify",
+    // fail2ban bans with iptables (in the lab storefront's namespace).
+    "iptables",
     // Real upstreams the storefront itself talks to (DNS), and the clients
     // the tests script.
     "dnsmasq-base",

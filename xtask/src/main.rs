@@ -95,6 +95,9 @@ enum Bench {
     /// The application pipeline on one core over 10M-line combined and JSON
     /// logs (100k clients): lines/s and peak RSS, beside fail2ban-regex.
     Logs,
+    /// Application scenarios in the lab, ensuresec beside fail2ban on the
+    /// same logs: detected, time to mitigate, requests after, benign banned.
+    App,
 }
 
 fn main() -> Result<()> {
@@ -192,6 +195,21 @@ fn main() -> Result<()> {
                 Bench::Detect => "bench-detect",
                 Bench::Ml => "bench-ml",
                 Bench::Logs => "bench-logs",
+                Bench::App => {
+                    // The scenarios run the lab shop beside the bench.
+                    run::cargo(
+                        &root,
+                        &[
+                            "build",
+                            "--release",
+                            "-p",
+                            "ensuresec-tests",
+                            "--bin",
+                            "lab-shop",
+                        ],
+                    )?;
+                    "bench-app"
+                }
             };
             lab_bin(&root, bin, &[])
         }

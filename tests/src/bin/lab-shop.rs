@@ -58,6 +58,7 @@ impl Shop {
             .unwrap_or("127.0.0.1")
             .to_string();
         let (method, path) = (request.method().clone(), request.uri().path().to_string());
+        let request_query = request.uri().query().map(String::from);
         let form: Vec<(String, String)> = if method == Method::POST {
             match Limited::new(request.into_body(), 64 * 1024).collect().await {
                 Ok(body) => form_urlencoded::parse(&body.to_bytes())
@@ -92,7 +93,15 @@ impl Shop {
             }
             (Method::GET, p) if p.starts_with("/static/") => page(StatusCode::OK, "/* asset */".into()),
             (_, "/cart") => page(StatusCode::OK, "<h1>Cart</h1><a href=/checkout>Checkout</a>".into()),
-            (Method::GET, "/search") => page(StatusCode::OK, "<h1>Results</h1>".into()),
+            (Method::GET, "/search") => {
+                // Like real shops, the page says what was searched for (escaped).
+                let q: String = request_query
+                    .as_deref()
+                    .map(|q| form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k == "q").map(|(_, v)| v.into_owned()).collect())
+                    .unwrap_or_default();
+                let escaped = q.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;");
+                page(StatusCode::OK, format!("<h1>Results for {escaped}</h1>"))
+            }
             (Method::GET, "/login") => page(
                 StatusCode::OK,
                 "<form method=post action=/login><input name=user><input name=pass type=password></form>".into(),

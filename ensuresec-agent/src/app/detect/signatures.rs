@@ -68,6 +68,10 @@ const SHIPPED: &[(&str, &str, Confidence)] = {
         ("sqli-tautology", "' or '1'='1", High),
         ("sqli-tautology-num", " or 1=1", High),
         ("sqli-comment", "'--", Medium),
+        // Unbalanced quotes of both kinds side by side: how injection probes
+        // test a parameter.
+        ("sqli-quote-probe", "'\"", Medium),
+        ("sqli-quote-probe-2", "\"'", Medium),
         ("sqli-concat", "concat(0x", High),
         ("xss-script", "<script", High),
         ("xss-handler", "onerror=", Medium),

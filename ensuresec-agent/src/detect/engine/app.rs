@@ -146,6 +146,17 @@ impl Engine {
         Ok(())
     }
 
+    pub(super) fn intern_storefronts(&mut self, names: &[Arc<str>]) -> Result<()> {
+        let store = self.store.clone();
+        let w = store.write()?;
+        let mut reasons = w.reasons()?;
+        for name in names {
+            let id = w.intern_reason(&mut reasons, name, || w.reason_ids_in_use())?;
+            self.storefront_ids.insert(name.clone(), id);
+        }
+        Ok(())
+    }
+
     /// The storefront's id in `ES_REASONS`, interning its name when new or
     /// when the id no longer holds it (the CLI frees unused texts).
     fn storefront_id(&mut self, w: &Writer, name: &Arc<str>) -> Result<u32> {

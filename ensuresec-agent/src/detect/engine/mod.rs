@@ -102,10 +102,19 @@ impl Engine {
         })
     }
 
-    /// Decides on the application detectors' findings, woken by each.
-    pub fn with_app(mut self, inbox: Inbox<AppFinding>) -> Self {
+    /// Decides on the application detectors' findings, woken by each. The
+    /// storefronts' names are interned now, so that the first decision does
+    /// not pay for reading the reason table.
+    pub fn with_app(
+        mut self,
+        inbox: Inbox<AppFinding>,
+        storefronts: &[std::sync::Arc<str>],
+    ) -> Self {
         self.app = Some(inbox);
         self.app_evidence = Some(super::app_evidence::EvidenceFile::open(self.store.pins()));
+        if let Err(e) = self.intern_storefronts(storefronts) {
+            tracing::warn!(error = %e, "could not record the storefronts' names yet; retried at their first decision");
+        }
         self
     }
 
