@@ -11,8 +11,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use serde_json::Value;
 
-use crate::{lab::Lab, wait::eventually};
+use crate::{
+    lab::{Lab, ShopperLoad},
+    wait::eventually,
+};
 
 /// The shop's customers and their passwords.
 pub fn accounts() -> Vec<(String, String)> {
@@ -209,4 +213,55 @@ pub fn logged_from(log: &Path, addr: &str) -> usize {
         .lines()
         .filter(|l| l.split(' ').nth(1) == Some(addr))
         .count()
+}
+
+/// The decision on `target` with its evidence (written just after it),
+/// waited for.
+pub fn decision(s: &ShopLab, target: &str) -> Result<Value> {
+    eventually(
+        Duration::from_secs(10),
+        &format!("a decision on {target}"),
+        || {
+            Ok(s.lab
+                .decisions()?
+                .into_iter()
+                .find(|d| d["target"] == target && !d["details"].is_null()))
+        },
+    )
+}
+
+/// A decision made on application evidence: a ban naming the storefront,
+/// and the attacker's packets dropped from then on.
+pub fn assert_banned(s: &ShopLab, d: &Value, detectors: &[&str]) {
+    assert!(
+        detectors.contains(&d["detector"].as_str().unwrap_or("")),
+        "{d}"
+    );
+    assert_eq!(d["action"], "ban", "{d}");
+    assert_eq!(d["storefront"], STOREFRONT, "{d}");
+    assert_eq!(
+        curl(&s.lab.attacker, &s.url("/"), &[]),
+        0,
+        "the attacker is dropped"
+    );
+    assert_eq!(
+        curl(&s.lab.shopper, &s.url("/"), &[]),
+        200,
+        "the shopper is served"
+    );
+}
+
+/// A shopper browsing product pages all through a scenario.
+pub fn shopper_load(s: &ShopLab) -> ShopperLoad {
+    let pages = (1..=5).map(|n| s.url(&format!("/product/{n}"))).collect();
+    ShopperLoad::browse(&s.lab.shopper.ns.name, None, pages)
+}
+
+/// At least 99 % of the shopper's requests were answered.
+pub fn assert_served(load: ShopperLoad) {
+    let (ok, total) = load.finish();
+    assert!(
+        total > 20 && ok * 100 >= total * 99,
+        "shopper: {ok} of {total} served"
+    );
 }

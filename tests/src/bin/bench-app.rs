@@ -98,23 +98,9 @@ fn attack(shop: &ShopLab, scenario: &str, dir: &std::path::Path) -> Result<Vec<H
                 .output()?;
         }
         "content_discovery" => {
-            let words = dir.join("words.txt");
-            let list: String = [
-                "wp-login.php",
-                "phpmyadmin/",
-                "mysqladmin/",
-                "cgi-bin/test",
-                ".env",
-                ".git/config",
-                "admin",
-                "backup.zip",
-            ]
-            .iter()
-            .map(|w| w.to_string())
-            .chain((0..150).map(|n| format!("page{n}")))
-            .map(|w| w + "\n")
-            .collect();
-            std::fs::write(&words, list)?;
+            // dirb's own common word list (Debian package dirb), as a real
+            // discovery run would use.
+            let words = std::path::PathBuf::from("/usr/share/dirb/wordlists/common.txt");
             lab.attacker
                 .ns
                 .cmd("timeout")
@@ -216,6 +202,15 @@ fn run(shop_bin: &str, scenario: &'static str, system: System) -> Result<Outcome
                 Ok(f2b.logged("Ban").into_iter().find(|b| b.addr == attacker))
             })
             .ok();
+            if ban.is_none() && crowd.is_empty() {
+                let log =
+                    std::fs::read_to_string(f2b.dir().join("fail2ban.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                eprintln!(
+                    "fail2ban did not ban {attacker}; the end of its log:\n{}",
+                    tail.join("\n")
+                );
+            }
             let found = f2b.logged("Found");
             let bans = f2b.logged("Ban");
             let (ttm_ms, after) = match &ban {
@@ -267,6 +262,7 @@ fn main() -> Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
+    let only = std::env::var("BENCH_APP_ONLY").ok();
     for scenario in [
         "stuffing",
         "hydra",
@@ -274,6 +270,10 @@ fn main() -> Result<()> {
         "basic_auth_guessing",
         "flash_sale",
     ] {
+        // `BENCH_APP_ONLY=SCENARIO` runs one scenario (its row alone).
+        if only.as_deref().is_some_and(|o| o != scenario) {
+            continue;
+        }
         for (system, name) in [
             (System::Ensuresec, "ensuresec"),
             (System::Fail2ban, "fail2ban"),

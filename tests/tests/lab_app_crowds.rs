@@ -1,0 +1,212 @@
+//! Application-level detection against many clients at once: distributed
+//! stuffing from twenty hosts, floods and a scraper beside a flash sale and
+//! a monitor. Scenarios run one at a time: they time what they measure.
+
+use std::{sync::Mutex, time::Duration};
+
+use anyhow::Result;
+use ensuresec_tests::{
+    shop::{self, ShopLab, assert_served, decision, logged_from, shopper_load},
+    wait::eventually,
+};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn shop_lab() -> Result<ShopLab> {
+    ShopLab::new(env!("CARGO_BIN_EXE_lab-shop"))
+}
+
+/// Distributed stuffing: twenty hosts on twenty networks, each failing one
+/// login every 10 s, none near its own threshold. The storefront sees the
+/// wave (a storefront-wide alert), holds each host to less while it lasts,
+/// and every host is cut off; the shopper is served throughout.
+#[test]
+fn distributed_stuffing_from_twenty_hosts_is_seen_and_each_host_cut_off() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let hosts: Vec<_> = (0..20u8)
+        .map(|h| {
+            s.lab.add_host(
+                &format!("bot{h}"),
+                std::net::Ipv4Addr::new(10, 77, 100 + h, 5),
+                format!("fd77::100:{h}").parse().unwrap(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let load = shopper_load(&s);
+    let url = s.url("/login");
+    let mut bots: Vec<std::process::Child> = hosts
+        .iter()
+        .enumerate()
+        .map(|(h, host)| {
+            // Eight guesses, 10 s apart, each for another account.
+            let script = format!(
+                "sleep 0.{h:02}; for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null --max-time 2 -A 'Mozilla/5.0' -d \"user=customer$i@lab.shop&pass=leak{h}x$i\" {url}; sleep 10; done"
+            );
+            host.ns.cmd("sh").args(["-c", &script]).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let wave = eventually(Duration::from_secs(100), "every host cut off", || {
+        let decisions = s.lab.decisions()?;
+        let banned = hosts
+            .iter()
+            .filter(|h| {
+                decisions
+                    .iter()
+                    .any(|d| d["target"] == h.v4.to_string() && d["action"] == "ban")
+            })
+            .count();
+        let wide = decisions
+            .iter()
+            .find(|d| d["target"] == format!("storefront:{}", shop::STOREFRONT))
+            .cloned();
+        Ok((banned == hosts.len()).then_some(wide).flatten())
+    })?;
+    for bot in &mut bots {
+        let _ = bot.kill();
+        let _ = bot.wait();
+    }
+    assert_eq!(wave["action"], "alert", "{wave}");
+    assert_eq!(wave["detector"], "credential_stuffing", "{wave}");
+    assert!(
+        wave["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("20 clients"),
+        "{wave}"
+    );
+    assert_served(load);
+    let decisions = s.lab.decisions()?;
+    assert!(
+        !decisions
+            .iter()
+            .any(|d| d["target"] == s.lab.shopper.v4.to_string()),
+        "{decisions:?}"
+    );
+    Ok(())
+}
+
+/// An HTTP flood with wrk from two hosts and a scraper crawling every
+/// product fast are cut off; a flash sale (eight hosts buying at a human
+/// pace at once) and a monitoring probe are not.
+#[test]
+fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let crowd: Vec<_> = (0..8u8)
+        .map(|h| {
+            s.lab.add_host(
+                &format!("sale{h}"),
+                std::net::Ipv4Addr::new(10, 77, 50, 10 + h),
+                format!("fd77::50:{h}").parse().unwrap(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    // The flash sale and the monitor: a page and its assets every second or
+    // so, for the whole scenario (bounded loops).
+    let sale = |host: &ensuresec_tests::lab::Host, rounds: u32| {
+        let script = format!(
+            "for i in $(seq {rounds}); do for p in / /product/$i /static/shop.css /cart; do curl -s -o /dev/null --max-time 2 -A 'Mozilla/5.0' {}$p; done; sleep 1; done",
+            s.url("")
+        );
+        host.ns.cmd("sh").args(["-c", &script]).spawn()
+    };
+    let mut buyers: Vec<std::process::Child> = crowd
+        .iter()
+        .map(|h| sale(h, 20))
+        .collect::<std::io::Result<_>>()?;
+    let monitor_script = format!(
+        "for i in $(seq 20); do curl -s -o /dev/null --max-time 2 -A 'Blackbox Exporter/0.24' {}; sleep 1; done",
+        s.url("/")
+    );
+    let mut monitor = s
+        .lab
+        .shopper
+        .ns
+        .cmd("sh")
+        .args(["-c", &monitor_script])
+        .spawn()?;
+    let flooder = s.lab.add_host(
+        "flood2",
+        std::net::Ipv4Addr::new(10, 77, 66, 7),
+        "fd77::66:7".parse()?,
+    )?;
+    let scraper = s.lab.add_host(
+        "scrape",
+        std::net::Ipv4Addr::new(10, 77, 66, 8),
+        "fd77::66:8".parse()?,
+    )?;
+    let wrk = |host: &ensuresec_tests::lab::Host| {
+        host.ns
+            .cmd("wrk")
+            .args([
+                "-t",
+                "1",
+                "-c",
+                "8",
+                "-d",
+                "6s",
+                "--timeout",
+                "2s",
+                &s.url("/"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+    };
+    let load = shopper_load(&s);
+    let mut floods = [wrk(&s.lab.attacker)?, wrk(&flooder)?];
+    let crawl = format!(
+        "for round in 1 2 3 4 5 6 7 8; do for i in $(seq 50); do curl -s -o /dev/null --max-time 1 -A 'Mozilla/5.0' {}/product/$i; done; done",
+        s.url("")
+    );
+    let mut crawler = scraper.ns.cmd("sh").args(["-c", &crawl]).spawn()?;
+    for (who, host) in [
+        ("wrk 1", &s.lab.attacker),
+        ("wrk 2", &flooder),
+        ("scraper", &scraper),
+    ] {
+        let d = decision(&s, &host.v4.to_string())?;
+        assert_eq!(
+            (d["detector"].as_str(), d["action"].as_str()),
+            (Some("http_flood"), Some("ban")),
+            "{who}: {d}"
+        );
+    }
+    for child in floods.iter_mut().chain([&mut crawler]) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for buyer in &mut buyers {
+        buyer.wait()?;
+    }
+    assert_served(load);
+    monitor.wait()?;
+    // The crowd's and the monitor's requests all reached the agent...
+    let crowd_lines: usize = crowd
+        .iter()
+        .map(|h| logged_from(&s.access_log, &h.v4.to_string()))
+        .sum();
+    assert!(crowd_lines >= 8 * 20 * 4 * 9 / 10, "{crowd_lines}");
+    eventually(
+        Duration::from_secs(5),
+        "the agent to read the crowd's lines",
+        || Ok((s.lines(&s.access_log, "ok")? >= crowd_lines as f64).then_some(())),
+    )?;
+    // ...and none of them was decided on.
+    let decided: Vec<String> = s
+        .lab
+        .decisions()?
+        .iter()
+        .map(|d| d["target"].as_str().unwrap_or("").to_string())
+        .collect();
+    for h in crowd.iter().chain([&s.lab.shopper]) {
+        assert!(
+            !decided.contains(&h.v4.to_string()),
+            "{} was decided on: {decided:?}",
+            h.v4
+        );
+    }
+    Ok(())
+}
