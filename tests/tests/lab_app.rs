@@ -276,7 +276,7 @@ fn account_takeover_names_the_taken_account() -> Result<()> {
     let s = shop_lab()?;
     let agent = s.lab.start_agent(&s.agent_config("")?)?;
     let accounts = shop::accounts();
-    for (user, _) in &accounts[..2] {
+    for (user, _) in &accounts[..3] {
         let status = curl(
             &s.lab.attacker,
             &s.url("/login"),
@@ -284,7 +284,7 @@ fn account_takeover_names_the_taken_account() -> Result<()> {
         );
         assert_eq!(status, 401);
     }
-    let (user, pass) = &accounts[2];
+    let (user, pass) = &accounts[3];
     let status = curl(
         &s.lab.attacker,
         &s.url("/login"),

@@ -141,6 +141,42 @@ fn a_client_behind_a_trusted_proxy_is_recorded_and_the_proxy_is_kept() -> Result
         200,
         "the proxy is served"
     );
+    // Requests the proxy relays without naming a client (no header, only
+    // proxies, a hop it cannot read) are counted and pinned on no one, even
+    // a probe for secrets that would ban anyone else at once.
+    // (The plain request just above is the first such line.)
+    let before = eventually(
+        Duration::from_secs(5),
+        "the proxy's own request counted",
+        || {
+            let n = s.lines(&s.access_log, "unattributed")?;
+            Ok((n >= 1.0).then_some(n))
+        },
+    )?;
+    for header in [
+        None,
+        Some("X-Forwarded-For: unknown"),
+        Some(&*format!("X-Forwarded-For: {proxy}")),
+    ] {
+        let mut args = vec![];
+        if let Some(h) = header {
+            args.extend(["-H", h]);
+        }
+        assert_eq!(curl(&s.lab.shopper, &s.url("/.env"), &args), 404);
+    }
+    eventually(Duration::from_secs(5), "the relayed probes counted", || {
+        Ok((s.lines(&s.access_log, "unattributed")? >= before + 3.0).then_some(()))
+    })?;
+    let decided: Vec<Value> = s.lab.decisions()?;
+    assert!(
+        !decided.iter().any(|d| d["target"] == proxy.as_str()),
+        "{decided:?}"
+    );
+    assert_eq!(
+        curl(&s.lab.shopper, &s.url("/"), &[]),
+        200,
+        "the proxy is still served"
+    );
     Ok(())
 }
 

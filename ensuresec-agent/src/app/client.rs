@@ -48,34 +48,48 @@ impl ClientRules {
         self.trusted_proxies.iter().any(|net| net.contains(&addr))
     }
 
-    /// The client of a request from `peer` carrying `forwarded_for`.
-    pub fn resolve(&self, peer: IpAddr, forwarded_for: Option<&str>) -> Client {
+    /// The client of a request from `peer` carrying `forwarded_for`; `None`
+    /// when the peer is a trusted proxy and the header names no client it
+    /// can be pinned on (missing, only proxies, or unreadable): such a
+    /// request is counted as read and attributed to no one, so that a proxy
+    /// is never taken for an attacker.
+    pub fn resolve(&self, peer: IpAddr, forwarded_for: Option<&str>) -> Option<Client> {
         let peer = canonical(peer);
         if !self.is_trusted(peer) {
-            return Client {
+            return Some(Client {
                 addr: peer,
                 via_proxy: false,
-            };
+            });
         }
         let hops = forwarded_for.unwrap_or("").rsplit(',').map(str::trim);
         for hop in hops {
-            let Ok(addr) = hop.parse::<IpAddr>().map(canonical) else {
+            // A hop may carry a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+            let parsed = hop
+                .parse::<IpAddr>()
+                .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()));
+            let Ok(addr) = parsed.map(canonical) else {
                 // A hop we cannot read: whatever is left of it was written by
-                // someone we do not trust. Stop at the last trusted proxy.
-                break;
+                // someone we do not trust.
+                return None;
             };
             if !self.is_trusted(addr) {
-                return Client {
+                return Some(Client {
                     addr,
                     via_proxy: true,
-                };
+                });
             }
         }
-        // Only proxies (or nothing readable): the request is the proxy's own.
-        Client {
+        None
+    }
+
+    /// The client of a line that names only the TCP peer (an error-log line,
+    /// a shop event's `ip`): `None` when that is a trusted proxy.
+    pub fn direct(&self, peer: IpAddr) -> Option<Client> {
+        let peer = canonical(peer);
+        (!self.is_trusted(peer)).then_some(Client {
             addr: peer,
             via_proxy: false,
-        }
+        })
     }
 
     /// The network a client is counted and banned as: the address itself
@@ -113,42 +127,41 @@ mod tests {
     #[test]
     fn the_header_counts_only_from_a_trusted_proxy() {
         let r = rules();
+        let client = |addr: &str, via_proxy| {
+            Some(Client {
+                addr: ip(addr),
+                via_proxy,
+            })
+        };
         let forged = r.resolve(ip("203.0.113.9"), Some("1.2.3.4"));
-        assert_eq!(
-            forged,
-            Client {
-                addr: ip("203.0.113.9"),
-                via_proxy: false
-            }
-        );
+        assert_eq!(forged, client("203.0.113.9", false));
         let behind = r.resolve(ip("10.1.1.1"), Some("1.2.3.4, 198.51.100.7, 10.2.2.2"));
-        assert_eq!(
-            behind,
-            Client {
-                addr: ip("198.51.100.7"),
-                via_proxy: true
-            }
-        );
+        assert_eq!(behind, client("198.51.100.7", true));
         let mapped = r.resolve(ip("::ffff:10.1.1.1"), Some("::ffff:198.51.100.7"));
-        assert_eq!(mapped.addr, ip("198.51.100.7"));
-        let own = r.resolve(ip("10.1.1.1"), None);
-        assert_eq!(
-            own,
-            Client {
-                addr: ip("10.1.1.1"),
-                via_proxy: false
-            }
-        );
-        let garbage = r.resolve(ip("10.1.1.1"), Some("198.51.100.7, junk, 10.3.3.3"));
-        assert_eq!(
-            garbage,
-            Client {
-                addr: ip("10.1.1.1"),
-                via_proxy: false
-            }
-        );
+        assert_eq!(mapped, client("198.51.100.7", true));
+        let ported = r.resolve(ip("10.1.1.1"), Some("[2001:db8::7]:4711, 198.51.100.8:80"));
+        assert_eq!(ported, client("198.51.100.8", true));
         let v6 = r.resolve(ip("2001:db8:cd::1"), Some("2001:db8:1:2:3::4"));
-        assert_eq!(v6.addr, ip("2001:db8:1:2:3::4"));
+        assert_eq!(v6, client("2001:db8:1:2:3::4", true));
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_never_the_client() {
+        let r = rules();
+        for header in [
+            None,
+            Some(""),
+            Some("10.3.3.3"),
+            Some("198.51.100.7, unknown"),
+            Some("junk"),
+        ] {
+            assert_eq!(r.resolve(ip("10.1.1.1"), header), None, "{header:?}");
+        }
+        assert_eq!(r.direct(ip("10.1.1.1")), None);
+        assert_eq!(
+            r.direct(ip("192.0.2.1")).map(|c| c.addr),
+            Some(ip("192.0.2.1"))
+        );
     }
 
     #[test]

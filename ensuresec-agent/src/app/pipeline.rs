@@ -39,10 +39,19 @@ pub enum LineResult {
     Unmapped,
     /// Understood, and about nothing a detector counts.
     Ignored,
+    /// From a trusted proxy that names no client: counted, not attributed.
+    Unattributed,
 }
 
 impl LineResult {
-    pub const LABELS: [&'static str; 5] = ["ok", "malformed", "too_long", "unmapped", "ignored"];
+    pub const LABELS: [&'static str; 6] = [
+        "ok",
+        "malformed",
+        "too_long",
+        "unmapped",
+        "ignored",
+        "unattributed",
+    ];
 
     fn slot(&self) -> usize {
         match self {
@@ -51,6 +60,7 @@ impl LineResult {
             LineResult::TooLong => 2,
             LineResult::Unmapped => 3,
             LineResult::Ignored => 4,
+            LineResult::Unattributed => 5,
         }
     }
 
@@ -73,7 +83,7 @@ pub struct Pipeline {
     seen_since_sweep: u32,
     shed_reported: u64,
     /// `ensuresec_log_lines_total` by log, in `LineResult::LABELS` order.
-    counters: std::collections::HashMap<String, [prometheus::IntCounter; 5]>,
+    counters: std::collections::HashMap<String, [prometheus::IntCounter; 6]>,
 }
 
 impl Pipeline {
@@ -176,10 +186,13 @@ impl Pipeline {
                 else {
                     return LineResult::Unmapped;
                 };
-                let client = self
+                let Some(client) = self
                     .settings
                     .clients
-                    .resolve(r.peer, r.forwarded_for.as_deref());
+                    .resolve(r.peer, r.forwarded_for.as_deref())
+                else {
+                    return LineResult::Unattributed;
+                };
                 let path = r.path();
                 let hits = self.signatures.check(&r.target, &r.user_agent);
                 if hits.generic_client.is_some() {
@@ -215,7 +228,9 @@ impl Pipeline {
                 else {
                     return LineResult::Unmapped;
                 };
-                let client = self.settings.clients.resolve(e.client, None);
+                let Some(client) = self.settings.clients.direct(e.client) else {
+                    return LineResult::Unattributed;
+                };
                 let what = match e.kind {
                     ErrorKind::UserNotFound { user } | ErrorKind::PasswordMismatch { user } => {
                         Observation::LoginFailed {
@@ -241,10 +256,10 @@ impl Pipeline {
         let Some(storefront) = storefront else {
             return LineResult::Unmapped;
         };
-        // The shop names the client it saw; it is taken as the sender.
-        let client = Client {
-            addr: e.ip,
-            via_proxy: false,
+        // The shop names the client it saw; a trusted proxy's address there
+        // means the shop did not see through it.
+        let Some(client) = self.settings.clients.direct(e.ip) else {
+            return LineResult::Unattributed;
         };
         let account = e.account.as_deref().map(|a| self.hasher.hash(a));
         let card = e.card.as_deref().map(|c| self.hasher.hash(c));

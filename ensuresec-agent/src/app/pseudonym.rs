@@ -26,6 +26,16 @@ impl fmt::Debug for Pseudonym {
     }
 }
 
+impl Pseudonym {
+    /// A stand-in for a label that is no secret (a signature's id), so that
+    /// the same sets count labels and pseudonyms alike.
+    pub fn of_label(label: &str) -> Self {
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&blake3::hash(label.as_bytes()).as_bytes()[..16]);
+        Pseudonym(out)
+    }
+}
+
 #[derive(Clone)]
 pub struct Hasher {
     key: [u8; 32],

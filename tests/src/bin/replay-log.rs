@@ -149,14 +149,12 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> Result
 
 fn client_of(record: &Record<'_>, settings: &AppSettings) -> Option<IpAddr> {
     match record {
-        Record::Request(r) => Some(
-            settings
-                .clients
-                .resolve(r.peer, r.forwarded_for.as_deref())
-                .addr,
-        ),
-        Record::Error(e) => Some(e.client),
-        Record::Event(e) => Some(e.ip),
+        Record::Request(r) => settings
+            .clients
+            .resolve(r.peer, r.forwarded_for.as_deref())
+            .map(|c| c.addr),
+        Record::Error(e) => settings.clients.direct(e.client).map(|c| c.addr),
+        Record::Event(e) => settings.clients.direct(e.ip).map(|c| c.addr),
         Record::Other => None,
     }
 }

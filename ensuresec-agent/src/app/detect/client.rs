@@ -27,12 +27,18 @@ fn cut(text: &str) -> String {
 }
 
 impl Sample {
-    pub fn note(&mut self, path: &str, agent: &str) {
-        if !self.paths.iter().any(|p| p == path) {
+    /// Keeps a request's path (its query only as `?…`: it may hold an
+    /// account name, a reset key, a search) and the user agent.
+    pub fn note(&mut self, target: &str, agent: &str) {
+        let path = match target.split_once('?') {
+            Some((path, _)) => format!("{}?…", cut(path)),
+            None => cut(target),
+        };
+        if !self.paths.contains(&path) {
             if self.paths.len() == SAMPLE_PATHS {
                 self.paths.pop_front();
             }
-            self.paths.push_back(cut(path));
+            self.paths.push_back(path);
         }
         if self.agent != agent {
             self.agent = cut(agent);
@@ -47,7 +53,8 @@ pub struct ClientState {
     /// Requests, in tenths (an asset counts 1, a page 10).
     pub requests: Counter,
     pub client_errors: Counter,
-    pub medium_hits: Counter,
+    /// Distinct medium-confidence signatures matched.
+    pub signatures: Distinct,
     pub tool_hits: Counter,
     pub login_failures: Counter,
     pub failed_accounts: Distinct,

@@ -112,8 +112,8 @@ const DEFAULTS: [AppDetectorConfig; 6] = [
     // storefront-wide, 50 failed logins in the window.
     app(10, 4, 50, 300),
     // account_takeover: a login that works after failures on this many
-    // other accounts.
-    app(1, 2, 0, 900),
+    // other accounts (a shopper may try two of their own addresses first).
+    app(1, 3, 0, 900),
     // card_testing: declines, distinct cards, and payments of at most
     // `small_amount` (counted with declines); storefront-wide, 20 declines.
     app(5, 3, 20, 900),

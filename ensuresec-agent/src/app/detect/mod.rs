@@ -171,8 +171,9 @@ impl AppDetector {
         if self.clients.len() < self.max_clients {
             return;
         }
-        let mut budget = (self.max_clients / 8).max(1);
+        let eighth = (self.max_clients / 8).max(1);
         let before = self.clients.len();
+        let mut budget = eighth;
         self.clients.retain(|_, c| {
             if budget > 0 && !c.has_fired() {
                 budget -= 1;
@@ -180,6 +181,18 @@ impl AppDetector {
             }
             true
         });
+        if self.clients.len() == before {
+            // All of them tripped something (a flood of one-request tools):
+            // the decisions are made; their counters go.
+            let mut budget = eighth;
+            self.clients.retain(|_, _| {
+                if budget > 0 {
+                    budget -= 1;
+                    return false;
+                }
+                true
+            });
+        }
         self.shed += (before - self.clients.len()) as u64;
     }
 
@@ -189,6 +202,7 @@ impl AppDetector {
         };
         let mut found = Vec::new();
         let (now, addr) = (seen.now, seen.client.addr);
+        let target = (self.group)(addr);
         let mut detectors = front.detectors;
         let waves = [
             (
@@ -205,7 +219,7 @@ impl AppDetector {
         for (detector, wave, counted) in waves {
             let config = *detectors.get(detector);
             if counted
-                && let Some(surge) = wave.count(addr, now, config.window_secs(), config.aggregate)
+                && let Some(surge) = wave.count(target, now, config.window_secs(), config.aggregate)
             {
                 found.extend(rules::wave_findings(
                     &front.name,
@@ -221,7 +235,6 @@ impl AppDetector {
             }
         }
         let name = front.name.clone();
-        let target = (self.group)(addr);
         let key = (seen.storefront as u16, target);
         if !self.clients.contains_key(&key) && self.clients.len() >= self.max_clients {
             self.make_room(now);

@@ -128,6 +128,9 @@ pub(super) fn wave_findings(
     if let Some((net, n)) = surge.shared {
         out.push(AppFinding {
             target: AppTarget::Network(net),
+            // Seen through a proxy, the network's packets come from the
+            // proxy: recorded, not dropped.
+            via_proxy: seen.client.via_proxy,
             observed: n as u64,
             threshold: super::wave::MIN_SOURCES as u64,
             evidence: format!(
@@ -246,7 +249,10 @@ pub(super) fn count(
                 state.card_probes.value(now, c.window_secs())
             };
             let cards = match card {
-                Some(card) => state.cards.add(*card, now, keep, c.window_secs()),
+                // Cards that were declined: a shopper whose second card
+                // works has tried two, not three.
+                Some(card) if *declined => state.cards.add(*card, now, keep, c.window_secs()),
+                Some(_) => state.cards.count_other_than(None, now, c.window_secs()),
                 None => state.cards.count_other_than(None, now, c.window_secs()),
             };
             if c.per_source > 0 && probes >= c.per_source as u64 {
@@ -311,7 +317,13 @@ fn scan(
 ) {
     let c = detectors.get(Detector::Scanner);
     let now = seen.now;
-    if let Some((id, confidence)) = &hits.signature {
+    // A page's own assets (a script under /vendor/, a missing image) say
+    // nothing about the client; only a sure signature counts on them.
+    let asset = matches!(seen.what, Observation::Request { asset: true, .. });
+    let keep = c.window_secs();
+    if let Some((id, confidence)) = &hits.signature
+        && (!asset || *confidence == Confidence::High)
+    {
         match confidence {
             Confidence::High => out.fire(
                 state,
@@ -323,7 +335,11 @@ fn scan(
                 format!("a request matching the high-confidence signature `{id}`"),
             ),
             Confidence::Medium => {
-                let n = state.medium_hits.add(now, c.window_secs(), 1);
+                // Distinct signatures: one page visited three times is not
+                // three probes.
+                let n = state
+                    .signatures
+                    .add(Pseudonym::of_label(id), now, keep, c.window_secs());
                 if c.distinct > 0 && n >= c.distinct as u64 {
                     out.fire(
                         state,
@@ -333,7 +349,7 @@ fn scan(
                         c.distinct as u64,
                         [2, 0],
                         format!(
-                            "{n} requests matching signatures (last `{id}`) in {:?} (threshold {})",
+                            "requests matching {n} signatures (last `{id}`) in {:?} (threshold {})",
                             c.window, c.distinct
                         ),
                     );
@@ -343,7 +359,7 @@ fn scan(
     }
     // Client errors, but not failed logins (401) or the server's own rate
     // limit (429): those have their own detectors.
-    if (400..500).contains(&status) && status != 401 && status != 429 {
+    if !asset && (400..500).contains(&status) && status != 401 && status != 429 {
         let n = state.client_errors.add(now, c.window_secs(), 1);
         if c.per_source > 0 && n >= c.per_source as u64 {
             out.fire(

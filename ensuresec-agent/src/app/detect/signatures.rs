@@ -93,7 +93,6 @@ const SHIPPED: &[(&str, &str, Confidence)] = {
         ("actuator", "/actuator/", Medium),
         ("server-status", "/server-status", Medium),
         ("solr-admin", "/solr/admin", Medium),
-        ("vendor-folder", "/vendor/", Medium),
         ("shell-php", "/shell.php", High),
         ("eval-stdin", "eval-stdin.php", High),
     ]
@@ -159,8 +158,9 @@ pub struct Hits {
     pub generic_client: Option<&'static str>,
 }
 
-/// User agents whose verdicts are kept.
+/// User agents whose verdicts are kept, and the longest kept.
 const AGENTS_KEPT: usize = 4096;
+const AGENT_KEPT_LEN: usize = 256;
 
 /// What the lists say of one user agent.
 #[derive(Clone, Debug, Default)]
@@ -265,10 +265,13 @@ impl Signatures {
             Some(a) => a.clone(),
             None => {
                 let a = self.check_agent(user_agent);
-                if self.agents.len() >= AGENTS_KEPT {
-                    self.agents.clear();
+                // Long agents are not kept: the cache stays small.
+                if user_agent.len() <= AGENT_KEPT_LEN {
+                    if self.agents.len() >= AGENTS_KEPT {
+                        self.agents.clear();
+                    }
+                    self.agents.insert(user_agent.into(), a.clone());
                 }
-                self.agents.insert(user_agent.into(), a.clone());
                 a
             }
         };

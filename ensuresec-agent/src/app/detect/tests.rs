@@ -102,7 +102,7 @@ fn stuffing_trips_on_failures_or_on_accounts_and_a_shopper_does_not() {
 #[test]
 fn a_login_after_failures_on_other_accounts_is_a_takeover_of_that_account() {
     let mut d = detector(1000);
-    let mut events: Vec<_> = (1..=2)
+    let mut events: Vec<_> = (1..=3)
         .map(|i| {
             at(
                 "198.51.100.9",
@@ -125,7 +125,7 @@ fn a_login_after_failures_on_other_accounts_is_a_takeover_of_that_account() {
     assert_eq!(found[0].detector, Detector::AccountTakeover);
     assert_eq!(found[0].accounts, vec![Pseudonym([7; 16])]);
     assert!(
-        found[0].evidence.contains("2 other accounts"),
+        found[0].evidence.contains("3 other accounts"),
         "{}",
         found[0].evidence
     );
@@ -163,13 +163,15 @@ fn card_testing_trips_on_declines_cards_or_small_amounts() {
             },
         )
     };
+    // Two cards declined, the third works: a shopper, not a tester.
     let shopper = vec![
         pay("192.0.2.1", 0.0, true, 1, 80.0),
-        pay("192.0.2.1", 9.0, false, 2, 80.0),
+        pay("192.0.2.1", 5.0, true, 2, 80.0),
+        pay("192.0.2.1", 9.0, false, 3, 80.0),
     ];
     assert!(run(&mut d, shopper).is_empty());
     let cards: Vec<_> = (0..3)
-        .map(|i| pay("192.0.2.2", i as f64, false, i, 50.0))
+        .map(|i| pay("192.0.2.2", i as f64, true, i, 50.0))
         .collect();
     assert_eq!(run(&mut d, cards), [Detector::CardTesting], "three cards");
     let small: Vec<_> = (0..5)
@@ -412,5 +414,75 @@ fn a_wave_from_one_network_is_decided_on_the_network() {
     assert_eq!(
         nets,
         [AppTarget::Network("203.0.113.0/24".parse().unwrap())]
+    );
+}
+
+/// What shoppers do that looks like probing at first sight: the same page
+/// with a weak signature in its path three times, a page whose scripts live
+/// under a folder a signature names, forty missing product images, two of
+/// their own addresses tried before the right one.
+#[test]
+fn ordinary_browsing_that_looks_like_probing_is_not() {
+    let mut d = detector(1000);
+    let sigs = std::cell::RefCell::new(signatures::Signatures::new(&[], &[]));
+    let req = |path: &'static str, status: u16| Observation::Request {
+        target: path,
+        status,
+        user_agent: "Mozilla/5.0",
+        asset: signatures::is_asset(path),
+        hits: sigs.borrow_mut().check(path, "Mozilla/5.0"),
+        login_failed: false,
+    };
+    let mut seen: Vec<Seen<'_>> = (0..3)
+        .map(|i| at("192.0.2.20", i as f64, req("/backup-plans", 200)))
+        .collect();
+    seen.extend((0..3).map(|i| at("192.0.2.21", i as f64, req("/cgi-bin/shop.js", 200))));
+    seen.extend((0..40).map(|i| at("192.0.2.22", i as f64 / 10.0, req("/img/missing.png", 404))));
+    for n in 1..=2 {
+        seen.push(at(
+            "192.0.2.23",
+            n as f64,
+            Observation::LoginFailed {
+                account: account(n),
+            },
+        ));
+    }
+    seen.push(at(
+        "192.0.2.23",
+        3.0,
+        Observation::LoginOk {
+            account: account(3),
+        },
+    ));
+    assert!(run(&mut d, seen).is_empty());
+}
+
+/// One IPv6 host rotating through its /64 is one client to a wave too.
+#[test]
+fn a_host_rotating_within_its_network_is_no_wave() {
+    let mut d = detector(1000);
+    let found: Vec<AppFinding> = (0..60u8)
+        .flat_map(|i| {
+            let addr = IpAddr::from([0x20, 1, 0xd, 0xb8, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, i + 1]);
+            d.observe(&Seen {
+                storefront: 0,
+                client: Client {
+                    addr,
+                    via_proxy: false,
+                },
+                now: i as f64,
+                what: Observation::LoginFailed { account: None },
+            })
+        })
+        .collect();
+    assert!(
+        found.iter().all(|f| f.target != AppTarget::Storefront),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.detector == Detector::CredentialStuffing),
+        "the /64 itself trips"
     );
 }

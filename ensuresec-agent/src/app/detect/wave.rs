@@ -6,7 +6,7 @@
 //! thresholds tighten; when most of its sources share one network (an IPv4
 //! /24, an IPv6 /48), that network is the decision's target.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::collections::HashMap;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -33,7 +33,8 @@ pub struct Surge {
 pub struct Wave {
     window_start: f64,
     count: u64,
-    sources: HashMap<IpAddr, u32>,
+    /// Clients by their group (an IPv6 client's /64 is one client).
+    sources: HashMap<IpNet, u32>,
     /// Failures per window before this one (an average, attack windows out).
     baseline: Option<f64>,
     /// The wave holds until then (renewed while it goes on).
@@ -43,10 +44,18 @@ pub struct Wave {
 }
 
 /// The network a client's wave is grouped by.
-fn network_of(addr: IpAddr) -> IpNet {
-    match addr {
-        IpAddr::V4(a) => IpNet::V4(Ipv4Net::new(a, 24).expect("24 is valid").trunc()),
-        IpAddr::V6(a) => IpNet::V6(Ipv6Net::new(a, 48).expect("48 is valid").trunc()),
+fn network_of(client: IpNet) -> IpNet {
+    match client {
+        IpNet::V4(n) => IpNet::V4(
+            Ipv4Net::new(n.addr(), 24.min(n.prefix_len()))
+                .expect("valid")
+                .trunc(),
+        ),
+        IpNet::V6(n) => IpNet::V6(
+            Ipv6Net::new(n.addr(), 48.min(n.prefix_len()))
+                .expect("valid")
+                .trunc(),
+        ),
     }
 }
 
@@ -88,7 +97,7 @@ impl Wave {
 
     /// Counts one failure by `client`; a `Surge` the first time a wave is
     /// seen (once per wave).
-    pub fn count(&mut self, client: IpAddr, now: f64, window: f64, floor: u32) -> Option<Surge> {
+    pub fn count(&mut self, client: IpNet, now: f64, window: f64, floor: u32) -> Option<Surge> {
         self.roll(now, window);
         self.count += 1;
         if self.sources.len() < SOURCES_KEPT || self.sources.contains_key(&client) {
@@ -130,8 +139,8 @@ impl Wave {
 mod tests {
     use super::*;
 
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::from(n.to_be_bytes())
+    fn ip(n: u32) -> IpNet {
+        IpNet::from(std::net::IpAddr::from(n.to_be_bytes()))
     }
 
     #[test]

@@ -35,17 +35,6 @@ impl<'a> Fields<'a> {
         Ok(word)
     }
 
-    /// `[ ... ]`.
-    fn bracketed(&mut self, what: &'static str) -> Result<&'a str, ParseError> {
-        self.skip_spaces();
-        let Some(inner) = self.rest.strip_prefix('[') else {
-            return Err(ParseError::Missing(what));
-        };
-        let end = inner.find(']').ok_or(ParseError::Missing(what))?;
-        self.rest = &inner[end + 1..];
-        Ok(&inner[..end])
-    }
-
     /// `"..."`, where a backslash escapes the next character (Apache writes
     /// `\"`; nginx writes `\x22`, which needs no care here).
     fn quoted(&mut self, what: &'static str) -> Result<&'a str, ParseError> {
@@ -95,10 +84,23 @@ pub fn parse(line: &str, vhost: bool) -> Result<Request<'_>, ParseError> {
     };
     let addr = f.word("client address")?;
     let peer: IpAddr = addr.parse().map_err(|_| invalid("client address", addr))?;
-    f.word("ident")?;
-    f.word("user")?;
-    let when = f.bracketed("[time]")?;
-    let time = time::clf(when)?;
+    // nginx writes `$remote_user` unescaped, spaces and brackets included:
+    // the time is the last `[...]` that holds one and is followed by the
+    // quoted request (whose quotes nginx does escape).
+    let mut at = None;
+    for (i, _) in f.rest.match_indices('[') {
+        let inner = &f.rest[i + 1..];
+        let Some(end) = inner.find(']') else {
+            continue;
+        };
+        if inner[end..].starts_with("] \"")
+            && let Ok(t) = time::clf(&inner[..end])
+        {
+            at = Some((i + 1 + end + 1, t));
+        }
+    }
+    let (after_time, time) = at.ok_or(ParseError::Missing("[time]"))?;
+    f.rest = &f.rest[after_time..];
     let request = f.quoted("\"request\"")?;
     let status_text = f.word("status")?;
     let status: u16 = status_text
@@ -184,6 +186,13 @@ mod tests {
     }
 
     #[test]
+    fn a_user_name_with_spaces_and_brackets_does_not_hide_the_request() {
+        let line = r#"10.0.0.9 - a b [x] [10/Oct/2000:13:55:36 -0700] "x [10/Oct/2000:13:55:36 -0700] "GET /.env HTTP/1.1" 404 1 "-" "curl""#;
+        let r = parse(line, false).unwrap();
+        assert_eq!((r.path(), r.status), ("/.env", 404));
+    }
+
+    #[test]
     fn escaped_quotes_and_garbage_requests_read() {
         let apache = r#"10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /?q=\"x\" HTTP/1.1" 200 1 "-" "say \"hi\"""#;
         let r = parse(apache, false).unwrap();
@@ -217,7 +226,7 @@ mod tests {
                 "10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 1 \"-\" \"unterminated",
                 "user agent",
             ),
-            ("10.0.0.1", "ident"),
+            ("10.0.0.1", "[time]"),
         ] {
             let err = parse(line, false).unwrap_err().to_string();
             assert!(err.contains(needle), "{line}: {err} should name {needle}");

@@ -110,7 +110,9 @@ impl JsonFields {
                 status: s("status"),
                 user_agent: Some(s("request.headers.User-Agent.0")),
                 host: Some(s("request.host")),
-                forwarded_for: Some(s("request.headers.X-Forwarded-For.0")),
+                // Every header line: a proxy may add its own beside the
+                // client's (which alone could say anything).
+                forwarded_for: Some(s("request.headers.X-Forwarded-For")),
             },
             JsonPreset::Traefik => Self {
                 client: s("ClientHost"),
@@ -286,6 +288,12 @@ impl<'a> Doc<'a> {
     }
 
     fn text(&self, path: &str) -> Option<Cow<'a, str>> {
+        let raw = self.raw(path)?.get();
+        if raw.starts_with('[') {
+            // A header's lines (Caddy, Traefik), joined as one list.
+            let lines: Vec<String> = serde_json::from_str(raw).ok()?;
+            return Some(Cow::Owned(lines.join(", ")));
+        }
         match self.leaf(path)? {
             Leaf::Text(t) => Some(t),
             Leaf::Number(n) => Some(Cow::Borrowed(n)),
@@ -313,13 +321,14 @@ mod tests {
             (404, "/.env", Some("shop.example"))
         );
         assert_eq!(r.forwarded_for, None);
-        let caddy = r#"{"level":"info","ts":1796114400.25,"request":{"remote_ip":"2001:db8::9","remote_port":"5555","proto":"HTTP/2.0","method":"POST","host":"shop.example","uri":"/login","headers":{"User-Agent":["sqlmap/1.7"]}},"status":401}"#;
+        let caddy = r#"{"level":"info","ts":1796114400.25,"request":{"remote_ip":"2001:db8::9","remote_port":"5555","proto":"HTTP/2.0","method":"POST","host":"shop.example","uri":"/login","headers":{"User-Agent":["sqlmap/1.7"],"X-Forwarded-For":["1.2.3.4","198.51.100.7"]}},"status":401}"#;
         let r = JsonFields::preset(JsonPreset::Caddy).parse(caddy).unwrap();
         assert_eq!(
             (r.status, &*r.method, &*r.user_agent),
             (401, "POST", "sqlmap/1.7")
         );
         assert_eq!(r.time, Some(1_796_114_400.25));
+        assert_eq!(r.forwarded_for.as_deref(), Some("1.2.3.4, 198.51.100.7"));
         let traefik = r#"{"ClientHost":"192.0.2.4","ClientAddr":"192.0.2.4:3333","DownstreamStatus":200,"RequestHost":"shop.example","RequestMethod":"GET","RequestPath":"/p/1?x=1","StartUTC":"2026-12-01T10:00:00.5Z","request_User-Agent":"Mozilla/5.0"}"#;
         let r = JsonFields::preset(JsonPreset::Traefik)
             .parse(traefik)

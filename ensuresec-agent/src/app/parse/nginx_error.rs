@@ -28,24 +28,40 @@ pub fn parse(line: &str) -> Result<Record<'_>, ParseError> {
     let rest = &line[19..];
     let level_end = rest.find("] ").ok_or(ParseError::Missing("[level]"))?;
     let message = &rest[level_end + 2..];
-    let kind = if message.contains("was not found in") {
-        ErrorKind::UserNotFound {
-            user: quoted_after(message, "user \"").ok_or(ParseError::Missing("user"))?,
+    // `12#12: *5 ` before the text itself; the text must start the message:
+    // a request path with "limiting requests" in it does not make one.
+    let text = message
+        .split_once(": ")
+        .map_or(message, |(_, t)| t)
+        .trim_start_matches(|c: char| c == '*' || c.is_ascii_digit())
+        .trim_start();
+    let kind = if let Some(rest) = text.strip_prefix("user \"") {
+        let user = quoted_after(text, "user \"").ok_or(ParseError::Missing("user"))?;
+        let after = &rest[user.len()..];
+        if after.starts_with("\" was not found in") {
+            ErrorKind::UserNotFound { user }
+        } else if after.starts_with("\": password mismatch") {
+            ErrorKind::PasswordMismatch { user }
+        } else {
+            return Ok(Record::Other);
         }
-    } else if message.contains("\": password mismatch") {
-        ErrorKind::PasswordMismatch {
-            user: quoted_after(message, "user \"").ok_or(ParseError::Missing("user"))?,
-        }
-    } else if message.contains("limiting requests") {
+    } else if text.starts_with("limiting requests, excess:") {
         ErrorKind::LimitingRequests
     } else {
         return Ok(Record::Other);
     };
+    // The user name and the request are written unescaped: a line naming
+    // more than one client is someone's forgery, not nginx's.
+    if message.matches(", client: ").count() != 1 {
+        return Err(invalid("client", "named more than once"));
+    }
     let client_text = field(message, ", client: ").ok_or(ParseError::Missing("client"))?;
     let client: IpAddr = client_text
         .parse()
         .map_err(|_| invalid("client", client_text))?;
-    let host = field(message, ", host: \"").map(|h| h.trim_end_matches('"'));
+    let host = (message.matches(", host: \"").count() == 1)
+        .then(|| field(message, ", host: \"").map(|h| h.trim_end_matches('"')))
+        .flatten();
     Ok(Record::Error(ErrorLine {
         time: Some(time),
         kind,
@@ -79,6 +95,9 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::LimitingRequests);
         let other = "2026/12/01 10:00:00 [notice] 1#1: signal process started";
         assert_eq!(parse(other).unwrap(), Record::Other);
+        // A request's path that reads like a rate-limit line is a 404, not one.
+        let forged = r#"2026/12/01 10:00:00 [error] 7#7: *9 open() "/www/limiting requests, excess: 1" failed (2: No such file or directory), client: 10.0.0.3, server: shop"#;
+        assert_eq!(parse(forged).unwrap(), Record::Other);
     }
 
     #[test]
@@ -88,12 +107,16 @@ mod tests {
             ("2026-12-01 10:00:00 [error] x", "time"),
             ("2026/12/01 10:00:00 no level here", "[level]"),
             (
-                r#"2026/12/01 10:00:00 [error] 7#7: *5 limiting requests, client: nobody"#,
+                r#"2026/12/01 10:00:00 [error] 7#7: *5 limiting requests, excess: 1 by zone "z", client: nobody"#,
                 "client",
             ),
             (
-                r#"2026/12/01 10:00:00 [error] 7#7: *5 limiting requests"#,
+                r#"2026/12/01 10:00:00 [error] 7#7: *5 limiting requests, excess: 1 by zone "z""#,
                 "client",
+            ),
+            (
+                r#"2026/12/01 10:00:00 [error] 7#7: *3 user "a, client: 198.51.100.7, b" was not found in "/h", client: 10.0.0.1, server: s"#,
+                "more than once",
             ),
         ] {
             let err = parse(line).unwrap_err().to_string();

@@ -95,8 +95,10 @@ impl Follower {
     }
 
     /// The position to save: the end of the last whole line of the current
-    /// file. (A file still draining after a rotation is not saved: after a
-    /// restart its rest is found by its identity, see `open_current`.)
+    /// file. A file still draining after a rotation is not saved: a restart
+    /// in those seconds loses its unread rest (one position per log; a
+    /// rotation while the agent is down is found by identity, see
+    /// `open_current`).
     pub fn saved(&self) -> Option<Saved> {
         self.open.as_ref().map(|o| Saved {
             id: o.id,
