@@ -94,19 +94,20 @@ impl ListEntry {
             || (self.flags & FLAG_BAN != 0 && !live(self.ban_expires_at_ns, now_ns))
     }
 
-    /// When the entry stops blocking: the later of its live parts' expiries,
-    /// `Some(0)` for never, `None` when it does not block.
+    /// When the entry stops blocking: the later of its parts' expiries,
+    /// `Some(0)` for never, `None` when it does not block. (Plain branches:
+    /// the XDP program calls it.)
+    #[inline(always)]
     pub fn block_ends_ns(&self) -> Option<u64> {
-        let parts = [
-            (FLAG_BLOCK, self.expires_at_ns),
-            (FLAG_BAN, self.ban_expires_at_ns),
-        ];
-        parts
-            .iter()
-            .filter(|(flag, _)| self.flags & flag != 0)
-            .map(|(_, at)| if *at == 0 { u64::MAX } else { *at })
-            .max()
-            .map(|at| if at == u64::MAX { 0 } else { at })
+        let block = self.flags & FLAG_BLOCK != 0;
+        let ban = self.flags & FLAG_BAN != 0;
+        match (block, ban) {
+            (false, false) => None,
+            (true, false) => Some(self.expires_at_ns),
+            (false, true) => Some(self.ban_expires_at_ns),
+            (true, true) if self.expires_at_ns == 0 || self.ban_expires_at_ns == 0 => Some(0),
+            (true, true) => Some(self.expires_at_ns.max(self.ban_expires_at_ns)),
+        }
     }
 }
 

@@ -1,15 +1,13 @@
 //! How overlapping list entries combine: an allow beats any block, and among
-//! blocks the one that lasts longest decides (expiry 0 means forever).
+//! blocks the one that lasts longest decides (expiry 0 means forever). An
+//! entry blocks by its operator's block, its agent's ban, or both, until the
+//! later of the two ends.
 
 use crate::maps::{FLAG_ALLOW, FLAG_BLOCK, ListEntry};
 
-/// Expiry as an ordering key: 0 (forever) sorts last.
-fn expiry_key(e: &ListEntry) -> u64 {
-    if e.expires_at_ns == 0 {
-        u64::MAX
-    } else {
-        e.expires_at_ns
-    }
+/// When `e` stops blocking as an ordering key: 0 (forever) sorts last.
+fn expiry_key(end: u64) -> u64 {
+    if end == 0 { u64::MAX } else { end }
 }
 
 /// Whether `a` decides the verdict over `b` for addresses both cover.
@@ -21,35 +19,24 @@ pub fn wins_over(a: &ListEntry, b: &ListEntry) -> bool {
     if a_allow {
         return false;
     }
-    let (a_block, b_block) = (a.flags & FLAG_BLOCK != 0, b.flags & FLAG_BLOCK != 0);
-    if a_block != b_block {
-        return a_block;
+    match (a.block_ends_ns(), b.block_ends_ns()) {
+        (Some(a_end), Some(b_end)) => expiry_key(a_end) > expiry_key(b_end),
+        (a_end, _) => a_end.is_some(),
     }
-    a_block && expiry_key(a) > expiry_key(b)
 }
 
 /// The combined verdict of two entries covering the same addresses; only
-/// `flags` (allow/block) and `expires_at_ns` are meaningful in the result.
+/// `flags` (allow, and block for either part) and `expires_at_ns` (the later
+/// end) are meaningful in the result.
 pub fn merge(a: &ListEntry, b: &ListEntry) -> ListEntry {
     let allow = (a.flags | b.flags) & FLAG_ALLOW;
-    let a_block = a.flags & FLAG_BLOCK != 0;
-    let b_block = b.flags & FLAG_BLOCK != 0;
-    let expires_at_ns = match (a_block, b_block) {
-        (true, true) => {
-            if expiry_key(a) >= expiry_key(b) {
-                a.expires_at_ns
-            } else {
-                b.expires_at_ns
-            }
-        }
-        (true, false) => a.expires_at_ns,
-        (false, true) => b.expires_at_ns,
-        (false, false) => 0,
+    let end = match (a.block_ends_ns(), b.block_ends_ns()) {
+        (Some(x), Some(y)) => Some(if expiry_key(x) >= expiry_key(y) { x } else { y }),
+        (x, y) => x.or(y),
     };
-    let block = if a_block || b_block { FLAG_BLOCK } else { 0 };
     ListEntry {
-        expires_at_ns,
-        flags: allow | block,
+        expires_at_ns: end.unwrap_or(0),
+        flags: allow | if end.is_some() { FLAG_BLOCK } else { 0 },
         ..ListEntry::default()
     }
 }
@@ -96,6 +83,36 @@ mod tests {
         assert!(wins_over(&block(0), &block(u64::MAX - 1)));
         assert_eq!(merge(&block(10), &block(20)).expires_at_ns, 20);
         assert_eq!(merge(&block(0), &block(20)).expires_at_ns, 0);
+    }
+
+    fn ban(exp: u64) -> ListEntry {
+        ListEntry {
+            ban_expires_at_ns: exp,
+            flags: crate::maps::FLAG_BAN,
+            ..Default::default()
+        }
+    }
+
+    /// The agent's ban blocks like the operator's block, and an entry with
+    /// both blocks until the later end.
+    #[test]
+    fn bans_block_and_both_parts_last_until_the_later_end() {
+        assert!(wins_over(&ban(20), &block(10)));
+        assert!(wins_over(&block(0), &ban(20)));
+        assert_eq!(
+            verdict_at(&merge(&ListEntry::default(), &ban(20)), 5),
+            Some(false)
+        );
+        let both = ListEntry {
+            flags: FLAG_BLOCK | crate::maps::FLAG_BAN,
+            ..block(10)
+        };
+        let both = ListEntry {
+            ban_expires_at_ns: 30,
+            ..both
+        };
+        assert_eq!(merge(&both, &block(20)).expires_at_ns, 30);
+        assert_eq!(verdict_at(&merge(&both, &allow()), 5), Some(true));
     }
 
     #[test]

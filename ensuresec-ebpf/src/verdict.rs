@@ -120,15 +120,24 @@ fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
         if flags & FLAG_ALLOW != 0 {
             return Some(Reason::Allowlisted);
         }
-        if flags & (FLAG_BLOCK | FLAG_EXACT_ALLOW_INSIDE) == FLAG_BLOCK
+        if flags & FLAG_EXACT_ALLOW_INSIDE == 0
+            && flags & FLAGS_BLOCKING != 0
             && r.entry.blocks_at(clock::now())
         {
             return Some(Reason::BlockedCidr);
         }
     }
-    let prefix = rule.map_or(NO_PREFIX, |r| PrefixVerdict {
-        flags: r.entry.flags,
-        expires_at_ns: r.entry.expires_at_ns,
+    // The operator's block and the agent's ban as one block until the later
+    // of their ends.
+    let prefix = rule.map_or(NO_PREFIX, |r| match r.entry.block_ends_ns() {
+        Some(end) => PrefixVerdict {
+            flags: r.entry.flags | FLAG_BLOCK,
+            expires_at_ns: end,
+        },
+        None => PrefixVerdict {
+            flags: r.entry.flags,
+            expires_at_ns: 0,
+        },
     });
     list_reason(exact_v4(control, src), prefix)
 }

@@ -20,6 +20,8 @@ const LOGIN_FILTER: &str = "[Definition]\nfailregex = ^<HOST> \\S+ \\S+ \\[\\] \
 pub struct Fail2ban {
     child: Child,
     dir: PathBuf,
+    /// Each jail (named as its filter) and the log it reads.
+    jails: Vec<(&'static str, PathBuf)>,
 }
 
 /// One line of fail2ban's own log about an address.
@@ -77,7 +79,15 @@ impl Fail2ban {
             .stderr(Stdio::null())
             .spawn()
             .context("starting fail2ban-server (Debian package fail2ban)")?;
-        let f2b = Fail2ban { child, dir };
+        let f2b = Fail2ban {
+            child,
+            dir,
+            jails: vec![
+                ("lab-login", shop.combined_log.clone()),
+                ("nginx-botsearch", shop.combined_log.clone()),
+                ("nginx-http-auth", shop.error_log.clone()),
+            ],
+        };
         eventually(Duration::from_secs(20), "fail2ban's three jails", || {
             let out = shop
                 .lab
@@ -121,14 +131,78 @@ impl Fail2ban {
             .collect()
     }
 
+    /// The line that decided `ban`: the last of the lines about its
+    /// address that the jail had found when it banned, as the jail's own
+    /// filter matches them (`fail2ban-regex`), in its log's order. Returns
+    /// the log and the byte offset where the line starts.
+    pub fn deciding_line(&self, ban: &Logged) -> Result<Option<(PathBuf, u64)>> {
+        let found = self
+            .logged("Found")
+            .into_iter()
+            .filter(|f| f.jail == ban.jail && f.addr == ban.addr && f.at <= ban.at)
+            .count();
+        let Some((jail, log)) = self.jails.iter().find(|(j, _)| *j == ban.jail) else {
+            return Ok(None);
+        };
+        let filter = self.dir.join(format!("filter.d/{jail}.conf"));
+        let out = Command::new("fail2ban-regex")
+            .args(["--print-all-matched", "--print-no-missed"])
+            .arg(log)
+            .arg(&filter)
+            .output()
+            .context("running fail2ban-regex")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let matched: std::collections::HashSet<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("|- Matched line(s):"))
+            .skip(1)
+            .map_while(|l| l.strip_prefix("|  "))
+            .collect();
+        let content = std::fs::read_to_string(log)?;
+        let mut offset = 0u64;
+        let mut seen = 0;
+        for line in content.split_inclusive('\n') {
+            let body = line.trim_end_matches('\n');
+            if matched.contains(body) && names(body, &ban.addr) {
+                seen += 1;
+                if seen == found {
+                    return Ok(Some((log.clone(), offset)));
+                }
+            }
+            offset += line.len() as u64;
+        }
+        Ok(None)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// `line` names the address `addr` (not one it is a prefix of).
+fn names(line: &str, addr: &str) -> bool {
+    line.match_indices(addr).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + addr.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+    })
 }
 
 impl Drop for Fail2ban {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_address_is_named_whole() {
+        assert!(super::names("10.0.0.1 - - x", "10.0.0.1"));
+        assert!(super::names("client: 10.0.0.1, server", "10.0.0.1"));
+        assert!(!super::names("10.0.0.10 - - x", "10.0.0.1"));
+        assert!(!super::names("110.0.0.1 - - x", "10.0.0.1"));
     }
 }

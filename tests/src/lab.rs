@@ -51,22 +51,23 @@ impl Host {
 
     /// HTTP status of a GET from this host (0 when it timed out or failed).
     pub fn http_status(&self, url: &str, source: Option<&str>) -> u16 {
-        let mut cmd = self.ns.cmd("curl");
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-        ]);
-        cmd.args(["--connect-timeout", "2"]);
-        if let Some(src) = source {
-            cmd.args(["--interface", src]);
+        match source {
+            Some(src) => self.curl(url, &["--interface", src]),
+            None => self.curl(url, &[]),
         }
-        cmd.arg("-g").arg(url);
-        cmd.output()
+    }
+
+    /// HTTP status of one curl request from this host with extra curl `args`
+    /// (`-d`, `-H`, `-A`, ...); 0 when nothing answered within 2 s.
+    pub fn curl(&self, url: &str, args: &[&str]) -> u16 {
+        self.ns
+            .cmd("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--max-time", "2", "--connect-timeout", "2"])
+            .args(args)
+            .arg("-g")
+            .arg(url)
+            .output()
             .ok()
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(0)

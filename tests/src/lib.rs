@@ -1,7 +1,9 @@
 //! Shared test and lab code: network namespaces with real hosts, frames for
 //! BPF_PROG_TEST_RUN, and the XDP object loaded for kernel tests.
 
+pub mod attacks;
 pub mod capture;
+pub mod cutoff;
 pub mod dataset;
 pub mod fail2ban;
 pub mod fuzz;

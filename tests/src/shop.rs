@@ -176,33 +176,65 @@ impl Drop for ShopLab {
     }
 }
 
+/// nginx on another host as a reverse proxy in front of the shop (a CDN
+/// edge, a load balancer): it appends the client to X-Forwarded-For.
+pub struct ReverseProxy {
+    nginx: Child,
+    pub port: u16,
+}
+
+impl ReverseProxy {
+    pub fn start(shop: &ShopLab, host: &crate::lab::Host) -> Result<Self> {
+        let dir = shop.dir.join(format!("proxy-{}", host.v4));
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let w = dir.display();
+        let port = 8080;
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\nuser root;\npid {w}/nginx.pid;\nerror_log {w}/error.log error;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n\
+                   client_body_temp_path {w}/tmp; proxy_temp_path {w}/tmp;\n\
+                   fastcgi_temp_path {w}/tmp; uwsgi_temp_path {w}/tmp; scgi_temp_path {w}/tmp;\n\
+                   server {{\n    listen {port};\n\
+                     location / {{ proxy_pass http://{}:{PORT}; proxy_set_header Host $host; \
+                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }}\n  }}\n}}\n",
+                shop.lab.storefront.v4
+            ),
+        )?;
+        let proxy = Self {
+            nginx: host.spawn_nginx(&conf)?,
+            port,
+        };
+        let url = format!("http://{}:{port}/", host.v4);
+        eventually(Duration::from_secs(10), "the proxy to answer", || {
+            Ok((host.http_status(&url, None) == 200).then_some(()))
+        })?;
+        Ok(proxy)
+    }
+}
+
+impl Drop for ReverseProxy {
+    fn drop(&mut self) {
+        let _ = self.nginx.kill();
+        let _ = self.nginx.wait();
+    }
+}
+
 /// A browser's user agent, for clients that are not tools.
 pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
-/// One request with curl from `host` (extra curl `args`: `-d`, `-H`, ...);
-/// its status, or 0 when nothing answered within 2 s.
+/// One request with curl from `host` with a browser's user agent (extra
+/// curl `args`: `-d`, `-H`, ...); its status, or 0 when nothing answered
+/// within 2 s.
 pub fn curl(host: &crate::lab::Host, url: &str, args: &[&str]) -> u16 {
-    let out = host
-        .ns
-        .cmd("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-            "-A",
-            BROWSER,
-        ])
-        .args(args)
-        .arg("-g")
-        .arg(url)
-        .output();
-    out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0)
+    let args: Vec<&str> = ["-A", BROWSER]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    host.curl(url, &args)
 }
 
 /// Requests from `addr` in a log (its lines that start with the vhost and

@@ -7,7 +7,10 @@
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
-use ensuresec_tests::shop::{self, ShopLab, assert_banned, curl, decision, logged_from};
+use ensuresec_tests::{
+    attacks,
+    shop::{self, ShopLab, assert_banned, curl, decision, logged_from},
+};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -59,25 +62,7 @@ fn hydra_with_a_combo_list_is_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
-    let combo = s.dir.join("combo.txt");
-    let pairs: String = (1..=60)
-        .map(|n| format!("customer{}@lab.shop:leaked-{n}\n", n % 20 + 1))
-        .collect();
-    std::fs::write(&combo, pairs)?;
-    let target = s.lab.storefront.v4.to_string();
-    let hydra = s
-        .lab
-        .attacker
-        .ns
-        .cmd("timeout")
-        .args(["30", "hydra", "-C"])
-        .arg(&combo)
-        .args(["-s", "8000", "-t", "4", "-w", "3", &target])
-        .args([
-            "http-post-form",
-            "/login:user=^USER^&pass=^PASS^:F=Invalid login",
-        ])
-        .output()?;
+    let hydra = attacks::hydra(&s, &s.lab.attacker, 60, 3)?;
     let d = decision(&s, &s.lab.attacker.v4.to_string())?;
     assert_banned(&s, &d, &["attack_tool", "credential_stuffing"]);
     let reached = logged_from(&s.access_log, &s.lab.attacker.v4.to_string());
@@ -108,25 +93,7 @@ fn content_discovery_with_gobuster_is_cut_off() -> Result<()> {
         .map(|w| w + "\n")
         .collect();
     std::fs::write(&words, list)?;
-    s.lab
-        .attacker
-        .ns
-        .cmd("timeout")
-        .args([
-            "30",
-            "gobuster",
-            "dir",
-            "-q",
-            "-t",
-            "4",
-            "--timeout",
-            "2s",
-            "-u",
-        ])
-        .arg(s.url("/"))
-        .arg("-w")
-        .arg(&words)
-        .output()?;
+    attacks::gobuster(&s, &s.lab.attacker, &words, "2s")?;
     let d = decision(&s, &s.lab.attacker.v4.to_string())?;
     assert_banned(&s, &d, &["attack_tool", "scanner"]);
     let reached = logged_from(&s.access_log, &s.lab.attacker.v4.to_string());

@@ -1,12 +1,18 @@
 //! Application-level detection against many clients at once: distributed
-//! stuffing from twenty hosts, floods and a scraper beside a flash sale and
-//! a monitor. Scenarios run one at a time: they time what they measure.
+//! stuffing from twenty hosts, card testing from a dozen, floods and a
+//! scraper beside a flash sale and a monitor, shoppers and a stuffer behind
+//! a real reverse proxy. Scenarios run one at a time: they time what they
+//! measure.
 
 use std::{sync::Mutex, time::Duration};
 
+use serde_json::Value;
+
 use anyhow::Result;
 use ensuresec_tests::{
-    shop::{self, ShopLab, assert_served, decision, logged_from, shopper_load},
+    attacks,
+    lab::ShopperLoad,
+    shop::{self, ReverseProxy, ShopLab, assert_served, curl, decision, logged_from, shopper_load},
     wait::eventually,
 };
 
@@ -87,7 +93,7 @@ fn distributed_stuffing_from_twenty_hosts_is_seen_and_each_host_cut_off() -> Res
     Ok(())
 }
 
-/// An HTTP flood with wrk from two hosts and a scraper crawling every
+/// An HTTP flood with wrk and ab from two hosts and a scraper crawling every
 /// product fast are cut off; a flash sale (eight hosts buying at a human
 /// pace at once) and a monitoring probe are not.
 #[test]
@@ -156,15 +162,23 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
             .spawn()
     };
     let load = shopper_load(&s);
-    let mut floods = [wrk(&s.lab.attacker)?, wrk(&flooder)?];
+    // ApacheBench from the second host, going on through errors (-r).
+    let ab = flooder
+        .ns
+        .cmd("ab")
+        .args(["-r", "-q", "-c", "8", "-t", "6", "-s", "2", &s.url("/")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut floods = [wrk(&s.lab.attacker)?, ab];
     let crawl = format!(
         "for round in 1 2 3 4 5 6 7 8; do for i in $(seq 50); do curl -s -o /dev/null --max-time 1 -A 'Mozilla/5.0' {}/product/$i; done; done",
         s.url("")
     );
     let mut crawler = scraper.ns.cmd("sh").args(["-c", &crawl]).spawn()?;
     for (who, host) in [
-        ("wrk 1", &s.lab.attacker),
-        ("wrk 2", &flooder),
+        ("wrk", &s.lab.attacker),
+        ("ab", &flooder),
         ("scraper", &scraper),
     ] {
         let d = decision(&s, &host.v4.to_string())?;
@@ -206,6 +220,124 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
             !decided.contains(&h.v4.to_string()),
             "{} was decided on: {decided:?}",
             h.v4
+        );
+    }
+    Ok(())
+}
+
+/// Card testing from twelve hosts of one network, two declined cards each:
+/// no host comes near its own thresholds, the storefront sees a wave of
+/// declines (a storefront-wide alert), and the network the hosts share is
+/// banned, every one of them cut off; the shopper is served.
+#[test]
+fn card_testing_from_many_hosts_of_one_network_is_cut_off_as_a_network() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let hosts: Vec<_> = (0..12u8)
+        .map(|h| {
+            s.lab.add_host(
+                &format!("card{h}"),
+                std::net::Ipv4Addr::new(10, 77, 90, 10 + h),
+                format!("fd77::90:{h}").parse().unwrap(),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let load = shopper_load(&s);
+    let mut declined = 0;
+    for (h, host) in hosts.iter().enumerate() {
+        for n in 0..2 {
+            let card = format!("4000{h:02}{n}000000001");
+            match curl(
+                host,
+                &s.url("/checkout"),
+                &["-d", &format!("card={card}&amount=1.00")],
+            ) {
+                402 => declined += 1,
+                0 => break,
+                other => panic!("checkout answered {other}"),
+            }
+        }
+    }
+    assert!(declined >= 20, "{declined} declines reached the shop");
+    let net = decision(&s, "10.77.90.0/24")?;
+    assert_eq!(
+        (net["detector"].as_str(), net["action"].as_str()),
+        (Some("card_testing"), Some("ban")),
+        "{net}"
+    );
+    let wave = decision(&s, &format!("storefront:{}", shop::STOREFRONT))?;
+    assert_eq!(wave["action"], "alert", "{wave}");
+    for host in &hosts {
+        assert_eq!(curl(host, &s.url("/"), &[]), 0, "{} is cut off", host.v4);
+    }
+    assert_served(load);
+    let decided: Vec<Value> = s.lab.decisions()?;
+    assert!(
+        !decided
+            .iter()
+            .any(|d| d["target"] == s.lab.shopper.v4.to_string()),
+        "{decided:?}"
+    );
+    Ok(())
+}
+
+/// Shoppers and a stuffer behind a real reverse proxy (nginx on its own
+/// host, in `trusted_proxies`): the stuffer's decision names its own
+/// address and is an alert (XDP sees only the proxy's packets), the proxy
+/// is never decided on, and the shoppers behind it are served throughout.
+#[test]
+fn shoppers_behind_a_real_reverse_proxy_are_served_and_the_proxy_kept() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = shop_lab()?;
+    let edge = s.lab.add_host(
+        "edge",
+        std::net::Ipv4Addr::new(10, 77, 80, 2),
+        "fd77::80:2".parse()?,
+    )?;
+    let config = s.agent_config_with(&format!("trusted_proxies = [\"{}\"]\n", edge.v4), "")?;
+    let _agent = s.lab.start_agent(&config)?;
+    let proxy = ReverseProxy::start(&s, &edge)?;
+    let via = |path: &str| format!("http://{}:{}{path}", edge.v4, proxy.port);
+    let pages = (1..=5).map(|n| via(&format!("/product/{n}"))).collect();
+    let load = ShopperLoad::browse(&s.lab.shopper.ns.name, None, pages);
+    attacks::stuffing(&s.lab.attacker, &via("/login"), 15, 0.05)?;
+    let d = decision(&s, &s.lab.attacker.v4.to_string())?;
+    assert_eq!(
+        (d["detector"].as_str(), d["action"].as_str()),
+        (Some("credential_stuffing"), Some("alert")),
+        "{d}"
+    );
+    assert!(
+        d["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("trusted proxy"),
+        "{d}"
+    );
+    // The shop sees the shopper through the proxy, named in X-Forwarded-For.
+    let relayed = || -> Result<usize> {
+        let log = std::fs::read_to_string(&s.access_log)?;
+        let (edge, shopper) = (
+            format!(" {} ", edge.v4),
+            format!("\"{}\"", s.lab.shopper.v4),
+        );
+        Ok(log
+            .lines()
+            .filter(|l| l.contains(&edge) && l.ends_with(&shopper))
+            .count())
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the shopper's requests through the proxy",
+        || Ok((relayed()? > 30).then_some(())),
+    )?;
+    assert_served(load);
+    let decided: Vec<Value> = s.lab.decisions()?;
+    for kept in [edge.v4.to_string(), s.lab.shopper.v4.to_string()] {
+        assert!(
+            !decided.iter().any(|d| d["target"] == kept.as_str()),
+            "{kept} was decided on: {decided:?}"
         );
     }
     Ok(())

@@ -23,6 +23,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "t50",
     "slowhttptest",
     "wrk",
+    // ApacheBench (ab), a second HTTP load tool for the application floods.
+    "apache2-utils",
     "tcpreplay",
     "tcpdump",
     // Application-level attack tools (credential stuffing, content discovery),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{
     client::Client,
     detect::{
-        AppDetector, AppFinding, Observation, Seen, Storefront,
+        AppDetector, AppFinding, LineAt, Observation, Origin, Seen, Storefront,
         signatures::{self, Signatures},
     },
     metrics::AppMetrics,
@@ -123,12 +123,22 @@ impl Pipeline {
         &self.settings
     }
 
-    /// Reads one line of `input` (without its newline) and counts the result.
-    pub fn line(&mut self, input: &LogInput, line: &[u8]) -> LineResult {
+    /// Reads one line of `input` (without its newline), which starts at byte
+    /// `offset` of the log, and counts the result.
+    pub fn line(&mut self, input: &LogInput, line: &[u8], offset: u64) -> LineResult {
         let read_at_ns = clock::mono_ns();
         let result = match input.parser.parse(line) {
             Err(e) => LineResult::Malformed(e),
-            Ok(record) => self.record(record, input.storefront, read_at_ns),
+            Ok(record) => {
+                let origin = || Origin {
+                    read_at_ns,
+                    line: Some(LineAt {
+                        log: input.name.clone(),
+                        offset,
+                    }),
+                };
+                self.record(record, input.storefront, origin)
+            }
         };
         self.count(&input.name, &result);
         result
@@ -141,7 +151,11 @@ impl Pipeline {
 
     /// A shop event from the listener.
     pub fn event(&mut self, event: ShopEvent) -> LineResult {
-        let result = self.on_event(event, None, clock::mono_ns());
+        let read_at_ns = clock::mono_ns();
+        let result = self.on_event(event, None, &|| Origin {
+            read_at_ns,
+            line: None,
+        });
         self.count("events", &result);
         result
     }
@@ -174,7 +188,7 @@ impl Pipeline {
         &mut self,
         record: Record<'_>,
         default: Option<usize>,
-        read_at_ns: u64,
+        origin: impl Fn() -> Origin,
     ) -> LineResult {
         match record {
             Record::Request(r) => {
@@ -217,7 +231,7 @@ impl Pipeline {
                     hits,
                     login_failed,
                 };
-                self.observe(storefront, client, now, what, read_at_ns);
+                self.observe(storefront, client, now, what, &origin);
                 LineResult::Ok
             }
             Record::Error(e) => {
@@ -240,15 +254,20 @@ impl Pipeline {
                     ErrorKind::LimitingRequests => Observation::RateLimited,
                 };
                 let now = self.now(e.time);
-                self.observe(storefront, client, now, what, read_at_ns);
+                self.observe(storefront, client, now, what, &origin);
                 LineResult::Ok
             }
-            Record::Event(event) => self.on_event(event, default, read_at_ns),
+            Record::Event(event) => self.on_event(event, default, &origin),
             Record::Other => LineResult::Ignored,
         }
     }
 
-    fn on_event(&mut self, e: ShopEvent, default: Option<usize>, read_at_ns: u64) -> LineResult {
+    fn on_event(
+        &mut self,
+        e: ShopEvent,
+        default: Option<usize>,
+        origin: &dyn Fn() -> Origin,
+    ) -> LineResult {
         let storefront = match &e.storefront {
             Some(name) => self.settings.storefront_named(name),
             None => default.or((self.settings.storefronts.len() == 1).then_some(0)),
@@ -274,7 +293,7 @@ impl Pipeline {
             EventKind::Signup | EventKind::PasswordReset => Observation::Other,
         };
         let now = self.now(Some(e.time.unix_timestamp_nanos() as f64 / 1e9));
-        self.observe(storefront, client, now, what, read_at_ns);
+        self.observe(storefront, client, now, what, &origin);
         LineResult::Ok
     }
 
@@ -284,7 +303,7 @@ impl Pipeline {
         client: Client,
         now: f64,
         what: Observation<'_>,
-        read_at_ns: u64,
+        origin: &dyn Fn() -> Origin,
     ) {
         let found = self.detector.observe(&Seen {
             storefront,
@@ -293,7 +312,7 @@ impl Pipeline {
             what,
         });
         for mut f in found {
-            f.read_at_ns = read_at_ns;
+            f.origin = origin();
             (self.sink)(f);
         }
         self.seen_since_sweep += 1;

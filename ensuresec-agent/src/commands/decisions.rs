@@ -8,6 +8,7 @@ use ensuresec_common::{decisions::DecisionKey, ttl::format_remaining};
 use serde::Serialize;
 
 use crate::{
+    app::detect::LineAt,
     cli::OutputFormat,
     clock,
     detect::{
@@ -51,6 +52,8 @@ pub struct DecisionRow {
     /// pseudonyms), from the agent's evidence file.
     pub details: Option<String>,
     pub accounts: Vec<String>,
+    /// The log line that decided (log and byte offset).
+    pub line: Option<LineAt>,
 }
 
 pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
@@ -81,6 +84,7 @@ pub fn rows(store: &Store) -> Result<Vec<DecisionRow>> {
             DecisionRow {
                 details: detail.map(|d| d.text.clone()),
                 accounts: detail.map(|d| d.accounts.clone()).unwrap_or_default(),
+                line: detail.and_then(|d| d.line.clone()),
                 target,
                 storefront,
                 detector: detector_name(r.detector),

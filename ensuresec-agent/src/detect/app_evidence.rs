@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pins::PinDir;
+use crate::{app::detect::LineAt, pins::PinDir};
 
 /// Entries kept at most (the oldest go first): a bound on the file.
 const MAX_ENTRIES: usize = 10_000;
@@ -23,6 +23,9 @@ pub struct AppEvidence {
     pub accounts: Vec<String>,
     /// Wall-clock seconds of the decision.
     pub decided_secs: u64,
+    /// The deciding line, when a log line decided.
+    #[serde(default)]
+    pub line: Option<LineAt>,
 }
 
 pub fn path(pins: &PinDir) -> PathBuf {

@@ -1,17 +1,25 @@
 //! `cargo xtask bench app`: each application scenario against the lab shop,
 //! once with ensuresec and once with fail2ban (its shipped nginx jails plus
 //! a jail for the shop's failed logins; see `ensuresec_tests::fail2ban`), on
-//! the same nginx logs: detected or not, time from reading the deciding line
-//! to the ban in force, attacker requests answered beyond those the system
-//! needed to decide, benign clients banned. Writes target/bench/app.json.
+//! the same nginx logs: detected or not, time from the deciding line being
+//! written to the first packet of the attacker's dropped (measured from
+//! outside both: `ensuresec_tests::cutoff`), attacker requests answered
+//! beyond those the system needed to decide, benign clients banned. Writes
+//! target/bench/app.json.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use ensuresec_tests::{
+    attacks,
+    cutoff::{LineClock, Prober, Stamps},
     fail2ban::Fail2ban,
     lab::Host,
-    shop::{ShopLab, logged_from},
+    shop::{PORT, ShopLab, logged_from},
     wait::eventually,
 };
 use serde::Serialize;
@@ -43,81 +51,27 @@ struct Outcome {
     benign_banned: u64,
 }
 
-/// A bounded loop of requests from `host`, stopping at the first that gets
-/// no answer (the attacker is cut off); `what` is curl's arguments.
-fn hammer(host: &Host, rounds: u32, pause: f64, what: &str) -> Result<()> {
-    let script = format!(
-        "for i in $(seq {rounds}); do code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 -A 'Mozilla/5.0' {what}); [ \"$code\" = 000 ] && break; sleep {pause}; done"
-    );
-    host.ns.cmd("sh").args(["-c", &script]).output()?;
-    Ok(())
-}
-
-fn attack(shop: &ShopLab, scenario: &str, dir: &std::path::Path) -> Result<Vec<Host>> {
+fn attack(shop: &ShopLab, scenario: &str) -> Result<Vec<Host>> {
     let lab = &shop.lab;
     match scenario {
-        "stuffing" => hammer(
-            &lab.attacker,
-            60,
-            0.05,
-            &format!(
-                "-d \"user=customer$i@lab.shop&pass=guess$i\" {}",
-                shop.url("/login")
-            ),
-        )?,
-        "basic_auth_guessing" => hammer(
-            &lab.attacker,
-            40,
-            0.05,
-            &format!("-u \"admin:guess$i\" {}", shop.url("/staff/")),
-        )?,
+        "stuffing" => attacks::stuffing(&lab.attacker, &shop.url("/login"), 60, 0.05)?,
+        "basic_auth_guessing" => attacks::basic_auth_guessing(shop, &lab.attacker, 40, 0.05)?,
+        "card_testing" => attacks::card_testing(shop, &lab.attacker, 40, 0.05)?,
         "hydra" => {
-            let combo = dir.join("combo.txt");
-            let pairs: String = (1..=60)
-                .map(|n| format!("customer{}@lab.shop:leaked-{n}\n", n % 20 + 1))
-                .collect();
-            std::fs::write(&combo, pairs)?;
-            lab.attacker
-                .ns
-                .cmd("timeout")
-                .args(["20", "hydra", "-C"])
-                .arg(&combo)
-                .args([
-                    "-s",
-                    "8000",
-                    "-t",
-                    "4",
-                    "-w",
-                    "2",
-                    &lab.storefront.v4.to_string(),
-                ])
-                .args([
-                    "http-post-form",
-                    "/login:user=^USER^&pass=^PASS^:F=Invalid login",
-                ])
-                .output()?;
+            attacks::hydra(shop, &lab.attacker, 60, 2)?;
         }
         "content_discovery" => {
             // dirb's own common word list (Debian package dirb), as a real
             // discovery run would use.
-            let words = std::path::PathBuf::from("/usr/share/dirb/wordlists/common.txt");
+            let words = Path::new("/usr/share/dirb/wordlists/common.txt");
+            attacks::gobuster(shop, &lab.attacker, words, "1s")?;
+        }
+        "sqlmap" => {
             lab.attacker
                 .ns
                 .cmd("timeout")
-                .args([
-                    "20",
-                    "gobuster",
-                    "dir",
-                    "-q",
-                    "-t",
-                    "4",
-                    "--timeout",
-                    "1s",
-                    "-u",
-                ])
-                .arg(shop.url("/"))
-                .arg("-w")
-                .arg(&words)
+                .args(["30", "sqlmap", "-u", &shop.url("/search?q=mug")])
+                .args(["--batch", "--timeout", "1", "--retries", "0"])
                 .output()?;
         }
         "flash_sale" => {
@@ -153,16 +107,97 @@ fn attack(shop: &ShopLab, scenario: &str, dir: &std::path::Path) -> Result<Vec<H
     Ok(Vec::new())
 }
 
+/// Follows the shop's logs and probes from the attacker's host while a
+/// scenario runs, to time the cut-off from outside the system under test.
+struct Watch {
+    clocks: Vec<(PathBuf, LineClock)>,
+    prober: Option<Prober>,
+}
+
+/// Each log's line stamps, by path.
+type LogStamps = Vec<(PathBuf, Stamps)>;
+
+/// One probe every 8 ms: fine enough against a 50 ms target, and below the
+/// SYN detector's 200/s per source even with the attack's own connections.
+const PROBE_EVERY: Duration = Duration::from_millis(8);
+
+impl Watch {
+    fn start(shop: &ShopLab, attacked: bool) -> Self {
+        let clocks = [
+            &shop.access_log,
+            &shop.combined_log,
+            &shop.error_log,
+            &shop.events_log,
+        ]
+        .into_iter()
+        .map(|p| (p.clone(), LineClock::follow(p)))
+        .collect();
+        let server = SocketAddr::new(shop.lab.storefront.v4.into(), PORT);
+        let prober = attacked.then(|| {
+            Prober::start(
+                &shop.lab.attacker.ns.name,
+                server,
+                PROBE_EVERY,
+                Duration::from_millis(50),
+            )
+        });
+        Self { clocks, prober }
+    }
+
+    /// Waits for the attacker to be cut off (when it was decided), then stops
+    /// watching: the cut-off instant and each log's line stamps.
+    fn finish(self, decided: bool) -> Result<(Option<Instant>, LogStamps)> {
+        let cut_at = match self.prober {
+            Some(p) => {
+                if decided {
+                    let _ = eventually(Duration::from_secs(5), "the attacker cut off", || {
+                        Ok(p.cut_at())
+                    });
+                }
+                p.finish()?.cut_at
+            }
+            None => None,
+        };
+        let stamps = self
+            .clocks
+            .into_iter()
+            .map(|(p, c)| (p, c.finish()))
+            .collect();
+        Ok((cut_at, stamps))
+    }
+}
+
+/// From the deciding line's appearance in `log` (at `offset`) to `cut_at`.
+fn line_to_cut(
+    stamps: &LogStamps,
+    log: &Path,
+    offset: u64,
+    cut_at: Option<Instant>,
+) -> Option<f64> {
+    let written = stamps.iter().find(|(p, _)| p == log)?.1.at(offset)?;
+    let cut = cut_at?;
+    match cut.checked_duration_since(written) {
+        Some(d) => Some(d.as_secs_f64() * 1e3),
+        None => {
+            eprintln!("cut off before the deciding line was written: not counted");
+            None
+        }
+    }
+}
+
 fn run(shop_bin: &str, scenario: &'static str, system: System) -> Result<Outcome> {
     let shop = ShopLab::new(shop_bin)?;
-    let dir = shop.dir.clone();
     let attacker = shop.lab.attacker.v4.to_string();
     let (agent, f2b) = match system {
         System::Ensuresec => (Some(shop.lab.start_agent(&shop.agent_config("")?)?), None),
         System::Fail2ban => (None, Some(Fail2ban::start(&shop)?)),
     };
-    let crowd = attack(&shop, scenario, &dir)?;
+    let watch = Watch::start(&shop, scenario != "flash_sale");
+    let crowd = attack(&shop, scenario)?;
     let served = logged_from(&shop.access_log, &attacker) as u64;
+    let banned = |addrs: &dyn Fn(&str) -> bool| {
+        crowd.iter().filter(|h| addrs(&h.v4.to_string())).count() as u64
+    };
     let outcome = match system {
         System::Ensuresec => {
             let decided = eventually(Duration::from_secs(5), "a decision", || {
@@ -170,30 +205,24 @@ fn run(shop_bin: &str, scenario: &'static str, system: System) -> Result<Outcome
                     .lab
                     .decisions()?
                     .into_iter()
-                    .find(|d| d["target"] == attacker.as_str()))
+                    .find(|d| d["target"] == attacker.as_str() && !d["details"].is_null()))
             })
             .ok();
-            let sum = shop
-                .lab
-                .metric("ensuresec_time_to_mitigate_seconds_sum{layer=\"app\"}")?;
-            let count = shop
-                .lab
-                .metric("ensuresec_time_to_mitigate_seconds_count{layer=\"app\"}")?;
+            let (cut_at, stamps) = watch.finish(decided.is_some())?;
+            let line = decided.as_ref().and_then(|d| {
+                Some((
+                    PathBuf::from(d["line"]["log"].as_str()?),
+                    d["line"]["offset"].as_u64()?,
+                ))
+            });
             let decisions = shop.lab.decisions()?;
             Outcome {
                 detected: decided.is_some(),
-                ttm_ms: (count > 0.0 && decided.is_some()).then(|| sum / count * 1e3),
+                ttm_ms: line.and_then(|(log, offset)| line_to_cut(&stamps, &log, offset, cut_at)),
                 after: decided
                     .as_ref()
                     .map(|d| served.saturating_sub(d["observed"].as_u64().unwrap_or(0))),
-                benign_banned: crowd
-                    .iter()
-                    .filter(|h| {
-                        decisions
-                            .iter()
-                            .any(|d| d["target"] == h.v4.to_string().as_str())
-                    })
-                    .count() as u64,
+                benign_banned: banned(&|a| decisions.iter().any(|d| d["target"] == a)),
             }
         }
         System::Fail2ban => {
@@ -211,18 +240,19 @@ fn run(shop_bin: &str, scenario: &'static str, system: System) -> Result<Outcome
                     tail.join("\n")
                 );
             }
-            let found = f2b.logged("Found");
+            let (cut_at, stamps) = watch.finish(ban.is_some())?;
             let bans = f2b.logged("Ban");
             let (ttm_ms, after) = match &ban {
                 Some(b) => {
-                    let before: Vec<_> = found
-                        .iter()
+                    let found = f2b
+                        .logged("Found")
+                        .into_iter()
                         .filter(|f| f.addr == attacker && f.jail == b.jail && f.at <= b.at)
-                        .collect();
-                    let last = before.iter().map(|f| f.at).fold(f64::NAN, f64::max);
+                        .count();
+                    let line = f2b.deciding_line(b)?;
                     (
-                        (!last.is_nan()).then_some((b.at - last) * 1e3),
-                        Some(served.saturating_sub(before.len() as u64)),
+                        line.and_then(|(log, offset)| line_to_cut(&stamps, &log, offset, cut_at)),
+                        Some(served.saturating_sub(found as u64)),
                     )
                 }
                 None => (None, None),
@@ -231,10 +261,7 @@ fn run(shop_bin: &str, scenario: &'static str, system: System) -> Result<Outcome
                 detected: ban.is_some(),
                 ttm_ms,
                 after,
-                benign_banned: crowd
-                    .iter()
-                    .filter(|h| bans.iter().any(|b| b.addr == h.v4.to_string()))
-                    .count() as u64,
+                benign_banned: banned(&|a| bans.iter().any(|b| b.addr == a)),
             }
         }
     };
@@ -268,6 +295,8 @@ fn main() -> Result<()> {
         "hydra",
         "content_discovery",
         "basic_auth_guessing",
+        "card_testing",
+        "sqlmap",
         "flash_sale",
     ] {
         // `BENCH_APP_ONLY=SCENARIO` runs one scenario (its row alone).

@@ -121,15 +121,19 @@ fn work(path: &Path, format: Format) -> Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let mut line = Vec::with_capacity(512);
     let mut lines = 0u64;
+    let mut offset = 0u64;
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
             break;
         }
+        let line_at = offset;
+        offset += n as u64;
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        pipeline.line(&input, &line);
+        pipeline.line(&input, &line, line_at);
         lines += 1;
     }
     println!("{lines} {}", *findings.lock().expect("lock"));

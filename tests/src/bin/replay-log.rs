@@ -28,7 +28,10 @@ use ensuresec_agent::{
         settings::{AppSection, AppSettings, EventsConfig, LogConfig, LogInput, StorefrontConfig},
     },
     config::{Config, Validated},
-    detect::{engine::plan_app, plan::Plan},
+    detect::{
+        engine::{app_target, plan_app},
+        plan::Plan,
+    },
 };
 use serde::Serialize;
 
@@ -122,7 +125,14 @@ fn settings(
 
 /// Reads one line of at most `max` bytes into `buf`; `Ok(None)` at the end,
 /// `Ok(Some(false))` for a longer line (skipped to its newline).
-fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> Result<Option<bool>> {
+/// Reads a line into `buf` (at most `max` bytes kept); `consumed` counts the
+/// bytes read, newline included.
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+    consumed: &mut u64,
+) -> Result<Option<bool>> {
     buf.clear();
     let mut too_long = false;
     loop {
@@ -141,6 +151,7 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> Result
             buf.clear();
         }
         reader.consume(take + done as usize);
+        *consumed += (take + done as usize) as u64;
         if done {
             return Ok(Some(!too_long));
         }
@@ -210,7 +221,13 @@ fn main() -> Result<()> {
     let mut sources = BTreeSet::new();
     let (mut first, mut last): (Option<f64>, f64) = (None, 0.0);
     let mut buf = Vec::new();
-    while let Some(whole) = read_line(&mut reader, &mut buf, app.section.max_line)? {
+    let mut consumed = 0;
+    loop {
+        let line_at = consumed;
+        let Some(whole) = read_line(&mut reader, &mut buf, app.section.max_line, &mut consumed)?
+        else {
+            break;
+        };
         read += 1;
         if !whole {
             too_long += 1;
@@ -232,7 +249,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        match pipeline.line(&input, &buf) {
+        match pipeline.line(&input, &buf, line_at) {
             LineResult::Malformed(_) => malformed += 1,
             LineResult::Unmapped => unmapped += 1,
             _ => {}
@@ -247,9 +264,10 @@ fn main() -> Result<()> {
     let mut decisions = Vec::new();
     let mut detections = Vec::new();
     for f in &findings {
+        let decided_on = app_target(f, 0);
         let target = match f.target {
             AppTarget::Storefront => format!("storefront:{}", f.storefront),
-            _ => plan_app(&validated.detect, f, 1, 0).0.to_string(),
+            _ => decided_on.to_string(),
         };
         detections.push(Detection {
             detector: f.detector.name(),
@@ -262,7 +280,7 @@ fn main() -> Result<()> {
             continue;
         }
         let strike = strikes.entry(target.clone()).or_default();
-        let (_, plan) = plan_app(&validated.detect, f, *strike + 1, 0);
+        let plan = plan_app(&validated.detect, f, &decided_on, *strike + 1);
         if let Plan::Ban { ttl } = plan {
             *strike += 1;
             banned_until.insert(target.clone(), f.seen_at + ttl.as_secs_f64());

@@ -93,10 +93,27 @@ pub struct AppFinding {
     /// How long before the deciding line the client's activity began.
     pub active_for_secs: f64,
     pub config: AppDetectorConfig,
-    /// Monotonic ns when the deciding line was read (set by the pipeline).
-    pub read_at_ns: u64,
+    /// When and where the deciding input was read (set by the pipeline).
+    pub origin: Origin,
     /// When, in the input's own time (`Seen::now`), it tripped.
     pub seen_at: f64,
+}
+
+/// When a finding's deciding input was read and, for a log line, where it
+/// is, so that an operator (and the benchmarks) can find the very line.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// Monotonic ns when it was read.
+    pub read_at_ns: u64,
+    pub line: Option<LineAt>,
+}
+
+/// A line in a log: the log's name (its path) and the byte offset where the
+/// line starts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineAt {
+    pub log: String,
+    pub offset: u64,
 }
 
 pub struct Storefront {
@@ -221,13 +238,7 @@ impl AppDetector {
             if counted
                 && let Some(surge) = wave.count(target, now, config.window_secs(), config.aggregate)
             {
-                found.extend(rules::wave_findings(
-                    &front.name,
-                    seen,
-                    detector,
-                    &config,
-                    &surge,
-                ));
+                found.extend(wave::findings(&front.name, seen, detector, &config, &surge));
             }
             // Under a wave, each client of the storefront is held to less.
             if wave.active(now) {

@@ -22,18 +22,40 @@ pub(super) struct Findings<'s, 'a> {
     pub target: IpNet,
 }
 
+/// A count held against its threshold (`0`: the check is off), with two
+/// more numbers for the record.
+struct Trip<'c> {
+    detector: Detector,
+    config: &'c AppDetectorConfig,
+    observed: u64,
+    threshold: u64,
+    extra: [u64; 2],
+}
+
 impl Findings<'_, '_> {
-    #[allow(clippy::too_many_arguments)]
-    fn fire(
+    /// Fires `trip` when its threshold is set and reached; `what` words the
+    /// evidence. Whether it tripped.
+    fn check(
         &mut self,
         state: &mut ClientState,
-        detector: Detector,
-        config: &AppDetectorConfig,
-        observed: u64,
-        threshold: u64,
-        extra: [u64; 2],
-        what: String,
-    ) {
+        trip: Trip<'_>,
+        what: impl FnOnce() -> String,
+    ) -> bool {
+        if trip.threshold == 0 || trip.observed < trip.threshold {
+            return false;
+        }
+        self.fire(state, trip, what());
+        true
+    }
+
+    fn fire(&mut self, state: &mut ClientState, trip: Trip<'_>, what: String) {
+        let Trip {
+            detector,
+            config,
+            observed,
+            threshold,
+            extra,
+        } = trip;
         let now = self.seen.now;
         if !state.may_fire(detector, now, config.window_secs()) {
             return;
@@ -76,72 +98,21 @@ impl Findings<'_, '_> {
             accounts,
             active_for_secs: (now - state.first_seen).max(0.0),
             config: *config,
-            read_at_ns: 0,
+            origin: Default::default(),
             seen_at: now,
         });
     }
 }
 
-/// What a storefront-wide wave calls for: a storefront-wide alert, and
-/// when most of its clients share a network, a decision on that network.
-pub(super) fn wave_findings(
-    storefront: &Arc<str>,
-    seen: &Seen<'_>,
-    detector: Detector,
-    config: &AppDetectorConfig,
-    surge: &super::wave::Surge,
-) -> Vec<AppFinding> {
-    let what = match detector {
-        Detector::CardTesting => "declined payments",
-        _ => "failed logins",
-    };
-    let tight = config.tightened();
-    let base = AppFinding {
-        detector,
-        storefront: storefront.clone(),
-        client: seen.client.addr,
-        target: AppTarget::Storefront,
-        via_proxy: false,
-        observed: surge.count,
-        threshold: config.aggregate as u64,
-        extra: [surge.sources as u64, surge.baseline.round() as u64],
-        evidence: format!(
-            "a storefront-wide wave: {} {what} from {} clients in {:?} (floor {}, {:.1} a window before); each client is held to {} (and {} distinct) while it lasts",
-            surge.count,
-            surge.sources,
-            config.window,
-            config.aggregate,
-            surge.baseline,
-            tight.per_source,
-            tight.distinct
-        ),
-        accounts: Vec::new(),
-        active_for_secs: 0.0,
-        config: AppDetectorConfig {
-            action: crate::detect::detector::Action::Alert,
-            ..*config
-        },
-        read_at_ns: 0,
-        seen_at: seen.now,
-    };
-    let mut out = vec![base.clone()];
-    if let Some((net, n)) = surge.shared {
-        out.push(AppFinding {
-            target: AppTarget::Network(net),
-            // Seen through a proxy, the network's packets come from the
-            // proxy: recorded, not dropped.
-            via_proxy: seen.client.via_proxy,
-            observed: n as u64,
-            threshold: super::wave::MIN_SOURCES as u64,
-            evidence: format!(
-                "{n} of the {} clients of a storefront-wide wave of {what} are in {net}",
-                surge.sources
-            ),
-            config: *config,
-            ..base
-        });
+/// Requests per client against the flood threshold.
+fn flood_trip(flood: &AppDetectorConfig, requests: u64, extra: [u64; 2]) -> Trip<'_> {
+    Trip {
+        detector: Detector::HttpFlood,
+        config: flood,
+        observed: requests,
+        threshold: flood.per_source as u64,
+        extra,
     }
-    out
 }
 
 /// Counts one observation and fires what it trips.
@@ -164,46 +135,34 @@ pub(super) fn count(
         } => {
             let flood = detectors.get(Detector::HttpFlood);
             let weight = if *asset { 1 } else { 10 };
-            let tenths = state.requests.add(now, flood.window_secs(), weight);
+            let requests = state.requests.add(now, flood.window_secs(), weight) / 10;
             let suspicious = hits.signature.is_some()
                 || hits.attack_tool.is_some()
                 || *login_failed
                 || (400..500).contains(status);
-            if suspicious {
+            if suspicious || (flood.per_source > 0 && requests >= flood.per_source as u64) {
                 state.note(target, user_agent);
             }
-            let limit = flood.per_source as u64 * 10;
-            if flood.per_source > 0 && tenths >= limit {
-                state.note(target, user_agent);
-                out.fire(
-                    state,
-                    Detector::HttpFlood,
-                    flood,
-                    tenths / 10,
-                    flood.per_source as u64,
-                    [0, 0],
-                    format!(
-                        "{} requests in {:?} (threshold {}, assets count a tenth)",
-                        tenths / 10,
-                        flood.window,
-                        flood.per_source
-                    ),
-                );
-            }
+            out.check(state, flood_trip(flood, requests, [0, 0]), || {
+                format!(
+                    "{requests} requests in {:?} (threshold {}, assets count a tenth)",
+                    flood.window, flood.per_source
+                )
+            });
             if let Some(tool) = hits.attack_tool {
                 let c = detectors.get(Detector::AttackTool);
                 let n = state.tool_hits.add(now, c.window_secs(), 1);
-                if c.per_source > 0 && n >= c.per_source as u64 {
-                    out.fire(
-                        state,
-                        Detector::AttackTool,
-                        c,
-                        n,
-                        c.per_source as u64,
-                        [0, 0],
-                        format!("{n} requests from the attack tool `{tool}`"),
-                    );
-                }
+                out.check(
+                    state,
+                    Trip {
+                        detector: Detector::AttackTool,
+                        config: c,
+                        observed: n,
+                        threshold: c.per_source as u64,
+                        extra: [0, 0],
+                    },
+                    || format!("{n} requests from the attack tool `{tool}`"),
+                );
             }
             scan(state, detectors, seen, out, *status, hits);
             if *login_failed {
@@ -221,20 +180,22 @@ pub(super) fn count(
                 state
                     .failed_accounts
                     .count_other_than(Some(*account), now, c.window_secs());
-            if c.distinct > 0 && others >= c.distinct as u64 {
-                out.fire(
-                    state,
-                    Detector::AccountTakeover,
-                    c,
-                    others,
-                    c.distinct as u64,
-                    [0, 0],
+            out.check(
+                state,
+                Trip {
+                    detector: Detector::AccountTakeover,
+                    config: c,
+                    observed: others,
+                    threshold: c.distinct as u64,
+                    extra: [0, 0],
+                },
+                || {
                     format!(
                         "a login that worked after failed logins on {others} other accounts in {:?} (threshold {})",
                         c.window, c.distinct
-                    ),
-                );
-            }
+                    )
+                },
+            );
         }
         Observation::Payment {
             declined,
@@ -252,56 +213,50 @@ pub(super) fn count(
                 // Cards that were declined: a shopper whose second card
                 // works has tried two, not three.
                 Some(card) if *declined => state.cards.add(*card, now, keep, c.window_secs()),
-                Some(_) => state.cards.count_other_than(None, now, c.window_secs()),
-                None => state.cards.count_other_than(None, now, c.window_secs()),
+                _ => state.cards.count_other_than(None, now, c.window_secs()),
             };
-            if c.per_source > 0 && probes >= c.per_source as u64 {
-                out.fire(
-                    state,
-                    Detector::CardTesting,
-                    c,
-                    probes,
-                    c.per_source as u64,
-                    [cards, 0],
-                    format!(
-                        "{probes} declined or small (<= {}) payments with {cards} cards in {:?} (threshold {})",
-                        c.small_amount, c.window, c.per_source
-                    ),
-                );
-            } else if c.distinct > 0 && cards >= c.distinct as u64 {
-                out.fire(
-                    state,
-                    Detector::CardTesting,
-                    c,
-                    cards,
-                    c.distinct as u64,
-                    [probes, 1],
+            let by_probes = Trip {
+                detector: Detector::CardTesting,
+                config: c,
+                observed: probes,
+                threshold: c.per_source as u64,
+                extra: [cards, 0],
+            };
+            let tripped = out.check(state, by_probes, || {
+                format!(
+                    "{probes} declined or small (<= {}) payments with {cards} cards in {:?} (threshold {})",
+                    c.small_amount, c.window, c.per_source
+                )
+            });
+            if !tripped {
+                let by_cards = Trip {
+                    detector: Detector::CardTesting,
+                    config: c,
+                    observed: cards,
+                    threshold: c.distinct as u64,
+                    extra: [probes, 1],
+                };
+                out.check(state, by_cards, || {
                     format!(
                         "payments with {cards} distinct cards in {:?} (threshold {})",
                         c.window, c.distinct
-                    ),
-                );
+                    )
+                });
             }
         }
         Observation::RateLimited => {
             let flood = detectors.get(Detector::HttpFlood);
-            let tenths = state.requests.add(now, flood.window_secs(), 10);
-            if flood.per_source > 0 && tenths >= flood.per_source as u64 * 10 {
-                out.fire(
-                    state,
-                    Detector::HttpFlood,
-                    flood,
-                    tenths / 10,
-                    flood.per_source as u64,
-                    [1, 0],
+            let requests = state.requests.add(now, flood.window_secs(), 10) / 10;
+            out.check(
+                state,
+                flood_trip(flood, requests, [1, 0]),
+                || {
                     format!(
-                        "{} requests in {:?}, the server's own rate limit refusing them (threshold {})",
-                        tenths / 10,
-                        flood.window,
-                        flood.per_source
-                    ),
-                );
-            }
+                        "{requests} requests in {:?}, the server's own rate limit refusing them (threshold {})",
+                        flood.window, flood.per_source
+                    )
+                },
+            );
         }
         Observation::LoginOk { account: None } | Observation::Other => {}
     }
@@ -317,6 +272,13 @@ fn scan(
 ) {
     let c = detectors.get(Detector::Scanner);
     let now = seen.now;
+    let trip = |observed, threshold, kind| Trip {
+        detector: Detector::Scanner,
+        config: c,
+        observed,
+        threshold,
+        extra: [kind, 0],
+    };
     // A page's own assets (a script under /vendor/, a missing image) say
     // nothing about the client; only a sure signature counts on them.
     let asset = matches!(seen.what, Observation::Request { asset: true, .. });
@@ -324,57 +286,34 @@ fn scan(
     if let Some((id, confidence)) = &hits.signature
         && (!asset || *confidence == Confidence::High)
     {
-        match confidence {
-            Confidence::High => out.fire(
-                state,
-                Detector::Scanner,
-                c,
-                1,
-                1,
-                [1, 0],
-                format!("a request matching the high-confidence signature `{id}`"),
-            ),
-            Confidence::Medium => {
-                // Distinct signatures: one page visited three times is not
-                // three probes.
-                let n = state
-                    .signatures
-                    .add(Pseudonym::of_label(id), now, keep, c.window_secs());
-                if c.distinct > 0 && n >= c.distinct as u64 {
-                    out.fire(
-                        state,
-                        Detector::Scanner,
-                        c,
-                        n,
-                        c.distinct as u64,
-                        [2, 0],
-                        format!(
-                            "requests matching {n} signatures (last `{id}`) in {:?} (threshold {})",
-                            c.window, c.distinct
-                        ),
-                    );
-                }
-            }
+        if *confidence == Confidence::High {
+            out.check(state, trip(1, 1, 1), || {
+                format!("a request matching the high-confidence signature `{id}`")
+            });
+        } else {
+            // Distinct signatures: one page visited three times is not
+            // three probes.
+            let n = state
+                .signatures
+                .add(Pseudonym::of_label(id), now, keep, c.window_secs());
+            out.check(state, trip(n, c.distinct as u64, 2), || {
+                format!(
+                    "requests matching {n} signatures (last `{id}`) in {:?} (threshold {})",
+                    c.window, c.distinct
+                )
+            });
         }
     }
     // Client errors, but not failed logins (401) or the server's own rate
     // limit (429): those have their own detectors.
     if !asset && (400..500).contains(&status) && status != 401 && status != 429 {
         let n = state.client_errors.add(now, c.window_secs(), 1);
-        if c.per_source > 0 && n >= c.per_source as u64 {
-            out.fire(
-                state,
-                Detector::Scanner,
-                c,
-                n,
-                c.per_source as u64,
-                [0, 0],
-                format!(
-                    "{n} client errors (4xx) in {:?} (threshold {})",
-                    c.window, c.per_source
-                ),
-            );
-        }
+        out.check(state, trip(n, c.per_source as u64, 0), || {
+            format!(
+                "{n} client errors (4xx) in {:?} (threshold {})",
+                c.window, c.per_source
+            )
+        });
     }
 }
 
@@ -394,25 +333,20 @@ fn login_failure(
             .failed_accounts
             .count_other_than(None, now, c.window_secs()),
     };
-    let by_count = c.per_source > 0 && failures >= c.per_source as u64;
-    let by_accounts = c.distinct > 0 && accounts >= c.distinct as u64;
-    if by_count || by_accounts {
-        let (observed, threshold) = if by_count {
-            (failures, c.per_source as u64)
-        } else {
-            (accounts, c.distinct as u64)
-        };
-        out.fire(
-            state,
-            Detector::CredentialStuffing,
-            c,
-            observed,
-            threshold,
-            [failures, accounts],
-            format!(
-                "{failures} failed logins on {accounts} accounts in {:?} (thresholds {} logins, {} accounts)",
-                c.window, c.per_source, c.distinct
-            ),
-        );
+    let what = || {
+        format!(
+            "{failures} failed logins on {accounts} accounts in {:?} (thresholds {} logins, {} accounts)",
+            c.window, c.per_source, c.distinct
+        )
+    };
+    let trip = |observed, threshold| Trip {
+        detector: Detector::CredentialStuffing,
+        config: c,
+        observed,
+        threshold,
+        extra: [failures, accounts],
+    };
+    if !out.check(state, trip(failures, c.per_source as u64), what) {
+        out.check(state, trip(accounts, c.distinct as u64), what);
     }
 }

@@ -6,9 +6,12 @@
 //! thresholds tighten; when most of its sources share one network (an IPv4
 //! /24, an IPv6 /48), that network is the decision's target.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
+use ensuresec_common::decisions::Detector;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::{AppFinding, AppTarget, Seen, config::AppDetectorConfig};
 
 /// A wave is this many times the baseline at least.
 const SPIKE: f64 = 5.0;
@@ -133,6 +136,68 @@ impl Wave {
         let (net, n) = by_net.into_iter().max_by_key(|(_, n)| *n)?;
         (n >= MIN_SOURCES && n as f64 >= SHARED * self.sources.len() as f64).then_some((net, n))
     }
+}
+
+/// What a storefront-wide wave calls for: a storefront-wide alert, and
+/// when most of its clients share a network, a decision on that network.
+pub(super) fn findings(
+    storefront: &Arc<str>,
+    seen: &Seen<'_>,
+    detector: Detector,
+    config: &AppDetectorConfig,
+    surge: &Surge,
+) -> Vec<AppFinding> {
+    let what = match detector {
+        Detector::CardTesting => "declined payments",
+        _ => "failed logins",
+    };
+    let tight = config.tightened();
+    let base = AppFinding {
+        detector,
+        storefront: storefront.clone(),
+        client: seen.client.addr,
+        target: AppTarget::Storefront,
+        via_proxy: false,
+        observed: surge.count,
+        threshold: config.aggregate as u64,
+        extra: [surge.sources as u64, surge.baseline.round() as u64],
+        evidence: format!(
+            "a storefront-wide wave: {} {what} from {} clients in {:?} (floor {}, {:.1} a window before); each client is held to {} (and {} distinct) while it lasts",
+            surge.count,
+            surge.sources,
+            config.window,
+            config.aggregate,
+            surge.baseline,
+            tight.per_source,
+            tight.distinct
+        ),
+        accounts: Vec::new(),
+        active_for_secs: 0.0,
+        config: AppDetectorConfig {
+            action: crate::detect::detector::Action::Alert,
+            ..*config
+        },
+        origin: Default::default(),
+        seen_at: seen.now,
+    };
+    let mut out = vec![base.clone()];
+    if let Some((net, n)) = surge.shared {
+        out.push(AppFinding {
+            target: AppTarget::Network(net),
+            // Seen through a proxy, the network's packets come from the
+            // proxy: recorded, not dropped.
+            via_proxy: seen.client.via_proxy,
+            observed: n as u64,
+            threshold: MIN_SOURCES as u64,
+            evidence: format!(
+                "{n} of the {} clients of a storefront-wide wave of {what} are in {net}",
+                surge.sources
+            ),
+            config: *config,
+            ..base
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ struct Open {
     id: FileId,
     /// Next byte to read.
     read_to: u64,
+    /// Where the line being read (or the partial one) starts.
+    line_start: u64,
     /// Bytes of a line whose newline has not arrived.
     partial: Vec<u8>,
     /// Inside a line longer than `max_line`: skip to its newline.
@@ -42,6 +44,7 @@ impl Open {
             file,
             id,
             read_to,
+            line_start: read_to,
             partial: Vec::new(),
             skipping: false,
             last_growth: Instant::now(),
@@ -173,6 +176,7 @@ impl Follower {
         if open.file.metadata().is_ok_and(|m| m.len() < open.read_to) {
             tracing::info!(log = %self.input.path.display(), "log truncated; reading it from the top");
             open.read_to = 0;
+            open.line_start = 0;
             open.partial.clear();
             open.skipping = false;
         }
@@ -216,19 +220,30 @@ impl Follower {
                     break;
                 }
             };
+            let at = open.read_to;
             open.read_to += n as u64;
             open.last_growth = Instant::now();
             done.bytes += n as u64;
             let data = std::mem::take(&mut self.buf);
-            self.split(open, &data[..n], pipeline, done);
+            self.split(open, at, &data[..n], pipeline, done);
             self.buf = data;
         }
     }
 
-    fn split(&self, open: &mut Open, mut data: &[u8], pipeline: &mut Pipeline, done: &mut Pass) {
+    /// Splits `data`, read from byte `at` of the file, into lines.
+    fn split(
+        &self,
+        open: &mut Open,
+        mut at: u64,
+        mut data: &[u8],
+        pipeline: &mut Pipeline,
+        done: &mut Pass,
+    ) {
         while let Some(nl) = memchr::memchr(b'\n', data) {
             let (line, rest) = (&data[..nl], &data[nl + 1..]);
             data = rest;
+            at += nl as u64 + 1;
+            let start = std::mem::replace(&mut open.line_start, at);
             done.lines += 1;
             if std::mem::take(&mut open.skipping) {
                 continue;
@@ -237,11 +252,11 @@ impl Follower {
                 pipeline.too_long(&self.input);
                 open.partial.clear();
             } else if open.partial.is_empty() {
-                pipeline.line(&self.input, line);
+                pipeline.line(&self.input, line, start);
             } else {
                 open.partial.extend_from_slice(line);
                 let whole = std::mem::take(&mut open.partial);
-                pipeline.line(&self.input, &whole);
+                pipeline.line(&self.input, &whole, start);
             }
         }
         if open.skipping {
@@ -260,7 +275,7 @@ impl Follower {
     fn flush(&self, open: &mut Open, pipeline: &mut Pipeline, done: &mut Pass) {
         if !open.partial.is_empty() && !open.skipping {
             let whole = std::mem::take(&mut open.partial);
-            pipeline.line(&self.input, &whole);
+            pipeline.line(&self.input, &whole, open.line_start);
             done.lines += 1;
         }
     }

@@ -24,6 +24,8 @@ struct Fixture {
     settings: Arc<AppSettings>,
     metrics: AppMetrics,
     pipeline: Arc<Mutex<Pipeline>>,
+    /// Where the lines that made findings start.
+    decided_at: Arc<Mutex<Vec<u64>>>,
 }
 
 fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
@@ -55,12 +57,17 @@ fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
         .unwrap(),
     );
     let metrics = AppMetrics::new().unwrap();
+    let decided_at = Arc::new(Mutex::new(Vec::new()));
+    let sink = decided_at.clone();
     let pipeline = Arc::new(Mutex::new(Pipeline::new(
         settings.clone(),
         Hasher::with_key([1; 32]),
         metrics.clone(),
         TimeBase::Log,
-        Box::new(|_| {}),
+        Box::new(move |f| {
+            let line = f.origin.line.expect("a log line decided");
+            sink.lock().unwrap().push(line.offset);
+        }),
     )));
     Fixture {
         dir,
@@ -68,6 +75,7 @@ fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
         settings,
         metrics,
         pipeline,
+        decided_at,
     }
 }
 
@@ -123,6 +131,35 @@ fn a_partial_line_waits_for_its_newline() {
     append(&f.log, &whole[20..]);
     f.drain(&mut t);
     assert_eq!((f.count("ok"), f.count("malformed")), (1, 0));
+}
+
+/// A finding names where its deciding line starts, also when the line came
+/// in pieces, after a restart and after the file was truncated.
+#[test]
+fn findings_name_the_byte_offset_of_their_line() {
+    let f = fixture("offset", StartAt::Beginning, 4096);
+    // A tool's user agent decides at once; one client per finding.
+    let tool = |client: u8| {
+        format!(
+            "10.0.0.{client} - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 1 \"-\" \"sqlmap/1.7\"\n"
+        )
+    };
+    let before = lines(0..3);
+    append(&f.log, &before);
+    append(&f.log, &tool(9)[..30]);
+    let mut t = f.tailer();
+    f.drain(&mut t);
+    append(&f.log, &tool(9)[30..]);
+    f.drain(&mut t);
+    drop(t);
+    let second = (before.len() + tool(9).len() + line(3).len()) as u64;
+    append(&f.log, &(line(3) + &tool(10)));
+    let mut t = f.tailer();
+    f.drain(&mut t);
+    std::fs::write(&f.log, line(4) + &tool(11)).unwrap();
+    f.drain(&mut t);
+    let expected = vec![before.len() as u64, second, line(4).len() as u64];
+    assert_eq!(*f.decided_at.lock().unwrap(), expected);
 }
 
 #[test]

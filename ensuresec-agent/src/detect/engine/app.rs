@@ -21,20 +21,25 @@ use crate::{
     store::{Writer, decisions::DecisionTarget},
 };
 
-/// What an application finding calls for, before the allowlist and the
-/// maps have their say: the decision's target (the client, its IPv6 network,
-/// a network most of a wave's clients share, or the storefront) and the
-/// plan. `storefront_id` is the storefront's name id. Replay decides with it.
+/// An application finding's decision target: the client, its IPv6
+/// network, a network most of a wave's clients share, or the storefront
+/// (`storefront_id`, its name's id).
+pub fn app_target(f: &AppFinding, storefront_id: u32) -> DecisionTarget {
+    match f.target {
+        AppTarget::Client(net) | AppTarget::Network(net) => DecisionTarget::network(net),
+        AppTarget::Storefront => DecisionTarget::storefront(storefront_id),
+    }
+}
+
+/// What an application finding on `target` calls for at its `strikes`-th
+/// offence, before the allowlist and the maps have their say. Replay
+/// decides with it.
 pub fn plan_app(
     settings: &DetectSettings,
     f: &AppFinding,
+    target: &DecisionTarget,
     strikes: u32,
-    storefront_id: u32,
-) -> (DecisionTarget, Plan) {
-    let target = match f.target {
-        AppTarget::Client(net) | AppTarget::Network(net) => DecisionTarget::network(net),
-        AppTarget::Storefront => DecisionTarget::storefront(storefront_id),
-    };
+) -> Plan {
     // XDP sees the proxy's packets, not the client's: record only. A
     // storefront as a whole is never dropped.
     let action = if f.via_proxy || f.target == AppTarget::Storefront {
@@ -58,7 +63,7 @@ pub fn plan_app(
             ttl: settings.ban_ttl(strikes),
         };
     }
-    (target, plan)
+    plan
 }
 
 impl Engine {
@@ -83,9 +88,10 @@ impl Engine {
         let store = self.store.clone();
         let w = store.write()?;
         let storefront_id = self.storefront_id(&w, &f.storefront)?;
-        let key = plan_app(&self.settings, f, 1, storefront_id).0.0;
+        let target = app_target(f, storefront_id);
+        let key = target.0;
         let strikes = self.store.offender(&key.addr)?.map_or(0, |o| o.strikes) + 1;
-        let (target, plan) = plan_app(&self.settings, f, strikes, storefront_id);
+        let plan = plan_app(&self.settings, f, &target, strikes);
         if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
             return Ok(());
         }
@@ -108,6 +114,7 @@ impl Engine {
             storefront_id,
         };
         let first_seen_ns = f
+            .origin
             .read_at_ns
             .saturating_sub((f.active_for_secs * 1e9) as u64);
         let record: DecisionRecord =
@@ -127,6 +134,7 @@ impl Engine {
                 text: f.evidence.clone(),
                 accounts: f.accounts.iter().map(|a| a.to_string()).collect(),
                 decided_secs: record.created_secs,
+                line: f.origin.line.clone(),
             };
             file.record(target.to_string(), evidence, |t| {
                 t.parse::<DecisionTarget>()
@@ -141,7 +149,7 @@ impl Engine {
             &plan,
             &record,
             Layer::App,
-            f.read_at_ns,
+            f.origin.read_at_ns,
         );
         Ok(())
     }

@@ -9,7 +9,7 @@ mod model;
 mod report;
 mod upkeep;
 
-pub use app::plan_app;
+pub use app::{app_target, plan_app};
 use report::Layer;
 
 use std::{
