@@ -27,10 +27,17 @@ const LINE_POLL: Duration = Duration::from_micros(200);
 /// Stamps every line of one log as it appears.
 pub struct LineClock {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<(u64, Instant)>>,
+    thread: Option<JoinHandle<Vec<(u64, Instant)>>>,
 }
 
-/// Each line's start offset and when it appeared, in file order.
+impl Drop for LineClock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Each line's start offset and when it appeared, in file order (the file
+/// is not rotated or truncated while followed).
 pub struct Stamps(Vec<(u64, Instant)>);
 
 impl LineClock {
@@ -38,14 +45,15 @@ impl LineClock {
         let stop = Arc::new(AtomicBool::new(false));
         let path = path.to_path_buf();
         let stopped = stop.clone();
-        let thread = std::thread::spawn(move || stamp_lines(&path, &stopped));
+        let thread = Some(std::thread::spawn(move || stamp_lines(&path, &stopped)));
         Self { stop, thread }
     }
 
     /// Stops following (after one more look) and hands over the stamps.
-    pub fn finish(self) -> Stamps {
+    pub fn finish(mut self) -> Stamps {
         self.stop.store(true, Ordering::Relaxed);
-        Stamps(self.thread.join().unwrap_or_default())
+        let thread = self.thread.take().expect("finished once");
+        Stamps(thread.join().unwrap_or_default())
     }
 }
 
@@ -99,7 +107,7 @@ impl Stamps {
 pub struct Prober {
     stop: Arc<AtomicBool>,
     probed: Arc<Mutex<Probed>>,
-    thread: JoinHandle<Result<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
 }
 
 /// What the probes saw.
@@ -145,7 +153,7 @@ impl Prober {
         Self {
             stop,
             probed,
-            thread,
+            thread: Some(thread),
         }
     }
 
@@ -154,9 +162,11 @@ impl Prober {
         self.probed.lock().unwrap_or_else(|e| e.into_inner()).cut_at
     }
 
-    pub fn finish(self) -> Result<Probed> {
+    pub fn finish(mut self) -> Result<Probed> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
+            .take()
+            .expect("finished once")
             .join()
             .map_err(|_| anyhow::anyhow!("the prober panicked"))??;
         Ok(self
@@ -164,6 +174,12 @@ impl Prober {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone())
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

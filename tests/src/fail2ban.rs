@@ -110,12 +110,11 @@ impl Fail2ban {
 
     /// The log's lines with `what` ("Ban", "Found") about an address.
     pub fn logged(&self, what: &str) -> Vec<Logged> {
+        let marker = format!("] {what} ");
         self.log()
             .lines()
             .filter_map(|l| {
                 // "2026-12-01 05:30:01,123 fail2ban.actions [12]: NOTICE  [lab-login] Ban 10.77.66.6"
-                let at = seconds(l.get(..23)?)?;
-                let marker = format!("] {what} ");
                 let end = l.find(&marker)?;
                 let jail = &l[l[..end].rfind('[')? + 1..end];
                 let addr = l[end + marker.len()..]
@@ -125,25 +124,31 @@ impl Fail2ban {
                 Some(Logged {
                     jail: jail.to_string(),
                     addr,
-                    at,
+                    at: seconds(l.get(..23)?)?,
                 })
             })
             .collect()
     }
 
-    /// The line that decided `ban`: the last of the lines about its
-    /// address that the jail had found when it banned, as the jail's own
-    /// filter matches them (`fail2ban-regex`), in its log's order. Returns
-    /// the log and the byte offset where the line starts.
+    /// The line that decided `ban`: the one that brought its jail's matches
+    /// of the address to `maxretry` (the first moment the jail could ban),
+    /// as the jail's own filter matches them (`fail2ban-regex`), in its
+    /// log's order. Returns the log and the byte offset where the line
+    /// starts.
     pub fn deciding_line(&self, ban: &Logged) -> Result<Option<(PathBuf, u64)>> {
-        let found = self
-            .logged("Found")
-            .into_iter()
-            .filter(|f| f.jail == ban.jail && f.addr == ban.addr && f.at <= ban.at)
-            .count();
         let Some((jail, log)) = self.jails.iter().find(|(j, _)| *j == ban.jail) else {
             return Ok(None);
         };
+        let out = Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&self.dir)
+            .args(["get", jail, "maxretry"])
+            .output()
+            .context("asking fail2ban for the jail's maxretry")?;
+        let found: usize = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("fail2ban's maxretry")?;
         let filter = self.dir.join(format!("filter.d/{jail}.conf"));
         let out = Command::new("fail2ban-regex")
             .args(["--print-all-matched", "--print-no-missed"])

@@ -470,9 +470,32 @@ impl Drop for Solo {
     }
 }
 
+/// Processes a scenario started, killed if the test ends early.
+pub struct KillOnDrop(pub Vec<Child>);
+
+impl KillOnDrop {
+    /// Waits for each to end by itself.
+    pub fn wait(mut self) -> Result<()> {
+        for c in &mut self.0 {
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Requests a shopper makes while an attack runs: counted, one after another.
 pub struct ShopperLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    made: std::sync::Arc<std::sync::atomic::AtomicU32>,
     handle: std::thread::JoinHandle<(u32, u32)>,
 }
 
@@ -485,9 +508,10 @@ impl ShopperLoad {
     /// Starts a shopper browsing `urls` in turn from the namespace `ns`, from
     /// its address `source` if given, until `finish`.
     pub fn browse(ns_name: &str, source: Option<&str>, urls: Vec<String>) -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let made = std::sync::Arc::new(AtomicU32::new(0));
+        let (flag, counter) = (stop.clone(), made.clone());
         let ns = ns_name.to_string();
         let source = source.map(str::to_string);
         let handle = std::thread::spawn(move || {
@@ -502,6 +526,7 @@ impl ShopperLoad {
                 }
                 let out = cmd.arg("-g").arg(url).output();
                 total += 1;
+                counter.store(total, Ordering::Relaxed);
                 if out.is_ok_and(|o| o.stdout == b"200") {
                     ok += 1;
                 }
@@ -509,7 +534,12 @@ impl ShopperLoad {
             }
             (ok, total)
         });
-        Self { stop, handle }
+        Self { stop, made, handle }
+    }
+
+    /// Requests made so far.
+    pub fn made(&self) -> u32 {
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops and returns (succeeded, made).

@@ -1,6 +1,7 @@
 //! Shared test and lab code: network namespaces with real hosts, frames for
 //! BPF_PROG_TEST_RUN, and the XDP object loaded for kernel tests.
 
+pub mod app_scenarios;
 pub mod attacks;
 pub mod capture;
 pub mod cutoff;

@@ -283,17 +283,34 @@ pub fn assert_banned(s: &ShopLab, d: &Value, detectors: &[&str]) {
     );
 }
 
+/// Whether one of `decisions` (rows of `decisions list -o json`) is on
+/// `addr`, by its address or a network holding it.
+pub fn decided_on(decisions: &[Value], addr: std::net::Ipv4Addr) -> bool {
+    let addr = std::net::IpAddr::V4(addr);
+    decisions.iter().any(|d| {
+        let target = d["target"].as_str().unwrap_or_default();
+        target
+            .parse::<ipnet::IpNet>()
+            .map(|n| n.contains(&addr))
+            .unwrap_or_else(|_| target.parse::<std::net::IpAddr>().is_ok_and(|a| a == addr))
+    })
+}
+
 /// A shopper browsing product pages all through a scenario.
 pub fn shopper_load(s: &ShopLab) -> ShopperLoad {
     let pages = (1..=5).map(|n| s.url(&format!("/product/{n}"))).collect();
     ShopperLoad::browse(&s.lab.shopper.ns.name, None, pages)
 }
 
-/// At least 99 % of the shopper's requests were answered.
+/// At least 99 % of the shopper's requests were answered, over at least
+/// `MIN_SHOPPER_REQUESTS` of them (a short scenario waits for them).
 pub fn assert_served(load: ShopperLoad) {
+    let enough = eventually(Duration::from_secs(30), "the shopper's requests", || {
+        Ok((load.made() >= MIN_SHOPPER_REQUESTS).then_some(()))
+    });
     let (ok, total) = load.finish();
-    assert!(
-        total > 20 && ok * 100 >= total * 99,
-        "shopper: {ok} of {total} served"
-    );
+    assert!(enough.is_ok(), "the shopper made only {total} requests");
+    assert!(ok * 100 >= total * 99, "shopper: {ok} of {total} served");
 }
+
+const MIN_SHOPPER_REQUESTS: u32 = 20;

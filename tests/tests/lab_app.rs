@@ -1,7 +1,8 @@
 //! Application-level detection in the lab, one attacker at a time: real
 //! attack tools and scripted clients against the lab shop behind nginx; the
 //! agent reads nginx's logs and the shop's events, decides, and the
-//! attacker's packets are dropped in XDP while shoppers are served.
+//! attacker's packets are dropped in XDP while a shopper browsing all
+//! through is served (>= 99 % of its requests).
 //! Scenarios run one at a time: they time what they measure.
 
 use std::sync::Mutex;
@@ -9,7 +10,9 @@ use std::sync::Mutex;
 use anyhow::{Context as _, Result};
 use ensuresec_tests::{
     attacks,
-    shop::{self, ShopLab, assert_banned, curl, decision, logged_from},
+    shop::{
+        self, ShopLab, assert_banned, assert_served, curl, decision, logged_from, shopper_load,
+    },
 };
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -25,6 +28,7 @@ fn credential_stuffing_from_one_host_is_dropped_in_xdp() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     for n in 1..=12 {
         let status = curl(
             &s.lab.attacker,
@@ -52,6 +56,7 @@ fn credential_stuffing_from_one_host_is_dropped_in_xdp() -> Result<()> {
         .lab
         .metric("ensuresec_time_to_mitigate_seconds_count{layer=\"app\"}")?;
     assert!(timed >= 1.0);
+    assert_served(load);
     Ok(())
 }
 
@@ -62,6 +67,7 @@ fn hydra_with_a_combo_list_is_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     let hydra = attacks::hydra(&s, &s.lab.attacker, 60, 3)?;
     let d = decision(&s, &s.lab.attacker.v4.to_string())?;
     assert_banned(&s, &d, &["attack_tool", "credential_stuffing"]);
@@ -75,6 +81,7 @@ fn hydra_with_a_combo_list_is_cut_off() -> Result<()> {
         reached < 40,
         "{reached} of hydra's 60 guesses reached the shop"
     );
+    assert_served(load);
     Ok(())
 }
 
@@ -84,6 +91,7 @@ fn content_discovery_with_gobuster_is_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     let words = s.dir.join("words.txt");
     // Longer than gobuster can send before its first probe is judged.
     let list: String = [".git/config", ".env", "admin", "backup.zip", "old", "test"]
@@ -101,6 +109,7 @@ fn content_discovery_with_gobuster_is_cut_off() -> Result<()> {
         (1..1000).contains(&reached),
         "{reached} of 2006 probes reached the shop"
     );
+    assert_served(load);
     Ok(())
 }
 
@@ -112,6 +121,7 @@ fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     let words = s.dir.join("words.txt");
     let list: String = ["admin", "backup", "config", ".git/HEAD", "old", "private"]
         .iter()
@@ -232,6 +242,7 @@ fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
         );
     }
     assert_eq!(curl(&s.lab.shopper, &s.url("/"), &[]), 200);
+    assert_served(load);
     Ok(())
 }
 
@@ -242,6 +253,7 @@ fn account_takeover_names_the_taken_account() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     let accounts = shop::accounts();
     for (user, _) in &accounts[..3] {
         let status = curl(
@@ -273,6 +285,7 @@ fn account_takeover_names_the_taken_account() -> Result<()> {
         !written.contains("@lab.shop"),
         "an account in clear: {written}"
     );
+    assert_served(load);
     Ok(())
 }
 
@@ -282,6 +295,7 @@ fn card_testing_from_one_host_is_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     for n in 0..8 {
         let card = format!("40000000000000{n:02}");
         let status = curl(
@@ -296,6 +310,7 @@ fn card_testing_from_one_host_is_cut_off() -> Result<()> {
     }
     let d = decision(&s, &s.lab.attacker.v4.to_string())?;
     assert_banned(&s, &d, &["card_testing"]);
+    assert_served(load);
     Ok(())
 }
 
@@ -305,6 +320,7 @@ fn basic_auth_guessing_in_the_error_log_is_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
+    let load = shopper_load(&s);
     for n in 0..12 {
         let status = curl(
             &s.lab.attacker,
@@ -319,5 +335,6 @@ fn basic_auth_guessing_in_the_error_log_is_cut_off() -> Result<()> {
     let d = decision(&s, &s.lab.attacker.v4.to_string())?;
     assert_banned(&s, &d, &["credential_stuffing"]);
     assert!(s.lines(&s.error_log, "ok")? >= 10.0);
+    assert_served(load);
     Ok(())
 }

@@ -4,15 +4,16 @@
 //! a real reverse proxy. Scenarios run one at a time: they time what they
 //! measure.
 
-use std::{sync::Mutex, time::Duration};
-
-use serde_json::Value;
+use std::{net::Ipv4Addr, sync::Mutex, time::Duration};
 
 use anyhow::Result;
 use ensuresec_tests::{
-    attacks,
-    lab::ShopperLoad,
-    shop::{self, ReverseProxy, ShopLab, assert_served, curl, decision, logged_from, shopper_load},
+    app_scenarios, attacks,
+    lab::{KillOnDrop, ShopperLoad},
+    shop::{
+        self, ReverseProxy, ShopLab, assert_served, curl, decided_on, decision, logged_from,
+        shopper_load,
+    },
     wait::eventually,
 };
 
@@ -31,28 +32,9 @@ fn distributed_stuffing_from_twenty_hosts_is_seen_and_each_host_cut_off() -> Res
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
-    let hosts: Vec<_> = (0..20u8)
-        .map(|h| {
-            s.lab.add_host(
-                &format!("bot{h}"),
-                std::net::Ipv4Addr::new(10, 77, 100 + h, 5),
-                format!("fd77::100:{h}").parse().unwrap(),
-            )
-        })
-        .collect::<Result<_>>()?;
+    let hosts = app_scenarios::hosts(&s, "bot", 20, |h| Ipv4Addr::new(10, 77, 100 + h, 5))?;
     let load = shopper_load(&s);
-    let url = s.url("/login");
-    let mut bots: Vec<std::process::Child> = hosts
-        .iter()
-        .enumerate()
-        .map(|(h, host)| {
-            // Eight guesses, 10 s apart, each for another account.
-            let script = format!(
-                "sleep 0.{h:02}; for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null --max-time 2 -A 'Mozilla/5.0' -d \"user=customer$i@lab.shop&pass=leak{h}x$i\" {url}; sleep 10; done"
-            );
-            host.ns.cmd("sh").args(["-c", &script]).spawn()
-        })
-        .collect::<std::io::Result<_>>()?;
+    let bots = KillOnDrop(attacks::distributed_stuffing(&s, &hosts, 8)?);
     let wave = eventually(Duration::from_secs(100), "every host cut off", || {
         let decisions = s.lab.decisions()?;
         let banned = hosts
@@ -69,10 +51,7 @@ fn distributed_stuffing_from_twenty_hosts_is_seen_and_each_host_cut_off() -> Res
             .cloned();
         Ok((banned == hosts.len()).then_some(wide).flatten())
     })?;
-    for bot in &mut bots {
-        let _ = bot.kill();
-        let _ = bot.wait();
-    }
+    drop(bots);
     assert_eq!(wave["action"], "alert", "{wave}");
     assert_eq!(wave["detector"], "credential_stuffing", "{wave}");
     assert!(
@@ -101,15 +80,7 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
-    let crowd: Vec<_> = (0..8u8)
-        .map(|h| {
-            s.lab.add_host(
-                &format!("sale{h}"),
-                std::net::Ipv4Addr::new(10, 77, 50, 10 + h),
-                format!("fd77::50:{h}").parse().unwrap(),
-            )
-        })
-        .collect::<Result<_>>()?;
+    let crowd = app_scenarios::hosts(&s, "sale", 8, |h| Ipv4Addr::new(10, 77, 50, 10 + h))?;
     // The flash sale and the monitor: a page and its assets every second or
     // so, for the whole scenario (bounded loops).
     let sale = |host: &ensuresec_tests::lab::Host, rounds: u32| {
@@ -119,21 +90,24 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
         );
         host.ns.cmd("sh").args(["-c", &script]).spawn()
     };
-    let mut buyers: Vec<std::process::Child> = crowd
-        .iter()
-        .map(|h| sale(h, 20))
-        .collect::<std::io::Result<_>>()?;
+    let buyers = KillOnDrop(
+        crowd
+            .iter()
+            .map(|h| sale(h, 20))
+            .collect::<std::io::Result<_>>()?,
+    );
     let monitor_script = format!(
         "for i in $(seq 20); do curl -s -o /dev/null --max-time 2 -A 'Blackbox Exporter/0.24' {}; sleep 1; done",
         s.url("/")
     );
-    let mut monitor = s
-        .lab
-        .shopper
-        .ns
-        .cmd("sh")
-        .args(["-c", &monitor_script])
-        .spawn()?;
+    let monitor = KillOnDrop(vec![
+        s.lab
+            .shopper
+            .ns
+            .cmd("sh")
+            .args(["-c", &monitor_script])
+            .spawn()?,
+    ]);
     let flooder = s.lab.add_host(
         "flood2",
         std::net::Ipv4Addr::new(10, 77, 66, 7),
@@ -144,23 +118,6 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
         std::net::Ipv4Addr::new(10, 77, 66, 8),
         "fd77::66:8".parse()?,
     )?;
-    let wrk = |host: &ensuresec_tests::lab::Host| {
-        host.ns
-            .cmd("wrk")
-            .args([
-                "-t",
-                "1",
-                "-c",
-                "8",
-                "-d",
-                "6s",
-                "--timeout",
-                "2s",
-                &s.url("/"),
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-    };
     let load = shopper_load(&s);
     // ApacheBench from the second host, going on through errors (-r).
     let ab = flooder
@@ -170,12 +127,11 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    let mut floods = [wrk(&s.lab.attacker)?, ab];
-    let crawl = format!(
-        "for round in 1 2 3 4 5 6 7 8; do for i in $(seq 50); do curl -s -o /dev/null --max-time 1 -A 'Mozilla/5.0' {}/product/$i; done; done",
-        s.url("")
-    );
-    let mut crawler = scraper.ns.cmd("sh").args(["-c", &crawl]).spawn()?;
+    let attackers = KillOnDrop(vec![
+        attacks::wrk(&s, &s.lab.attacker, 6)?,
+        ab,
+        attacks::crawl(&s, &scraper, 8)?,
+    ]);
     for (who, host) in [
         ("wrk", &s.lab.attacker),
         ("ab", &flooder),
@@ -188,13 +144,8 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
             "{who}: {d}"
         );
     }
-    for child in floods.iter_mut().chain([&mut crawler]) {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    for buyer in &mut buyers {
-        buyer.wait()?;
-    }
+    drop(attackers);
+    buyers.wait()?;
     assert_served(load);
     monitor.wait()?;
     // The crowd's and the monitor's requests all reached the agent...
@@ -209,15 +160,10 @@ fn floods_and_scrapers_are_cut_off_and_a_flash_sale_is_not() -> Result<()> {
         || Ok((s.lines(&s.access_log, "ok")? >= crowd_lines as f64).then_some(())),
     )?;
     // ...and none of them was decided on.
-    let decided: Vec<String> = s
-        .lab
-        .decisions()?
-        .iter()
-        .map(|d| d["target"].as_str().unwrap_or("").to_string())
-        .collect();
+    let decided = s.lab.decisions()?;
     for h in crowd.iter().chain([&s.lab.shopper]) {
         assert!(
-            !decided.contains(&h.v4.to_string()),
+            !decided_on(&decided, h.v4),
             "{} was decided on: {decided:?}",
             h.v4
         );
@@ -234,15 +180,7 @@ fn card_testing_from_many_hosts_of_one_network_is_cut_off_as_a_network() -> Resu
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
-    let hosts: Vec<_> = (0..12u8)
-        .map(|h| {
-            s.lab.add_host(
-                &format!("card{h}"),
-                std::net::Ipv4Addr::new(10, 77, 90, 10 + h),
-                format!("fd77::90:{h}").parse().unwrap(),
-            )
-        })
-        .collect::<Result<_>>()?;
+    let hosts = app_scenarios::hosts(&s, "card", 12, |h| Ipv4Addr::new(10, 77, 90, 10 + h))?;
     let load = shopper_load(&s);
     let mut declined = 0;
     for (h, host) in hosts.iter().enumerate() {
@@ -272,13 +210,8 @@ fn card_testing_from_many_hosts_of_one_network_is_cut_off_as_a_network() -> Resu
         assert_eq!(curl(host, &s.url("/"), &[]), 0, "{} is cut off", host.v4);
     }
     assert_served(load);
-    let decided: Vec<Value> = s.lab.decisions()?;
-    assert!(
-        !decided
-            .iter()
-            .any(|d| d["target"] == s.lab.shopper.v4.to_string()),
-        "{decided:?}"
-    );
+    let decided = s.lab.decisions()?;
+    assert!(!decided_on(&decided, s.lab.shopper.v4), "{decided:?}");
     Ok(())
 }
 
@@ -333,10 +266,10 @@ fn shoppers_behind_a_real_reverse_proxy_are_served_and_the_proxy_kept() -> Resul
         || Ok((relayed()? > 30).then_some(())),
     )?;
     assert_served(load);
-    let decided: Vec<Value> = s.lab.decisions()?;
-    for kept in [edge.v4.to_string(), s.lab.shopper.v4.to_string()] {
+    let decided = s.lab.decisions()?;
+    for kept in [edge.v4, s.lab.shopper.v4] {
         assert!(
-            !decided.iter().any(|d| d["target"] == kept.as_str()),
+            !decided_on(&decided, kept),
             "{kept} was decided on: {decided:?}"
         );
     }

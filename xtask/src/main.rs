@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, tests, benchmarks and the lab demo.
 
 mod bootstrap;
+mod lab_run;
 mod run;
 mod train;
 
@@ -217,18 +218,7 @@ fn main() -> Result<()> {
 }
 
 /// Builds the agent, then runs one of the lab's binaries (ensuresec-tests)
-/// with `args`.
+/// with `args`, leaving no lab behind.
 fn lab_bin(root: &std::path::Path, bin: &str, args: &[&str]) -> Result<()> {
-    run::cargo(root, &["build", "--release", "-p", "ensuresec-agent"])?;
-    let mut all = vec![
-        "run",
-        "--release",
-        "-p",
-        "ensuresec-tests",
-        "--bin",
-        bin,
-        "--",
-    ];
-    all.extend(args);
-    run::cargo(root, &all)
+    lab_run::lab_bin(root, bin, args)
 }

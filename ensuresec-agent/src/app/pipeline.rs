@@ -124,8 +124,8 @@ impl Pipeline {
     }
 
     /// Reads one line of `input` (without its newline), which starts at byte
-    /// `offset` of the log, and counts the result.
-    pub fn line(&mut self, input: &LogInput, line: &[u8], offset: u64) -> LineResult {
+    /// `offset` of the file with inode `inode`, and counts the result.
+    pub fn line(&mut self, input: &LogInput, line: &[u8], inode: u64, offset: u64) -> LineResult {
         let read_at_ns = clock::mono_ns();
         let result = match input.parser.parse(line) {
             Err(e) => LineResult::Malformed(e),
@@ -134,6 +134,7 @@ impl Pipeline {
                     read_at_ns,
                     line: Some(LineAt {
                         log: input.name.clone(),
+                        inode,
                         offset,
                     }),
                 };

@@ -37,10 +37,12 @@ pub fn read(pins: &PinDir) -> BTreeMap<String, AppEvidence> {
     crate::state_file::read(&path(pins)).unwrap_or_default()
 }
 
-/// The engine's copy, written after each change.
+/// The engine's copy: recorded at each application decision, written by
+/// the engine's once-a-second upkeep (not on the deciding path).
 pub struct EvidenceFile {
     path: PathBuf,
     entries: BTreeMap<String, AppEvidence>,
+    dirty: bool,
 }
 
 impl EvidenceFile {
@@ -48,27 +50,40 @@ impl EvidenceFile {
         Self {
             path: path(pins),
             entries: read(pins),
+            dirty: false,
         }
     }
 
-    /// Records `evidence` for `target`, keeping only the targets `live`
-    /// says still have a decision.
-    pub fn record(&mut self, target: String, evidence: AppEvidence, live: impl Fn(&str) -> bool) {
+    /// Records `evidence` for `target` (the oldest entry goes beyond
+    /// `MAX_ENTRIES`).
+    pub fn record(&mut self, target: String, evidence: AppEvidence) {
         self.entries.insert(target, evidence);
-        self.entries.retain(|t, _| live(t));
-        while self.entries.len() > MAX_ENTRIES {
+        if self.entries.len() > MAX_ENTRIES {
             let oldest = self
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.decided_secs)
                 .map(|(t, _)| t.clone());
-            match oldest {
-                Some(t) => self.entries.remove(&t),
-                None => break,
-            };
+            if let Some(t) = oldest {
+                self.entries.remove(&t);
+            }
         }
-        if let Err(e) = crate::state_file::write(&self.path, &self.entries) {
-            tracing::warn!(error = %e, file = %self.path.display(), "could not write the decisions' evidence");
+        self.dirty = true;
+    }
+
+    /// After a change, keeps only the targets `live` says still have a
+    /// decision and writes the file.
+    pub fn flush(&mut self, live: impl Fn(&str) -> bool) {
+        if !self.dirty {
+            return;
+        }
+        self.entries.retain(|t, _| live(t));
+        match crate::state_file::write(&self.path, &self.entries) {
+            Ok(()) => self.dirty = false,
+            // Tried again at the next upkeep.
+            Err(e) => {
+                tracing::warn!(error = %e, file = %self.path.display(), "could not write the decisions' evidence")
+            }
         }
     }
 }

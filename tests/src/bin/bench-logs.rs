@@ -133,7 +133,7 @@ fn work(path: &Path, format: Format) -> Result<()> {
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        pipeline.line(&input, &line, line_at);
+        pipeline.line(&input, &line, 0, line_at);
         lines += 1;
     }
     println!("{lines} {}", *findings.lock().expect("lock"));

@@ -249,7 +249,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        match pipeline.line(&input, &buf, line_at) {
+        match pipeline.line(&input, &buf, 0, line_at) {
             LineResult::Malformed(_) => malformed += 1,
             LineResult::Unmapped => unmapped += 1,
             _ => {}

@@ -108,11 +108,14 @@ pub struct Origin {
     pub line: Option<LineAt>,
 }
 
-/// A line in a log: the log's name (its path) and the byte offset where the
-/// line starts.
+/// A line in a log: the log's name (its path), the inode of the file it
+/// was read from (after a rotation, no longer the one at that path), and
+/// the byte offset where the line starts.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LineAt {
     pub log: String,
+    #[serde(default)]
+    pub inode: u64,
     pub offset: u64,
 }
 

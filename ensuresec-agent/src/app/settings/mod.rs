@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 mod sections;
 
-pub use sections::{AppSection, EventsConfig, LogConfig, StartAt, StorefrontConfig};
+pub use sections::{AppSection, EventsConfig, Follow, LogConfig, StartAt, StorefrontConfig};
 
 use super::{
     client::ClientRules,

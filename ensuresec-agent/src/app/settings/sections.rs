@@ -24,6 +24,18 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How logs are followed.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Follow {
+    /// Woken by inotify at each write (polling where inotify is missing).
+    #[default]
+    Inotify,
+    /// Looked at every 100 ms: for file systems whose writes inotify does
+    /// not see (NFS and other network file systems written by other hosts).
+    Poll,
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppSection {
@@ -42,6 +54,7 @@ pub struct AppSection {
     /// Longer lines are skipped and counted as `too_long`.
     pub max_line: usize,
     pub start_at: StartAt,
+    pub follow: Follow,
     /// Signatures added to the shipped list.
     pub signatures: Vec<Signature>,
     /// Ids of shipped signatures a storefront legitimately serves.
@@ -68,6 +81,7 @@ impl Default for AppSection {
             max_clients: 200_000,
             max_line: 64 * 1024,
             start_at: StartAt::End,
+            follow: Follow::Inotify,
             signatures: Vec::new(),
             disabled_signatures: Vec::new(),
         }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::positions::{FileId, Positions, Saved, find_renamed};
+use super::positions::{Draining, FileId, Positions, Saved, find_renamed};
 use crate::app::{
     pipeline::Pipeline,
     settings::{LogInput, StartAt},
@@ -39,6 +39,12 @@ struct Open {
 }
 
 impl Open {
+    /// The end of the last whole line read (also inside a too-long line
+    /// being skipped: a restart skips it again from its start).
+    fn whole_lines_end(&self) -> u64 {
+        self.line_start
+    }
+
     fn new(file: File, id: FileId, read_to: u64) -> Self {
         Self {
             file,
@@ -98,14 +104,20 @@ impl Follower {
     }
 
     /// The position to save: the end of the last whole line of the current
-    /// file. A file still draining after a rotation is not saved: a restart
-    /// in those seconds loses its unread rest (one position per log; a
-    /// rotation while the agent is down is found by identity, see
-    /// `open_current`).
+    /// file, and of the files still draining after a rotation (found again
+    /// by identity after a restart, see `open_current`).
     pub fn saved(&self) -> Option<Saved> {
         self.open.as_ref().map(|o| Saved {
             id: o.id,
-            offset: o.read_to - o.partial.len() as u64,
+            offset: o.whole_lines_end(),
+            draining: self
+                .draining
+                .iter()
+                .map(|d| Draining {
+                    id: d.id,
+                    offset: d.whole_lines_end(),
+                })
+                .collect(),
         })
     }
 
@@ -118,11 +130,20 @@ impl Follower {
         };
         let id = FileId::of(&meta);
         let first = std::mem::replace(&mut self.first_open, false);
+        let saved = positions.get(&self.input.path).filter(|_| first).cloned();
+        // Rotated files that were still being finished when we stopped.
+        for d in saved.iter().flat_map(|s| &s.draining) {
+            if d.id != id
+                && let Some(old) = find_renamed(&self.dir(), d.id).and_then(|p| File::open(p).ok())
+            {
+                self.draining.push(Open::new(old, d.id, d.offset));
+            }
+        }
         let read_to = if !first {
             // Created after we started (a rotation): all of it is new.
             0
         } else {
-            match positions.get(&self.input.path) {
+            match saved {
                 // Shorter than where we were: truncated while we were down.
                 Some(saved) if saved.id == id => {
                     if saved.offset <= meta.len() {
@@ -252,11 +273,11 @@ impl Follower {
                 pipeline.too_long(&self.input);
                 open.partial.clear();
             } else if open.partial.is_empty() {
-                pipeline.line(&self.input, line, start);
+                pipeline.line(&self.input, line, open.id.ino, start);
             } else {
                 open.partial.extend_from_slice(line);
                 let whole = std::mem::take(&mut open.partial);
-                pipeline.line(&self.input, &whole, start);
+                pipeline.line(&self.input, &whole, open.id.ino, start);
             }
         }
         if open.skipping {
@@ -275,7 +296,7 @@ impl Follower {
     fn flush(&self, open: &mut Open, pipeline: &mut Pipeline, done: &mut Pass) {
         if !open.partial.is_empty() && !open.skipping {
             let whole = std::mem::take(&mut open.partial);
-            pipeline.line(&self.input, &whole, open.line_start);
+            pipeline.line(&self.input, &whole, open.id.ino, open.line_start);
             done.lines += 1;
         }
     }

@@ -21,7 +21,10 @@ use std::{
 use inotify::{Inotify, WatchMask};
 
 use self::{follow::Follower, positions::Positions};
-use super::{pipeline::Pipeline, settings::AppSettings};
+use super::{
+    pipeline::Pipeline,
+    settings::{AppSettings, Follow},
+};
 
 /// Longest sleep without an inotify event (and the poll interval without
 /// inotify).
@@ -50,9 +53,12 @@ impl Tailer {
                 )
             })
             .collect();
-        let inotify = Inotify::init()
-            .map_err(|e| tracing::warn!(error = %e, "inotify unavailable; polling the logs every 100 ms"))
-            .ok();
+        let inotify = match settings.section.follow {
+            Follow::Poll => None,
+            Follow::Inotify => Inotify::init()
+                .map_err(|e| tracing::warn!(error = %e, "inotify unavailable; polling the logs every 100 ms"))
+                .ok(),
+        };
         Self {
             followers,
             positions: Positions::load(&settings.section.state_dir),

@@ -27,10 +27,19 @@ impl FileId {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Saved {
     pub id: FileId,
     /// Bytes up to the end of the last whole line read.
+    pub offset: u64,
+    /// Rotated-away files still being finished, and where in each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<Draining>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Draining {
+    pub id: FileId,
     pub offset: u64,
 }
 
@@ -62,8 +71,8 @@ impl Positions {
         }
     }
 
-    pub fn get(&self, log: &Path) -> Option<Saved> {
-        self.by_log.get(log).copied()
+    pub fn get(&self, log: &Path) -> Option<&Saved> {
+        self.by_log.get(log)
     }
 
     pub fn set(&mut self, log: &Path, saved: Saved) {

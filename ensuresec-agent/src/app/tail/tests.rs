@@ -15,7 +15,9 @@ use crate::app::{
     parse::Format,
     pipeline::{Pipeline, TimeBase},
     pseudonym::Hasher,
-    settings::{AppSection, AppSettings, EventsConfig, LogConfig, StartAt, StorefrontConfig},
+    settings::{
+        AppSection, AppSettings, EventsConfig, Follow, LogConfig, StartAt, StorefrontConfig,
+    },
 };
 
 struct Fixture {
@@ -29,6 +31,10 @@ struct Fixture {
 }
 
 fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
+    fixture_following(name, start_at, max_line, Follow::Inotify)
+}
+
+fn fixture_following(name: &str, start_at: StartAt, max_line: usize, follow: Follow) -> Fixture {
     let dir = std::env::temp_dir().join(format!("es-tail-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -37,6 +43,7 @@ fn fixture(name: &str, start_at: StartAt, max_line: usize) -> Fixture {
         state_dir: dir.join("state"),
         start_at,
         max_line,
+        follow,
         ..Default::default()
     };
     let settings = Arc::new(
@@ -151,6 +158,7 @@ fn findings_name_the_byte_offset_of_their_line() {
     f.drain(&mut t);
     append(&f.log, &tool(9)[30..]);
     f.drain(&mut t);
+    t.save();
     drop(t);
     let second = (before.len() + tool(9).len() + line(3).len()) as u64;
     append(&f.log, &(line(3) + &tool(10)));
@@ -160,6 +168,34 @@ fn findings_name_the_byte_offset_of_their_line() {
     f.drain(&mut t);
     let expected = vec![before.len() as u64, second, line(4).len() as u64];
     assert_eq!(*f.decided_at.lock().unwrap(), expected);
+}
+
+/// Waits up to 10 s for `check`.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Polling (`follow = "poll"`, as where inotify is missing): the follower
+/// thread finds every line by looking, through a rename rotation too.
+#[test]
+fn polling_follows_writes_and_rotations() {
+    let f = fixture_following("poll", StartAt::Beginning, 4096, Follow::Poll);
+    let t = f.tailer();
+    assert!(t.inotify.is_none());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = t.spawn(f.pipeline.clone(), stop.clone());
+    append(&f.log, &lines(0..3));
+    eventually("three lines", || f.count("ok") == 3);
+    std::fs::rename(&f.log, f.dir.join("access.log.1")).unwrap();
+    append(&f.log, &lines(3..5));
+    eventually("five lines", || f.count("ok") == 5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
+    assert_eq!(f.count("malformed"), 0);
 }
 
 #[test]
@@ -229,6 +265,29 @@ fn a_rotation_while_stopped_is_finished_then_followed() {
     let mut second = f.tailer();
     f.drain(&mut second);
     assert_eq!((f.count("ok"), f.count("malformed")), (5, 0));
+}
+
+/// A restart while a rotated file is still being finished (the server
+/// writes to it until it reopens its logs) resumes both files.
+#[test]
+fn a_restart_while_a_rotated_file_drains_loses_nothing() {
+    let f = fixture("drain-restart", StartAt::Beginning, 4096);
+    let mut first = f.tailer();
+    append(&f.log, &lines(0..2));
+    f.drain(&mut first);
+    let rotated = f.dir.join("access.log.1");
+    std::fs::rename(&f.log, &rotated).unwrap();
+    append(&rotated, &lines(2..3));
+    append(&f.log, &lines(3..5));
+    f.drain(&mut first);
+    first.save();
+    drop(first);
+    // Written while no agent ran: the old file's last lines, the new one's.
+    append(&rotated, &lines(5..7));
+    append(&f.log, &lines(7..8));
+    let mut second = f.tailer();
+    f.drain(&mut second);
+    assert_eq!((f.count("ok"), f.count("malformed")), (8, 0));
 }
 
 #[test]

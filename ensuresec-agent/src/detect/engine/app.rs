@@ -126,7 +126,6 @@ impl Engine {
             evidence = %f.evidence,
             "application detection"
         );
-        let store = self.store.clone();
         if let Some(file) = &mut self.app_evidence {
             let evidence = AppEvidence {
                 storefront: f.storefront.to_string(),
@@ -136,12 +135,7 @@ impl Engine {
                 decided_secs: record.created_secs,
                 line: f.origin.line.clone(),
             };
-            file.record(target.to_string(), evidence, |t| {
-                t.parse::<DecisionTarget>()
-                    .ok()
-                    .and_then(|t| store.decision(&t.0).ok().flatten())
-                    .is_some_and(|r| r.expires_at_ns > crate::clock::mono_ns())
-            });
+            file.record(target.to_string(), evidence);
         }
         self.log_decision(
             &target.to_string(),
@@ -152,6 +146,20 @@ impl Engine {
             f.origin.read_at_ns,
         );
         Ok(())
+    }
+
+    /// Writes the evidence of application decisions, if any changed,
+    /// keeping only the decisions still in force.
+    pub(super) fn flush_evidence(&mut self) {
+        let store = self.store.clone();
+        if let Some(file) = &mut self.app_evidence {
+            file.flush(|t| {
+                t.parse::<DecisionTarget>()
+                    .ok()
+                    .and_then(|t| store.decision(&t.0).ok().flatten())
+                    .is_some_and(|r| r.expires_at_ns > crate::clock::mono_ns())
+            });
+        }
     }
 
     pub(super) fn intern_storefronts(&mut self, names: &[Arc<str>]) -> Result<()> {

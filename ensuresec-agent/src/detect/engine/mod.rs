@@ -141,8 +141,10 @@ impl Engine {
                         if let Err(e) = self.maintain() {
                             tracing::error!(error = %e, "decision upkeep failed");
                         }
+                        self.flush_evidence();
                     }
                 }
+                self.flush_evidence();
             })
             .expect("spawning the detection thread")
     }
