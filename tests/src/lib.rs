@@ -4,6 +4,7 @@
 pub mod app_scenarios;
 pub mod attacks;
 pub mod capture;
+pub mod clients;
 pub mod cutoff;
 pub mod dataset;
 pub mod fail2ban;

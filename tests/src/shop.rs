@@ -243,8 +243,14 @@ pub fn logged_from(log: &Path, addr: &str) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.split(' ').nth(1) == Some(addr))
+        .filter(|l| is_from(l, addr))
         .count()
+}
+
+/// Whether a line of the shop's access log (vhost first, then the client)
+/// is a request from `addr`.
+pub fn is_from(line: &str, addr: &str) -> bool {
+    line.split(' ').nth(1) == Some(addr)
 }
 
 /// The decision on `target` with its evidence (written just after it),
@@ -286,14 +292,19 @@ pub fn assert_banned(s: &ShopLab, d: &Value, detectors: &[&str]) {
 /// Whether one of `decisions` (rows of `decisions list -o json`) is on
 /// `addr`, by its address or a network holding it.
 pub fn decided_on(decisions: &[Value], addr: std::net::Ipv4Addr) -> bool {
+    decisions
+        .iter()
+        .any(|d| target_covers(d["target"].as_str().unwrap_or_default(), addr))
+}
+
+/// Whether a decision target (an address, or a network as `ADDR/LEN`)
+/// covers `addr`.
+pub fn target_covers(target: &str, addr: std::net::Ipv4Addr) -> bool {
     let addr = std::net::IpAddr::V4(addr);
-    decisions.iter().any(|d| {
-        let target = d["target"].as_str().unwrap_or_default();
-        target
-            .parse::<ipnet::IpNet>()
-            .map(|n| n.contains(&addr))
-            .unwrap_or_else(|_| target.parse::<std::net::IpAddr>().is_ok_and(|a| a == addr))
-    })
+    target
+        .parse::<ipnet::IpNet>()
+        .map(|n| n.contains(&addr))
+        .unwrap_or_else(|_| target.parse::<std::net::IpAddr>().is_ok_and(|a| a == addr))
 }
 
 /// A shopper browsing product pages all through a scenario.

@@ -2,10 +2,15 @@
 //! deciding line being written to the attacker cut off, the attacker's
 //! requests answered after that line, benign clients banned.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
-use ensuresec_tests::{fail2ban::Fail2ban, lab::Host, shop::ShopLab, wait::eventually};
+use ensuresec_tests::{
+    fail2ban::Fail2ban,
+    lab::Host,
+    shop::{ShopLab, target_covers},
+    wait::eventually,
+};
 
 use crate::watch::{Seen, Watch};
 
@@ -18,12 +23,7 @@ pub struct Outcome {
 
 /// Whether a ban on one of `targets` (an address or a network) covers `host`.
 fn covers(targets: &[String], host: &Host) -> bool {
-    let addr = IpAddr::V4(host.v4);
-    targets.iter().any(|t| {
-        t.parse::<ipnet::IpNet>()
-            .map(|n| n.contains(&addr))
-            .unwrap_or_else(|_| t.parse::<IpAddr>().is_ok_and(|a| a == addr))
-    })
+    targets.iter().any(|t| target_covers(t, host.v4))
 }
 
 /// Targets ensuresec bans now.

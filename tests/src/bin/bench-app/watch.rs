@@ -10,7 +10,7 @@ use std::{
 use anyhow::Result;
 use ensuresec_tests::{
     cutoff::{LineClock, Prober, Stamps},
-    shop::{PORT, ShopLab},
+    shop::{PORT, ShopLab, is_from},
     wait::eventually,
 };
 
@@ -107,9 +107,7 @@ impl Seen {
         let mut offset = 0u64;
         let mut after = 0;
         for line in text.split_inclusive('\n') {
-            if line.split(' ').nth(1) == Some(client)
-                && self.written(log, offset).is_some_and(|at| at > written)
-            {
+            if is_from(line, client) && self.written(log, offset).is_some_and(|at| at > written) {
                 after += 1;
             }
             offset += line.len() as u64;
