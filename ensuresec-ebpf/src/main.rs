@@ -15,7 +15,7 @@ mod verdict;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ensuresec_common::{maps::PROG_DETECT, reason::Reason};
 
-use crate::maps::{ES_COUNTERS, ES_DETECT, ES_PARSED, ES_PROGS};
+use crate::maps::{ES_CLASSES, ES_COUNTERS, ES_DETECT, ES_PARSED, ES_PROGS};
 
 #[inline(always)]
 fn count(reason: Reason, bytes: u64) {
@@ -74,6 +74,14 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
     };
     let now = clock::now();
     let classes = features::classes(&ctx, parsed);
+    let Some(classes_slot) = ES_CLASSES.get_ptr_mut(0) else {
+        return finish(Reason::Passed, len);
+    };
+    // SAFETY: per-CPU slot of this CPU; volatile, as for the parse.
+    let classes = unsafe {
+        core::ptr::write_volatile(classes_slot, classes);
+        core::ptr::read_volatile(classes_slot)
+    };
     features::record(parsed, classes, len, now, cfg);
     let reason = verdict::mitigations(parsed, classes, cfg.cpus, now)
         .unwrap_or_else(|| verdict::policy(parsed));

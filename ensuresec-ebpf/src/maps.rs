@@ -99,6 +99,18 @@ pub static ES_DESTS: PerCpuArray<DestSlot> = PerCpuArray::pinned(DEFAULT_DESTS, 
 #[map]
 pub static ES_PARSED: PerCpuArray<crate::parse::Parsed> = PerCpuArray::with_max_entries(1, 0);
 
+/// `ensuresec_detect`'s packet classes, kept in a map for the same reason:
+/// read back, they are one unknown value, not one constant per combination
+/// of classes, each of which the verifier would walk the counters with.
+#[map]
+pub static ES_CLASSES: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// What `features::destination` counts a packet with, off the stack: with
+/// the caller's frame, the BPF stack (512 bytes) would not hold it.
+#[map]
+pub static ES_DEST_PACKET: PerCpuArray<crate::features::DestPacket> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Destination ports tracked one by one, at `DST_PORTS_TCP`/`DST_PORTS_UDP`.
 #[map]
 pub static ES_DST_PORTS: Array<PortBitmap> = Array::pinned(DST_PORTS_SLOTS, 0);

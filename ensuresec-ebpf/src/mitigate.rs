@@ -1,7 +1,7 @@
 //! The agent's mitigations short of a ban: per-source throttles and
 //! per-destination budgets for new TCP connections, as per-CPU token buckets.
 
-use ensuresec_common::features::{Bucket, DestKey, Throttle, take_token};
+use ensuresec_common::features::{Bucket, DestKey, Throttle, class, take_token};
 
 use crate::{
     features, frags,
@@ -79,9 +79,11 @@ pub fn throttle_allows(p: &Parsed, classes: u32, cpus: u32, now: u64) -> bool {
 /// without ACK), any UDP, or any ICMP, keyed like the destination features
 /// (untracked ports count as port 0). TCP and UDP whose ports cannot be read
 /// count under port 0, except the later fragments of a datagram whose first
-/// fragment passed (a datagram counts once).
+/// fragment passed (a datagram counts once). A budget with drop classes is a
+/// filter instead: packets of those classes (answers nobody asked for) are
+/// dropped, every other packet passes.
 #[inline(always)]
-pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
+pub fn budget_allows(p: &Parsed, classes: u32, cpus: u32, now: u64) -> bool {
     let t = &p.transport;
     let limited = match t.kind {
         Transport::TCP => t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
@@ -91,7 +93,8 @@ pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
         }
         _ => p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6,
     };
-    if !limited {
+    // Unsolicited SYN-ACKs are no new connection, but a filter may drop them.
+    if !limited && classes & class::SYNACK == 0 {
         return true;
     }
     let key = DestKey {
@@ -102,7 +105,16 @@ pub fn budget_allows(p: &Parsed, cpus: u32, now: u64) -> bool {
     };
     // SAFETY: read-only use of the value.
     match unsafe { ES_BUDGET.get(key) } {
-        Some(b) => allowed(&ES_BUDGET_ST, &key, b, cpus, now),
-        None => true,
+        Some(b) if b.drop_classes != 0 => {
+            (b.expires_at_ns != 0 && b.expires_at_ns <= now)
+                || if p.is_later_fragment() {
+                    // Goes the way of its datagram's first fragment.
+                    frags::datagram_passed(p)
+                } else {
+                    classes & b.drop_classes == 0
+                }
+        }
+        Some(b) if limited => allowed(&ES_BUDGET_ST, &key, b, cpus, now),
+        _ => true,
     }
 }

@@ -1,8 +1,9 @@
-//! Whether a packet answers a socket of this host: the kernel's own socket
-//! lookup, asked only for packets that would otherwise count as evidence
-//! (SYN-ACKs and UDP from service ports). Replies to connections the host
-//! opened (a pool to a payment API, queries to a resolver) are never evidence
-//! of a scan, a reflection or a flood.
+//! Whether a packet answers a socket of this host, reaches a listener, or
+//! reaches nobody: the kernel's own socket lookup, asked only for packets
+//! that would otherwise count as evidence (SYN-ACKs, and UDP that is not a
+//! request to a served port). Replies to connections the host opened (a pool
+//! to a payment API, queries to a resolver) are never evidence of a scan, a
+//! reflection or a flood; UDP that reaches nobody was asked for by nobody.
 
 use aya_ebpf::{
     bindings::{
@@ -15,9 +16,23 @@ use aya_ebpf::{
 
 use crate::parse::{Ip, Parsed, Transport};
 
-/// A subprogram of its own: the tuple would not fit in the caller's frame.
-#[inline(never)]
+/// What a packet's socket lookup found.
+pub const NOBODY: u32 = 0;
+/// A listening TCP socket, or a UDP socket with no peer: a service.
+pub const LISTENER: u32 = 1;
+/// A connected socket: the packet answers something this host sent.
+pub const REPLY: u32 = 2;
+
+/// Whether the packet answers a connected socket of this host.
+#[inline(always)]
 pub fn answers_a_socket(ctx: &XdpContext, p: &Parsed) -> bool {
+    lookup(ctx, p) == REPLY
+}
+
+/// `NOBODY`, `LISTENER` or `REPLY`. A subprogram of its own: the tuple would
+/// not fit in the caller's frame.
+#[inline(never)]
+pub fn lookup(ctx: &XdpContext, p: &Parsed) -> u32 {
     let t = &p.transport;
     // SAFETY: zeroes are a valid tuple.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
@@ -53,7 +68,7 @@ pub fn answers_a_socket(ctx: &XdpContext, p: &Parsed) -> bool {
             bpf_sk_lookup_udp(ctx.ctx as *mut _, &mut tuple, size as u32, netns, 0)
         };
         if sk.is_null() {
-            return false;
+            return NOBODY;
         }
         // A listener answers nothing; a connected UDP socket has a peer.
         let answers = if tcp {
@@ -62,6 +77,6 @@ pub fn answers_a_socket(ctx: &XdpContext, p: &Parsed) -> bool {
             (*sk).dst_port != 0
         };
         bpf_sk_release(sk as *mut _);
-        answers
+        if answers { REPLY } else { LISTENER }
     }
 }

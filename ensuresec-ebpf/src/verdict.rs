@@ -185,7 +185,7 @@ pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> Option
     if control.throttles != 0 && !mitigate::throttle_allows(parsed, classes, cpus, now) {
         return Some(Reason::Throttled);
     }
-    if control.budgets != 0 && !mitigate::budget_allows(parsed, cpus, now) {
+    if control.budgets != 0 && !mitigate::budget_allows(parsed, classes, cpus, now) {
         return Some(Reason::DestBudget);
     }
     None

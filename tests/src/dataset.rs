@@ -67,6 +67,7 @@ pub fn family(scenario: &str) -> &str {
     match scenario {
         "masscan" | "port-scan" => "port-scan",
         "t50-flood" | "spoofed-syn-flood" | "many-sources" => "spoofed-syn",
+        "reflection" | "reflection-burst" => "reflection",
         s => s,
     }
 }

@@ -19,11 +19,21 @@ use ensuresec_common::{
     maps::{BenchParams, BenchSource, Counter, MAP_BENCH, MAP_BENCH_SRC},
 };
 
-/// A unique name for this process: `es-TAG-PID-N`.
+/// Set by whoever runs a lab binary and sweeps after it (`cargo xtask`): its
+/// pid goes into every name, so that what a binary's own children (eval's
+/// replays) leave behind is swept too.
+pub const LAB_OWNER_ENV: &str = "ENSURESEC_LAB_OWNER";
+
+/// A unique name for this process: `es-TAG-PID-N`, or `es-TAG-OWNER-PID-N`
+/// under a lab owner.
 pub fn unique(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    let owner = std::env::var(LAB_OWNER_ENV)
+        .ok()
+        .filter(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(String::new(), |o| format!("{o}-"));
     format!(
-        "es-{tag}-{}-{}",
+        "es-{tag}-{owner}{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )

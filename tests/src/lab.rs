@@ -226,8 +226,10 @@ pub fn ensuresec_bin() -> PathBuf {
 impl Lab {
     /// Another host on the lab's bridge (a crowd member, a second attacker).
     pub fn add_host(&self, tag: &str, v4: Ipv4Addr, v6: Ipv6Addr) -> Result<Host> {
-        let port = format!("p-{}", &unique(tag)[3..].replace('-', ""));
-        let port: String = port.chars().take(15).collect();
+        // Interface names hold 15 bytes; unique within the lab's switch.
+        static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port: String = format!("p{n}-{tag}").chars().take(15).collect();
         Host::new(tag, &self._switch, &port, v4, v6)
     }
 

@@ -41,6 +41,7 @@ scenario_tests! {
     ack_flood => "ack-flood",
     fragment_flood => "fragment-flood",
     reflection => "reflection",
+    reflection_burst => "reflection-burst",
     synack_reflection => "synack-reflection",
     port_scan => "port-scan",
     masscan => "masscan",

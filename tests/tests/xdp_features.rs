@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use ensuresec_common::{
     features::{
-        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Throttle, class, v4_key,
+        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale, Throttle, class,
+        v4_key,
     },
     ports::{PortRange, bitmap},
     reason::Reason,
@@ -130,7 +131,7 @@ fn counts_per_source_and_destination() -> Result<()> {
     };
     let d = k
         .store
-        .dest_stats(&k.store.detect_config()?, &web, 0)?
+        .dest_stats(&k.store.detect_config()?, &web, Scale::Window, 0)?
         .expect("destination tracked");
     assert_eq!((d.total.packets, d.total.new_conns), (13, 10));
     // An untracked UDP port is folded into port 0.
@@ -141,7 +142,7 @@ fn counts_per_source_and_destination() -> Result<()> {
     };
     assert_eq!(
         k.store
-            .dest_stats(&k.store.detect_config()?, &other, 0)?
+            .dest_stats(&k.store.detect_config()?, &other, Scale::Window, 0)?
             .map(|d| d.total.packets),
         Some(1)
     );
@@ -215,16 +216,36 @@ fn destination_trip_wire() -> Result<()> {
             &tcp(Ipv4Addr::from(0x0a01_0000 + i), 80, TCP_SYN),
         )?;
     }
-    let trips: Vec<Event> = events(&k)?
+    let all: Vec<Event> = events(&k)?
         .into_iter()
         .filter(|e| e.kind == EVENT_DEST_TRIP)
         .collect();
+    let at = |scale: Scale| -> Vec<Event> {
+        all.iter()
+            .filter(|e| e.scale == scale as u8)
+            .copied()
+            .collect()
+    };
+    let trips = at(Scale::Window);
     assert_eq!(
         trips.len(),
         1,
         "25 packets trip; the next level, 50, is not reached"
     );
     assert_eq!((trips[0].port, trips[0].proto), (80, 6));
+    // A tenth of a window trips at a tenth of the count, then each doubling
+    // (a slow machine may start a new tenth in between: each starts over).
+    let bursts = at(Scale::Burst);
+    assert!(!bursts.is_empty());
+    for e in &bursts {
+        let p = e.window.packets;
+        assert!(p >= 2 && (p / 2).is_power_of_two() && p % 2 == 0, "{p}");
+    }
+    assert!(
+        at(Scale::Slow).is_empty(),
+        "SYNs are no unsolicited answers"
+    );
+    assert_eq!(all.len(), trips.len() + bursts.len(), "{all:?}");
     assert!(
         trips[0].window.distinct_dsts > 20,
         "distinct sources: {:?}",
@@ -332,6 +353,15 @@ fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
     Ok(())
 }
 
+fn tcp_from(src: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport,
+        dport,
+        flags,
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
 fn udp_from(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
     let l4 = L4::Udp {
         sport,
@@ -347,6 +377,11 @@ fn udp_from(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
 #[test]
 fn throttles_act_on_their_classes_only() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
+    // The host serves UDP 443 (QUIC).
+    let tcp_ports: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
+    k.store
+        .write()?
+        .set_tracked_ports(&bitmap(&tcp_ports), &bitmap(&["443".parse()?]))?;
     k.store.write()?.set_throttle(
         &key(SRC),
         &Throttle {
@@ -361,8 +396,8 @@ fn throttles_act_on_their_classes_only() -> Result<()> {
     for _ in 0..3 {
         assert_eq!(k.run("ensuresec", &udp_from(SRC, 53, 40000))?, XDP_DROP);
     }
-    // UDP from an ordinary port is another class.
-    assert_eq!(k.run("ensuresec", &udp_from(SRC, 5353, 40000))?, XDP_PASS);
+    // UDP from a client port to a served port is a request: another class.
+    assert_eq!(k.run("ensuresec", &udp_from(SRC, 5353, 443))?, XDP_PASS);
     let syns: Vec<u32> = (0..4)
         .map(|_| k.run("ensuresec", &tcp(SRC, 443, TCP_SYN)).unwrap())
         .collect();
@@ -373,7 +408,7 @@ fn throttles_act_on_their_classes_only() -> Result<()> {
     // Fragmented answers go the way of their first fragment: the reflected
     // one is dropped whole, an ordinary one passes whole.
     let (reflected, rest) = udp_fragments(53, 40000, 0, 64);
-    let (ordinary, _) = udp_fragments(5353, 40000, 0, 64);
+    let (ordinary, _) = udp_fragments(5353, 443, 0, 64);
     for (first, id, want) in [(&reflected, 7, XDP_DROP), (&ordinary, 8, XDP_PASS)] {
         assert_eq!(
             k.run("ensuresec", &ipv4_fragment(SRC, DST, 0x2000, id, first))?,
@@ -384,6 +419,130 @@ fn throttles_act_on_their_classes_only() -> Result<()> {
             want
         );
     }
+    Ok(())
+}
+
+/// A destination filter (a budget with drop classes) drops the answers
+/// nobody asked for and nothing else: shoppers' requests, their browsing
+/// and UDP to served ports pass.
+#[test]
+fn destination_filters_drop_only_what_nobody_asked_for() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    let tcp_ports: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
+    k.store
+        .write()?
+        .set_tracked_ports(&bitmap(&tcp_ports), &bitmap(&["443".parse()?]))?;
+    for (proto, classes) in [(17, class::UDP_SERVICE), (6, class::SYNACK)] {
+        k.store.write()?.set_budget(
+            &DestKey {
+                addr: key(DST),
+                port: 0,
+                proto,
+                _pad: 0,
+            },
+            &Throttle {
+                rate_pps: 0,
+                burst: 0,
+                expires_at_ns: 0,
+                limit_classes: 0,
+                drop_classes: classes,
+            },
+        )?;
+    }
+    for i in 0..50u32 {
+        let reflector = Ipv4Addr::from(0x0b00_0000 + i);
+        assert_eq!(
+            k.run("ensuresec", &udp_from(reflector, 47808, 30120))?,
+            XDP_DROP
+        );
+        assert_eq!(
+            k.run(
+                "ensuresec",
+                &tcp_from(reflector, 80, 40000 + i as u16, TCP_SYN | TCP_ACK)
+            )?,
+            XDP_DROP
+        );
+    }
+    assert_eq!(
+        k.run("ensuresec", &udp_from(SRC, 50000, 443))?,
+        XDP_PASS,
+        "QUIC"
+    );
+    for flags in [TCP_SYN, TCP_ACK] {
+        assert_eq!(k.run("ensuresec", &tcp(SRC, 443, flags))?, XDP_PASS);
+    }
+    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 100);
+    Ok(())
+}
+
+/// UDP nobody asked for is unsolicited from whatever port it comes: what
+/// reaches a port nobody listens on, and what comes from a service port
+/// (below 1024, or a known amplifier's) without answering a socket. A reply
+/// to a connected socket is nothing; a request to a listener is a request.
+#[test]
+fn udp_nobody_asked_for_is_unsolicited_from_any_port() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    // Sockets of this process on loopback (BPF_PROG_TEST_RUN looks sockets
+    // up in this network namespace).
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let connected = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    connected.connect("127.0.0.2:47808")?;
+    let peer: Ipv4Addr = "127.0.0.2".parse()?;
+    let udp = |sport: u16, dport: u16| {
+        let l4 = L4::Udp {
+            sport,
+            dport,
+            payload: vec![0; 400],
+        };
+        frame(
+            &[],
+            ipv4(peer, "127.0.0.1".parse().unwrap(), &V4Opts::default(), &l4),
+        )
+    };
+    let cfg = k.store.detect_config()?;
+    let mut last = (0, 0);
+    let mut check = |sport: u16, dport: u16, unsolicited: u64, why: &str| -> Result<()> {
+        k.run("ensuresec", &udp(sport, dport))?;
+        let s = k.store.source_stats(&cfg, &key(peer), 0)?.expect("tracked");
+        assert_eq!(s.total.packets, last.0 + 1, "{why}: the packet arrived");
+        assert_eq!(s.total.udp_reflect, last.1 + unsolicited, "{why}");
+        last = (s.total.packets, s.total.udp_reflect);
+        Ok(())
+    };
+    let (to_listener, to_connected) = (
+        listener.local_addr()?.port(),
+        connected.local_addr()?.port(),
+    );
+    check(
+        47808,
+        40000,
+        1,
+        "BACnet's port, to a port nobody listens on",
+    )?;
+    check(30120, 40001, 1, "a port nobody ever named")?;
+    check(47808, to_connected, 0, "the answer our socket asked for")?;
+    check(47808, to_listener, 0, "a request to a listener")?;
+    check(
+        161,
+        to_listener,
+        0,
+        "from a service port, to a client socket of ours (a resolver's)",
+    )?;
+    check(
+        161,
+        to_connected,
+        1,
+        "from a service port our socket never asked",
+    )?;
+    // Once the listener's port is a service the host serves, what comes to
+    // it from a service port is a reflection aimed at that service.
+    let served: Vec<PortRange> = vec![format!("{to_listener}").parse()?];
+    let tcp: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
+    k.store
+        .write()?
+        .set_tracked_ports(&bitmap(&tcp), &bitmap(&served))?;
+    check(161, to_listener, 1, "from a service port, to a served port")?;
+    check(40123, to_listener, 0, "a request to a served port")?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! every process still running inside those namespaces.
 
 use std::{
+    os::unix::process::CommandExt as _,
     path::Path,
     process::Command,
     sync::atomic::{AtomicI32, Ordering},
@@ -20,8 +21,9 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 extern "C" fn pass_on(signal: libc::c_int) {
     let pid = CHILD.load(Ordering::Relaxed);
     if pid > 0 {
+        // To the binary's whole process group: eval's replays too.
         // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, signal) };
+        unsafe { libc::kill(-pid, signal) };
     }
 }
 
@@ -33,18 +35,24 @@ fn set_handlers(handler: libc::sighandler_t) {
     }
 }
 
-/// Builds the agent and `bin`, runs it with `args`, then sweeps its lab.
+/// Builds the agent and `bin` (and the binaries `bin` runs), runs it with
+/// `args`, then sweeps its lab.
 pub fn lab_bin(root: &Path, bin: &str, args: &[&str]) -> Result<()> {
     run::cargo(root, &["build", "--release", "-p", "ensuresec-agent"])?;
-    run::cargo(
-        root,
-        &["build", "--release", "-p", "ensuresec-tests", "--bin", bin],
-    )?;
+    let mut build = vec!["build", "--release", "-p", "ensuresec-tests", "--bin", bin];
+    if bin == "eval" {
+        build.extend(["--bin", "replay"]);
+    }
+    run::cargo(root, &build)?;
     let exe = root.join("target/release").join(bin);
     eprintln!("xtask: {} {}", exe.display(), args.join(" "));
+    let owner = std::process::id();
     let mut child = Command::new(&exe)
         .args(args)
         .current_dir(root)
+        // Names of everything its lab makes carry our pid (and its own).
+        .env("ENSURESEC_LAB_OWNER", owner.to_string())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
     CHILD.store(child.id() as i32, Ordering::Relaxed);
@@ -52,7 +60,7 @@ pub fn lab_bin(root: &Path, bin: &str, args: &[&str]) -> Result<()> {
     let status = child.wait();
     set_handlers(libc::SIG_DFL);
     CHILD.store(0, Ordering::Relaxed);
-    let swept = sweep(child.id());
+    let swept = sweep(owner) + sweep(child.id());
     if swept > 0 {
         eprintln!("xtask: removed {swept} namespaces and directories {bin} left behind");
     }

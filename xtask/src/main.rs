@@ -48,6 +48,19 @@ enum Task {
         #[arg(long)]
         speed: Option<String>,
     },
+    /// Bootstrap, then replay every public capture named in
+    /// tests/eval/captures.toml at its recorded timing and print, per capture,
+    /// whether ensuresec decided, by which detector and how fast.
+    Eval {
+        /// Where the captures are (fetched by the developers; see the README).
+        #[arg(long, default_value = "../shared/captures")]
+        captures: std::path::PathBuf,
+        /// Also write the rows as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Only captures whose path contains one of these.
+        names: Vec<String>,
+    },
     /// Bootstrap, then record the anomaly model's dataset from the lab
     /// (models/data/windows.csv and schema.json).
     Dataset {
@@ -167,6 +180,26 @@ fn main() -> Result<()> {
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             lab_bin(&root, bin, &args)
+        }
+        Task::Eval {
+            captures,
+            json,
+            names,
+        } => {
+            let captures = std::fs::canonicalize(&captures)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", captures.display()))?;
+            let mut args = vec!["--captures".to_string(), captures.display().to_string()];
+            if let Some(j) = json {
+                let j = if j.is_absolute() {
+                    j
+                } else {
+                    std::env::current_dir()?.join(j)
+                };
+                args.extend(["--json".to_string(), j.display().to_string()]);
+            }
+            args.extend(names);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            lab_bin(&root, "eval", &args)
         }
         Task::Dataset {
             passes,

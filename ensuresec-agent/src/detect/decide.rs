@@ -106,8 +106,9 @@ pub fn apply(
             record.first_seen_ns = current.first_seen_ns.min(first_seen_ns);
         }
     }
-    if let Plan::Budget { pps, .. } = plan {
+    if let Plan::Budget { pps, drop, .. } = plan {
         record.rate = pps;
+        record.drop_classes = drop;
     }
     store.set_decision(key, &record).map_err(|e| {
         // A full hash map refuses a new key with E2BIG.
@@ -187,7 +188,7 @@ fn enforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord, plan: Pla
                 burst: record.rate.max(1),
                 expires_at_ns: record.expires_at_ns,
                 limit_classes: 0,
-                drop_classes: 0,
+                drop_classes: record.drop_classes,
             },
         )?,
         Plan::Alert { .. } => {}
@@ -270,6 +271,10 @@ pub fn describe_action(r: &DecisionRecord) -> String {
             }
             parts.join(", ")
         }
+        Some(Action::Budget) if r.drop_classes != 0 => format!(
+            "drops {} to it",
+            evidence::class_names(r.drop_classes).join("+")
+        ),
         Some(Action::Budget) => format!("limits new connections to {}/s", r.rate),
         Some(Action::Ban) => "drops everything".into(),
         Some(Action::Alert) | None => "records only".into(),

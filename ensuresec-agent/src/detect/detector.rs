@@ -90,10 +90,10 @@ const DEFAULTS: [DetectorConfig; Detector::COUNT] = [
     detector(10_000, 200_000, Action::Ban, Action::Alert),
     // fragment_flood
     detector(500, 10_000, Action::Ban, Action::Alert),
-    // reflection
-    detector(100, 5_000, Action::Ban, Action::Alert),
-    // synack_reflection
-    detector(100, 2_000, Action::Ban, Action::Alert),
+    // reflection and synack_reflection: at a destination, a filter of the
+    // answers nobody asked for (see `plan`).
+    detector(100, 5_000, Action::Ban, Action::Budget),
+    detector(100, 2_000, Action::Ban, Action::Budget),
     // port_scan
     detector(20, 0, Action::Ban, Action::Alert),
     // host_sweep

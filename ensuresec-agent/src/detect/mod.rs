@@ -3,6 +3,7 @@
 
 pub mod allow;
 pub mod app_evidence;
+pub mod baseline;
 pub mod decide;
 pub mod detector;
 pub mod engine;

@@ -25,9 +25,12 @@ pub enum Plan {
         drop: u32,
         ttl: Duration,
     },
-    /// New connections, UDP or ICMP to a destination held to `pps`.
+    /// New connections, UDP or ICMP to a destination held to `pps`; or,
+    /// with `drop` classes, those classes to the destination dropped (answers
+    /// nobody asked for) and the rest untouched.
     Budget {
         pps: u32,
+        drop: u32,
         ttl: Duration,
     },
     Alert {
@@ -104,10 +107,19 @@ pub fn plan(
             ttl: settings.ban_ttl(strikes),
         },
         Action::Throttle => scoped(Scope::Limit, config.throttle_pps),
-        // Budget the destination at the aggregate threshold: traffic beyond it
-        // is the attack; what fits keeps being served.
+        // Evidence no client sends (reflected answers, unsolicited
+        // SYN-ACKs) is filtered out at the destination: shoppers never
+        // notice. Otherwise budget the destination at the aggregate
+        // threshold: traffic beyond it is the attack; what fits keeps being
+        // served.
+        Action::Budget if evidence.scope == Scope::Drop => Plan::Budget {
+            pps: 0,
+            drop: evidence.classes,
+            ttl: settings.budget_ttl,
+        },
         Action::Budget => Plan::Budget {
             pps: config.aggregate,
+            drop: 0,
             ttl: settings.budget_ttl,
         },
         Action::Alert => Plan::Alert {
@@ -223,8 +235,27 @@ mod tests {
             plan_of(&s, Detector::SynFlood, Action::Budget, 0),
             Plan::Budget {
                 pps: 5000,
+                drop: 0,
                 ttl: Duration::from_secs(300)
             }
         );
+    }
+
+    #[test]
+    fn answers_nobody_asked_for_are_filtered_at_the_destination() {
+        let s = settings(DetectSection::default());
+        for (d, classes) in [
+            (Detector::Reflection, class::UDP_SERVICE),
+            (Detector::SynAckReflection, class::SYNACK),
+        ] {
+            assert_eq!(
+                plan_of(&s, d, Action::Budget, 0),
+                Plan::Budget {
+                    pps: 0,
+                    drop: classes,
+                    ttl: Duration::from_secs(300)
+                }
+            );
+        }
     }
 }

@@ -69,6 +69,14 @@ pub struct DetectSection {
     /// Aggregate measures need at least this many distinct sources (out of
     /// 128 sketch bits) in the window: a spoofed or distributed attack.
     pub min_sources: u32,
+    /// Unsolicited answers (reflected UDP, unsolicited SYN-ACKs) per second
+    /// to one destination that are an attack, however quiet its normal...
+    pub unsolicited_floor: u32,
+    /// ... when they come from at least this many distinct sources.
+    pub unsolicited_min_sources: u32,
+    /// A destination used to unsolicited answers (a resolver on unconnected
+    /// sockets) is held to this many times its own normal rate instead.
+    pub baseline_factor: u32,
     /// Destination ports counted one by one; others count as port 0.
     pub tcp_ports: Vec<String>,
     pub udp_ports: Vec<String>,
@@ -92,6 +100,9 @@ impl Default for DetectSection {
             trip_hosts: 4,
             trip_dst_packets: 2_000,
             min_sources: 16,
+            unsolicited_floor: 20,
+            unsolicited_min_sources: 4,
+            baseline_factor: 10,
             tcp_ports: vec!["22".into(), "80".into(), "443".into()],
             udp_ports: vec!["53".into(), "443".into()],
             spoof_safe: true,
@@ -147,6 +158,9 @@ impl DetectSettings {
             ("trip_ports", raw.trip_ports),
             ("trip_hosts", raw.trip_hosts),
             ("trip_dst_packets", raw.trip_dst_packets),
+            ("unsolicited_floor", raw.unsolicited_floor),
+            ("unsolicited_min_sources", raw.unsolicited_min_sources),
+            ("baseline_factor", raw.baseline_factor),
         ] {
             if value == 0 {
                 return Err(format!("detect.{key} must be at least 1"));

@@ -14,8 +14,8 @@ use ensuresec_common::{
     features::{EVENT_DEST_TRIP, Event},
 };
 
-/// What a trip event is about: (kind, address, port, protocol).
-type WatchKey = (u32, [u8; 16], u16, u8);
+/// What a trip event is about: (kind, address, port, protocol, scale).
+type WatchKey = (u32, [u8; 16], u16, u8, u8);
 
 /// Sources and destinations watched at once, and looked at again per tick.
 pub const MAX_WATCHED: usize = 4096;
@@ -32,7 +32,7 @@ impl WatchList {
     /// Watches what `e` is about until `until`; `false` when the list is
     /// full and it is not watched.
     pub fn watch(&mut self, e: &Event, until: Instant) -> bool {
-        let key = (e.kind, e.addr, e.port, e.proto);
+        let key = (e.kind, e.addr, e.port, e.proto, e.scale);
         if let Some(w) = self.watched.get_mut(&key) {
             *w = (*e, until);
             true
@@ -118,7 +118,7 @@ mod tests {
             peer: [0; 16],
             port: 0,
             proto: 0,
-            _pad: 0,
+            scale: 0,
             _pad2: 0,
             window: Default::default(),
         }

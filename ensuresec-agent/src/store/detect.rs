@@ -4,8 +4,8 @@
 use aya::maps::MapData;
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, SourceSlot, SourceStats,
-        Throttle, Window, set_of,
+        AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, Scale, SourceSlot,
+        SourceStats, Throttle, Window, set_of,
     },
     maps::{
         DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, MAP_DESTS,
@@ -45,6 +45,12 @@ fn add_window(acc: &mut Window, w: &Window) {
     acc.icmp += w.icmp;
     acc.frags += w.frags;
     acc.udp_reflect += w.udp_reflect;
+    acc.fresh += w.fresh;
+    acc.reflect_bytes = acc.reflect_bytes.wrapping_add(w.reflect_bytes);
+    // The CPUs' candidates do not add up; the best-backed one stands.
+    if w.top_port().1 > acc.top_port().1 {
+        acc.vote = w.vote;
+    }
     for (a, b) in acc.port_sketch.iter_mut().zip(w.port_sketch) {
         *a |= b;
     }
@@ -137,11 +143,26 @@ impl Store {
         .map_err(|e| Error::map(MAP_SOURCES, e))
     }
 
-    /// A destination's features summed over CPUs, as `source_stats`.
+    /// Calls `f(cpu, slot)` on every occupied slot of the per-destination
+    /// table, on every CPU, as `for_each_source`.
+    pub fn for_each_dest(&self, mut f: impl FnMut(usize, &DestSlot)) -> Result<()> {
+        crate::sys::scan_per_cpu_array::<DestSlot>(self.dests.fd(), self.cpus, 1024, |_, values| {
+            for (cpu, v) in values.iter().enumerate() {
+                if v.stats.packets > 0 {
+                    f(cpu, v);
+                }
+            }
+        })
+        .map_err(|e| Error::map(MAP_DESTS, e))
+    }
+
+    /// A destination's features summed over CPUs, as `source_stats`; the
+    /// window is the one at `scale`.
     pub fn dest_stats(
         &self,
         cfg: &DetectConfig,
         key: &DestKey,
+        scale: Scale,
         since_ns: u64,
     ) -> Result<Option<Summed<DestStats>>> {
         let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
@@ -157,8 +178,9 @@ impl Store {
             t.packets += v.packets;
             t.bytes += v.bytes;
             t.new_conns += v.new_conns;
-            if v.packets > 0 && v.window.start_ns >= since_ns {
-                add_window(&mut out.window, &v.window);
+            let w = v.at(scale);
+            if v.packets > 0 && w.start_ns >= since_ns {
+                add_window(&mut out.window, w);
             }
         }
         Ok(Some(out))

@@ -46,7 +46,7 @@ const CONFIG: &str =
     "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
 
 fn usage() -> ! {
-    eprintln!("usage: replay --pcap FILE [--speed X|max]");
+    eprintln!("usage: replay --pcap FILE [--speed X|max] [--duration SECONDS]");
     std::process::exit(2);
 }
 
@@ -70,16 +70,23 @@ fn replayed(stdout: &str) -> Option<u64> {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut pcap, mut speed) = (None, "recorded".to_string());
+    let (mut pcap, mut speed, mut duration) = (None, "recorded".to_string(), None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--pcap" => pcap = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--speed" => speed = args.next().unwrap_or_else(|| usage()),
+            "--duration" => {
+                let text = args.next().unwrap_or_else(|| usage());
+                let secs: u64 = text
+                    .parse()
+                    .with_context(|| format!("--duration takes whole seconds, not `{text}`"))?;
+                duration = Some(secs.max(1));
+            }
             _ => usage(),
         }
     }
     let pcap = pcap.unwrap_or_else(|| usage());
-    let timing: Vec<String> = match speed.as_str() {
+    let mut timing: Vec<String> = match speed.as_str() {
         "recorded" => vec![],
         "max" => vec!["--topspeed".into()],
         x => {
@@ -92,6 +99,8 @@ fn main() -> Result<()> {
             vec![format!("--multiplier={factor}")]
         }
     };
+    // Stop sending after this long (tcpreplay's own limit).
+    timing.extend(duration.map(|d| format!("--duration={d}")));
     let lab = Lab::new()?;
     let aimed = lab.workdir.join("aimed.pcap");
     let prepared = capture::prepare(
@@ -131,7 +140,7 @@ fn main() -> Result<()> {
                             }
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             });
             let out = lab

@@ -6,6 +6,7 @@
 
 mod app;
 mod model;
+mod network;
 mod report;
 mod upkeep;
 
@@ -27,18 +28,19 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
     decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
-    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event},
+    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale},
 };
 
 use super::{
     allow::AllowCache,
+    baseline::Baselines,
     decide::{self, covers},
     detector::{Action, Detectors},
     inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
     plan::plan,
-    rules::{self, Detection},
+    rules::{self, Detection, Gates},
     settings::DetectSettings,
     watch::WatchList,
 };
@@ -76,6 +78,8 @@ pub struct Engine {
     storefront_ids: HashMap<std::sync::Arc<str>, u32>,
     /// What application decisions were made on, in words.
     app_evidence: Option<super::app_evidence::EvidenceFile>,
+    /// Each destination's normal rate of unsolicited answers.
+    baselines: Baselines,
 }
 
 impl Engine {
@@ -99,6 +103,7 @@ impl Engine {
             app: None,
             storefront_ids: HashMap::new(),
             app_evidence: None,
+            baselines: Baselines::default(),
         })
     }
 
@@ -191,7 +196,7 @@ impl Engine {
 
     /// Keeps looking at an event's source or destination until its window ends.
     fn watch(&mut self, e: &Event) {
-        let until = Instant::now() + self.settings.window;
+        let until = Instant::now() + self.window_of(e);
         if !self.watched.watch(e, until) {
             self.metrics.revisits_shed.inc();
         }
@@ -237,165 +242,5 @@ impl Engine {
             self.handle(&e);
         }
         self.metrics.watched.set(self.watched.len() as i64);
-    }
-
-    fn window_secs(&self) -> f64 {
-        self.settings.window.as_secs_f64()
-    }
-
-    /// Only windows that began within the last window count.
-    fn since(&self) -> u64 {
-        clock::mono_ns().saturating_sub(self.settings.window.as_nanos() as u64)
-    }
-
-    fn on_source(&mut self, e: &Event) -> Result<()> {
-        let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
-            return Ok(());
-        };
-        let Some(stats) = self
-            .store
-            .source_stats(&self.geometry, &e.addr, self.since())?
-        else {
-            return Ok(());
-        };
-        let found = rules::source_detections(&stats.window, &detectors, self.window_secs());
-        for d in found {
-            self.decide_source(&e.addr, &d, &detectors, stats.window.start_ns)?;
-        }
-        Ok(())
-    }
-
-    fn decide_source(
-        &mut self,
-        addr: &[u8; 16],
-        detection: &Detection,
-        detectors: &Detectors,
-        first_seen_ns: u64,
-    ) -> Result<()> {
-        self.metrics
-            .detections
-            .with_label_values(&[detection.detector.name(), ""])
-            .inc();
-        let key = DecisionKey {
-            addr: *addr,
-            port: 0,
-            proto: 0,
-            scope: SCOPE_SOURCE,
-        };
-        let config = detectors.get(detection.detector);
-        let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
-        let dry_run = self.settings.dry_run_for(detectors, detection.detector);
-        let plan = plan(
-            &self.settings,
-            detection.detector,
-            config,
-            config.action,
-            dry_run,
-            strikes,
-        );
-        if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
-            return Ok(());
-        }
-        let source = key_addr(addr);
-        if let Some(allow) = self.allow.covering(&self.store, source)? {
-            tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow, "detection on an allowlisted source: no decision");
-            return Ok(());
-        }
-        let record = decide::apply(
-            &self.store.write()?,
-            &key,
-            detection,
-            plan,
-            strikes,
-            first_seen_ns,
-        )?;
-        self.log_decision(
-            &source.to_string(),
-            detection,
-            &plan,
-            &record,
-            Layer::of(detection.detector),
-            record.first_seen_ns,
-        );
-        Ok(())
-    }
-
-    fn on_destination(&mut self, e: &Event) -> Result<()> {
-        let Some(detectors) = self.settings.detectors_for(key_addr(&e.addr)).copied() else {
-            return Ok(());
-        };
-        let dest = DestKey {
-            addr: e.addr,
-            port: e.port,
-            proto: e.proto,
-            _pad: 0,
-        };
-        let Some(stats) = self.store.dest_stats(&self.geometry, &dest, self.since())? else {
-            return Ok(());
-        };
-        let found = rules::dest_detections(
-            &stats.window,
-            &detectors,
-            self.window_secs(),
-            self.settings.raw.min_sources,
-        );
-        for d in found {
-            self.metrics
-                .detections
-                .with_label_values(&[d.detector.name(), ""])
-                .inc();
-            let key = DecisionKey {
-                addr: e.addr,
-                port: e.port,
-                proto: e.proto,
-                scope: SCOPE_DESTINATION,
-            };
-            if self.active(&key)? {
-                continue;
-            }
-            let config = detectors.get(d.detector);
-            let dry_run = self.settings.dry_run_for(&detectors, d.detector);
-            let action = match config.aggregate_action {
-                Action::Budget => Action::Budget,
-                _ => Action::Alert,
-            };
-            let plan = plan(&self.settings, d.detector, config, action, dry_run, 0);
-            if d.detector == Detector::SynFlood && !dry_run {
-                ensure_syncookies();
-            }
-            let record = decide::apply(
-                &self.store.write()?,
-                &key,
-                &d,
-                plan,
-                0,
-                stats.window.start_ns,
-            )?;
-            let target = DecisionTarget(key).to_string();
-            self.log_decision(
-                &target,
-                &d,
-                &plan,
-                &record,
-                Layer::Network,
-                record.first_seen_ns,
-            );
-        }
-        Ok(())
-    }
-
-    /// The decision in force on `key`, if any.
-    fn live(
-        &self,
-        key: &DecisionKey,
-    ) -> Result<Option<ensuresec_common::decisions::DecisionRecord>> {
-        Ok(self
-            .store
-            .decision(key)?
-            .filter(|r| r.expires_at_ns > clock::mono_ns()))
-    }
-
-    fn active(&self, key: &DecisionKey) -> Result<bool> {
-        Ok(self.live(key)?.is_some())
     }
 }

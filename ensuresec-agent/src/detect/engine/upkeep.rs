@@ -2,7 +2,12 @@
 //! socket table, expired decisions lifted, gauges and the kernel's count of
 //! lost events refreshed.
 
-use ensuresec_common::decisions::{Action as Recorded, Detector};
+use std::collections::{HashMap, HashSet};
+
+use ensuresec_common::{
+    decisions::{Action as Recorded, Detector, SCOPE_DESTINATION},
+    features::DestKey,
+};
 
 use super::Engine;
 use crate::{
@@ -12,6 +17,33 @@ use crate::{
 };
 
 impl Engine {
+    /// One second of every destination's unsolicited answers, learnt unless
+    /// a decision covers the destination (an attack is not normal).
+    fn learn_baselines(&mut self, attacked: &HashSet<DestKey>) -> Result<()> {
+        let since = self.since();
+        let mut seen: HashMap<DestKey, u64> = HashMap::new();
+        self.store.for_each_dest(|_, slot| {
+            let w = &slot.stats.window;
+            let n = if w.start_ns >= since {
+                (w.udp_reflect + w.synack) as u64
+            } else {
+                0
+            };
+            *seen.entry(slot.key).or_default() += n;
+        })?;
+        let secs = self.window_secs();
+        let raw = &self.settings.raw;
+        let (floor, factor) = (raw.unsolicited_floor as f64, raw.baseline_factor as f64);
+        self.baselines.begin_round();
+        for (key, n) in seen {
+            if !attacked.contains(&key) {
+                self.baselines.observe(&key, n as f64 / secs, floor, factor);
+            }
+        }
+        self.baselines.end_round();
+        Ok(())
+    }
+
     /// Sources holding too many established connections to this host's
     /// listening ports (slowloris-style), from the kernel's socket table,
     /// each protected prefix with its own threshold.
@@ -72,7 +104,16 @@ impl Engine {
         }
         let now = clock::mono_ns();
         let mut active = [0i64; Recorded::COUNT + 1];
+        let mut attacked = HashSet::new();
         for (key, record) in self.store.decisions()? {
+            if key.scope == SCOPE_DESTINATION && record.expires_at_ns > now {
+                attacked.insert(DestKey {
+                    addr: key.addr,
+                    port: key.port,
+                    proto: key.proto,
+                    _pad: 0,
+                });
+            }
             if record.expires_at_ns <= now {
                 // One that cannot be lifted now is tried again next second;
                 // the others are not held up by it.
@@ -92,6 +133,9 @@ impl Engine {
                 .decisions_active
                 .with_label_values(&[action.name()])
                 .set(active[action as usize]);
+        }
+        if let Err(e) = self.learn_baselines(&attacked) {
+            self.failed(&e, "learning the destinations' baselines");
         }
         let (dropped, _) = self.store.event_stats()?;
         if dropped > self.kernel_dropped {

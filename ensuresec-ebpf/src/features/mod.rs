@@ -7,15 +7,24 @@ use aya_ebpf::{
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event,
-        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PORTS, Window, class, is_reflector_port,
-        packet_trip, set_of, sketch_bit, trip,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
+        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
+        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if, packet_trip, set_of,
+        sketch_bit, trip, vote,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
 
+mod classes;
+mod destination;
+
+use classes::PROBE;
+pub use classes::classes;
+pub use destination::{DestPacket, tracked_port};
+use destination::{dest_packet, destination};
+
 use crate::{
-    maps::{ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
+    maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
     parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
     },
@@ -23,7 +32,8 @@ use crate::{
 };
 
 /// What one packet adds to the counters, from its classes.
-struct Sample {
+#[derive(Clone, Copy)]
+pub struct Sample {
     syn: bool,
     synack: bool,
     ack_rst: bool,
@@ -33,6 +43,10 @@ struct Sample {
     reflect: bool,
     /// A probe: counts toward distinct ports and hosts (replies never do).
     probe: bool,
+    /// 1 for what a reflection delivers (unsolicited answers, fragments),
+    /// else 0; computed without a branch, which would double the paths the
+    /// verifier walks from here on.
+    answer: u32,
 }
 
 impl Sample {
@@ -47,79 +61,9 @@ impl Sample {
             frag: c & class::FRAGMENT != 0,
             reflect: c & class::UDP_SERVICE != 0,
             probe: c & PROBE != 0,
+            answer: is_zero(c & (class::UDP_SERVICE | class::SYNACK | class::FRAGMENT)) ^ 1,
         }
     }
-}
-
-/// A probe to any port (TCP without ACK, UDP not from a service port, ICMP
-/// echo or timestamp request); internal to the feature counts.
-const PROBE: u32 = 1 << 31;
-
-/// ICMP and ICMPv6 requests that probe for a host: echo, timestamp.
-#[inline(always)]
-fn is_icmp_probe(p: &Parsed) -> bool {
-    let kind = p.transport.flags;
-    if p.ip.proto == IPPROTO_ICMP {
-        kind == 8 || kind == 13
-    } else {
-        kind == 128
-    }
-}
-
-/// The classes of a packet (`ensuresec_common::features::class`). The
-/// socket lookup that tells a reply runs only for SYN-ACKs and for UDP from
-/// service ports (below 1024, or a known amplifier's).
-#[inline(always)]
-pub fn classes(ctx: &XdpContext, p: &Parsed) -> u32 {
-    let t = &p.transport;
-    let f = t.flags;
-    let mut c = 0;
-    if p.ip.fragment != 0 {
-        c |= class::FRAGMENT;
-    }
-    let untracked = |c: u32| {
-        if tracked_port(p) == 0 {
-            c | class::PROBE_UNTRACKED
-        } else {
-            c
-        }
-    };
-    match t.kind {
-        Transport::TCP => {
-            if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
-                c |= class::SYN;
-            }
-            if f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && !replies::answers_a_socket(ctx, p) {
-                c |= class::SYNACK;
-            }
-            if t.payload == 0 && f & (TCP_SYN | TCP_FIN) == 0 && f & (TCP_ACK | TCP_RST) != 0 {
-                c |= class::ACK_RST;
-            }
-            if f & TCP_ACK == 0 {
-                c = untracked(c | PROBE);
-            }
-        }
-        Transport::UDP => {
-            let amplifier = is_reflector_port(t.sport);
-            if t.sport >= 1024 && !amplifier {
-                c = untracked(c | class::UDP | PROBE);
-            } else if !replies::answers_a_socket(ctx, p) {
-                c |= class::UDP;
-                if amplifier {
-                    c |= class::UDP_SERVICE;
-                }
-            }
-        }
-        Transport::ICMP => {
-            c |= class::ICMP;
-            if is_icmp_probe(p) {
-                c |= class::ICMP_ECHO | PROBE;
-            }
-        }
-        _ if p.ip.proto == IPPROTO_ICMP || p.ip.proto == IPPROTO_ICMPV6 => c |= class::ICMP,
-        _ => {}
-    }
-    c
 }
 
 /// An address folded into 32 bits for a sketch, without building its key.
@@ -162,6 +106,9 @@ fn reset(w: &mut Window, now: u64) {
     w.distinct_ports = 0;
     w.distinct_dsts = 0;
     w.tripped = 0;
+    w.fresh = 0;
+    w.vote = 0;
+    w.reflect_bytes = 0;
     w.port_sketch = [0; 4];
     w.dst_sketch = [0; 2];
 }
@@ -180,18 +127,15 @@ fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64) 
     w.icmp += s.icmp as u32;
     w.frags += s.frag as u32;
     w.udp_reflect += s.reflect as u32;
+    w.reflect_bytes = w.reflect_bytes.wrapping_add(len * s.answer);
 }
 
+/// The port, protocol and (destinations) `Scale` an event is about.
+struct About(u16, u8, u8);
+
 #[inline(always)]
-fn emit(
-    kind: u32,
-    addr: &AddrKey,
-    peer: &AddrKey,
-    port: u16,
-    proto: u8,
-    w: &Window,
-    now: u64,
-) -> u32 {
+fn emit(kind: u32, addr: &AddrKey, peer: &AddrKey, about: About, w: &Window, now: u64) -> u32 {
+    let About(port, proto, scale) = about;
     match ES_EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
             let e = entry.as_mut_ptr();
@@ -204,12 +148,13 @@ fn emit(
                 (*e).peer = *peer;
                 (*e).port = port;
                 (*e).proto = proto;
-                (*e)._pad = 0;
+                (*e).scale = scale;
                 (*e)._pad2 = 0;
                 (*e).window = *w;
             }
             // Trips are rare and the agent acts on them at once.
             entry.submit(BPF_RB_FORCE_WAKEUP as u64);
+            bump_by(EVENT_STAT_SENT, 1);
             1
         }
         None => {
@@ -274,9 +219,13 @@ fn way_of<T>(
 }
 
 /// The slot of `key` in its set: a hit, else the empty or least recently seen
-/// way, reset for `key`.
+/// way, reset for `key` (then `fresh`).
 #[inline(always)]
-fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut SourceSlot> {
+fn source_slot(
+    key: &AddrKey,
+    now: u64,
+    cfg: &DetectConfig,
+) -> Option<(&'static mut SourceSlot, bool)> {
     let first = set_of(key, 0, cfg.seed, cfg.source_mask);
     let (slot, hit) = way_of(
         &ES_SOURCES,
@@ -288,19 +237,30 @@ fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<&'static m
         slot.key = *key;
         zero_source(&mut slot.stats, now);
     }
-    Some(slot)
+    Some((slot, !hit))
 }
+
+/// Whether the TCP or UDP header was read (ports are known).
+#[inline(always)]
+fn has_transport(p: &Parsed) -> bool {
+    p.transport.kind == Transport::TCP || p.transport.kind == Transport::UDP
+}
+
+/// Bit of `source`'s result telling that the source was new to the table
+/// (no class uses it).
+const FRESH: u32 = 1 << 16;
 
 /// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
 /// their locals would not fit in one 512-byte frame with the caller's. Each
-/// returns the number of events it sent.
+/// returns the number of events it sent; `source` adds `FRESH`.
 #[inline(never)]
 fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     let src = &p.ip.src_key();
     let s = &Sample::of(classes);
-    let Some(slot) = source_slot(src, now, cfg) else {
+    let Some((slot, fresh)) = source_slot(src, now, cfg) else {
         return 0;
     };
+    let fresh = if fresh { FRESH } else { 0 };
     let st = &mut slot.stats;
     st.last_seen_ns = now;
     st.packets += 1;
@@ -323,6 +283,8 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     st.udp_reflect += s.reflect as u64;
     let w = &mut st.window;
     count_window(w, s, len, now, cfg.window_ns);
+    // A reflector answers from one port; a flooder rotates its own.
+    w.vote = vote(w.vote, p.transport.sport * has_transport(p) as u16);
     // Distinct ports and hosts count probes only: replies to the host's own
     // connections land on many ephemeral ports and are no scan.
     if s.probe {
@@ -344,8 +306,7 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
             EVENT_SOURCE_TRIP,
             src,
             &peer,
-            p.transport.dport,
-            p.ip.proto,
+            About(p.transport.dport, p.ip.proto, 0),
             w,
             now,
         );
@@ -354,91 +315,8 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
             // rather than when the count has doubled.
             w.tripped = levels;
         }
-        return sent;
     }
-    0
-}
-
-/// Port to key a destination by: tracked ports one by one, the rest as 0.
-#[inline(always)]
-pub fn tracked_port(p: &Parsed) -> u16 {
-    let index = match p.transport.kind {
-        Transport::TCP => DST_PORTS_TCP,
-        Transport::UDP => DST_PORTS_UDP,
-        _ => return 0,
-    };
-    let port = p.transport.dport;
-    match ES_DST_PORTS.get(index) {
-        Some(bits)
-            if bits[(port as usize / 64) & (PORT_WORDS - 1)] & (1u64 << (port % 64)) != 0 =>
-        {
-            port
-        }
-        _ => 0,
-    }
-}
-
-/// As `source_slot`, for destinations.
-#[inline(always)]
-fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut DestSlot> {
-    let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
-    let (slot, hit) = way_of(
-        &ES_DESTS,
-        first,
-        |w| w.key == *key,
-        |w| w.stats.last_seen_ns,
-    )?;
-    if !hit {
-        slot.key = *key;
-        let st = &mut slot.stats;
-        st.first_seen_ns = now;
-        st.packets = 0;
-        st.bytes = 0;
-        st.new_conns = 0;
-        reset(&mut st.window, 0);
-    }
-    Some(slot)
-}
-
-#[inline(never)]
-fn destination(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
-    let s = &Sample::of(classes);
-    let key = DestKey {
-        addr: p.ip.dst_key(),
-        port: tracked_port(p),
-        proto: p.ip.proto,
-        _pad: 0,
-    };
-    let Some(slot) = dest_slot(&key, now, cfg) else {
-        return 0;
-    };
-    let st = &mut slot.stats;
-    st.last_seen_ns = now;
-    st.packets += 1;
-    st.bytes += len as u64;
-    st.new_conns += s.syn as u64;
-    let w = &mut st.window;
-    count_window(w, s, len, now, cfg.window_ns);
-    // Distinct sources: a spoofed flood comes from very many.
-    let src = fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family);
-    w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(src, 128)) as u32;
-    let levels = w.tripped;
-    if packet_trip(w, cfg.trip_dst_packets) {
-        let sent = emit(
-            EVENT_DEST_TRIP,
-            &key.addr,
-            &[0; 16],
-            key.port,
-            key.proto,
-            w,
-            now,
-        );
-        if sent == 0 {
-            w.tripped = levels;
-        }
-        return sent;
-    }
-    0
+    fresh
 }
 
 /// Counts the packet, of `classes`, for its source and destination; may
@@ -450,8 +328,10 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
     }
     // Using the results keeps LLVM from dropping the subprograms' return values,
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
-    let sent = source(p, classes, len, now, cfg) + destination(p, classes, len, now, cfg);
-    if sent != 0 {
-        bump_by(EVENT_STAT_SENT, sent as u64);
+    // Events sent are counted where they are sent: a count carried from one
+    // subprogram to the next multiplies the states the verifier keeps.
+    let fresh = source(p, classes, len, now, cfg);
+    if dest_packet(p, classes | fresh, len, now) != 0 {
+        core::hint::black_box(destination(cfg));
     }
 }

@@ -7,6 +7,10 @@ use ensuresec_common::{decisions::Detector, features::Window};
 
 use super::settings::{DetectorConfig, Detectors};
 
+mod destination;
+
+pub use destination::{Gates, dest_detections};
+
 /// What tripped a detector: the observed count and the threshold, both for
 /// the whole window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,8 +104,22 @@ fn detections(
     out
 }
 
+/// Whether a source's unsolicited UDP comes from one port, as a reflector's
+/// answers do (from the abused service's port); a flooder that rotates its
+/// source ports at a closed port sends requests, a UDP flood.
+fn answers_from_one_port(w: &Window) -> bool {
+    // Port 0 is what packets without ports (later fragments) vote for.
+    let (port, votes) = w.top_port();
+    port != 0 && votes as u32 >= w.udp_reflect.min(u16::MAX as u32) / 2
+}
+
 /// Per-source detections in a source's window.
 pub fn source_detections(w: &Window, d: &Detectors, window_secs: f64) -> Vec<Detection> {
+    let mut w = *w;
+    if !answers_from_one_port(&w) {
+        w.udp_reflect = 0;
+    }
+    let w = &w;
     // Most specific first: the first detection decides, and a fast port scan
     // is also many SYNs, reflected UDP is also UDP.
     const ORDER: [Detector; 9] = [
@@ -118,39 +136,15 @@ pub fn source_detections(w: &Window, d: &Detectors, window_secs: f64) -> Vec<Det
     detections(w, d, &ORDER, |c| c.per_source, window_secs)
 }
 
-/// Aggregate detections in a destination's window. They only count when the
-/// traffic comes from at least `min_sources` distinct sources (sketch bits):
-/// then no single source is to blame and per-source bans cannot help.
-pub fn dest_detections(
-    w: &Window,
-    d: &Detectors,
-    window_secs: f64,
-    min_sources: u32,
-) -> Vec<Detection> {
-    if w.distinct_dsts < min_sources {
-        return Vec::new();
-    }
-    const ORDER: [Detector; 7] = [
-        Detector::SynFlood,
-        Detector::Reflection,
-        Detector::UdpFlood,
-        Detector::IcmpFlood,
-        Detector::AckRstFlood,
-        Detector::FragmentFlood,
-        Detector::SynAckReflection,
-    ];
-    detections(w, d, &ORDER, |c| c.aggregate, window_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn w() -> Window {
+    pub(super) fn w() -> Window {
         Window::default()
     }
 
-    fn names(v: &[Detection]) -> Vec<&'static str> {
+    pub(super) fn names(v: &[Detection]) -> Vec<&'static str> {
         v.iter().map(|d| d.detector.name()).collect()
     }
 
@@ -193,10 +187,18 @@ mod tests {
         let mut x = w();
         x.udp = 9000;
         x.udp_reflect = 9000;
+        x.vote = 123 << 16 | 9000;
         assert_eq!(
             names(&source_detections(&x, &Detectors::default(), 1.0)),
             ["reflection"]
         );
+        // The same answers from ever-changing source ports are requests.
+        x.vote = 40_001 << 16 | 1;
+        assert_eq!(
+            names(&source_detections(&x, &Detectors::default(), 1.0)),
+            ["udp_flood"]
+        );
+        x.vote = 123 << 16 | 9000;
         x.udp_reflect = 0;
         assert_eq!(
             names(&source_detections(&x, &Detectors::default(), 1.0)),
@@ -220,20 +222,6 @@ mod tests {
             names(&source_detections(&x, &Detectors::default(), 1.0))[0],
             "port_scan"
         );
-    }
-
-    #[test]
-    fn aggregate_needs_many_sources() {
-        let d = Detectors::default();
-        let mut x = w();
-        x.syn = 9000;
-        x.distinct_dsts = 3;
-        assert!(
-            dest_detections(&x, &d, 1.0, 16).is_empty(),
-            "one source: ban it instead"
-        );
-        x.distinct_dsts = 90;
-        assert_eq!(names(&dest_detections(&x, &d, 1.0, 16)), ["syn_flood"]);
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! XDP program resets when a packet arrives after the window ends. Every value is
 //! per CPU; the agent sums the CPUs.
 
+mod mitigation;
+mod window;
+
+pub use mitigation::*;
+pub use window::*;
+
 /// Source and destination addresses in one key type: IPv4 is `::ffff:a.b.c.d`.
 pub type AddrKey = [u8; 16];
 
@@ -21,6 +27,11 @@ pub const fn v4_key(addr_ne: u32) -> AddrKey {
 
 /// UDP source ports of services abused for reflection and amplification:
 /// chargen, DNS, NTP, SNMP, CLDAP, SSDP, memcached (and a few common others).
+/// A prior only: UDP from these (and from any port below 1024) counts as a
+/// reflected answer even when it reaches a port something listens on, e.g.
+/// port 53 of a DNS server. UDP from any other port is a reflected answer
+/// when it answers no socket and reaches a port nobody serves (see
+/// `class::UDP_SERVICE`).
 pub const REFLECTOR_PORTS: [u16; 10] = [19, 53, 123, 161, 389, 1900, 11211, 17, 111, 3702];
 
 #[inline(always)]
@@ -33,39 +44,6 @@ pub fn is_reflector_port(port: u16) -> bool {
         i += 1;
     }
     false
-}
-
-/// Counters of one window.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Window {
-    /// Monotonic ns at which this window began.
-    pub start_ns: u64,
-    pub packets: u32,
-    pub bytes: u32,
-    /// TCP with SYN and without ACK: connection attempts.
-    pub syn: u32,
-    pub synack: u32,
-    /// TCP with ACK or RST, no data, and nothing that opens or closes: what an
-    /// ACK/RST flood sends.
-    pub ack_rst: u32,
-    pub udp: u32,
-    pub icmp: u32,
-    pub frags: u32,
-    /// UDP from a reflector source port (see `REFLECTOR_PORTS`).
-    pub udp_reflect: u32,
-    /// Distinct destination ports (bits of `port_sketch` set in this window).
-    pub distinct_ports: u32,
-    /// Distinct destination addresses (bits of `dst_sketch` set in this window).
-    pub distinct_dsts: u32,
-    /// Trip events this window sent, as three levels: packets in the low byte
-    /// (the next trip fires at `trip_packets << level`), distinct ports in the
-    /// next byte, distinct destinations in the third. Doubling levels let the
-    /// agent re-evaluate a source as its traffic grows, with a handful of
-    /// events per window at most.
-    pub tripped: u32,
-    pub port_sketch: [u64; 4],
-    pub dst_sketch: [u64; 2],
 }
 
 /// Per source address, per CPU.
@@ -130,8 +108,9 @@ pub struct DestKey {
     pub _pad: u8,
 }
 
-/// Per destination, per CPU. `window.distinct_dsts` counts distinct *sources*
-/// here: many of them at once is what a spoofed flood looks like.
+/// Per destination, per CPU, at three time scales. `distinct_dsts` counts
+/// distinct *sources* here (many of them at once is what a spoofed or
+/// reflected flood looks like), `distinct_ports` distinct source ports.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestStats {
@@ -140,7 +119,70 @@ pub struct DestStats {
     pub packets: u64,
     pub bytes: u64,
     pub new_conns: u64,
+    /// The configured window (`DetectConfig::window_ns`).
     pub window: Window,
+    /// A tenth of it: a burst over before a window fills.
+    pub burst: Window,
+    /// Ten of them: a modest rate that goes on.
+    pub slow: Window,
+}
+
+/// The time scales of a destination's windows, as `Event::scale` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Scale {
+    Window = 0,
+    Burst = 1,
+    Slow = 2,
+}
+
+impl Scale {
+    pub const ALL: [Scale; 3] = [Scale::Burst, Scale::Window, Scale::Slow];
+
+    pub const fn from_u8(v: u8) -> Option<Scale> {
+        match v {
+            0 => Some(Scale::Window),
+            1 => Some(Scale::Burst),
+            2 => Some(Scale::Slow),
+            _ => None,
+        }
+    }
+
+    /// Length in ns, for a configured window of `window_ns`.
+    #[inline(always)]
+    pub const fn length_ns(self, window_ns: u64) -> u64 {
+        match self {
+            Scale::Window => window_ns,
+            Scale::Burst => window_ns / 10,
+            Scale::Slow => window_ns * 10,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scale::Window => "window",
+            Scale::Burst => "burst",
+            Scale::Slow => "slow",
+        }
+    }
+}
+
+impl DestStats {
+    pub fn at(&self, scale: Scale) -> &Window {
+        match scale {
+            Scale::Window => &self.window,
+            Scale::Burst => &self.burst,
+            Scale::Slow => &self.slow,
+        }
+    }
+
+    pub fn at_mut(&mut self, scale: Scale) -> &mut Window {
+        match scale {
+            Scale::Window => &mut self.window,
+            Scale::Burst => &mut self.burst,
+            Scale::Slow => &mut self.slow,
+        }
+    }
 }
 
 /// One way of the per-destination table (see `SourceSlot`).
@@ -182,33 +224,6 @@ pub struct DetectConfig {
     pub dest_mask: u32,
 }
 
-/// Byte of `Window::tripped` holding each trip level.
-pub const TRIP_PACKETS: u32 = 0;
-pub const TRIP_PORTS: u32 = 8;
-pub const TRIP_DSTS: u32 = 16;
-/// Trip levels stop doubling here (about 16M times the first threshold).
-pub const MAX_TRIP_LEVEL: u32 = 24;
-
-/// Whether `count` reached the next level of the trip wire kept in byte
-/// `shift` of `w.tripped` (first at `first`, then each doubling); advances the
-/// level if so.
-#[inline(always)]
-pub fn trip(w: &mut Window, shift: u32, count: u32, first: u32) -> bool {
-    let level = (w.tripped >> shift) & 0xff;
-    if level < MAX_TRIP_LEVEL && (count as u64) >= (first as u64) << level {
-        w.tripped += 1 << shift;
-        return true;
-    }
-    false
-}
-
-/// The packet trip wire (see `trip`).
-#[inline(always)]
-pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
-    let packets = w.packets;
-    trip(w, TRIP_PACKETS, packets, trip_packets)
-}
-
 pub const EVENT_SOURCE_TRIP: u32 = 1;
 pub const EVENT_DEST_TRIP: u32 = 2;
 
@@ -225,7 +240,8 @@ pub struct Event {
     pub peer: AddrKey,
     pub port: u16,
     pub proto: u8,
-    pub _pad: u8,
+    /// For a destination trip, the `Scale` of the window that tripped.
+    pub scale: u8,
     pub _pad2: u32,
     /// The window that tripped, on this CPU.
     pub window: Window,
@@ -244,7 +260,10 @@ pub mod class {
     pub const ACK_RST: u32 = 1 << 2;
     /// UDP that is not a reply.
     pub const UDP: u32 = 1 << 3;
-    /// UDP from a service (amplifier) port that is not a reply: reflection.
+    /// Unsolicited UDP, what a reflection delivers: not a reply, and either
+    /// to a port nobody on this host listens on, or from a service port
+    /// (below 1024, or in `REFLECTOR_PORTS`) to a port it serves. Nobody
+    /// needs it.
     pub const UDP_SERVICE: u32 = 1 << 4;
     /// Any ICMP or ICMPv6.
     pub const ICMP: u32 = 1 << 5;
@@ -259,127 +278,15 @@ pub mod class {
     pub const ALL: u32 = u32::MAX;
 }
 
-/// A mitigation on one source, written by the agent (`ES_THROTTLE`): packets
-/// of `drop_classes` are dropped, packets of `limit_classes` are held to the
-/// rate, the rest of the source's traffic passes. Scoping by class is what
-/// keeps a mitigation of spoofable evidence from cutting off the address's
-/// owner: a shopper whose address was spoofed in a reflection flood still
-/// browses.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Throttle {
-    /// Packets per second allowed, over all CPUs.
-    pub rate_pps: u32,
-    pub burst: u32,
-    /// Monotonic ns after which the throttle no longer applies.
-    pub expires_at_ns: u64,
-    pub limit_classes: u32,
-    pub drop_classes: u32,
-}
-
-/// Token bucket state, per CPU (`ES_THROTTLE_STATE`, `ES_BUDGET_STATE`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Bucket {
-    /// Tokens in thousandths of a packet.
-    pub milli_tokens: u64,
-    pub last_ns: u64,
-}
-
-/// Refills and takes one token; returns whether the packet may pass.
-/// `rate_pps` and `burst` are this CPU's share.
-#[inline(always)]
-pub fn take_token(b: &mut Bucket, rate_pps: u64, burst: u64, now_ns: u64) -> bool {
-    let cap = burst.max(1) * 1000;
-    if b.last_ns == 0 {
-        b.milli_tokens = cap;
-    } else {
-        // In microseconds, capped at 100 s, so that rate * elapsed never
-        // overflows (and needs no 128-bit multiply, which BPF lacks).
-        let elapsed_us = (now_ns.saturating_sub(b.last_ns) / 1000).min(100_000_000);
-        // rate (pps) * elapsed (us) / 1e6 packets = rate * elapsed / 1e3 milli-packets
-        let refill = (rate_pps & 0xffff_ffff) * elapsed_us / 1000;
-        b.milli_tokens = (b.milli_tokens + refill).min(cap);
-    }
-    b.last_ns = now_ns;
-    if b.milli_tokens >= 1000 {
-        b.milli_tokens -= 1000;
-        true
-    } else {
-        false
-    }
-}
-
-/// Sketch bit of a port (256 bits) or address (128 bits): a multiplicative hash.
-#[inline(always)]
-pub const fn sketch_bit(value: u32, bits: u32) -> u32 {
-    (value.wrapping_mul(0x9e37_79b1) >> 24) % bits
-}
-
 #[cfg(all(test, feature = "user"))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_bucket_allows_burst_then_rate() {
-        let mut b = Bucket::default();
-        let mut passed = 0;
-        for _ in 0..100 {
-            if take_token(&mut b, 10, 5, 1_000_000_000) {
-                passed += 1;
-            }
-        }
-        assert_eq!(passed, 5, "the burst, all at one instant");
-        // One second later: ten more (rate 10 pps), capped by the burst of 5.
-        let mut later = 0;
-        for i in 0..100 {
-            if take_token(&mut b, 10, 5, 2_000_000_000 + i) {
-                later += 1;
-            }
-        }
-        assert_eq!(later, 5);
-        // A tenth of a second later: one token.
-        assert!(take_token(&mut b, 10, 5, 2_100_000_100));
-        assert!(!take_token(&mut b, 10, 5, 2_100_000_200));
-    }
-
-    #[test]
-    fn packet_trips_double() {
-        let mut w = Window::default();
-        let mut fired = Vec::new();
-        for n in 1..=1000 {
-            w.packets = n;
-            if packet_trip(&mut w, 100) {
-                fired.push(n);
-            }
-        }
-        assert_eq!(fired, [100, 200, 400, 800]);
-        // The other wires keep their own levels.
-        let mut fired = Vec::new();
-        for n in 1..=20 {
-            if trip(&mut w, TRIP_DSTS, n, 4) {
-                fired.push(n);
-            }
-        }
-        assert_eq!(fired, [4, 8, 16]);
-        assert_eq!(w.tripped & 0xff, 4, "packet levels untouched");
-    }
 
     #[test]
     fn v4_keys_are_ipv4_mapped() {
         let a = std::net::Ipv4Addr::new(192, 0, 2, 7);
         let key = v4_key(u32::from_ne_bytes(a.octets()));
         assert_eq!(std::net::Ipv6Addr::from(key).to_ipv4_mapped(), Some(a));
-    }
-
-    #[test]
-    fn sketch_bits_spread() {
-        let mut seen = std::collections::HashSet::new();
-        for port in 1..=1024u32 {
-            seen.insert(sketch_bit(port, 256));
-        }
-        assert!(seen.len() > 200, "{}", seen.len());
-        assert!(seen.iter().all(|b| *b < 256));
     }
 
     #[test]

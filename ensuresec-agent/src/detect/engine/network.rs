@@ -1,0 +1,196 @@
+//! Network detections: a source's or a destination's window tripped in the
+//! kernel; the detectors run on it and decide.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn window_secs(&self) -> f64 {
+        self.settings.window.as_secs_f64()
+    }
+
+    /// Only windows that began within the last window count.
+    pub(super) fn since(&self) -> u64 {
+        self.since_scale(Scale::Window)
+    }
+
+    pub(super) fn scale_length(&self, scale: Scale) -> Duration {
+        Duration::from_nanos(scale.length_ns(self.settings.window.as_nanos() as u64))
+    }
+
+    pub(super) fn since_scale(&self, scale: Scale) -> u64 {
+        clock::mono_ns().saturating_sub(self.scale_length(scale).as_nanos() as u64)
+    }
+
+    /// The length of the window an event is about.
+    pub(super) fn window_of(&self, e: &Event) -> Duration {
+        match (e.kind, Scale::from_u8(e.scale)) {
+            (EVENT_DEST_TRIP, Some(scale)) => self.scale_length(scale),
+            _ => self.settings.window,
+        }
+    }
+
+    pub(super) fn on_source(&mut self, e: &Event) -> Result<()> {
+        let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
+            return Ok(());
+        };
+        let Some(stats) = self
+            .store
+            .source_stats(&self.geometry, &e.addr, self.since())?
+        else {
+            return Ok(());
+        };
+        let found = rules::source_detections(&stats.window, &detectors, self.window_secs());
+        for d in found {
+            self.decide_source(&e.addr, &d, &detectors, stats.window.start_ns)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn decide_source(
+        &mut self,
+        addr: &[u8; 16],
+        detection: &Detection,
+        detectors: &Detectors,
+        first_seen_ns: u64,
+    ) -> Result<()> {
+        self.metrics
+            .detections
+            .with_label_values(&[detection.detector.name(), ""])
+            .inc();
+        let key = DecisionKey {
+            addr: *addr,
+            port: 0,
+            proto: 0,
+            scope: SCOPE_SOURCE,
+        };
+        let config = detectors.get(detection.detector);
+        let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
+        let dry_run = self.settings.dry_run_for(detectors, detection.detector);
+        let plan = plan(
+            &self.settings,
+            detection.detector,
+            config,
+            config.action,
+            dry_run,
+            strikes,
+        );
+        if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
+            return Ok(());
+        }
+        let source = key_addr(addr);
+        if let Some(allow) = self.allow.covering(&self.store, source)? {
+            tracing::info!(%source, detector = detection.detector.name(), allowlist = %allow, "detection on an allowlisted source: no decision");
+            return Ok(());
+        }
+        let record = decide::apply(
+            &self.store.write()?,
+            &key,
+            detection,
+            plan,
+            strikes,
+            first_seen_ns,
+        )?;
+        self.log_decision(
+            &source.to_string(),
+            detection,
+            &plan,
+            &record,
+            Layer::of(detection.detector),
+            record.first_seen_ns,
+        );
+        Ok(())
+    }
+
+    pub(super) fn on_destination(&mut self, e: &Event) -> Result<()> {
+        let Some(detectors) = self.settings.detectors_for(key_addr(&e.addr)).copied() else {
+            return Ok(());
+        };
+        let dest = DestKey {
+            addr: e.addr,
+            port: e.port,
+            proto: e.proto,
+            _pad: 0,
+        };
+        let scale = Scale::from_u8(e.scale).unwrap_or(Scale::Window);
+        let Some(stats) =
+            self.store
+                .dest_stats(&self.geometry, &dest, scale, self.since_scale(scale))?
+        else {
+            return Ok(());
+        };
+        let raw = &self.settings.raw;
+        let gates = Gates {
+            min_sources: raw.min_sources,
+            unsolicited_min_sources: raw.unsolicited_min_sources,
+            unsolicited_pps: self.baselines.threshold(
+                &dest,
+                raw.unsolicited_floor as f64,
+                raw.baseline_factor as f64,
+            ),
+        };
+        let found = rules::dest_detections(
+            &stats.window,
+            &detectors,
+            self.scale_length(scale).as_secs_f64(),
+            &gates,
+        );
+        for d in found {
+            self.metrics
+                .detections
+                .with_label_values(&[d.detector.name(), ""])
+                .inc();
+            let key = DecisionKey {
+                addr: e.addr,
+                port: e.port,
+                proto: e.proto,
+                scope: SCOPE_DESTINATION,
+            };
+            if self.active(&key)? {
+                continue;
+            }
+            let config = detectors.get(d.detector);
+            let dry_run = self.settings.dry_run_for(&detectors, d.detector);
+            let action = match config.aggregate_action {
+                Action::Budget => Action::Budget,
+                _ => Action::Alert,
+            };
+            let plan = plan(&self.settings, d.detector, config, action, dry_run, 0);
+            if d.detector == Detector::SynFlood && !dry_run {
+                ensure_syncookies();
+            }
+            let record = decide::apply(
+                &self.store.write()?,
+                &key,
+                &d,
+                plan,
+                0,
+                stats.window.start_ns,
+            )?;
+            let target = DecisionTarget(key).to_string();
+            self.log_decision(
+                &target,
+                &d,
+                &plan,
+                &record,
+                Layer::Network,
+                record.first_seen_ns,
+            );
+        }
+        Ok(())
+    }
+
+    /// The decision in force on `key`, if any.
+    pub(super) fn live(
+        &self,
+        key: &DecisionKey,
+    ) -> Result<Option<ensuresec_common::decisions::DecisionRecord>> {
+        Ok(self
+            .store
+            .decision(key)?
+            .filter(|r| r.expires_at_ns > clock::mono_ns()))
+    }
+
+    pub(super) fn active(&self, key: &DecisionKey) -> Result<bool> {
+        Ok(self.live(key)?.is_some())
+    }
+}

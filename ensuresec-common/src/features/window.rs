@@ -1,0 +1,226 @@
+//! One window of counters, and the branch-free helpers the XDP program counts
+//! it with: sketch marks, a majority vote over ports, trip wires.
+
+/// Counters of one window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Monotonic ns at which this window began.
+    pub start_ns: u64,
+    pub packets: u32,
+    pub bytes: u32,
+    /// TCP with SYN and without ACK: connection attempts.
+    pub syn: u32,
+    pub synack: u32,
+    /// TCP with ACK or RST, no data, and nothing that opens or closes: what an
+    /// ACK/RST flood sends.
+    pub ack_rst: u32,
+    pub udp: u32,
+    pub icmp: u32,
+    pub frags: u32,
+    /// Unsolicited UDP: answers nobody asked for (`class::UDP_SERVICE`).
+    pub udp_reflect: u32,
+    /// Distinct destination ports (bits of `port_sketch` set in this window).
+    pub distinct_ports: u32,
+    /// Distinct destination addresses (bits of `dst_sketch` set in this window).
+    pub distinct_dsts: u32,
+    /// Trip events this window sent, as three levels: packets in the low byte
+    /// (the next trip fires at `trip_packets << level`), distinct ports in the
+    /// next byte, distinct destinations in the third. Doubling levels let the
+    /// agent re-evaluate a source as its traffic grows, with a handful of
+    /// events per window at most.
+    pub tripped: u32,
+    /// Packets that were the first their source sent (the source was new to
+    /// this CPU's per-source table): a flood of one-packet sources has as
+    /// many as packets. Counted for destinations only.
+    pub fresh: u32,
+    /// The most frequent port of the other side, by majority vote (port in
+    /// the high half, votes in the low half): a destination's top source
+    /// port (one reflected service), a source's own top source port (a
+    /// reflector answers from one).
+    pub vote: u32,
+    /// Bytes of unsolicited UDP and SYN-ACKs (`udp_reflect`, `synack`), and
+    /// of fragments: what a reflection delivers.
+    pub reflect_bytes: u32,
+    pub _pad: u32,
+    /// Distinct destination ports of a source; distinct *source* ports of a
+    /// destination (one reflected service port, or thousands of random ones).
+    pub port_sketch: [u64; 4],
+    pub dst_sketch: [u64; 2],
+}
+
+impl Window {
+    /// The port the vote elected, and the packets behind it (at least).
+    pub const fn top_port(&self) -> (u16, u16) {
+        ((self.vote >> 16) as u16, self.vote as u16)
+    }
+}
+
+/// 1 if `x` is zero, else 0, without a branch (BPF has no conditional set:
+/// every comparison would be a branch for the verifier to walk).
+#[inline(always)]
+pub const fn is_zero(x: u32) -> u32 {
+    ((x | x.wrapping_neg()) >> 31) ^ 1
+}
+
+/// One step of a majority vote over ports, without a branch: the candidate
+/// gains a vote when `port` is its own, is replaced when it has none, and
+/// else loses one. A port that makes up more than half of the packets is
+/// the candidate at the end.
+#[inline(always)]
+pub const fn vote(v: u32, port: u16) -> u32 {
+    let votes = v & 0xffff;
+    let same = is_zero((v >> 16) ^ port as u32);
+    let empty = is_zero(votes) & (same ^ 1);
+    let lose = (same | empty) ^ 1;
+    let gained = v + (is_zero(votes ^ 0xffff) ^ 1);
+    same * gained + empty * ((port as u32) << 16 | 1) + lose * v.wrapping_sub(lose)
+}
+
+/// Sets bit `bit` of a sketch when `on` (0 or 1), without a branch; returns
+/// 1 if that set a new bit. `N` must be a power of two.
+#[inline(always)]
+pub fn mark_if<const N: usize>(words: &mut [u64; N], bit: u32, on: u64) -> u32 {
+    let i = (bit as usize / 64) & (N - 1);
+    let shift = bit % 64;
+    let was = (words[i] >> shift) & 1;
+    words[i] |= (on & 1) << shift;
+    ((was ^ 1) & on & 1) as u32
+}
+
+/// Byte of `Window::tripped` holding each trip level.
+pub const TRIP_PACKETS: u32 = 0;
+pub const TRIP_PORTS: u32 = 8;
+pub const TRIP_DSTS: u32 = 16;
+/// A destination's unsolicited answers trip in the byte a source's ports use.
+pub const TRIP_UNSOLICITED: u32 = TRIP_PORTS;
+
+/// Unsolicited answers (reflected UDP, unsolicited SYN-ACKs, fragments) a
+/// destination's window must hold before they can be an attack, at any
+/// scale: a busy page load from a browser answers with a couple of dozen
+/// SYN-ACKs at once, and stray answers arrive on any host. The first level
+/// of the destination's unsolicited trip wire.
+pub const UNSOLICITED_MIN: u32 = 32;
+
+impl Window {
+    /// What a reflection delivers: unsolicited UDP and SYN-ACKs, and
+    /// fragments (the later fragments of large answers carry no ports).
+    pub const fn unsolicited(&self) -> u32 {
+        self.udp_reflect + self.synack + self.frags
+    }
+}
+/// Trip levels stop doubling here (about 16M times the first threshold).
+pub const MAX_TRIP_LEVEL: u32 = 24;
+
+/// Whether `count` reached the next level of the trip wire kept in byte
+/// `shift` of `w.tripped` (first at `first`, then each doubling); advances the
+/// level if so.
+#[inline(always)]
+pub fn trip(w: &mut Window, shift: u32, count: u32, first: u32) -> bool {
+    let level = (w.tripped >> shift) & 0xff;
+    if level < MAX_TRIP_LEVEL && (count as u64) >= (first as u64) << level {
+        w.tripped += 1 << shift;
+        return true;
+    }
+    false
+}
+
+/// The packet trip wire (see `trip`).
+#[inline(always)]
+pub fn packet_trip(w: &mut Window, trip_packets: u32) -> bool {
+    let packets = w.packets;
+    trip(w, TRIP_PACKETS, packets, trip_packets)
+}
+
+/// Sketch bit of a port (256 bits) or address (128 bits): a multiplicative hash.
+#[inline(always)]
+pub const fn sketch_bit(value: u32, bits: u32) -> u32 {
+    (value.wrapping_mul(0x9e37_79b1) >> 24) % bits
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_trips_double() {
+        let mut w = Window::default();
+        let mut fired = Vec::new();
+        for n in 1..=1000 {
+            w.packets = n;
+            if packet_trip(&mut w, 100) {
+                fired.push(n);
+            }
+        }
+        assert_eq!(fired, [100, 200, 400, 800]);
+        // The other wires keep their own levels.
+        let mut fired = Vec::new();
+        for n in 1..=20 {
+            if trip(&mut w, TRIP_DSTS, n, 4) {
+                fired.push(n);
+            }
+        }
+        assert_eq!(fired, [4, 8, 16]);
+        assert_eq!(w.tripped & 0xff, 4, "packet levels untouched");
+    }
+
+    #[test]
+    fn sketch_bits_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for port in 1..=1024u32 {
+            seen.insert(sketch_bit(port, 256));
+        }
+        assert!(seen.len() > 200, "{}", seen.len());
+        assert!(seen.iter().all(|b| *b < 256));
+    }
+
+    #[test]
+    fn the_vote_elects_a_majority_port_as_a_plain_vote_would() {
+        fn plain(v: u32, port: u16) -> u32 {
+            let (candidate, votes) = ((v >> 16) as u16, v & 0xffff);
+            if candidate == port {
+                if votes < 0xffff { v + 1 } else { v }
+            } else if votes == 0 {
+                (port as u32) << 16 | 1
+            } else {
+                v - 1
+            }
+        }
+        let mut x = 0x9e37_79b9u32;
+        let (mut a, mut b) = (0, 0);
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // 60 % from port 47808, the rest spread.
+            let port = if x % 10 < 6 {
+                47808
+            } else {
+                (x >> 8) as u16 % 7
+            };
+            a = vote(a, port);
+            b = plain(b, port);
+            assert_eq!(a, b, "step {i}");
+        }
+        assert_eq!(
+            Window {
+                vote: a,
+                ..Default::default()
+            }
+            .top_port()
+            .0,
+            47808
+        );
+        assert_eq!(vote(47808 << 16 | 0xffff, 47808), 47808 << 16 | 0xffff);
+        assert_eq!((0..=u32::MAX).step_by(65_537).map(is_zero).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn sketch_marks_say_whether_a_bit_was_new() {
+        let mut words = [0u64; 4];
+        assert_eq!(mark_if(&mut words, 200, 1), 1);
+        assert_eq!(mark_if(&mut words, 200, 1), 0);
+        assert_eq!(mark_if(&mut words, 7, 0), 0);
+        assert_eq!(words, [0, 0, 0, 1 << 8]);
+    }
+}

@@ -1,0 +1,244 @@
+//! `cargo xtask eval --captures DIR [NAME...]`: replays each public capture
+//! named in `tests/eval/captures.toml` into a fresh lab at its recorded
+//! timing (the `replay` binary) and prints, per capture, whether ensuresec
+//! decided, by which detectors, how long after the replay began, and what
+//! share of the capture it dropped. An attack passes when it is decided
+//! within a second; a benign capture when nothing is decided. The table goes
+//! to stdout (Markdown), the rows to `--json FILE` if asked.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Manifest {
+    capture: Vec<Entry>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    file: String,
+    blob: String,
+    class: String,
+    kind: Kind,
+    role: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Attack,
+    Benign,
+}
+
+#[derive(Serialize)]
+struct Row {
+    file: String,
+    class: String,
+    kind: Kind,
+    role: String,
+    /// Why the capture was not replayed (missing, altered), if it was not.
+    skipped: Option<String>,
+    packets: u64,
+    sources: u64,
+    /// Detectors that decided, in the order they first did.
+    detectors: Vec<String>,
+    /// Seconds from the start of the replay to the first decision.
+    first_decision_s: Option<f64>,
+    decisions: usize,
+    dropped_share: f64,
+    pass: bool,
+}
+
+/// An attack must be decided within this long of its first packet.
+const WITHIN_S: f64 = 1.0;
+
+/// Attacks are replayed for at most this long (one capture lasts 14
+/// minutes); benign captures in full, since any decision fails them.
+const ATTACK_SECONDS: &str = "60";
+
+fn usage() -> ! {
+    eprintln!("usage: eval --captures DIR [--manifest FILE] [--json OUT] [NAME...]");
+    std::process::exit(2);
+}
+
+/// The file's git blob id, as its source repository names it.
+fn blob_id(path: &Path) -> Result<String> {
+    let out = Command::new("git")
+        .arg("hash-object")
+        .arg(path)
+        .output()
+        .context("running git hash-object")?;
+    if !out.status.success() {
+        bail!(
+            "git hash-object {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn replay(bin: &Path, capture: &Path, kind: Kind) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--pcap").arg(capture);
+    if kind == Kind::Attack {
+        cmd.args(["--duration", ATTACK_SECONDS]);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("reading replay's report")
+}
+
+fn row(entry: &Entry, report: &serde_json::Value) -> Row {
+    let mut detectors: Vec<String> = Vec::new();
+    let mut first: Option<f64> = None;
+    for d in report["detections"].as_array().into_iter().flatten() {
+        let name = d["detector"].as_str().unwrap_or_default().to_string();
+        if !detectors.contains(&name) {
+            detectors.push(name);
+        }
+        let at = d["seconds_after_start"].as_f64().unwrap_or(f64::MAX);
+        first = Some(first.map_or(at, |f: f64| f.min(at)));
+    }
+    let packets = report["packets_replayed"].as_u64().unwrap_or(0);
+    let dropped = report["packets_dropped"].as_u64().unwrap_or(0);
+    let decisions = report["detections"].as_array().map_or(0, Vec::len);
+    let pass = match entry.kind {
+        Kind::Attack => first.is_some_and(|t| t <= WITHIN_S),
+        Kind::Benign => decisions == 0,
+    };
+    Row {
+        file: entry.file.clone(),
+        class: entry.class.clone(),
+        kind: entry.kind,
+        role: entry.role.clone(),
+        skipped: None,
+        packets,
+        sources: report["sources"].as_u64().unwrap_or(0),
+        detectors,
+        first_decision_s: first,
+        decisions,
+        dropped_share: if packets == 0 {
+            0.0
+        } else {
+            dropped as f64 / packets as f64
+        },
+        pass,
+    }
+}
+
+fn skipped(entry: &Entry, why: String) -> Row {
+    Row {
+        file: entry.file.clone(),
+        class: entry.class.clone(),
+        kind: entry.kind,
+        role: entry.role.clone(),
+        skipped: Some(why),
+        packets: 0,
+        sources: 0,
+        detectors: Vec::new(),
+        first_decision_s: None,
+        decisions: 0,
+        dropped_share: 0.0,
+        pass: false,
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| capture | role | packets | sources | decided by | first decision | decisions | dropped | verdict |\n|---|---|---:|---:|---|---:|---:|---:|---|\n",
+    );
+    for r in rows {
+        let verdict = match (&r.skipped, r.pass, r.kind) {
+            (Some(why), _, _) => format!("skipped: {why}"),
+            (None, true, Kind::Attack) => "detected".into(),
+            (None, false, Kind::Attack) => "MISSED".into(),
+            (None, true, Kind::Benign) => "no decision".into(),
+            (None, false, Kind::Benign) => "FALSE DECISION".into(),
+        };
+        let name = Path::new(&r.file)
+            .file_name()
+            .map_or(r.file.clone(), |n| n.to_string_lossy().into_owned());
+        out += &format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {:.1} % | {verdict} |\n",
+            r.role,
+            r.packets,
+            r.sources,
+            if r.detectors.is_empty() {
+                "-".into()
+            } else {
+                r.detectors.join(", ")
+            },
+            r.first_decision_s
+                .map_or("-".into(), |t| format!("{:.0} ms", t * 1000.0)),
+            r.decisions,
+            r.dropped_share * 100.0,
+        );
+    }
+    out
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut dir, mut manifest, mut json, mut only) = (None, None, None, Vec::new());
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--captures" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--manifest" => manifest = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--json" => json = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            name if !name.starts_with('-') => only.push(name.to_string()),
+            _ => usage(),
+        }
+    }
+    let dir = dir.unwrap_or_else(|| usage());
+    let manifest = manifest
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/captures.toml"));
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let Manifest { capture } =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("the binary's directory")?
+        .join("replay");
+    let mut rows = Vec::new();
+    for entry in capture
+        .iter()
+        .filter(|e| only.is_empty() || only.iter().any(|o| e.file.contains(o.as_str())))
+    {
+        let path = dir.join(&entry.file);
+        if !path.exists() {
+            rows.push(skipped(entry, "missing".into()));
+            continue;
+        }
+        let blob = blob_id(&path)?;
+        if blob != entry.blob {
+            rows.push(skipped(entry, format!("blob {blob}, not {}", entry.blob)));
+            continue;
+        }
+        eprintln!("eval: {}", entry.file);
+        match replay(&bin, &path, entry.kind) {
+            Ok(report) => rows.push(row(entry, &report)),
+            Err(e) => rows.push(skipped(entry, format!("{e:#}"))),
+        }
+    }
+    print!("{}", table(&rows));
+    let replayed: Vec<&Row> = rows.iter().filter(|r| r.skipped.is_none()).collect();
+    let passed = replayed.iter().filter(|r| r.pass).count();
+    println!("\n{passed} of {} replayed captures pass", replayed.len());
+    if let Some(out) = json {
+        std::fs::write(&out, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
