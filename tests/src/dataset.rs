@@ -66,7 +66,9 @@ pub fn role(address: &str, scenario: &Scenario) -> &'static str {
 pub fn family(scenario: &str) -> &str {
     match scenario {
         "masscan" | "port-scan" => "port-scan",
-        "t50-flood" | "spoofed-syn-flood" | "many-sources" => "spoofed-syn",
+        "t50-flood" | "spoofed-syn-flood" | "spoofed-syn-unserved" | "many-sources" => {
+            "spoofed-syn"
+        }
         "reflection" | "reflection-burst" => "reflection",
         s => s,
     }

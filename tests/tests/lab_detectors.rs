@@ -49,6 +49,7 @@ scenario_tests! {
     slowloris => "slowloris",
     t50_flood => "t50-flood",
     spoofed_syn_flood => "spoofed-syn-flood",
+    spoofed_syn_unserved => "spoofed-syn-unserved",
     many_sources => "many-sources",
 }
 

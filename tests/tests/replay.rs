@@ -76,12 +76,13 @@ fn mixed_pcapng(path: &Path) -> Result<()> {
     let flooder: Ipv4Addr = "203.0.113.7".parse()?;
     let fragger: Ipv4Addr = "203.0.113.8".parse()?;
     let pinger: Ipv6Addr = "2001:db8:66::9".parse()?;
-    let udp = L4::Udp {
-        sport: 5000,
-        dport: 9999,
-        payload: vec![0; 8],
-    };
     for i in 0..3000u32 {
+        // From ever-changing ports: a flood, not one service's answers.
+        let udp = L4::Udp {
+            sport: 5000 + (i % 1000) as u16,
+            dport: 9999,
+            payload: vec![0; 8],
+        };
         let t = Duration::from_micros(1_000_000_000 + i as u64 * 200);
         let mut frames = vec![frame(
             &[(ETH_P_8021Q, 42)],

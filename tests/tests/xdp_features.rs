@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use ensuresec_common::{
     features::{
-        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale, Throttle, class,
-        v4_key,
+        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale, Throttle,
+        UNSOLICITED_MIN, class, v4_key,
     },
     ports::{PortRange, bitmap},
     reason::Reason,
@@ -251,6 +251,42 @@ fn destination_trip_wire() -> Result<()> {
         "distinct sources: {:?}",
         trips[0].window
     );
+    Ok(())
+}
+
+/// SYNs from many new sources to a port the host does not serve trip the
+/// destination at every scale at 32, as unsolicited answers do, far below
+/// the packet wires; the same SYNs to a served port do not.
+#[test]
+fn syns_to_unserved_ports_trip_at_every_scale() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    let mut cfg = k.store.detect_config()?;
+    cfg.trip_dst_packets = 1_000_000;
+    k.store.write()?.set_detect_config(&cfg)?;
+    for (port, sources) in [(80, 0x0a02_0000u32), (30120, 0x0a03_0000)] {
+        for i in 0..40u32 {
+            k.run(
+                "ensuresec",
+                &tcp(Ipv4Addr::from(sources + i), port, TCP_SYN),
+            )?;
+        }
+    }
+    let all: Vec<Event> = events(&k)?
+        .into_iter()
+        .filter(|e| e.kind == EVENT_DEST_TRIP)
+        .collect();
+    let mut scales: Vec<u8> = all.iter().map(|e| e.scale).collect();
+    scales.sort();
+    assert_eq!(
+        scales,
+        [Scale::Window as u8, Scale::Burst as u8, Scale::Slow as u8],
+        "{all:?}"
+    );
+    for e in &all {
+        assert_eq!((e.port, e.proto), (0, 6), "the unserved ports, not 80");
+        assert_eq!(e.window.syn, UNSOLICITED_MIN);
+        assert_eq!(e.window.fresh, UNSOLICITED_MIN, "each source's first");
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! Each destination's own normal rate of unsolicited answers (reflected UDP,
-//! unsolicited SYN-ACKs), learnt once a second from the kernel's windows. A
-//! storefront normally receives none; a host that runs a recursive resolver
-//! on unconnected sockets may receive many. Detection holds each destination
+//! Each destination's own normal rate of unwanted traffic (unsolicited UDP
+//! and SYN-ACKs, SYNs to unserved ports; `DestKey::unwanted`), learnt once a
+//! second from the kernel's windows. A storefront normally receives little:
+//! background scans; a host that NATs containers receives their answers,
+//! which no socket of its own asked for. Detection holds each destination
 //! to a rate far above its own normal, never below a floor, never above the
 //! detectors' global thresholds.
 //!
@@ -9,7 +10,8 @@
 //! current threshold is learnt: an attack never teaches the baseline that it
 //! is normal, not even in the seconds before it is decided. A new
 //! destination starts from a normal of zero, not from its first second
-//! (which may be the attack's first).
+//! (which may be the attack's first); the learnt normals live in the agent's
+//! memory, so a restart learns them again.
 
 use std::collections::HashMap;
 

@@ -291,7 +291,23 @@ pub fn describe_evidence(r: &DecisionRecord) -> String {
             crate::ml::runner::describe_top(&top)
         );
     }
-    format!("{} >= {} per window", r.evidence[0], r.evidence[1])
+    let mut text = format!("{} >= {} per window", r.evidence[0], r.evidence[1]);
+    // At a destination the kernel also names the top source port and the
+    // packets that were their source's first.
+    let aggregate = [
+        Detector::SynFlood,
+        Detector::Reflection,
+        Detector::SynAckReflection,
+    ]
+    .iter()
+    .any(|d| *d as u32 == r.detector);
+    if aggregate && r.evidence[2..] != [0, 0] {
+        text += &format!(
+            "; top source port {}, {} packets from new sources",
+            r.evidence[2], r.evidence[3]
+        );
+    }
+    text
 }
 
 #[cfg(test)]

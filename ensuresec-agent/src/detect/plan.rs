@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use ensuresec_common::decisions::{Action as Recorded, Detector};
+use ensuresec_common::{
+    decisions::{Action as Recorded, Detector},
+    features::class,
+};
 
 use super::{
     detector::{Action, DetectorConfig},
@@ -39,6 +42,20 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// A SYN flood at a destination of ports the host does not serve: a
+    /// budget becomes a filter of the probes to them: nobody is served there, so nothing a
+    /// client needs is dropped, and a forged flood below any budget stops.
+    pub fn unserved_only(self) -> Plan {
+        match self {
+            Plan::Budget { ttl, .. } => Plan::Budget {
+                pps: 0,
+                drop: class::PROBE_UNTRACKED,
+                ttl,
+            },
+            other => other,
+        }
+    }
+
     pub fn action(&self) -> Recorded {
         match self {
             Plan::Ban { .. } => Recorded::Ban,

@@ -74,8 +74,9 @@ pub struct DetectSection {
     pub unsolicited_floor: u32,
     /// ... when they come from at least this many distinct sources.
     pub unsolicited_min_sources: u32,
-    /// A destination used to unsolicited answers (a resolver on unconnected
-    /// sockets) is held to this many times its own normal rate instead.
+    /// A destination used to unwanted traffic (answers to a NATed network's
+    /// connections, background scans of unserved ports) is held to this many
+    /// times its own normal rate instead.
     pub baseline_factor: u32,
     /// Destination ports counted one by one; others count as port 0.
     pub tcp_ports: Vec<String>,

@@ -47,8 +47,12 @@ fn add_window(acc: &mut Window, w: &Window) {
     acc.udp_reflect += w.udp_reflect;
     acc.fresh += w.fresh;
     acc.reflect_bytes = acc.reflect_bytes.wrapping_add(w.reflect_bytes);
-    // The CPUs' candidates do not add up; the best-backed one stands.
-    if w.top_port().1 > acc.top_port().1 {
+    // CPUs that elected the same port add their votes (a flow spread over
+    // receive queues); otherwise the best-backed candidate stands.
+    let ((port, votes), (mine, mine_votes)) = (w.top_port(), acc.top_port());
+    if port == mine {
+        acc.vote = (port as u32) << 16 | (votes as u32 + mine_votes as u32).min(0xffff);
+    } else if votes > mine_votes {
         acc.vote = w.vote;
     }
     for (a, b) in acc.port_sketch.iter_mut().zip(w.port_sketch) {
@@ -310,4 +314,34 @@ fn random_seed() -> Result<u64> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .map_err(|e| Error::io("reading /dev/urandom", e))?;
     Ok(u64::from_ne_bytes(bytes) | 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use ensuresec_common::features::vote;
+
+    use super::*;
+
+    fn voted(port: u16, votes: u32) -> Window {
+        let mut w = Window::default();
+        for _ in 0..votes {
+            w.vote = vote(w.vote, port);
+        }
+        w
+    }
+
+    #[test]
+    fn cpus_that_elected_the_same_port_add_their_votes() {
+        // One reflector's answers spread over three receive queues.
+        let mut acc = Window::default();
+        for _ in 0..3 {
+            add_window(&mut acc, &voted(123, 40));
+        }
+        assert_eq!(acc.top_port(), (123, 120));
+        // Another CPU's stronger candidate replaces a weaker one.
+        add_window(&mut acc, &voted(53, 500));
+        assert_eq!(acc.top_port(), (53, 500));
+        add_window(&mut acc, &voted(9, 1));
+        assert_eq!(acc.top_port(), (53, 500));
+    }
 }

@@ -28,9 +28,9 @@ pub const fn v4_key(addr_ne: u32) -> AddrKey {
 /// UDP source ports of services abused for reflection and amplification:
 /// chargen, DNS, NTP, SNMP, CLDAP, SSDP, memcached (and a few common others).
 /// A prior only: UDP from these (and from any port below 1024) counts as a
-/// reflected answer even when it reaches a port something listens on, e.g.
-/// port 53 of a DNS server. UDP from any other port is a reflected answer
-/// when it answers no socket and reaches a port nobody serves (see
+/// reflected answer even when it reaches a port the host serves (listed in
+/// `udp_ports`), e.g. port 53 of a DNS server. UDP from any port is a
+/// reflected answer when no socket listens where it lands (see
 /// `class::UDP_SERVICE`).
 pub const REFLECTOR_PORTS: [u16; 10] = [19, 53, 123, 161, 389, 1900, 11211, 17, 111, 3702];
 
@@ -198,6 +198,20 @@ impl DestKey {
     /// The port and protocol folded into the set hash.
     pub const fn extra(&self) -> u32 {
         (self.port as u32) << 8 | self.proto as u32
+    }
+
+    /// TCP to the ports the host does not serve (untracked ports share
+    /// port 0): no client needs a SYN there answered.
+    pub const fn is_unserved_tcp(&self) -> bool {
+        self.port == 0 && self.proto == 6
+    }
+
+    /// What this destination's window `w` holds that nobody asked for or
+    /// needs: unsolicited UDP (with the fragments large answers arrive in,
+    /// which carry no ports) and SYN-ACKs, and SYNs to ports nobody serves.
+    pub const fn unwanted(&self, w: &Window) -> u32 {
+        let udp = (self.proto == 17) as u32;
+        w.udp_reflect + w.synack + w.frags * udp + w.syn * self.is_unserved_tcp() as u32
     }
 }
 

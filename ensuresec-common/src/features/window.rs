@@ -77,6 +77,13 @@ pub const fn vote(v: u32, port: u16) -> u32 {
     same * gained + empty * ((port as u32) << 16 | 1) + lose * v.wrapping_sub(lose)
 }
 
+/// `vote` when `on` (0 or 1), else the vote unchanged; without a branch.
+#[inline(always)]
+pub const fn vote_if(v: u32, port: u16, on: u32) -> u32 {
+    let on = on & 1;
+    on * vote(v, port) + (on ^ 1) * v
+}
+
 /// Sets bit `bit` of a sketch when `on` (0 or 1), without a branch; returns
 /// 1 if that set a new bit. `N` must be a power of two.
 #[inline(always)]
@@ -102,13 +109,6 @@ pub const TRIP_UNSOLICITED: u32 = TRIP_PORTS;
 /// of the destination's unsolicited trip wire.
 pub const UNSOLICITED_MIN: u32 = 32;
 
-impl Window {
-    /// What a reflection delivers: unsolicited UDP and SYN-ACKs, and
-    /// fragments (the later fragments of large answers carry no ports).
-    pub const fn unsolicited(&self) -> u32 {
-        self.udp_reflect + self.synack + self.frags
-    }
-}
 /// Trip levels stop doubling here (about 16M times the first threshold).
 pub const MAX_TRIP_LEVEL: u32 = 24;
 
@@ -212,6 +212,10 @@ mod tests {
             47808
         );
         assert_eq!(vote(47808 << 16 | 0xffff, 47808), 47808 << 16 | 0xffff);
+        // Packets without ports leave the vote as it was.
+        let v = vote(0, 53);
+        assert_eq!(vote_if(v, 0, 0), v);
+        assert_eq!(vote_if(v, 53, 1), vote(v, 53));
         assert_eq!((0..=u32::MAX).step_by(65_537).map(is_zero).sum::<u32>(), 1);
     }
 

@@ -39,7 +39,10 @@ fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut
         st.packets = 0;
         st.bytes = 0;
         st.new_conns = 0;
+        // Every scale: the slot's last destination must leave nothing.
         reset(&mut st.window, 0);
+        reset(&mut st.burst, 0);
+        reset(&mut st.slow, 0);
     }
     Some(slot)
 }
@@ -112,7 +115,8 @@ pub struct DestPacket {
 /// Counts a packet in one of a destination's windows, of `scale`: the
 /// window, a tenth of it (a burst), ten of it (slow). Trips on packets (a
 /// burst at a tenth of the window's count; not the slow window) and, at
-/// every scale, on unsolicited answers, which no client sends. A subprogram of its own, called three
+/// every scale, on unsolicited answers and SYNs to ports the host does not
+/// serve, which no client needs. A subprogram of its own, called three
 /// times: inlined, each call's paths would multiply the next one's for the
 /// verifier.
 #[inline(never)]
@@ -130,14 +134,19 @@ fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32) 
     w.distinct_dsts += mark_if(&mut w.dst_sketch, one.src_bit, 1);
     let port_bit = sketch_bit(one.sport as u32, 256);
     w.distinct_ports += mark_if(&mut w.port_sketch, port_bit, one.has_port);
-    // Packets without ports vote for port 0.
-    w.vote = vote(w.vote, one.sport * one.has_port as u16);
+    // Packets without ports (later fragments) do not vote.
+    w.vote = vote_if(w.vote, one.sport, one.has_port as u32);
     let levels = w.tripped;
     // The slow scale is for unsolicited answers only.
     let packets = w.packets * (scale != Scale::Slow as u32) as u32;
-    let unsolicited = w.unsolicited();
+    let unsolicited = one.key.unwanted(w);
     let fire = trip(w, TRIP_PACKETS, packets, first)
-        | trip(w, TRIP_UNSOLICITED, unsolicited, UNSOLICITED_MIN);
+        | trip(
+            w,
+            TRIP_UNSOLICITED,
+            unsolicited,
+            (UNSOLICITED_MIN / cfg.cpus.max(1)).max(1),
+        );
     if fire
         && emit(
             EVENT_DEST_TRIP,

@@ -10,7 +10,7 @@ use ensuresec_common::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
         SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
         UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if, packet_trip, set_of,
-        sketch_bit, trip, vote,
+        sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -251,8 +251,8 @@ fn has_transport(p: &Parsed) -> bool {
 const FRESH: u32 = 1 << 16;
 
 /// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
-/// their locals would not fit in one 512-byte frame with the caller's. Each
-/// returns the number of events it sent; `source` adds `FRESH`.
+/// their locals would not fit in one 512-byte frame with the caller's.
+/// `source` returns `FRESH` when the source was new, else 0.
 #[inline(never)]
 fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
     let src = &p.ip.src_key();
@@ -284,7 +284,7 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     let w = &mut st.window;
     count_window(w, s, len, now, cfg.window_ns);
     // A reflector answers from one port; a flooder rotates its own.
-    w.vote = vote(w.vote, p.transport.sport * has_transport(p) as u16);
+    w.vote = vote_if(w.vote, p.transport.sport, has_transport(p) as u32);
     // Distinct ports and hosts count probes only: replies to the host's own
     // connections land on many ephemeral ports and are no scan.
     if s.probe {

@@ -184,6 +184,27 @@ pub fn all(fast: bool) -> Vec<Scenario> {
             }),
         ),
         base(
+            "spoofed-syn-unserved",
+            "hping3 SYNs from random spoofed sources at about 330/s, far below the aggregate threshold, to a port the storefront does not serve: a filter of probes to unserved ports",
+            Some(Attack {
+                decision_on: Some("{target}:*/tcp"),
+                ..hping(
+                    "syn_flood",
+                    &[
+                        "-S",
+                        "-p",
+                        "30120",
+                        "--rand-source",
+                        "-i",
+                        "u3000",
+                        "-c",
+                        &n(4_000),
+                    ],
+                )
+                .expect("an attack")
+            }),
+        ),
+        base(
             "synack-reflection",
             "unsolicited SYN-ACKs: our address spoofed in someone else's SYN flood",
             hping(

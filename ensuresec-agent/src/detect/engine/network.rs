@@ -122,6 +122,8 @@ impl Engine {
         let gates = Gates {
             min_sources: raw.min_sources,
             unsolicited_min_sources: raw.unsolicited_min_sources,
+            unserved_tcp: dest.is_unserved_tcp(),
+            udp: dest.proto == libc::IPPROTO_UDP as u8,
             unsolicited_pps: self.baselines.threshold(
                 &dest,
                 raw.unsolicited_floor as f64,
@@ -154,7 +156,10 @@ impl Engine {
                 Action::Budget => Action::Budget,
                 _ => Action::Alert,
             };
-            let plan = plan(&self.settings, d.detector, config, action, dry_run, 0);
+            let mut plan = plan(&self.settings, d.detector, config, action, dry_run, 0);
+            if gates.unserved_tcp && d.detector == Detector::SynFlood {
+                plan = plan.unserved_only();
+            }
             if d.detector == Detector::SynFlood && !dry_run {
                 ensure_syncookies();
             }

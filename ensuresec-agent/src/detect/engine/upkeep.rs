@@ -20,24 +20,30 @@ impl Engine {
     /// One second of every destination's unsolicited answers, learnt unless
     /// a decision covers the destination (an attack is not normal).
     fn learn_baselines(&mut self, attacked: &HashSet<DestKey>) -> Result<()> {
-        let since = self.since();
-        let mut seen: HashMap<DestKey, u64> = HashMap::new();
+        let (now, since) = (clock::mono_ns(), self.since());
+        // Per destination: what detection holds to its own normal, and when
+        // the earliest of its CPUs' current windows began.
+        let mut seen: HashMap<DestKey, (u64, u64)> = HashMap::new();
         self.store.for_each_dest(|_, slot| {
             let w = &slot.stats.window;
-            let n = if w.start_ns >= since {
-                (w.udp_reflect + w.synack) as u64
-            } else {
-                0
-            };
-            *seen.entry(slot.key).or_default() += n;
+            let e = seen.entry(slot.key).or_insert((0, now));
+            // An old window is a quiet second: it counts as nothing.
+            if w.start_ns >= since {
+                e.0 += slot.key.unwanted(w) as u64;
+                e.1 = e.1.min(w.start_ns);
+            }
         })?;
         let secs = self.window_secs();
         let raw = &self.settings.raw;
         let (floor, factor) = (raw.unsolicited_floor as f64, raw.baseline_factor as f64);
         self.baselines.begin_round();
-        for (key, n) in seen {
+        for (key, (n, start)) in seen {
             if !attacked.contains(&key) {
-                self.baselines.observe(&key, n as f64 / secs, floor, factor);
+                // A rate over the part of the window that has passed (a
+                // tenth at least), not over the whole window.
+                let elapsed = (now.saturating_sub(start) as f64 / 1e9).clamp(secs / 10.0, secs);
+                self.baselines
+                    .observe(&key, n as f64 / elapsed, floor, factor);
             }
         }
         self.baselines.end_round();

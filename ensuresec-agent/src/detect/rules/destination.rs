@@ -21,16 +21,35 @@ pub struct Gates {
     /// Rate of unsolicited answers that is an attack at this destination:
     /// far above its own normal (`baseline`), never below a floor.
     pub unsolicited_pps: f64,
+    /// The destination is TCP to ports the host does not serve: SYNs there
+    /// are as unwanted as unsolicited answers.
+    pub unserved_tcp: bool,
+    /// The destination is UDP: its fragments are parts of datagrams.
+    pub udp: bool,
 }
 
-fn unsolicited(d: Detector) -> bool {
-    matches!(d, Detector::Reflection | Detector::SynAckReflection)
+/// Whether the detector's evidence at this destination is traffic nobody
+/// needs: then it is held to the destination's own normal.
+fn unsolicited(d: Detector, gates: &Gates) -> bool {
+    match d {
+        Detector::Reflection | Detector::SynAckReflection => true,
+        Detector::SynFlood => gates.unserved_tcp,
+        _ => false,
+    }
+}
+
+/// Whether most of a window's SYNs came from sources new to this host, as
+/// they do when the sources are forged (one packet each).
+fn from_new_sources(w: &Window) -> bool {
+    w.fresh.saturating_mul(2) >= w.syn
 }
 
 /// Aggregate detections in a destination's window of `window_secs`.
 /// Reflected UDP counts with the fragments it arrives in (a reflection keeps
 /// the UDP and fragment flood detectors quiet), and at least
-/// `UNSOLICITED_MIN` of either kind is needed. Unsolicited answers are held to the lower of the detector's aggregate
+/// `UNSOLICITED_MIN` of either kind is needed. Unsolicited answers, and SYNs
+/// from mostly new sources to ports the host does not serve (a forged SYN
+/// flood at any rate), are held to the lower of the detector's aggregate
 /// threshold and the destination's own (`Gates::unsolicited_pps`); the
 /// evidence names the top source port and the packets of first-time sources.
 pub fn dest_detections(
@@ -50,17 +69,22 @@ pub fn dest_detections(
     ];
     let mut out = Vec::new();
     for detector in ORDER {
-        let (sources, mut threshold) = if unsolicited(detector) {
+        let (sources, mut threshold) = if unsolicited(detector, gates) {
             let own = gates.unsolicited_pps.ceil().max(1.0) as u32;
             let global = d.get(detector).aggregate;
-            (
-                gates.unsolicited_min_sources,
-                if global == 0 { 0 } else { global.min(own) },
-            )
+            // Answers come from a few reflectors; forged SYNs from many.
+            let sources = if detector == Detector::SynFlood {
+                gates.min_sources
+            } else {
+                gates.unsolicited_min_sources
+            };
+            (sources, if global == 0 { 0 } else { global.min(own) })
         } else {
             (gates.min_sources, d.get(detector).aggregate)
         };
-        if w.distinct_dsts < sources {
+        if w.distinct_dsts < sources
+            || (detector == Detector::SynFlood && gates.unserved_tcp && !from_new_sources(w))
+        {
             threshold = 0;
         }
         if matches!(detector, Detector::UdpFlood | Detector::FragmentFlood)
@@ -72,10 +96,10 @@ pub fn dest_detections(
         }
         let count = match detector {
             // Large answers arrive fragmented; later fragments carry no ports.
-            Detector::Reflection => w.udp_reflect + w.frags,
+            Detector::Reflection => w.udp_reflect + w.frags * gates.udp as u32,
             _ => observed(w, detector).0,
         };
-        if unsolicited(detector) && threshold > 0 {
+        if unsolicited(detector, gates) && threshold > 0 {
             // However short the window, a few stray answers are no attack.
             let at_least = scaled(threshold, window_secs).max(UNSOLICITED_MIN as u64);
             check(&mut out, detector, count, at_least as u32, None);
@@ -99,6 +123,8 @@ mod tests {
         min_sources: 16,
         unsolicited_min_sources: 4,
         unsolicited_pps: 20.0,
+        unserved_tcp: false,
+        udp: true,
     };
 
     #[test]
@@ -164,6 +190,39 @@ mod tests {
         assert!(dest_detections(&x, &d, 1.0, &busy).is_empty());
         x.udp_reflect = 6000;
         assert_eq!(dest_detections(&x, &d, 1.0, &busy)[0].threshold, 5000);
+    }
+
+    #[test]
+    fn forged_syns_to_ports_nobody_serves_are_a_flood_at_a_low_rate() {
+        let d = Detectors::default();
+        let unserved = Gates {
+            unserved_tcp: true,
+            ..GATES
+        };
+        // 300 SYNs a second from as many new sources to an unserved port.
+        let mut x = w();
+        x.packets = 300;
+        x.syn = 300;
+        x.fresh = 300;
+        x.distinct_dsts = 100;
+        assert_eq!(
+            names(&dest_detections(&x, &d, 1.0, &unserved)),
+            ["syn_flood"]
+        );
+        // The same at a served port is held to the aggregate threshold.
+        assert!(dest_detections(&x, &d, 1.0, &GATES).is_empty());
+        // Sources that keep coming back (a client retrying) are no forgery.
+        x.fresh = 40;
+        assert!(dest_detections(&x, &d, 1.0, &unserved).is_empty());
+        x.fresh = 300;
+        // Too few sources: a scanner's or a client's, handled per source.
+        x.distinct_dsts = 8;
+        assert!(dest_detections(&x, &d, 1.0, &unserved).is_empty());
+        // Background scans: a few a second.
+        x.distinct_dsts = 100;
+        x.syn = 8;
+        x.fresh = 8;
+        assert!(dest_detections(&x, &d, 1.0, &unserved).is_empty());
     }
 
     #[test]
