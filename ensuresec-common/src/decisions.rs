@@ -33,12 +33,21 @@ crate::named_enum! {
         Scanner = 16 => "scanner",
         /// Requests with an attack tool's user agent.
         AttackTool = 17 => "attack_tool",
+        /// Connection attempts that never complete, counted over the
+        /// horizon (minutes): a flood too slow for any window.
+        SlowSyn = 18 => "slow_syn",
+        /// Distinct ports probed over the horizon: a scan too slow for a window.
+        SlowScan = 19 => "slow_scan",
+        /// Distinct openings of conversation (the first bytes a connection
+        /// sends) over the horizon: a service scan of one port, which tries
+        /// one protocol after another.
+        ServiceScan = 20 => "service_scan",
     }
 }
 
 impl Detector {
     /// The threshold detectors (the anomaly model, `Ml`, is configured apart).
-    pub const THRESHOLD: [Detector; 10] = [
+    pub const THRESHOLD: [Detector; 13] = [
         Detector::SynFlood,
         Detector::UdpFlood,
         Detector::IcmpFlood,
@@ -49,7 +58,15 @@ impl Detector {
         Detector::PortScan,
         Detector::HostSweep,
         Detector::HalfOpen,
+        Detector::SlowSyn,
+        Detector::SlowScan,
+        Detector::ServiceScan,
     ];
+
+    /// The detectors that count a source over the horizon (minutes) rather
+    /// than a window.
+    pub const HORIZON: [Detector; 3] =
+        [Detector::SlowSyn, Detector::SlowScan, Detector::ServiceScan];
 
     /// The application-level detectors (logs and shop events).
     pub const APP: [Detector; 6] = [

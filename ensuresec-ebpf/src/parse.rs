@@ -54,6 +54,10 @@ pub struct Transport {
     pub payload: u8,
     pub sport: u16,
     pub dport: u16,
+    /// TCP: the sequence number, and the first four bytes of the data (0
+    /// when it has fewer, or none): what protocol a connection opens with.
+    pub seq: u32,
+    pub head: u32,
 }
 
 impl Transport {
@@ -69,6 +73,8 @@ impl Transport {
             payload: 0,
             sport: 0,
             dport: 0,
+            seq: 0,
+            head: 0,
         }
     }
 
@@ -79,6 +85,8 @@ impl Transport {
             payload: 0,
             sport: 0,
             dport: 0,
+            seq: 0,
+            head: 0,
         }
     }
 }
@@ -326,16 +334,27 @@ fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize, ip_end: usize) -> Pa
     let (transport, outcome) = match ip.proto {
         IPPROTO_TCP => match load::<[u8; 20]>(ctx, offset) {
             Some(h) if h[12] >> 4 < 5 => (Transport::none(), Reason::BadTcpHeader),
-            Some(h) => (
-                Transport {
-                    kind: Transport::TCP,
-                    flags: h[13],
-                    payload: (ip_end > offset + (h[12] >> 4) as usize * 4) as u8,
-                    sport: u16::from_be_bytes([h[0], h[1]]),
-                    dport: u16::from_be_bytes([h[2], h[3]]),
-                },
-                Reason::Passed,
-            ),
+            Some(h) => {
+                let data = offset + (h[12] >> 4) as usize * 4;
+                let payload = ip_end > data;
+                let head = if payload && ip_end >= data + 4 {
+                    load::<u32>(ctx, data).map_or(0, u32::from_be)
+                } else {
+                    0
+                };
+                (
+                    Transport {
+                        kind: Transport::TCP,
+                        flags: h[13],
+                        payload: payload as u8,
+                        sport: u16::from_be_bytes([h[0], h[1]]),
+                        dport: u16::from_be_bytes([h[2], h[3]]),
+                        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                        head,
+                    },
+                    Reason::Passed,
+                )
+            }
             None => (Transport::none(), Reason::TruncatedTcp),
         },
         IPPROTO_UDP => match load::<[u8; 8]>(ctx, offset) {
@@ -346,6 +365,8 @@ fn parse_transport(ctx: &XdpContext, ip: Ip, offset: usize, ip_end: usize) -> Pa
                     payload: 0,
                     sport: u16::from_be_bytes([h[0], h[1]]),
                     dport: u16::from_be_bytes([h[2], h[3]]),
+                    seq: 0,
+                    head: 0,
                 },
                 Reason::Passed,
             ),

@@ -65,7 +65,7 @@ pub fn role(address: &str, scenario: &Scenario) -> &'static str {
 /// holding a family out holds out all of it.
 pub fn family(scenario: &str) -> &str {
     match scenario {
-        "masscan" | "port-scan" => "port-scan",
+        "masscan" | "port-scan" | "slow-scan" => "port-scan",
         "t50-flood" | "spoofed-syn-flood" | "spoofed-syn-unserved" | "many-sources" => {
             "spoofed-syn"
         }

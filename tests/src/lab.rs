@@ -286,7 +286,10 @@ impl Lab {
         let child = self.storefront.serve_http(
             &self.workdir.join("shop"),
             &root,
-            &["80", "[::]:80", "8080", "[::]:8080"],
+            // 7001: a port behind a load balancer that speaks the PROXY
+            // protocol; nginx hangs up on anything else, so a service scan
+            // there tries one protocol after another.
+            &["80", "[::]:80", "8080", "[::]:8080", "7001 proxy_protocol"],
         )?;
         self.nginx = Some(child);
         Ok(())

@@ -19,3 +19,4 @@ pub mod scenarios;
 pub mod shop;
 pub mod visitors;
 pub mod wait;
+pub mod xdp_harness;

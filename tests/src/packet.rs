@@ -12,6 +12,7 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
+pub const TCP_PSH: u8 = 0x08;
 
 /// Transport header and payload.
 #[derive(Clone, Debug)]

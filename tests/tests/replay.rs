@@ -229,7 +229,9 @@ fn a_real_tcpdump_capture_of_an_attack() -> Result<()> {
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
     dump.wait()?;
-    let r = replay(&path, "recorded")?;
+    // hping3's pace depends on the machine (2,000 to 20,000 packets a
+    // second here); ten times its recorded pace is a flood on any of them.
+    let r = replay(&path, "10")?;
     assert!(r["packets_replayed"].as_u64().unwrap() > 4000, "{r}");
     assert!(
         detected(&r, "udp_flood", &lab.attacker.v4.to_string()),

@@ -1,67 +1,18 @@
-//! Feature extraction, trip-wire events, throttles and budgets, through
+//! Per-source feature counts and trip-wire events, through
 //! BPF_PROG_TEST_RUN (each run is on one CPU; the store sums CPUs).
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::Result;
-use ensuresec_common::{
-    features::{
-        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale, Throttle,
-        UNSOLICITED_MIN, class, v4_key,
-    },
-    ports::{PortRange, bitmap},
-    reason::Reason,
+use ensuresec_common::features::{
+    DestKey, DetectConfig, EVENT_SOURCE_HORIZON, EVENT_SOURCE_TRIP, Event, Scale,
 };
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
+    wait::eventually,
+    xdp_harness::*,
 };
-
-const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
-const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-
-fn key(a: Ipv4Addr) -> [u8; 16] {
-    v4_key(u32::from_ne_bytes(a.octets()))
-}
-
-fn tcp(src: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
-    let l4 = L4::Tcp {
-        sport: 40000,
-        dport,
-        flags,
-    };
-    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
-}
-
-fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
-    let k = Kernel::small()?;
-    k.store.write()?.set_detect_config(&DetectConfig {
-        enabled: 1,
-        window_ns: 60_000_000_000,
-        trip_packets,
-        trip_ports,
-        trip_dsts: 1000,
-        trip_dst_packets: 1000,
-        cpus: 1,
-        ..DetectConfig::default()
-    })?;
-    let tracked: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
-    k.store
-        .write()?
-        .set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
-    Ok(k)
-}
-
-fn events(k: &Kernel) -> Result<Vec<Event>> {
-    let mut ring = k.store.events()?;
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        assert_eq!(item.len(), std::mem::size_of::<Event>());
-        // SAFETY: the kernel wrote an `Event` of this size.
-        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) });
-    }
-    Ok(out)
-}
 
 #[test]
 fn counts_per_source_and_destination() -> Result<()> {
@@ -203,385 +154,6 @@ fn trip_wires_send_one_event_per_window() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn destination_trip_wire() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    let mut cfg = k.store.detect_config()?;
-    cfg.trip_dst_packets = 25;
-    k.store.write()?.set_detect_config(&cfg)?;
-    // A spoofed flood: every packet from another source.
-    for i in 0..40u32 {
-        k.run(
-            "ensuresec",
-            &tcp(Ipv4Addr::from(0x0a01_0000 + i), 80, TCP_SYN),
-        )?;
-    }
-    let all: Vec<Event> = events(&k)?
-        .into_iter()
-        .filter(|e| e.kind == EVENT_DEST_TRIP)
-        .collect();
-    let at = |scale: Scale| -> Vec<Event> {
-        all.iter()
-            .filter(|e| e.scale == scale as u8)
-            .copied()
-            .collect()
-    };
-    let trips = at(Scale::Window);
-    assert_eq!(
-        trips.len(),
-        1,
-        "25 packets trip; the next level, 50, is not reached"
-    );
-    assert_eq!((trips[0].port, trips[0].proto), (80, 6));
-    // A tenth of a window trips at a tenth of the count, then each doubling
-    // (a slow machine may start a new tenth in between: each starts over).
-    let bursts = at(Scale::Burst);
-    assert!(!bursts.is_empty());
-    for e in &bursts {
-        let p = e.window.packets;
-        assert!(p >= 2 && (p / 2).is_power_of_two() && p % 2 == 0, "{p}");
-    }
-    assert!(
-        at(Scale::Slow).is_empty(),
-        "SYNs are no unsolicited answers"
-    );
-    assert_eq!(all.len(), trips.len() + bursts.len(), "{all:?}");
-    assert!(
-        trips[0].window.distinct_dsts > 20,
-        "distinct sources: {:?}",
-        trips[0].window
-    );
-    Ok(())
-}
-
-/// SYNs from many new sources to a port the host does not serve trip the
-/// destination at every scale at 32, as unsolicited answers do, far below
-/// the packet wires; the same SYNs to a served port do not.
-#[test]
-fn syns_to_unserved_ports_trip_at_every_scale() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    let mut cfg = k.store.detect_config()?;
-    cfg.trip_dst_packets = 1_000_000;
-    k.store.write()?.set_detect_config(&cfg)?;
-    for (port, sources) in [(80, 0x0a02_0000u32), (30120, 0x0a03_0000)] {
-        for i in 0..40u32 {
-            k.run(
-                "ensuresec",
-                &tcp(Ipv4Addr::from(sources + i), port, TCP_SYN),
-            )?;
-        }
-    }
-    let all: Vec<Event> = events(&k)?
-        .into_iter()
-        .filter(|e| e.kind == EVENT_DEST_TRIP)
-        .collect();
-    let mut scales: Vec<u8> = all.iter().map(|e| e.scale).collect();
-    scales.sort();
-    assert_eq!(
-        scales,
-        [Scale::Window as u8, Scale::Burst as u8, Scale::Slow as u8],
-        "{all:?}"
-    );
-    for e in &all {
-        assert_eq!((e.port, e.proto), (0, 6), "the unserved ports, not 80");
-        assert_eq!(e.window.syn, UNSOLICITED_MIN);
-        assert_eq!(e.window.fresh, UNSOLICITED_MIN, "each source's first");
-    }
-    Ok(())
-}
-
-#[test]
-fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    k.store.write()?.set_throttle(
-        &key(SRC),
-        &Throttle {
-            rate_pps: 1,
-            burst: 3,
-            expires_at_ns: 0,
-            limit_classes: class::ALL,
-            drop_classes: 0,
-        },
-    )?;
-    let verdicts: Vec<u32> = (0..6)
-        .map(|_| k.run("ensuresec", &tcp(SRC, 443, TCP_ACK)).unwrap())
-        .collect();
-    assert_eq!(
-        verdicts,
-        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
-    );
-    assert!(k.counters()?[Reason::Throttled as usize].packets >= 3);
-    assert!(k.store.write()?.remove_throttle(&key(SRC))?);
-    assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
-
-    let web = DestKey {
-        addr: key(DST),
-        port: 80,
-        proto: 6,
-        _pad: 0,
-    };
-    k.store.write()?.set_budget(
-        &web,
-        &Throttle {
-            rate_pps: 1,
-            burst: 2,
-            expires_at_ns: 0,
-            limit_classes: class::ALL,
-            drop_classes: 0,
-        },
-    )?;
-    let syns: Vec<u32> = (0..4u32)
-        .map(|i| {
-            k.run(
-                "ensuresec",
-                &tcp(Ipv4Addr::from(0x0a02_0000 + i), 80, TCP_SYN),
-            )
-            .unwrap()
-        })
-        .collect();
-    assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
-    // Established traffic and other ports are not limited.
-    assert_eq!(k.run("ensuresec", &tcp(SRC, 80, TCP_ACK))?, XDP_PASS);
-    assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?, XDP_PASS);
-    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 2);
-    Ok(())
-}
-
-/// A UDP budget counts packets whose ports cannot be read (under port 0): a
-/// flood of later fragments whose first fragment never came is limited, and
-/// a fragmented datagram whose first fragment fit counts once.
-#[test]
-fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    let udp_any = DestKey {
-        addr: key(DST),
-        port: 0,
-        proto: 17,
-        _pad: 0,
-    };
-    k.store.write()?.set_budget(
-        &udp_any,
-        &Throttle {
-            rate_pps: 1,
-            burst: 1,
-            expires_at_ns: 0,
-            limit_classes: class::ALL,
-            drop_classes: 0,
-        },
-    )?;
-    let fragment =
-        |src: Ipv4Addr, frag: u16, id: u16, l4: &L4| ipv4_fragment(src, DST, frag, id, l4);
-    let (first, rest) = udp_fragments(5000, 9999, 1, 32);
-    // The datagram's first fragment takes the one token; its rest passes
-    // with it.
-    assert_eq!(
-        k.run("ensuresec", &fragment(SRC, 0x2000, 77, &first))?,
-        XDP_PASS
-    );
-    assert_eq!(k.run("ensuresec", &fragment(SRC, 5, 77, &rest))?, XDP_PASS);
-    assert_eq!(k.run("ensuresec", &fragment(SRC, 9, 77, &rest))?, XDP_PASS);
-    // Later fragments of datagrams that never had a first fragment here.
-    let orphans: Vec<u32> = (0..3u16)
-        .map(|i| k.run("ensuresec", &fragment(SRC, 100, i, &rest)).unwrap())
-        .collect();
-    assert_eq!(orphans, [XDP_DROP; 3]);
-    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 3);
-    Ok(())
-}
-
-fn tcp_from(src: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let l4 = L4::Tcp {
-        sport,
-        dport,
-        flags,
-    };
-    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
-}
-
-fn udp_from(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = L4::Udp {
-        sport,
-        dport,
-        payload: vec![0; 40],
-    };
-    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
-}
-
-/// A mitigation scoped to classes of a source's packets acts on those only:
-/// reflected UDP "from" a shopper's address is dropped, SYNs are held to the
-/// rate, the shopper's own browsing (ACKs, data) goes through.
-#[test]
-fn throttles_act_on_their_classes_only() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    // The host serves UDP 443 (QUIC).
-    let tcp_ports: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
-    k.store
-        .write()?
-        .set_tracked_ports(&bitmap(&tcp_ports), &bitmap(&["443".parse()?]))?;
-    k.store.write()?.set_throttle(
-        &key(SRC),
-        &Throttle {
-            rate_pps: 1,
-            burst: 2,
-            expires_at_ns: 0,
-            limit_classes: class::SYN,
-            drop_classes: class::UDP_SERVICE,
-        },
-    )?;
-    // Reflected UDP (from port 53 to an ephemeral port nothing listens on).
-    for _ in 0..3 {
-        assert_eq!(k.run("ensuresec", &udp_from(SRC, 53, 40000))?, XDP_DROP);
-    }
-    // UDP from a client port to a served port is a request: another class.
-    assert_eq!(k.run("ensuresec", &udp_from(SRC, 5353, 443))?, XDP_PASS);
-    let syns: Vec<u32> = (0..4)
-        .map(|_| k.run("ensuresec", &tcp(SRC, 443, TCP_SYN)).unwrap())
-        .collect();
-    assert_eq!(syns, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
-    for _ in 0..5 {
-        assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
-    }
-    // Fragmented answers go the way of their first fragment: the reflected
-    // one is dropped whole, an ordinary one passes whole.
-    let (reflected, rest) = udp_fragments(53, 40000, 0, 64);
-    let (ordinary, _) = udp_fragments(5353, 443, 0, 64);
-    for (first, id, want) in [(&reflected, 7, XDP_DROP), (&ordinary, 8, XDP_PASS)] {
-        assert_eq!(
-            k.run("ensuresec", &ipv4_fragment(SRC, DST, 0x2000, id, first))?,
-            want
-        );
-        assert_eq!(
-            k.run("ensuresec", &ipv4_fragment(SRC, DST, 9, id, &rest))?,
-            want
-        );
-    }
-    Ok(())
-}
-
-/// A destination filter (a budget with drop classes) drops the answers
-/// nobody asked for and nothing else: shoppers' requests, their browsing
-/// and UDP to served ports pass.
-#[test]
-fn destination_filters_drop_only_what_nobody_asked_for() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    let tcp_ports: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
-    k.store
-        .write()?
-        .set_tracked_ports(&bitmap(&tcp_ports), &bitmap(&["443".parse()?]))?;
-    for (proto, classes) in [(17, class::UDP_SERVICE), (6, class::SYNACK)] {
-        k.store.write()?.set_budget(
-            &DestKey {
-                addr: key(DST),
-                port: 0,
-                proto,
-                _pad: 0,
-            },
-            &Throttle {
-                rate_pps: 0,
-                burst: 0,
-                expires_at_ns: 0,
-                limit_classes: 0,
-                drop_classes: classes,
-            },
-        )?;
-    }
-    for i in 0..50u32 {
-        let reflector = Ipv4Addr::from(0x0b00_0000 + i);
-        assert_eq!(
-            k.run("ensuresec", &udp_from(reflector, 47808, 30120))?,
-            XDP_DROP
-        );
-        assert_eq!(
-            k.run(
-                "ensuresec",
-                &tcp_from(reflector, 80, 40000 + i as u16, TCP_SYN | TCP_ACK)
-            )?,
-            XDP_DROP
-        );
-    }
-    assert_eq!(
-        k.run("ensuresec", &udp_from(SRC, 50000, 443))?,
-        XDP_PASS,
-        "QUIC"
-    );
-    for flags in [TCP_SYN, TCP_ACK] {
-        assert_eq!(k.run("ensuresec", &tcp(SRC, 443, flags))?, XDP_PASS);
-    }
-    assert!(k.counters()?[Reason::DestBudget as usize].packets >= 100);
-    Ok(())
-}
-
-/// UDP nobody asked for is unsolicited from whatever port it comes: what
-/// reaches a port nobody listens on, and what comes from a service port
-/// (below 1024, or a known amplifier's) without answering a socket. A reply
-/// to a connected socket is nothing; a request to a listener is a request.
-#[test]
-fn udp_nobody_asked_for_is_unsolicited_from_any_port() -> Result<()> {
-    let k = detecting(1_000_000, 1_000_000)?;
-    // Sockets of this process on loopback (BPF_PROG_TEST_RUN looks sockets
-    // up in this network namespace).
-    let listener = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let connected = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    connected.connect("127.0.0.2:47808")?;
-    let peer: Ipv4Addr = "127.0.0.2".parse()?;
-    let udp = |sport: u16, dport: u16| {
-        let l4 = L4::Udp {
-            sport,
-            dport,
-            payload: vec![0; 400],
-        };
-        frame(
-            &[],
-            ipv4(peer, "127.0.0.1".parse().unwrap(), &V4Opts::default(), &l4),
-        )
-    };
-    let cfg = k.store.detect_config()?;
-    let mut last = (0, 0);
-    let mut check = |sport: u16, dport: u16, unsolicited: u64, why: &str| -> Result<()> {
-        k.run("ensuresec", &udp(sport, dport))?;
-        let s = k.store.source_stats(&cfg, &key(peer), 0)?.expect("tracked");
-        assert_eq!(s.total.packets, last.0 + 1, "{why}: the packet arrived");
-        assert_eq!(s.total.udp_reflect, last.1 + unsolicited, "{why}");
-        last = (s.total.packets, s.total.udp_reflect);
-        Ok(())
-    };
-    let (to_listener, to_connected) = (
-        listener.local_addr()?.port(),
-        connected.local_addr()?.port(),
-    );
-    check(
-        47808,
-        40000,
-        1,
-        "BACnet's port, to a port nobody listens on",
-    )?;
-    check(30120, 40001, 1, "a port nobody ever named")?;
-    check(47808, to_connected, 0, "the answer our socket asked for")?;
-    check(47808, to_listener, 0, "a request to a listener")?;
-    check(
-        161,
-        to_listener,
-        0,
-        "from a service port, to a client socket of ours (a resolver's)",
-    )?;
-    check(
-        161,
-        to_connected,
-        1,
-        "from a service port our socket never asked",
-    )?;
-    // Once the listener's port is a service the host serves, what comes to
-    // it from a service port is a reflection aimed at that service.
-    let served: Vec<PortRange> = vec![format!("{to_listener}").parse()?];
-    let tcp: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
-    k.store
-        .write()?
-        .set_tracked_ports(&bitmap(&tcp), &bitmap(&served))?;
-    check(161, to_listener, 1, "from a service port, to a served port")?;
-    check(40123, to_listener, 0, "a request to a served port")?;
-    Ok(())
-}
-
 /// SYN-ACKs that answer a connect of this host are replies, not evidence:
 /// only unsolicited ones count toward SYN-ACK reflection, and replies never
 /// count as probed ports.
@@ -652,21 +224,6 @@ fn a_trip_whose_event_was_lost_fires_again() -> Result<()> {
     Ok(())
 }
 
-/// Pins the calling thread to one CPU.
-fn pin_to(cpu: usize) -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: this thread, a valid set.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    anyhow::ensure!(
-        rc == 0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
-}
-
 /// Trip wires are per CPU, and a source's packets spread over the receive
 /// queues: each CPU trips at its share of the wire, so a flood split evenly
 /// over two CPUs still trips.
@@ -707,5 +264,173 @@ fn trip_wires_count_each_cpus_share() -> Result<()> {
         2,
         "each CPU tripped at its share: {trips:?}"
     );
+    Ok(())
+}
+
+/// A TCP segment from `SRC` with a sequence number and data.
+fn segment(dport: u16, flags: u8, seq: u32, data: &[u8]) -> Vec<u8> {
+    segment_with_options(dport, flags, seq, &[], data)
+}
+
+/// `segment` with TCP options (a multiple of four bytes) before the data.
+fn segment_with_options(dport: u16, flags: u8, seq: u32, options: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut b = L4::Tcp {
+        sport: 40000,
+        dport,
+        flags,
+    }
+    .bytes();
+    b[4..8].copy_from_slice(&seq.to_be_bytes());
+    b[12] = ((20 + options.len() as u8) / 4) << 4;
+    b.extend_from_slice(options);
+    b.extend_from_slice(data);
+    let l4 = L4::Raw { proto: 6, bytes: b };
+    frame(&[], ipv4(SRC, DST, &V4Opts::default(), &l4))
+}
+
+fn horizon_events(k: &Kernel) -> Result<usize> {
+    Ok(events(k)?
+        .iter()
+        .filter(|e| e.kind == EVENT_SOURCE_HORIZON && e.addr == key(SRC))
+        .count())
+}
+
+/// A source's horizon counts its SYNs, the segments of connections it got
+/// past the handshake of, and its openings: the first data after each SYN
+/// (later data, and data of no SYN of its own, are no opening); its trip
+/// wires send horizon events.
+#[test]
+fn a_sources_horizon_counts_syns_and_openings() -> Result<()> {
+    // Each CPU keeps its own horizon: stay on one.
+    pin_to(0)?;
+    let k = detecting(1000, 1000)?;
+    let cfg = DetectConfig {
+        horizon_ns: 300_000_000_000,
+        trip_horizon_syns: 5,
+        trip_openings: 3,
+        ..k.store.detect_config()?
+    };
+    k.store.write()?.set_detect_config(&cfg)?;
+    let openings: [&[u8]; 3] = [
+        b"GET / HTTP/1.0\r\n",
+        b"\x16\x03\x01\x02\x00",
+        b"OPTIONS / RTSP/1.0",
+    ];
+    for (i, data) in openings.iter().enumerate() {
+        let isn = 1000 * i as u32;
+        k.run("ensuresec", &segment(7000, TCP_SYN, isn, &[]))?;
+        k.run("ensuresec", &segment(7000, TCP_ACK, isn + 1, &[]))?;
+        k.run(
+            "ensuresec",
+            &segment(7000, TCP_ACK | TCP_PSH, isn + 1, data),
+        )?;
+        // More data on the same connection opens nothing.
+        k.run(
+            "ensuresec",
+            &segment(7000, TCP_ACK | TCP_PSH, isn + 30, b"POST"),
+        )?;
+    }
+    // Data at no SYN's sequence number is no opening either.
+    k.run("ensuresec", &segment(7000, TCP_ACK | TCP_PSH, 77, b"HELP"))?;
+    // A TLS hello whose length differs opens as the first one did.
+    k.run("ensuresec", &segment(7000, TCP_SYN, 3000, &[]))?;
+    k.run(
+        "ensuresec",
+        &segment(7000, TCP_ACK | TCP_PSH, 3001, b"\x16\x03\x01\x06\x80"),
+    )?;
+    let h = k
+        .store
+        .source_stats(&cfg, &key(SRC), 0)?
+        .expect("tracked")
+        .total
+        .horizon;
+    assert_eq!((h.syn, h.completed, h.openings), (4, 4, 3), "{h:?}");
+    assert_eq!(horizon_events(&k)?, 1, "the openings' wire tripped");
+    // The SYNs' wire counts those never completed. Ten at once from a
+    // source that completes few: the two pushed out of the ring of eight
+    // stay uncompleted, the rest complete once each.
+    let burst = |k: &Kernel, isn: u32| -> Result<()> {
+        for i in 0..10 {
+            k.run("ensuresec", &segment(7000, TCP_SYN, isn + 10 * i, &[]))?;
+        }
+        Ok(())
+    };
+    let complete = |k: &Kernel, isn: u32| -> Result<()> {
+        for i in 0..10 {
+            k.run("ensuresec", &segment(7000, TCP_ACK, isn + 1 + 10 * i, &[]))?;
+            k.run("ensuresec", &segment(7000, TCP_ACK, isn + 1 + 10 * i, &[]))?;
+        }
+        Ok(())
+    };
+    burst(&k, 50_000)?;
+    assert_eq!(horizon_events(&k)?, 2, "five and ten never completed");
+    complete(&k, 50_000)?;
+    let h = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
+    let h = h.total.horizon;
+    assert_eq!((h.syn, h.completed, h.uncompleted()), (14, 12, 2), "{h:?}");
+    // A source that completes what it opens (a busy NAT): the two pushed
+    // out young are taken as completed.
+    for i in 0..16 {
+        k.run("ensuresec", &segment(7000, TCP_SYN, 70_000 + 10 * i, &[]))?;
+        k.run("ensuresec", &segment(7000, TCP_ACK, 70_001 + 10 * i, &[]))?;
+    }
+    burst(&k, 90_000)?;
+    complete(&k, 90_000)?;
+    let h = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
+    let h = h.total.horizon;
+    assert_eq!((h.syn, h.completed, h.uncompleted()), (40, 38, 2), "{h:?}");
+    Ok(())
+}
+
+/// A connection's opening is read after the TCP options, and data shorter
+/// than an opening opens nothing; a horizon of a nanosecond is over once
+/// the clock moves.
+#[test]
+fn openings_follow_the_options_and_horizons_end() -> Result<()> {
+    pin_to(0)?;
+    let k = detecting(1000, 1000)?;
+    let cfg = DetectConfig {
+        horizon_ns: 300_000_000_000,
+        trip_openings: 1000,
+        ..k.store.detect_config()?
+    };
+    k.store.write()?.set_detect_config(&cfg)?;
+    let horizon = |k: &Kernel| -> Result<ensuresec_common::features::Horizon> {
+        Ok(k.store
+            .source_stats(&cfg, &key(SRC), 0)?
+            .expect("tracked")
+            .total
+            .horizon)
+    };
+    // MSS, SACK permitted and a timestamp: twenty bytes of options.
+    let options = [
+        2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0,
+    ];
+    k.run("ensuresec", &segment(7000, TCP_SYN, 10, &[]))?;
+    k.run(
+        "ensuresec",
+        &segment_with_options(7000, TCP_ACK | TCP_PSH, 11, &options, b"SSH-2.0-x"),
+    )?;
+    k.run("ensuresec", &segment(7000, TCP_SYN, 20, &[]))?;
+    k.run("ensuresec", &segment(7000, TCP_ACK | TCP_PSH, 21, b"\r\n"))?;
+    let h = horizon(&k)?;
+    assert_eq!((h.syn, h.completed, h.openings), (2, 2, 1), "{h:?}");
+    let expected = ensuresec_common::features::sketch_bit(u32::from_be_bytes(*b"SSH-") >> 8, 64);
+    assert_eq!(
+        h.opening_sketch,
+        1 << expected,
+        "the bytes after the options"
+    );
+    k.store.write()?.set_detect_config(&DetectConfig {
+        horizon_ns: 1,
+        ..cfg
+    })?;
+    // The kernel's clock is coarse: packets within one tick share a time.
+    let mut sent = 0;
+    eventually(Duration::from_secs(5), "a horizon to end", || {
+        sent += 1;
+        k.run("ensuresec", &segment(7000, TCP_SYN, 100 * sent, &[]))?;
+        Ok((sent > 1 && horizon(&k)?.syn == 1).then_some(()))
+    })?;
     Ok(())
 }

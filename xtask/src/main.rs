@@ -92,6 +92,8 @@ enum Task {
     Bench {
         #[arg(value_enum)]
         which: Bench,
+        /// `detect` only: the scenarios to run (all by default).
+        scenarios: Vec<String>,
     },
 }
 
@@ -222,7 +224,7 @@ fn main() -> Result<()> {
             }
             lab_bin(&root, "fuzz", &args)
         }
-        Task::Bench { which } => {
+        Task::Bench { which, scenarios } => {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
                 Bench::Import => "bench-import",
@@ -245,7 +247,8 @@ fn main() -> Result<()> {
                     "bench-app"
                 }
             };
-            lab_bin(&root, bin, &[])
+            let names: Vec<&str> = scenarios.iter().map(String::as_str).collect();
+            lab_bin(&root, bin, &names)
         }
     }
 }

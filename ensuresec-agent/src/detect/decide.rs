@@ -291,7 +291,12 @@ pub fn describe_evidence(r: &DecisionRecord) -> String {
             crate::ml::runner::describe_top(&top)
         );
     }
-    let mut text = format!("{} >= {} per window", r.evidence[0], r.evidence[1]);
+    let span = if Detector::HORIZON.iter().any(|d| *d as u32 == r.detector) {
+        "over the horizon"
+    } else {
+        "per window"
+    };
+    let mut text = format!("{} >= {} {span}", r.evidence[0], r.evidence[1]);
     // At a destination the kernel also names the top source port and the
     // packets that were their source's first.
     let aggregate = [

@@ -112,7 +112,24 @@ const DEFAULTS: [DetectorConfig; Detector::COUNT] = [
     detector(0, 0, Action::Alert, Action::Alert),
     detector(0, 0, Action::Alert, Action::Alert),
     detector(0, 0, Action::Alert, Action::Alert),
+    // Over the horizon, counts per source. slow_syn: SYNs that never
+    // complete; a monitor retrying a closed port looks the same, so it
+    // alerts unless the operator says ban.
+    slow(30, Action::Alert),
+    // slow_scan: distinct ports, as port_scan's window counts them.
+    detector(20, 0, Action::Ban, Action::Alert),
+    // service_scan: distinct openings (protocols tried on a connection).
+    slow(12, Action::Ban),
 ];
+
+/// A horizon detector whose spoof-safe answer holds the source's new
+/// connections to ten a second: a page load's six at once pass, a service
+/// scan's dozens in a second (and any faster flood) do not.
+const fn slow(per_source: u32, action: Action) -> DetectorConfig {
+    let mut c = detector(per_source, 0, action, Action::Alert);
+    c.throttle_pps = 10;
+    c
+}
 
 /// The detectors of one protected prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,5 +162,8 @@ mod tests {
         assert_eq!(d.get(Detector::PortScan).per_source, 20);
         assert_eq!(d.get(Detector::HalfOpen).action, Action::Alert);
         assert_eq!(d.get(Detector::Ml).per_source, 0);
+        assert_eq!(d.get(Detector::AttackTool).per_source, 0);
+        assert_eq!(d.get(Detector::SlowSyn).action, Action::Alert);
+        assert_eq!(d.get(Detector::ServiceScan).per_source, 12);
     }
 }

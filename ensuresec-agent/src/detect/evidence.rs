@@ -47,7 +47,11 @@ pub const fn of(d: Detector) -> Evidence {
         Detector::FragmentFlood => forgeable(class::FRAGMENT, Scope::Limit),
         Detector::Reflection => forgeable(class::UDP_SERVICE, Scope::Drop),
         Detector::SynAckReflection => forgeable(class::SYNACK, Scope::Drop),
-        Detector::PortScan => forgeable(class::PROBE_UNTRACKED, Scope::Drop),
+        Detector::PortScan | Detector::SlowScan => forgeable(class::PROBE_UNTRACKED, Scope::Drop),
+        // Connections that open and never complete, or open to try one
+        // protocol after another: a forger can send both blind (its own
+        // sequence numbers), so the answer holds new connections to a rate.
+        Detector::SlowSyn | Detector::ServiceScan => forgeable(class::SYN, Scope::Limit),
         Detector::HostSweep => forgeable(class::PROBE_UNTRACKED | class::ICMP_ECHO, Scope::Drop),
         // The model reads every kind of packet a source sends.
         Detector::Ml => forgeable(class::ALL, Scope::Limit),

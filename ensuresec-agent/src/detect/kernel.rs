@@ -1,7 +1,7 @@
 //! The kernel side of detection: windows, trip wires and tracked ports, and
 //! the SYN cookies a spoofed SYN flood needs.
 
-use ensuresec_common::{features::DetectConfig, ports::bitmap};
+use ensuresec_common::{decisions::Detector, features::DetectConfig, ports::bitmap};
 
 use super::settings::DetectSettings;
 use crate::{error::Result, store::Store};
@@ -33,6 +33,18 @@ pub fn configure(store: &Store, settings: &DetectSettings) -> Result<()> {
         .max(1) as u32;
     let share = |total: u32, floor: u32| total.div_ceil(cpus).max(floor.min(total)).max(1);
     let raw = &settings.raw;
+    // A horizon wire first trips at half the lowest threshold of any block,
+    // so that the agent looks while the count grows; it is off (0) when no
+    // block counts it.
+    let first_horizon_trip = |d: Detector, floor: u32| {
+        settings
+            .protect
+            .iter()
+            .map(|(_, ds)| ds.get(d).per_source)
+            .filter(|&n| n > 0)
+            .min()
+            .map_or(0, |n| share(n.div_ceil(2), floor))
+    };
     let w = store.write()?;
     w.set_tracked_ports(&bitmap(&settings.tcp_ports), &bitmap(&settings.udp_ports))?;
     w.set_detect_config(&DetectConfig {
@@ -43,6 +55,10 @@ pub fn configure(store: &Store, settings: &DetectSettings) -> Result<()> {
         trip_dsts: share(raw.trip_hosts, 2),
         trip_dst_packets: share(raw.trip_dst_packets, 256),
         cpus,
+        horizon_ns: settings.horizon.as_nanos() as u64,
+        trip_horizon_syns: first_horizon_trip(Detector::SlowSyn, 4),
+        trip_horizon_ports: first_horizon_trip(Detector::SlowScan, 3),
+        trip_openings: first_horizon_trip(Detector::ServiceScan, 2),
         ..DetectConfig::default()
     })
 }

@@ -111,9 +111,11 @@ pub fn plan(
     match action {
         // A spoof-safe ban holds the class to the detector's own threshold:
         // what the detector calls normal still passes, so a shopper whose
-        // address is forged in a flood at that rate keeps connecting.
+        // address is forged in a flood at that rate keeps connecting. A
+        // horizon detector's threshold is a count over minutes, not a rate:
+        // its `throttle_pps` holds the class.
         Action::Ban if evidence.spoofable && settings.raw.spoof_safe => {
-            let pps = if config.per_source > 0 {
+            let pps = if config.per_source > 0 && !Detector::HORIZON.contains(&detector) {
                 config.per_source
             } else {
                 config.throttle_pps
@@ -179,6 +181,30 @@ mod tests {
                 pps: 100,
                 limit: 0,
                 drop: class::UDP_SERVICE,
+                ttl: Duration::from_secs(600)
+            }
+        );
+    }
+
+    #[test]
+    fn a_horizon_count_is_no_rate_to_hold_a_class_to() {
+        let s = settings(DetectSection::default());
+        // 30 SYNs over minutes: new connections held to ten a second.
+        assert_eq!(
+            plan_of(&s, Detector::SlowSyn, Action::Ban, 1),
+            Plan::Throttle {
+                pps: 10,
+                limit: class::SYN,
+                drop: 0,
+                ttl: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(
+            plan_of(&s, Detector::SlowScan, Action::Ban, 1),
+            Plan::Throttle {
+                pps: 100,
+                limit: 0,
+                drop: class::PROBE_UNTRACKED,
                 ttl: Duration::from_secs(600)
             }
         );

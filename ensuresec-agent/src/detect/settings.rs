@@ -55,6 +55,9 @@ pub struct DetectSection {
     pub dry_run: bool,
     /// Counting window in the kernel.
     pub window: String,
+    /// A source's longer count, for floods and scans too slow for the
+    /// window (`slow_syn`, `slow_scan`, `service_scan`).
+    pub horizon: String,
     /// Ban TTL of a source's first, second, ... ban; the last repeats.
     pub ban_ttls: Vec<String>,
     pub throttle_ttl: String,
@@ -93,6 +96,7 @@ impl Default for DetectSection {
         Self {
             dry_run: false,
             window: "1s".into(),
+            horizon: "5m".into(),
             ban_ttls: vec!["10m".into(), "1h".into(), "24h".into()],
             throttle_ttl: "10m".into(),
             budget_ttl: "5m".into(),
@@ -116,6 +120,7 @@ impl Default for DetectSection {
 pub struct DetectSettings {
     pub dry_run: bool,
     pub window: Duration,
+    pub horizon: Duration,
     pub ban_ttls: Vec<Duration>,
     pub throttle_ttl: Duration,
     pub budget_ttl: Duration,
@@ -144,6 +149,14 @@ impl DetectSettings {
             return Err(format!(
                 "detect.window = {:?} must be within 100ms..60s",
                 raw.window
+            ));
+        }
+        let horizon = ensuresec_common::ttl::parse_interval(&raw.horizon)
+            .map_err(|e| format!("detect.horizon: {e}"))?;
+        if horizon < window * 10 || horizon > Duration::from_secs(3600) {
+            return Err(format!(
+                "detect.horizon = {:?} must be within ten windows..1h",
+                raw.horizon
             ));
         }
         if raw.ban_ttls.is_empty() {
@@ -200,6 +213,7 @@ impl DetectSettings {
         Ok(Self {
             dry_run: raw.dry_run,
             window,
+            horizon,
             ban_ttls,
             throttle_ttl: duration("throttle_ttl", &raw.throttle_ttl)?,
             budget_ttl: duration("budget_ttl", &raw.budget_ttl)?,
@@ -292,6 +306,8 @@ mod tests {
     fn bad_settings_are_named() {
         for (section, protect, needle) in [
             ("[detect]\nwindow = \"5ms\"", "", "detect.window"),
+            ("[detect]\nhorizon = \"5s\"", "", "detect.horizon"),
+            ("[detect]\nhorizon = \"a while\"", "", "detect.horizon"),
             ("[detect]\nban_ttls = []", "", "ban_ttls"),
             ("[detect]\nban_ttls = [\"soon\"]", "", "soon"),
             ("[detect]\ntrip_ports = 0", "", "trip_ports"),

@@ -4,8 +4,8 @@
 use aya::maps::MapData;
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, Scale, SourceSlot,
-        SourceStats, Throttle, Window, set_of,
+        AddrKey, DestKey, DestSlot, DestStats, DetectConfig, FEATURE_WAYS, Horizon, Scale,
+        SourceSlot, SourceStats, Throttle, Window, set_of,
     },
     maps::{
         DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, MAP_DESTS,
@@ -67,6 +67,20 @@ fn add_window(acc: &mut Window, w: &Window) {
     acc.tripped |= w.tripped;
 }
 
+/// Adds one CPU's horizon to the sum of others (sketches merge, as windows').
+fn add_horizon(acc: &mut Horizon, h: &Horizon) {
+    acc.start_ns = earliest(acc.start_ns, h.start_ns);
+    acc.syn += h.syn;
+    acc.completed += h.completed;
+    for (a, b) in acc.port_sketch.iter_mut().zip(h.port_sketch) {
+        *a |= b;
+    }
+    acc.opening_sketch |= h.opening_sketch;
+    acc.distinct_ports = acc.port_sketch.iter().map(|x| x.count_ones()).sum();
+    acc.openings = acc.opening_sketch.count_ones();
+    acc.tripped |= h.tripped;
+}
+
 impl Store {
     /// The values of `key` on every CPU: each CPU's copy of its set holds it in
     /// one way or not at all.
@@ -91,7 +105,8 @@ impl Store {
     }
 
     /// A source's features summed over CPUs; the window covers CPUs whose
-    /// window began at or after `since_ns`. `cfg` gives the table's geometry
+    /// window began at or after `since_ns`, the horizon those whose horizon
+    /// is not over. `cfg` gives the table's geometry
     /// (`detect_config`, which does not change while detection runs).
     pub fn source_stats(
         &self,
@@ -105,6 +120,9 @@ impl Store {
             return Ok(None);
         }
         let mut out = Summed::<SourceStats>::default();
+        // A CPU's horizon that began longer than a horizon ago is over: the
+        // kernel starts the next one only with the source's next packet there.
+        let horizon_since_ns = crate::clock::mono_ns().saturating_sub(cfg.horizon_ns);
         for v in slots.iter().map(|s| &s.stats) {
             let t = &mut out.total;
             t.first_seen_ns = earliest(t.first_seen_ns, v.first_seen_ns);
@@ -123,6 +141,9 @@ impl Store {
             t.udp_reflect += v.udp_reflect;
             if v.packets > 0 && v.window.start_ns >= since_ns {
                 add_window(&mut out.window, &v.window);
+            }
+            if v.packets > 0 && v.horizon.start_ns >= horizon_since_ns {
+                add_horizon(&mut t.horizon, &v.horizon);
             }
         }
         Ok(Some(out))
@@ -343,5 +364,24 @@ mod tests {
         assert_eq!(acc.top_port(), (53, 500));
         add_window(&mut acc, &voted(9, 1));
         assert_eq!(acc.top_port(), (53, 500));
+    }
+
+    #[test]
+    fn cpus_horizons_add_their_counts_and_merge_their_sketches() {
+        let cpu = |start_ns, syn, ports: u64, openings: u64| Horizon {
+            start_ns,
+            syn,
+            completed: 1,
+            port_sketch: [ports, 0, 0, 0],
+            opening_sketch: openings,
+            ..Default::default()
+        };
+        let mut acc = Horizon::default();
+        add_horizon(&mut acc, &cpu(50, 10, 0b0111, 0b11));
+        add_horizon(&mut acc, &cpu(20, 5, 0b1100, 0b110));
+        assert_eq!(acc.start_ns, 20, "the earliest");
+        assert_eq!((acc.syn, acc.completed, acc.uncompleted()), (15, 2, 13));
+        // The same port or opening seen by two CPUs counts once.
+        assert_eq!((acc.distinct_ports, acc.openings), (4, 3));
     }
 }

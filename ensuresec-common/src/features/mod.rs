@@ -67,7 +67,73 @@ pub struct SourceStats {
     pub ack_rst: u64,
     pub udp_reflect: u64,
     pub window: Window,
+    pub horizon: Horizon,
 }
+
+/// A source's counters over the horizon (`DetectConfig::horizon_ns`,
+/// minutes): what a flood or scan too slow for any window adds up to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Horizon {
+    /// Monotonic ns at which this horizon began.
+    pub start_ns: u64,
+    /// TCP with SYN and without ACK: connection attempts.
+    pub syn: u32,
+    /// Connection attempts the source completed: an ACK at one of the
+    /// `pending` sequence numbers. A flood or a half-open scan completes
+    /// nothing (a spoofer would have to forge the ACK as well); a client
+    /// completes every handshake, also while it floods from the same
+    /// address.
+    pub completed: u32,
+    /// Distinct destination ports of probes (bits of `port_sketch` set).
+    pub distinct_ports: u32,
+    /// Distinct openings (bits of `opening_sketch` set): the first three
+    /// bytes of the first data a connection sends, which name the protocol
+    /// it speaks (an HTTP method, a TLS record's type and version; the
+    /// fourth byte of a TLS record is its length). A client speaks one or
+    /// two; a service scan tries dozens.
+    pub openings: u32,
+    /// Where the data of the source's latest connection attempt starts
+    /// (its SYN's sequence number plus one); the segment that begins there
+    /// is an opening.
+    pub next_seq: u32,
+    /// Trip levels, packed as `Window::tripped`: SYNs never completed in
+    /// `TRIP_PACKETS`, ports in `TRIP_PORTS`, openings in `TRIP_DSTS`.
+    pub tripped: u32,
+    /// The sequence numbers that complete the latest connection attempts
+    /// (a SYN's plus one), in a ring: a browser opens six at once.
+    pub pending: [u32; PENDING_SYNS],
+    /// When each was sent (ms, wrapping). A busy NAT opens more
+    /// connections at once than the ring holds: a slot taken over while
+    /// its SYN is younger than `PENDING_MS` counts as completed when the
+    /// source completes at least half of its attempts, and as never
+    /// completed otherwise (a flood of 25 SYNs a second refills the ring
+    /// three times a second).
+    pub pending_ms: [u32; PENDING_SYNS],
+    /// The ring's next slot.
+    pub pending_next: u32,
+    pub _pad: u32,
+    pub port_sketch: [u64; 4],
+    pub opening_sketch: u64,
+}
+
+/// Connection attempts of a source whose completion the horizon waits for.
+pub const PENDING_SYNS: usize = 8;
+
+/// How long a pending connection attempt keeps the benefit of the doubt.
+pub const PENDING_MS: u32 = 1_000;
+
+impl Horizon {
+    /// Connection attempts that were not completed.
+    pub const fn uncompleted(&self) -> u32 {
+        self.syn.saturating_sub(self.completed)
+    }
+}
+
+/// Byte of `Horizon::tripped` of each trip level.
+pub const TRIP_HORIZON_SYNS: u32 = TRIP_PACKETS;
+pub const TRIP_HORIZON_PORTS: u32 = TRIP_PORTS;
+pub const TRIP_HORIZON_OPENINGS: u32 = TRIP_DSTS;
 
 /// One way of the per-source table: a set-associative per-CPU cache in an
 /// array. A lookup checks `WAYS` slots; a new source takes the least recently
@@ -236,10 +302,19 @@ pub struct DetectConfig {
     pub seed: u64,
     pub source_mask: u32,
     pub dest_mask: u32,
+    /// A source's horizon (`Horizon`), and the first levels of its trip
+    /// wires: SYNs never completed, distinct ports, openings (0: off).
+    pub horizon_ns: u64,
+    pub trip_horizon_syns: u32,
+    pub trip_horizon_ports: u32,
+    pub trip_openings: u32,
+    pub _pad2: u32,
 }
 
 pub const EVENT_SOURCE_TRIP: u32 = 1;
 pub const EVENT_DEST_TRIP: u32 = 2;
+/// A source's horizon tripped; the event's window is the source's current one.
+pub const EVENT_SOURCE_HORIZON: u32 = 3;
 
 /// What the XDP program sends the agent through `ES_EVENTS`.
 #[repr(C)]

@@ -117,9 +117,16 @@ pub const MAX_TRIP_LEVEL: u32 = 24;
 /// level if so.
 #[inline(always)]
 pub fn trip(w: &mut Window, shift: u32, count: u32, first: u32) -> bool {
-    let level = (w.tripped >> shift) & 0xff;
-    if level < MAX_TRIP_LEVEL && (count as u64) >= (first as u64) << level {
-        w.tripped += 1 << shift;
+    trip_level(&mut w.tripped, shift, count, first)
+}
+
+/// `trip` on any set of levels packed as in `Window::tripped`. A wire whose
+/// first level is 0 is off.
+#[inline(always)]
+pub fn trip_level(tripped: &mut u32, shift: u32, count: u32, first: u32) -> bool {
+    let level = (*tripped >> shift) & 0xff;
+    if first != 0 && level < MAX_TRIP_LEVEL && (count as u64) >= (first as u64) << level {
+        *tripped += 1 << shift;
         return true;
     }
     false
@@ -162,6 +169,8 @@ mod tests {
         }
         assert_eq!(fired, [4, 8, 16]);
         assert_eq!(w.tripped & 0xff, 4, "packet levels untouched");
+        // A wire set to 0 is off.
+        assert!(!trip(&mut w, TRIP_PORTS, 1_000, 0));
     }
 
     #[test]

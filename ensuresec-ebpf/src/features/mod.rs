@@ -7,21 +7,23 @@ use aya_ebpf::{
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
-        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
-        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if, packet_trip, set_of,
-        sketch_bit, trip, vote_if,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_HORIZON,
+        EVENT_SOURCE_TRIP, Event, Scale, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS,
+        TRIP_PORTS, TRIP_UNSOLICITED, UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero,
+        mark_if, packet_trip, set_of, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
 
 mod classes;
 mod destination;
+mod horizon;
 
 use classes::PROBE;
 pub use classes::classes;
 pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
+use horizon::{horizon, reset_horizon};
 
 use crate::{
     maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
@@ -189,6 +191,7 @@ fn zero_source(st: &mut SourceStats, now: u64) {
     st.ack_rst = 0;
     st.udp_reflect = 0;
     reset(&mut st.window, 0);
+    reset_horizon(&mut st.horizon, now);
 }
 
 /// The two ways of the set starting at `first`, on this CPU, and which of
@@ -297,23 +300,28 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     }
     let (ports, dsts) = (w.distinct_ports, w.distinct_dsts);
     let levels = w.tripped;
-    let fire = packet_trip(w, cfg.trip_packets)
+    let window_fired = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
-    if fire {
+    let horizon_levels = st.horizon.tripped;
+    let horizon_fired = horizon(p, &mut st.horizon, classes, now, cfg) != 0;
+    if window_fired || horizon_fired {
+        // One event per packet (one place that sends, for the verifier's
+        // stack): a horizon trip on the packet of a window trip waits for
+        // the source's next packet.
+        let kind = if window_fired {
+            st.horizon.tripped = horizon_levels;
+            EVENT_SOURCE_TRIP
+        } else {
+            EVENT_SOURCE_HORIZON
+        };
         let peer = p.ip.dst_key();
-        let sent = emit(
-            EVENT_SOURCE_TRIP,
-            src,
-            &peer,
-            About(p.transport.dport, p.ip.proto, 0),
-            w,
-            now,
-        );
-        if sent == 0 {
+        let about = About(p.transport.dport, p.ip.proto, 0);
+        if emit(kind, src, &peer, about, &st.window, now) == 0 {
             // The agent never heard of it: trip again on the next packet
             // rather than when the count has doubled.
-            w.tripped = levels;
+            st.window.tripped = levels;
+            st.horizon.tripped = horizon_levels;
         }
     }
     fresh

@@ -38,10 +38,13 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 fn main() -> Result<()> {
-    let only: Option<String> = std::env::args().nth(1);
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    for name in &only {
+        scenarios::find(name, false)?;
+    }
     let mut rows = Vec::new();
     for mut s in scenarios::all(false) {
-        if only.as_deref().is_some_and(|o| o != s.name) {
+        if !only.is_empty() && !only.iter().any(|o| o == s.name) {
             continue;
         }
         s.duration = Duration::from_secs(8);

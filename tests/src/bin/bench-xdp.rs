@@ -243,8 +243,9 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     }
 
     // The same unlisted traffic with feature extraction on (trip wires set high
-    // enough never to fire): what detection adds to every packet. With random
-    // sources every packet is a new source for the LRU map, as in a spoofed flood.
+    // enough never to fire): what detection adds to every packet, the
+    // source's horizon included. With random sources every packet is a new
+    // source for the table, as in a spoofed flood.
     k.store.write()?.set_detect_config(&DetectConfig {
         enabled: 1,
         window_ns: 1_000_000_000,
@@ -253,6 +254,10 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
         trip_dsts: u32::MAX,
         trip_dst_packets: u32::MAX,
         cpus: 1,
+        horizon_ns: 300_000_000_000,
+        trip_horizon_syns: u32::MAX,
+        trip_horizon_ports: u32::MAX,
+        trip_openings: u32::MAX,
         ..DetectConfig::default()
     })?;
     let floor_fixed_now = median_ns(&k, "bench_floor", &packet(unlisted))?;

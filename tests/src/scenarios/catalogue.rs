@@ -33,14 +33,16 @@ pub struct Scenario {
     /// Extra storefront addresses (a hosting server with many shops).
     pub storefront_addresses: usize,
     pub duration: Duration,
+    /// How soon after the attack starts its detection must come.
+    pub detect_within: Duration,
     pub config: &'static str,
 }
 
-fn args(list: &[&str]) -> Vec<String> {
+pub(super) fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn hping(detector: &'static str, a: &[&str]) -> Option<Attack> {
+pub(super) fn hping(detector: &'static str, a: &[&str]) -> Option<Attack> {
     let mut v = args(a);
     v.push("-q".into());
     v.push(TARGET.into());
@@ -59,22 +61,42 @@ const PROTECT: &str =
 
 const SLOWLORIS: &str = "[[protect]]\nprefix = \"10.77.0.0/16\"\n[protect.half_open]\naction = \"ban\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
 
-/// Every scenario. `fast` shortens them for tests; full ones are for the lab
-/// and the benchmark.
-pub fn all(fast: bool) -> Vec<Scenario> {
-    let secs = |full: u64| Duration::from_secs(if fast { (full / 2).max(4) } else { full });
-    let n = |full: u32| (if fast { full / 2 } else { full }).to_string();
-    let base = |name, about, attack| Scenario {
+/// A scenario's length: halved (at least 4 s) when `fast`.
+pub(super) fn secs(fast: bool, full: u64) -> Duration {
+    Duration::from_secs(if fast { (full / 2).max(4) } else { full })
+}
+
+/// A tool's packet count: halved when `fast`.
+pub(super) fn n(fast: bool, full: u32) -> String {
+    (if fast { full / 2 } else { full }).to_string()
+}
+
+/// Three shoppers, ten seconds, the storefront protected with defaults.
+pub(super) fn base(
+    fast: bool,
+    name: &'static str,
+    about: &'static str,
+    attack: Option<Attack>,
+) -> Scenario {
+    Scenario {
         name,
         about,
         shoppers: 3,
         attack,
         crowd: Vec::new(),
         storefront_addresses: 0,
-        duration: secs(10),
+        duration: secs(fast, 10),
+        detect_within: Duration::from_secs(6),
         config: PROTECT,
-    };
-    vec![
+    }
+}
+
+/// Every scenario. `fast` shortens them for tests; full ones are for the lab
+/// and the benchmark.
+pub fn all(fast: bool) -> Vec<Scenario> {
+    let n = |full: u32| n(fast, full);
+    let base = |name, about, attack| base(fast, name, about, attack);
+    let mut all = vec![
         base(
             "browsing",
             "three shoppers browsing product pages, cart and checkout",
@@ -375,7 +397,9 @@ pub fn all(fast: bool) -> Vec<Scenario> {
                 .expect("an attack")
             }),
         ),
-    ]
+    ];
+    all.extend(super::low_and_slow::scenarios(fast));
+    all
 }
 
 pub fn find(name: &str, fast: bool) -> Result<Scenario> {

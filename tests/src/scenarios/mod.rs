@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::lab::{Lab, ShopperLoad};
 
 mod catalogue;
+mod low_and_slow;
 
 pub use catalogue::{Attack, Scenario, all, find};
 use catalogue::{TARGET, TARGET_MAC};
@@ -362,7 +363,10 @@ pub fn check(s: &Scenario, r: &Report) -> Result<()> {
             );
         }
         // Detected while the attack ran, and its packets dropped from then on.
-        if src.detected_after_s.is_none_or(|t| t > 6.0) {
+        if src
+            .detected_after_s
+            .is_none_or(|t| t > s.detect_within.as_secs_f64())
+        {
             bail!("{}: detected after {:?} s", s.name, src.detected_after_s);
         }
         let dropped_by = match src.action.as_deref() {

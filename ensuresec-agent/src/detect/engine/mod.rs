@@ -28,7 +28,10 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
     decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
-    features::{DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale},
+    features::{
+        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_HORIZON, EVENT_SOURCE_TRIP, Event,
+        Scale,
+    },
 };
 
 use super::{
@@ -204,7 +207,8 @@ impl Engine {
 
     fn handle(&mut self, e: &Event) {
         let result = match e.kind {
-            EVENT_SOURCE_TRIP => self.on_source(e),
+            EVENT_SOURCE_TRIP => self.on_source(e, false),
+            EVENT_SOURCE_HORIZON => self.on_source(e, true),
             EVENT_DEST_TRIP => self.on_destination(e),
             _ => Ok(()),
         };

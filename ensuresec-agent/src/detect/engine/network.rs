@@ -29,7 +29,9 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_source(&mut self, e: &Event) -> Result<()> {
+    /// A source's event: its window tripped (`horizon` false) or its
+    /// horizon did; the detectors of the prefix its traffic goes to look.
+    pub(super) fn on_source(&mut self, e: &Event, horizon: bool) -> Result<()> {
         let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
             return Ok(());
         };
@@ -39,9 +41,20 @@ impl Engine {
         else {
             return Ok(());
         };
-        let found = rules::source_detections(&stats.window, &detectors, self.window_secs());
+        let (found, began_ns) = if horizon {
+            let h = &stats.total.horizon;
+            let found = rules::horizon_detection(h, &detectors);
+            (found.into_iter().collect(), h.start_ns)
+        } else {
+            let span = rules::Span {
+                length_secs: self.window_secs(),
+                elapsed_secs: clock::mono_ns().saturating_sub(stats.window.start_ns) as f64 / 1e9,
+            };
+            let found = rules::source_detections(&stats.window, &detectors, span);
+            (found, stats.window.start_ns)
+        };
         for d in found {
-            self.decide_source(&e.addr, &d, &detectors, stats.window.start_ns)?;
+            self.decide_source(&e.addr, &d, &detectors, began_ns)?;
         }
         Ok(())
     }

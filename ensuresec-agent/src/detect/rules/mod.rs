@@ -1,15 +1,20 @@
 //! The detectors: pure functions from a window of counters to detections.
 //! A rate threshold is reached when one window holds that many events per
-//! second of window; counts are never extrapolated from a short burst, so a
-//! page load's burst of packets is not mistaken for a flood.
+//! second of window, or, for a source's packet floods, when the rate so far
+//! is well above it over at least a twentieth of the window (`early`): a page
+//! load's burst of packets is not mistaken for a flood.
 
 use ensuresec_common::{decisions::Detector, features::Window};
 
-use super::settings::{DetectorConfig, Detectors};
+use super::settings::Detectors;
 
 mod destination;
+mod early;
+mod horizon;
 
 pub use destination::{Gates, dest_detections};
+pub use early::Span;
+pub use horizon::horizon_detection;
 
 /// What tripped a detector: the observed count and the threshold, both for
 /// the whole window.
@@ -74,20 +79,17 @@ fn observed(w: &Window, detector: Detector) -> (u32, bool) {
         | Detector::AccountTakeover
         | Detector::CardTesting
         | Detector::Scanner
-        | Detector::AttackTool => (0, false),
+        | Detector::AttackTool
+        | Detector::SlowSyn
+        | Detector::SlowScan
+        | Detector::ServiceScan => (0, false),
     }
 }
 
-/// Runs `order`'s detectors on a window with the thresholds `threshold` picks
-/// (per-source or aggregate). Reflected UDP is also UDP: a reflection
-/// detection keeps the UDP flood detector quiet.
-fn detections(
-    w: &Window,
-    d: &Detectors,
-    order: &[Detector],
-    threshold: fn(&DetectorConfig) -> u32,
-    window_secs: f64,
-) -> Vec<Detection> {
+/// Runs `order`'s detectors on a source's window, `span` into it.
+/// Reflected UDP is also UDP: a reflection detection keeps the UDP flood
+/// detector quiet.
+fn detections(w: &Window, d: &Detectors, order: &[Detector], span: Span) -> Vec<Detection> {
     let mut out = Vec::new();
     for &detector in order {
         if detector == Detector::UdpFlood
@@ -98,8 +100,12 @@ fn detections(
             continue;
         }
         let (count, is_rate) = observed(w, detector);
-        let scale = is_rate.then_some(window_secs);
-        check(&mut out, detector, count, threshold(d.get(detector)), scale);
+        let threshold = d.get(detector).per_source;
+        let threshold = match (is_rate, threshold) {
+            (true, rate @ 1..) => early::needed(detector, rate, span).min(u32::MAX as u64) as u32,
+            _ => threshold,
+        };
+        check(&mut out, detector, count, threshold, None);
     }
     out
 }
@@ -113,8 +119,8 @@ fn answers_from_one_port(w: &Window) -> bool {
     port != 0 && votes as u32 >= w.udp_reflect.min(u16::MAX as u32) / 2
 }
 
-/// Per-source detections in a source's window.
-pub fn source_detections(w: &Window, d: &Detectors, window_secs: f64) -> Vec<Detection> {
+/// Per-source detections in a source's window, `span` into it.
+pub fn source_detections(w: &Window, d: &Detectors, span: Span) -> Vec<Detection> {
     let mut w = *w;
     if !answers_from_one_port(&w) {
         w.udp_reflect = 0;
@@ -133,7 +139,7 @@ pub fn source_detections(w: &Window, d: &Detectors, window_secs: f64) -> Vec<Det
         Detector::AckRstFlood,
         Detector::FragmentFlood,
     ];
-    detections(w, d, &ORDER, |c| c.per_source, window_secs)
+    detections(w, d, &ORDER, span)
 }
 
 #[cfg(test)]
@@ -157,7 +163,7 @@ mod tests {
         x.udp = 2;
         x.distinct_ports = 2;
         x.distinct_dsts = 1;
-        assert!(source_detections(&x, &Detectors::default(), 1.0).is_empty());
+        assert!(source_detections(&x, &Detectors::default(), Span::whole(1.0)).is_empty());
     }
 
     #[test]
@@ -165,7 +171,7 @@ mod tests {
         let d = Detectors::default();
         let mut x = w();
         x.syn = 250;
-        let got = source_detections(&x, &d, 1.0);
+        let got = source_detections(&x, &d, Span::whole(1.0));
         assert_eq!(
             got,
             [Detection {
@@ -178,8 +184,11 @@ mod tests {
         );
         // A half-second window needs half the count.
         x.syn = 120;
-        assert_eq!(names(&source_detections(&x, &d, 0.5)), ["syn_flood"]);
-        assert!(source_detections(&x, &d, 1.0).is_empty());
+        assert_eq!(
+            names(&source_detections(&x, &d, Span::whole(0.5))),
+            ["syn_flood"]
+        );
+        assert!(source_detections(&x, &d, Span::whole(1.0)).is_empty());
     }
 
     #[test]
@@ -189,19 +198,31 @@ mod tests {
         x.udp_reflect = 9000;
         x.vote = 123 << 16 | 9000;
         assert_eq!(
-            names(&source_detections(&x, &Detectors::default(), 1.0)),
+            names(&source_detections(
+                &x,
+                &Detectors::default(),
+                Span::whole(1.0)
+            )),
             ["reflection"]
         );
         // The same answers from ever-changing source ports are requests.
         x.vote = 40_001 << 16 | 1;
         assert_eq!(
-            names(&source_detections(&x, &Detectors::default(), 1.0)),
+            names(&source_detections(
+                &x,
+                &Detectors::default(),
+                Span::whole(1.0)
+            )),
             ["udp_flood"]
         );
         x.vote = 123 << 16 | 9000;
         x.udp_reflect = 0;
         assert_eq!(
-            names(&source_detections(&x, &Detectors::default(), 1.0)),
+            names(&source_detections(
+                &x,
+                &Detectors::default(),
+                Span::whole(1.0)
+            )),
             ["udp_flood"]
         );
     }
@@ -212,16 +233,46 @@ mod tests {
         x.distinct_ports = 25;
         x.distinct_dsts = 7;
         assert_eq!(
-            names(&source_detections(&x, &Detectors::default(), 10.0)),
+            names(&source_detections(
+                &x,
+                &Detectors::default(),
+                Span::whole(10.0)
+            )),
             ["port_scan", "host_sweep"],
             "not scaled by the window"
         );
         // A fast SYN scan is also a SYN flood; the scan is named first.
         x.syn = 300;
         assert_eq!(
-            names(&source_detections(&x, &Detectors::default(), 1.0))[0],
+            names(&source_detections(
+                &x,
+                &Detectors::default(),
+                Span::whole(1.0)
+            ))[0],
             "port_scan"
         );
+    }
+
+    #[test]
+    fn a_young_window_decides_a_packet_flood_but_not_a_pool_of_connections() {
+        let d = Detectors::default();
+        let young = Span {
+            length_secs: 1.0,
+            elapsed_secs: 0.04,
+        };
+        let mut x = w();
+        x.udp = 800;
+        let got = source_detections(&x, &d, young);
+        assert_eq!(names(&got), ["udp_flood"]);
+        assert_eq!(got[0].threshold, 313);
+        // The same count at the end of the window is a tenth of the threshold.
+        assert!(source_detections(&x, &d, Span::whole(1.0)).is_empty());
+        // A load tester opening 51 connections at once.
+        let mut x = w();
+        x.syn = 51;
+        assert!(source_detections(&x, &d, young).is_empty());
+        x.syn = 120;
+        assert_eq!(names(&source_detections(&x, &d, young)), ["syn_flood"]);
     }
 
     #[test]
@@ -230,6 +281,6 @@ mod tests {
         d.get_mut(Detector::SynFlood).per_source = 0;
         let mut x = w();
         x.syn = 1_000_000;
-        assert!(source_detections(&x, &d, 1.0).is_empty());
+        assert!(source_detections(&x, &d, Span::whole(1.0)).is_empty());
     }
 }

@@ -1,0 +1,119 @@
+//! A source's horizon: counters over minutes for floods and scans too slow
+//! for any window (SYNs that never complete, ports probed one by one, the
+//! protocols a service scan tries on one port).
+
+use ensuresec_common::features::{
+    DetectConfig, Horizon, PENDING_MS, PENDING_SYNS, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS,
+    TRIP_HORIZON_SYNS, sketch_bit, trip_level,
+};
+
+use super::{PROBE, mark};
+use crate::parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport};
+
+/// Starts a new horizon in place (see `reset`).
+#[inline(always)]
+pub(super) fn reset_horizon(h: &mut Horizon, now: u64) {
+    h.start_ns = now;
+    h.syn = 0;
+    h.completed = 0;
+    h.pending = [0; PENDING_SYNS];
+    h.pending_ms = [0; PENDING_SYNS];
+    h.pending_next = 0;
+    h.distinct_ports = 0;
+    h.openings = 0;
+    h.next_seq = 0;
+    h.tripped = 0;
+    h.port_sketch = [0; 4];
+    h.opening_sketch = 0;
+}
+
+/// Counts a connection attempt whose completion `seq` is as completed (once).
+#[inline(always)]
+fn complete(h: &mut Horizon, seq: u32) {
+    if seq == 0 {
+        return;
+    }
+    let mut i = 0;
+    while i < PENDING_SYNS {
+        if h.pending[i] == seq {
+            h.pending[i] = 0;
+            h.completed += 1;
+            return;
+        }
+        i += 1;
+    }
+}
+
+/// Counts the packet, of `classes`, in the source's horizon; returns 1 when
+/// a trip wire fired (the caller sends the event), else 0. A subprogram of
+/// its own, so that its locals do not weigh on the caller's frame.
+#[inline(never)]
+pub(super) fn horizon(
+    p: &Parsed,
+    h: &mut Horizon,
+    classes: u32,
+    now: u64,
+    cfg: &DetectConfig,
+) -> u32 {
+    if cfg.horizon_ns == 0 {
+        return 0;
+    }
+    if now.wrapping_sub(h.start_ns) >= cfg.horizon_ns {
+        reset_horizon(h, now);
+    }
+    let t = &p.transport;
+    if t.kind == Transport::TCP {
+        let f = t.flags;
+        if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
+            let slot = h.pending_next as usize % PENDING_SYNS;
+            let ms = (now / 1_000_000) as u32;
+            // A young attempt pushed out of the ring by a source that
+            // completes most of its attempts (a busy NAT) was likely
+            // completed too; one that completes few gets no such credit.
+            let young = ms.wrapping_sub(h.pending_ms[slot]) < PENDING_MS;
+            if h.pending[slot] != 0 && young && h.completed * 2 >= h.syn {
+                h.completed += 1;
+            }
+            h.syn += 1;
+            h.next_seq = t.seq.wrapping_add(1);
+            h.pending[slot] = h.next_seq;
+            h.pending_ms[slot] = ms;
+            h.pending_next = h.pending_next.wrapping_add(1);
+        } else if f & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK {
+            complete(h, t.seq);
+            // The first data of the latest connection: its protocol's
+            // opening. Each connection attempt opens once.
+            if t.head != 0 && t.seq == h.next_seq && h.next_seq != 0 {
+                // Three bytes: a TLS record's fourth is its length.
+                h.openings += mark(
+                    core::slice::from_mut(&mut h.opening_sketch),
+                    sketch_bit(t.head >> 8, 64),
+                ) as u32;
+                h.next_seq = 0;
+            }
+        }
+    }
+    // Distinct ports count probes only, as the window's do.
+    if classes & PROBE != 0 && (t.kind == Transport::TCP || t.kind == Transport::UDP) {
+        let bit = sketch_bit(t.dport as u32, 256);
+        h.distinct_ports += mark(&mut h.port_sketch, bit) as u32;
+    }
+    let (uncompleted, ports, openings) = (h.uncompleted(), h.distinct_ports, h.openings);
+    let fired = trip_level(
+        &mut h.tripped,
+        TRIP_HORIZON_SYNS,
+        uncompleted,
+        cfg.trip_horizon_syns,
+    ) | trip_level(
+        &mut h.tripped,
+        TRIP_HORIZON_PORTS,
+        ports,
+        cfg.trip_horizon_ports,
+    ) | trip_level(
+        &mut h.tripped,
+        TRIP_HORIZON_OPENINGS,
+        openings,
+        cfg.trip_openings,
+    );
+    fired as u32
+}

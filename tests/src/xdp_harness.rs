@@ -1,0 +1,94 @@
+//! The XDP program with detection on, for BPF_PROG_TEST_RUN tests of the
+//! feature counters, trip wires and mitigations: a kernel, frames from one
+//! source to one storefront address, and the events the program sent.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use ensuresec_common::{
+    features::{DetectConfig, Event, v4_key},
+    ports::{PortRange, bitmap},
+};
+
+use crate::{kernel::Kernel, packet::*};
+
+pub const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+pub const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+pub fn key(a: Ipv4Addr) -> [u8; 16] {
+    v4_key(u32::from_ne_bytes(a.octets()))
+}
+
+pub fn tcp(src: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport: 40000,
+        dport,
+        flags,
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
+pub fn tcp_from(src: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport,
+        dport,
+        flags,
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
+pub fn udp_datagram(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let l4 = L4::Udp {
+        sport,
+        dport,
+        payload: vec![0; 40],
+    };
+    frame(&[], ipv4(src, DST, &V4Opts::default(), &l4))
+}
+
+/// A small kernel that counts with a one-minute window and trips at
+/// `trip_packets` packets or `trip_ports` ports; ports 80 and 443 are served.
+pub fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
+    let k = Kernel::small()?;
+    k.store.write()?.set_detect_config(&DetectConfig {
+        enabled: 1,
+        window_ns: 60_000_000_000,
+        trip_packets,
+        trip_ports,
+        trip_dsts: 1000,
+        trip_dst_packets: 1000,
+        cpus: 1,
+        ..DetectConfig::default()
+    })?;
+    let tracked: Vec<PortRange> = vec!["80".parse()?, "443".parse()?];
+    k.store
+        .write()?
+        .set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
+    Ok(k)
+}
+
+pub fn events(k: &Kernel) -> Result<Vec<Event>> {
+    let mut ring = k.store.events()?;
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<Event>());
+        // SAFETY: the kernel wrote an `Event` of this size.
+        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) });
+    }
+    Ok(out)
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: this thread, a valid set.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    anyhow::ensure!(
+        rc == 0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
