@@ -4,8 +4,9 @@
 //! decided, by which detectors, how long after the attack's first packet
 //! (the replay's start, or `attack_starts_s` into the capture), and what
 //! share of the capture it dropped. An attack passes when it is decided
-//! within a second (attacks are replayed for a minute at most); a benign
-//! capture when nothing is decided. The table goes
+//! within a second (attacks are replayed for a minute at most), a low-rate
+//! one (`slow_s`) within its replay; a benign capture when nothing is
+//! decided. The table goes
 //! to stdout (Markdown), the rows to `--json FILE` if asked.
 
 use std::{
@@ -33,6 +34,10 @@ struct Entry {
     /// capture opens with other traffic (times are counted from there).
     #[serde(default)]
     attack_starts_s: f64,
+    /// A low-rate attack, whose first second holds a few packets that
+    /// tell nothing: replayed this long, and decided within it.
+    #[serde(default)]
+    slow_s: Option<u32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +96,14 @@ fn blob_id(path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn replay(bin: &Path, capture: &Path, kind: Kind) -> Result<serde_json::Value> {
+fn replay(bin: &Path, capture: &Path, entry: &Entry) -> Result<serde_json::Value> {
     let mut cmd = Command::new(bin);
     cmd.arg("--pcap").arg(capture);
-    if kind == Kind::Attack {
-        cmd.args(["--duration", ATTACK_SECONDS]);
+    if entry.kind == Kind::Attack {
+        let seconds = entry
+            .slow_s
+            .map_or(ATTACK_SECONDS.to_string(), |s| s.to_string());
+        cmd.args(["--duration", &seconds]);
     }
     let out = cmd
         .output()
@@ -121,7 +129,10 @@ fn row(entry: &Entry, report: &serde_json::Value) -> Row {
     let dropped = report["packets_dropped"].as_u64().unwrap_or(0);
     let decisions = report["detections"].as_array().map_or(0, Vec::len);
     let pass = match entry.kind {
-        Kind::Attack => first.is_some_and(|t| t <= WITHIN_S),
+        Kind::Attack => {
+            let within = entry.slow_s.map_or(WITHIN_S, f64::from);
+            first.is_some_and(|t| t <= within)
+        }
         Kind::Benign => decisions == 0,
     };
     Row {
@@ -240,7 +251,7 @@ fn main() -> Result<()> {
             continue;
         }
         eprintln!("eval: {}", entry.file);
-        match replay(&bin, &path, entry.kind) {
+        match replay(&bin, &path, entry) {
             Ok(report) => rows.push(row(entry, &report)),
             Err(e) => rows.push(skipped(entry, format!("{e:#}"))),
         }
