@@ -256,16 +256,17 @@ pub fn is_from(line: &str, addr: &str) -> bool {
 /// The decision on `target` with its evidence (written just after it),
 /// waited for.
 pub fn decision(s: &ShopLab, target: &str) -> Result<Value> {
-    eventually(
-        Duration::from_secs(10),
-        &format!("a decision on {target}"),
-        || {
-            Ok(s.lab
-                .decisions()?
-                .into_iter()
-                .find(|d| d["target"] == target && !d["details"].is_null()))
-        },
-    )
+    decision_within(s, target, Duration::from_secs(10))
+}
+
+/// `decision`, for a tool that takes `within` to send what names it.
+pub fn decision_within(s: &ShopLab, target: &str, within: Duration) -> Result<Value> {
+    eventually(within, &format!("a decision on {target}"), || {
+        Ok(s.lab
+            .decisions()?
+            .into_iter()
+            .find(|d| d["target"] == target && !d["details"].is_null()))
+    })
 }
 
 /// A decision made on application evidence: a ban naming the storefront,

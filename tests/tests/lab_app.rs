@@ -5,13 +5,14 @@
 //! through is served (>= 99 % of its requests).
 //! Scenarios run one at a time: they time what they measure.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ensuresec_tests::{
     attacks,
     shop::{
-        self, ShopLab, assert_banned, assert_served, curl, decision, logged_from, shopper_load,
+        self, ShopLab, assert_banned, assert_served, curl, decision, decision_within, logged_from,
+        shopper_load,
     },
 };
 
@@ -114,10 +115,12 @@ fn content_discovery_with_gobuster_is_cut_off() -> Result<()> {
 }
 
 /// sqlmap and wapiti against a form, ffuf and dirb discovering content,
-/// each from its own host: each is cut off (by its user agent, its probes or its burst of
-/// errors), and the shopper is served.
+/// and an nmap service scan of the shop's port, each from its own host:
+/// each is cut off (by its user agent, its probes or its burst of errors),
+/// and the shopper is served. (An nmap service scan of a web port opens
+/// with HTTP requests only: the application layer names it.)
 #[test]
-fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
+fn sqlmap_wapiti_ffuf_dirb_and_nmap_are_cut_off() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = shop_lab()?;
     let _agent = s.lab.start_agent(&s.agent_config("")?)?;
@@ -132,7 +135,9 @@ fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
     std::fs::write(&words, list)?;
     let words = words.display().to_string();
     let reports = s.dir.join("wapiti").display().to_string();
-    let tools: [(&str, Vec<String>); 4] = [
+    let storefront = s.lab.storefront.v4.to_string();
+    let port = ensuresec_tests::shop::PORT.to_string();
+    let tools: [(&str, Vec<String>); 5] = [
         (
             "sqlmap",
             [
@@ -198,6 +203,12 @@ fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
             .map(String::from)
             .to_vec(),
         ),
+        (
+            "nmap",
+            ["nmap", "-sV", "-n", "-Pn", "-p", &port, &storefront]
+                .map(String::from)
+                .to_vec(),
+        ),
     ];
     for (n, (tool, args)) in tools.iter().enumerate() {
         let host = s.lab.add_host(
@@ -213,7 +224,9 @@ fn sqlmap_wapiti_ffuf_and_dirb_are_cut_off() -> Result<()> {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        let d = decision(&s, &host.v4.to_string());
+        // nmap waits six seconds for a banner before its first request.
+        let within = Duration::from_secs(if *tool == "nmap" { 25 } else { 10 });
+        let d = decision_within(&s, &host.v4.to_string(), within);
         // Cut off, the tool only waits out its timeouts: stop it (`timeout`
         // passes SIGTERM on to it).
         // SAFETY: signals our own child.

@@ -71,10 +71,6 @@ impl Baselines {
         (normal * factor).max(floor)
     }
 
-    pub fn len(&self) -> usize {
-        self.learnt.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.learnt.is_empty()
     }

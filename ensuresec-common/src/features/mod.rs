@@ -203,8 +203,6 @@ pub enum Scale {
 }
 
 impl Scale {
-    pub const ALL: [Scale; 3] = [Scale::Burst, Scale::Window, Scale::Slow];
-
     pub const fn from_u8(v: u8) -> Option<Scale> {
         match v {
             0 => Some(Scale::Window),
@@ -223,14 +221,6 @@ impl Scale {
             Scale::Slow => window_ns * 10,
         }
     }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scale::Window => "window",
-            Scale::Burst => "burst",
-            Scale::Slow => "slow",
-        }
-    }
 }
 
 impl DestStats {
@@ -239,14 +229,6 @@ impl DestStats {
             Scale::Window => &self.window,
             Scale::Burst => &self.burst,
             Scale::Slow => &self.slow,
-        }
-    }
-
-    pub fn at_mut(&mut self, scale: Scale) -> &mut Window {
-        match scale {
-            Scale::Window => &mut self.window,
-            Scale::Burst => &mut self.burst,
-            Scale::Slow => &mut self.slow,
         }
     }
 }
