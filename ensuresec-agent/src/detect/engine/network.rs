@@ -41,16 +41,21 @@ impl Engine {
         else {
             return Ok(());
         };
-        let (found, began_ns) = if horizon {
-            let h = &stats.total.horizon;
+        let span = rules::Span {
+            length_secs: self.window_secs(),
+            elapsed_secs: clock::mono_ns().saturating_sub(stats.window.start_ns) as f64 / 1e9,
+        };
+        let found = rules::source_detections(&stats.window, &detectors, span);
+        // The horizon names only what no window sees: a fast scan trips
+        // both and is a port scan, and a horizon younger than two windows
+        // holds nothing a window could not (a scan that starts slowly and
+        // speeds up is named by its window).
+        let h = &stats.total.horizon;
+        let aged = clock::mono_ns().saturating_sub(h.start_ns) as f64 >= 2e9 * self.window_secs();
+        let (found, began_ns) = if horizon && found.is_empty() && aged {
             let found = rules::horizon_detection(h, &detectors);
             (found.into_iter().collect(), h.start_ns)
         } else {
-            let span = rules::Span {
-                length_secs: self.window_secs(),
-                elapsed_secs: clock::mono_ns().saturating_sub(stats.window.start_ns) as f64 / 1e9,
-            };
-            let found = rules::source_detections(&stats.window, &detectors, span);
             (found, stats.window.start_ns)
         };
         for d in found {

@@ -127,17 +127,18 @@ pub fn source_detections(w: &Window, d: &Detectors, span: Span) -> Vec<Detection
     }
     let w = &w;
     // Most specific first: the first detection decides, and a fast port scan
-    // is also many SYNs, reflected UDP is also UDP.
+    // is also many SYNs, reflected UDP is also UDP, and so are the first
+    // fragments of a flood of fragmented UDP.
     const ORDER: [Detector; 9] = [
         Detector::PortScan,
         Detector::HostSweep,
         Detector::Reflection,
         Detector::SynAckReflection,
         Detector::SynFlood,
+        Detector::FragmentFlood,
         Detector::UdpFlood,
         Detector::IcmpFlood,
         Detector::AckRstFlood,
-        Detector::FragmentFlood,
     ];
     detections(w, d, &ORDER, span)
 }
