@@ -30,6 +30,14 @@ fn earliest(acc: u64, v: u64) -> u64 {
     if acc == 0 { v } else { acc.min(v.max(1)) }
 }
 
+/// ORs a CPU's sketch into the sum's; returns the bits the sum now has set.
+fn merge_sketch(acc: &mut [u64], other: &[u64]) -> u32 {
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a |= b;
+    }
+    acc.iter().map(|x| x.count_ones()).sum()
+}
+
 fn add_window(acc: &mut Window, w: &Window) {
     acc.start_ns = if acc.start_ns == 0 {
         w.start_ns
@@ -55,15 +63,9 @@ fn add_window(acc: &mut Window, w: &Window) {
     } else if votes > mine_votes {
         acc.vote = w.vote;
     }
-    for (a, b) in acc.port_sketch.iter_mut().zip(w.port_sketch) {
-        *a |= b;
-    }
-    for (a, b) in acc.dst_sketch.iter_mut().zip(w.dst_sketch) {
-        *a |= b;
-    }
     // Distinct counts merge through the sketches, not by adding.
-    acc.distinct_ports = acc.port_sketch.iter().map(|x| x.count_ones()).sum();
-    acc.distinct_dsts = acc.dst_sketch.iter().map(|x| x.count_ones()).sum();
+    acc.distinct_ports = merge_sketch(&mut acc.port_sketch, &w.port_sketch);
+    acc.distinct_dsts = merge_sketch(&mut acc.dst_sketch, &w.dst_sketch);
     acc.tripped |= w.tripped;
 }
 
@@ -72,12 +74,11 @@ fn add_horizon(acc: &mut Horizon, h: &Horizon) {
     acc.start_ns = earliest(acc.start_ns, h.start_ns);
     acc.syn += h.syn;
     acc.completed += h.completed;
-    for (a, b) in acc.port_sketch.iter_mut().zip(h.port_sketch) {
-        *a |= b;
-    }
-    acc.opening_sketch |= h.opening_sketch;
-    acc.distinct_ports = acc.port_sketch.iter().map(|x| x.count_ones()).sum();
-    acc.openings = acc.opening_sketch.count_ones();
+    acc.distinct_ports = merge_sketch(&mut acc.port_sketch, &h.port_sketch);
+    acc.openings = merge_sketch(
+        core::slice::from_mut(&mut acc.opening_sketch),
+        &[h.opening_sketch],
+    );
     acc.tripped |= h.tripped;
 }
 

@@ -41,9 +41,10 @@ impl Engine {
         else {
             return Ok(());
         };
+        let now = clock::mono_ns();
         let span = rules::Span {
             length_secs: self.window_secs(),
-            elapsed_secs: clock::mono_ns().saturating_sub(stats.window.start_ns) as f64 / 1e9,
+            elapsed_secs: now.saturating_sub(stats.window.start_ns) as f64 / 1e9,
         };
         let found = rules::source_detections(&stats.window, &detectors, span);
         // The horizon names only what no window sees: a fast scan trips
@@ -51,7 +52,7 @@ impl Engine {
         // holds nothing a window could not (a scan that starts slowly and
         // speeds up is named by its window).
         let h = &stats.total.horizon;
-        let aged = clock::mono_ns().saturating_sub(h.start_ns) as f64 >= 2e9 * self.window_secs();
+        let aged = now.saturating_sub(h.start_ns) as f64 >= 2e9 * self.window_secs();
         let (found, began_ns) = if horizon && found.is_empty() && aged {
             let found = rules::horizon_detection(h, &detectors);
             (found.into_iter().collect(), h.start_ns)
