@@ -1,12 +1,17 @@
-"""Trains ensuresec's anomaly model from the lab dataset and writes, into
---out: ensuresec-ae.onnx, test_vectors.json, evaluation.json, MODEL_CARD.md.
-Run by `cargo xtask train`; see MODEL_CARD.md for what it does and why."""
+"""Trains ensuresec's anomaly models from the lab datasets and writes, into
+--out: the per-source model (ensuresec-ae.onnx, test_vectors.json,
+evaluation.json), the aggregate per-destination model
+(ensuresec-aggregate-ae.onnx, aggregate_test_vectors.json,
+aggregate_evaluation.json) and MODEL_CARD.md. Run by `cargo xtask train`;
+see MODEL_CARD.md for what they do and why."""
 
 import argparse
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,13 +20,28 @@ from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import card, data, evaluate, export, select  # noqa: E402
+from pipeline import card, card_aggregate, data, evaluate, export, select  # noqa: E402
 
 SEED = 7
-# The agent's default `[ml] min_packets`: steps with fewer packets are not scored.
-MIN_PACKETS = 2
 QUANTILE = 0.999
-MODEL = "ensuresec-ae.onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One of the two models: its dataset and the files it writes."""
+    schema: str
+    model: str
+    test_vectors: str
+    evaluation: str
+    version_prefix: str
+    # The agent's default `[ml] min_packets` / `aggregate_min_packets`: rows
+    # with fewer packets are not scored.
+    min_packets: int
+
+
+SOURCE = Kind("schema.json", "ensuresec-ae.onnx", "test_vectors.json", "evaluation.json", "ae", 2)
+AGGREGATE = Kind("schema-destinations.json", "ensuresec-aggregate-ae.onnx",
+                 "aggregate_test_vectors.json", "aggregate_evaluation.json", "agg", 20)
 
 
 def dataset_digest(directory: Path, schema: dict) -> str:
@@ -61,21 +81,18 @@ def pick_test_vectors(test: data.Dataset) -> tuple[np.ndarray, list[str]]:
     return np.array(picks, dtype=np.float32), labels
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", type=Path, required=True, help="directory with schema.json")
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-
-    full = data.load(args.dataset)
-    ds = data.scored_only(full, MIN_PACKETS)
+def train(kind: Kind, args: argparse.Namespace) -> tuple:
+    """Trains, exports and evaluates one model; returns what its card needs."""
+    full = data.load(args.dataset, kind.schema)
+    if full.per_destination:
+        full = data.without_attack_tails(full)
+    ds = data.scored_only(full, kind.min_packets)
     splits = data.split_by_time(ds)
     # Attack windows of the test passes the agent would not score at all.
     test_passes = sorted(set(splits.test.meta["pass"].tolist()))
     in_test = np.isin(full.meta["pass"], test_passes) & (full.meta["label"] == 1)
     unscored = {
-        f: int((in_test & (full.meta["family"] == f) & (full.meta["packets"] < MIN_PACKETS)).sum())
+        f: int((in_test & (full.meta["family"] == f) & (full.meta["packets"] < kind.min_packets)).sum())
         for f in sorted(set(full.meta["family"][in_test].tolist()))
     }
     print(f"train {len(splits.train)}, validation {len(splits.validation)}, test {len(splits.test)}")
@@ -83,17 +100,19 @@ def main() -> None:
     candidates = select.train_all(splits, SEED, QUANTILE)
     shipped = select.best(candidates)
     digest = dataset_digest(args.dataset, ds.schema)
-    version = f"ae{len(ds.features)}-{digest[:10]}"
+    version = f"{kind.version_prefix}{len(ds.features)}-{digest[:10]}"
     metadata = {
         "ensuresec.version": version,
         "ensuresec.threshold": repr(shipped.threshold),
         "ensuresec.features": ",".join(ds.features),
         "ensuresec.step_seconds": str(ds.schema["step_seconds"]),
-        "ensuresec.min_packets": str(MIN_PACKETS),
+        "ensuresec.min_packets": str(kind.min_packets),
         "ensuresec.dataset_sha256": digest,
     }
+    if "window_seconds" in ds.schema:
+        metadata["ensuresec.window_seconds"] = str(ds.schema["window_seconds"])
     args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / MODEL
+    model_path = args.out / kind.model
     model = export.to_onnx(shipped.ae, ds.features, metadata)
     model_path.write_bytes(model.SerializeToString())
     parity = export.check_parity(shipped.ae, model_path, splits.test.x)
@@ -115,7 +134,7 @@ def main() -> None:
         chosen[name] = c.name
 
     vectors, labels = pick_test_vectors(splits.test)
-    export.write_test_vectors(args.out / "test_vectors.json", model_path, vectors, labels)
+    export.write_test_vectors(args.out / kind.test_vectors, model_path, vectors, labels)
 
     passes = sorted(set(ds.meta["pass"].tolist()))
     validation_pass = int(splits.validation.meta["pass"][0])
@@ -130,7 +149,7 @@ def main() -> None:
         "passes": len(passes),
         "rows": len(full),
         "scored_rows": len(ds),
-        "min_packets": MIN_PACKETS,
+        "min_packets": kind.min_packets,
         "unscored": unscored,
         "spoofed_per_step": ds.schema.get("spoofed_rows_per_step"),
         "train_passes": ", ".join(str(p) for p in passes if p < validation_pass),
@@ -146,8 +165,6 @@ def main() -> None:
         "chosen": chosen,
         "dataset_minutes": round(len(passes) * len(ds.schema["scenarios"]) * 14 / 60),
     }
-    (args.out / "MODEL_CARD.md").write_text(
-        card.render(info, fams, list(shipped_fams.values()), ben))
     evaluation = {
         "model": info,
         "families_leave_one_out": [dataclasses.asdict(f) for f in fams],
@@ -158,13 +175,34 @@ def main() -> None:
             for c in candidates
         ],
     }
-    (args.out / "evaluation.json").write_text(json.dumps(evaluation, indent=1) + "\n")
+    (args.out / kind.evaluation).write_text(json.dumps(evaluation, indent=1) + "\n")
     print(f"model {version} ({shipped.name}): threshold {shipped.threshold:.4f}, parity {parity:.1e}")
     for f in fams:
         print(f"  {f.family:<18} auc {f.auc:.3f}  dr@thr {f.dr_deployed:.2f}  "
               f"dr@1% {f.dr_fpr_1:.2f}  ttd {f.ttd_model_s}  thresholds {f.dr_threshold:.2f}"
               f"  [{chosen[f.family]}]")
     print(f"  benign FPR {ben.fpr_deployed:.4f}, flash crowd {ben.flash_crowd_fpr:.4f}")
+    return info, fams, list(shipped_fams.values()), ben
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", type=Path, required=True,
+                    help="directory with schema.json and schema-destinations.json")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    out = args.out
+    # Both models are trained into a scratch directory and moved into place
+    # together: a failure leaves the committed models and card as they were.
+    with tempfile.TemporaryDirectory() as scratch:
+        args.out = Path(scratch)
+        text = card.render(*train(SOURCE, args))
+        text += card_aggregate.render(*train(AGGREGATE, args))
+        (args.out / "MODEL_CARD.md").write_text(text)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in args.out.iterdir():
+            shutil.move(str(f), out / f.name)
 
 
 if __name__ == "__main__":

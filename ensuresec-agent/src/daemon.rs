@@ -249,15 +249,19 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
             // Bounded: a flood of flagged sources cannot grow the agent.
             let (tx, rx) = std::sync::mpsc::sync_channel(4096);
             engine = engine.with_findings(rx);
-            let runner = Runner::new(
-                store.clone(),
-                ml.clone(),
-                config.detect.window,
-                MlMetrics::register(&registry)?,
-                tx,
-                crate::ml::state::path(&pins),
-            );
-            threads.push(runner.spawn(stop_detect.clone()));
+            for model in &ml.models {
+                let runner = Runner::new(
+                    store.clone(),
+                    ml,
+                    model.clone(),
+                    config.detect.protect.iter().map(|(t, _)| *t).collect(),
+                    config.detect.window,
+                    MlMetrics::register(&registry, model.subject)?,
+                    tx.clone(),
+                    crate::ml::state::path(&pins, model.subject),
+                );
+                threads.push(runner.spawn(stop_detect.clone()));
+            }
         }
         tracing::info!(
             prefixes = config.detect.protect.len(),

@@ -13,7 +13,10 @@ use core::mem::size_of;
 use crate::{
     decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6},
-    features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, Horizon, SourceSlot, Throttle},
+    features::{
+        AddrKey, Bucket, DestKey, DestSlot, DetectConfig, FirstPacket, Horizon, SourceSlot,
+        Throttle,
+    },
     maps::{
         Cidr6Value, Control, Counter, FragKey, IfaceRecord, ListEntry, PortBitmap, ReasonText,
         TrieRule,
@@ -161,6 +164,7 @@ const _: () = {
     assert!(size_of::<FragKey>() == 40);
     assert!(size_of::<IfaceRecord>() == 32);
     assert!(size_of::<Horizon>() == 144);
+    assert!(size_of::<FirstPacket>() == 8);
     assert!(size_of::<DetectConfig>() == 80);
 };
 

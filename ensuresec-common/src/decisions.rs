@@ -42,11 +42,14 @@ crate::named_enum! {
         /// sends) over the horizon: a service scan of one port, which tries
         /// one protocol after another.
         ServiceScan = 20 => "service_scan",
+        /// The aggregate anomaly model: a destination's window, what all of
+        /// its sources together sent, scored above the model's threshold.
+        MlAggregate = 21 => "ml_aggregate",
     }
 }
 
 impl Detector {
-    /// The threshold detectors (the anomaly model, `Ml`, is configured apart).
+    /// The threshold detectors (the anomaly models are configured apart).
     pub const THRESHOLD: [Detector; 13] = [
         Detector::SynFlood,
         Detector::UdpFlood,

@@ -1,4 +1,5 @@
-"""The dataset written by `cargo xtask dataset`: rows of per-source steps,
+"""A dataset written by `cargo xtask dataset`: rows of per-source steps
+(schema.json) or of per-destination windows (schema-destinations.json),
 checked against its schema, and split by time (passes run one after another,
 so the last pass is the latest traffic)."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+# The per-source dataset's benign roles, for schemas that do not list theirs.
 BENIGN_ROLES = ("shopper", "crowd", "visitor", "probe", "neighbor")
 
 
@@ -31,6 +33,14 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.x)
 
+    @property
+    def benign_roles(self) -> tuple[str, ...]:
+        return tuple(self.schema.get("benign_roles", BENIGN_ROLES))
+
+    @property
+    def per_destination(self) -> bool:
+        return "destination" in self.meta
+
 
 def _open(path: Path):
     if path.suffix == ".gz":
@@ -38,8 +48,8 @@ def _open(path: Path):
     return open(path, newline="")
 
 
-def load(directory: Path) -> Dataset:
-    schema = json.loads((directory / "schema.json").read_text())
+def load(directory: Path, schema_file: str = "schema.json") -> Dataset:
+    schema = json.loads((directory / schema_file).read_text())
     features = schema["features"]
     csv_path = directory / schema["file"]
     if not csv_path.exists():
@@ -83,7 +93,24 @@ class Splits:
 
 
 def benign_mask(d: Dataset) -> np.ndarray:
-    return np.isin(d.meta["role"], BENIGN_ROLES) & (d.meta["label"] == 0)
+    return np.isin(d.meta["role"], d.benign_roles) & (d.meta["label"] == 0)
+
+
+def without_attack_tails(d: Dataset) -> Dataset:
+    """A destination's window holds up to a step of what came before: the
+    first step after an attack tool stopped is neither attack nor benign
+    (its window straddles the end), so it is left out."""
+    keep = np.ones(len(d), dtype=bool)
+    order = np.lexsort((d.meta["step"], d.meta["destination"], d.meta["scenario"],
+                        d.meta["pass"]))
+    prev = None
+    for i in order:
+        run = (d.meta["pass"][i], d.meta["scenario"][i], d.meta["destination"][i])
+        attacking = d.meta["attacking"][i]
+        if prev is not None and prev[0] == run and prev[1] == 1 and attacking == 0:
+            keep[i] = False
+        prev = (run, attacking)
+    return d.rows(keep)
 
 
 def scored_only(d: Dataset, min_packets: int) -> Dataset:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .data import BENIGN_ROLES, Dataset
+from .data import Dataset, benign_mask
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _first_times(d: Dataset, flagged: np.ndarray) -> list[float]:
 
 def families(test: Dataset, scores: np.ndarray, errors: np.ndarray, deployed: float,
              features: list[str]) -> list[FamilyResult]:
-    benign = np.isin(test.meta["role"], BENIGN_ROLES) & (test.meta["label"] == 0)
+    benign = benign_mask(test)
     b = scores[benign]
     thr_1 = float(np.quantile(b, 0.99))
     thr_01 = float(np.quantile(b, 0.999))
@@ -68,8 +68,11 @@ def families(test: Dataset, scores: np.ndarray, errors: np.ndarray, deployed: fl
         y = np.concatenate([np.zeros(len(b)), np.ones(len(s))])
         auc = float(roc_auc_score(y, np.concatenate([b, s])))
         flagged = s > deployed
+        # Spoofed floods are decided on the destination, as is everything
+        # the aggregate model scores.
         spoofed = fam == "spoofed-syn"
-        column = "threshold_destination" if spoofed else "threshold_source"
+        column = ("threshold_destination" if spoofed or test.per_destination
+                  else "threshold_source")
         by_threshold = fd.meta[column] != ""
         packets = fd.meta["packets"]
         fam_errors = errors[m][flagged]
@@ -95,11 +98,25 @@ def families(test: Dataset, scores: np.ndarray, errors: np.ndarray, deployed: fl
     return out
 
 
+def _threshold_fpr(test: Dataset, benign: np.ndarray) -> float:
+    """The threshold detectors' share of benign rows they had decided on. A
+    destination's decision outlives the attack it answered, so destination
+    rows count only in runs where no attack tool ran."""
+    if not test.per_destination:
+        return float((test.meta["threshold_source"][benign] != "").mean())
+    runs = list(zip(test.meta["pass"].tolist(), test.meta["scenario"].tolist()))
+    attacked = {r for r, a in zip(runs, test.meta["attacking"].tolist()) if a}
+    quiet = benign & np.array([r not in attacked for r in runs])
+    if not quiet.any():
+        return 0.0
+    return float((test.meta["threshold_destination"][quiet] != "").mean())
+
+
 def benign(test: Dataset, scores: np.ndarray, deployed: float) -> BenignResult:
-    m = np.isin(test.meta["role"], BENIGN_ROLES) & (test.meta["label"] == 0)
+    m = benign_mask(test)
     flagged = scores > deployed
     roles = {}
-    for r in BENIGN_ROLES:
+    for r in test.benign_roles:
         rm = m & (test.meta["role"] == r)
         if rm.any():
             roles[r] = (int(rm.sum()), float(flagged[rm].mean()))
@@ -110,5 +127,5 @@ def benign(test: Dataset, scores: np.ndarray, deployed: float) -> BenignResult:
         by_role=roles,
         flash_crowd_windows=int(crowd.sum()),
         flash_crowd_fpr=float(flagged[crowd].mean()) if crowd.any() else 0.0,
-        threshold_fpr=float((test.meta["threshold_source"][m] != "").mean()),
+        threshold_fpr=_threshold_fpr(test, m),
     )

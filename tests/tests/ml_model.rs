@@ -1,10 +1,10 @@
-//! The committed anomaly model under tract: its scores match onnxruntime's
-//! on the committed test vectors, and broken or incompatible model files are
-//! refused with an error that says what is wrong.
+//! The committed anomaly models under tract: their scores match
+//! onnxruntime's on the committed test vectors, and broken or incompatible
+//! model files are refused with an error that says what is wrong.
 
 use std::path::{Path, PathBuf};
 
-use ensuresec_agent::ml::model::{Model, ModelError};
+use ensuresec_agent::ml::model::{Model, ModelError, Subject};
 use ensuresec_common::vector::WIDTH;
 use prost::Message as _;
 use tract_onnx::pb::{
@@ -20,23 +20,41 @@ fn committed() -> PathBuf {
     models().join("ensuresec-ae.onnx")
 }
 
+fn committed_aggregate() -> PathBuf {
+    models().join("ensuresec-aggregate-ae.onnx")
+}
+
 fn close(got: f32, want: f64) -> bool {
     (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0)
 }
 
 #[test]
 fn tract_matches_onnxruntime_on_the_committed_vectors() {
-    let model = Model::load(&committed()).expect("the committed model loads");
+    matches_onnxruntime(&committed(), Subject::Source, "test_vectors.json");
+}
+
+#[test]
+fn the_aggregate_model_matches_onnxruntime_too() {
+    matches_onnxruntime(
+        &committed_aggregate(),
+        Subject::Destination,
+        "aggregate_test_vectors.json",
+    );
+}
+
+fn matches_onnxruntime(path: &Path, subject: Subject, vectors_file: &str) {
+    let model = Model::load(path, subject).expect("the committed model loads");
+    let width = subject.width();
     let doc: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(models().join("test_vectors.json")).expect("test vectors"),
+        &std::fs::read_to_string(models().join(vectors_file)).expect("test vectors"),
     )
     .expect("test vectors are JSON");
     let vectors = doc["vectors"].as_array().expect("vectors");
     assert!(vectors.len() >= 10, "a real set of vectors");
-    let mut x = ndarray::Array2::<f32>::zeros((vectors.len(), WIDTH));
+    let mut x = ndarray::Array2::<f32>::zeros((vectors.len(), width));
     for (i, v) in vectors.iter().enumerate() {
         let f = v["features"].as_array().expect("features");
-        assert_eq!(f.len(), WIDTH);
+        assert_eq!(f.len(), width);
         for (j, value) in f.iter().enumerate() {
             x[[i, j]] = value.as_f64().expect("number") as f32;
         }
@@ -76,7 +94,7 @@ fn tract_matches_onnxruntime_on_the_committed_vectors() {
 
 #[test]
 fn metadata_says_what_the_model_is() {
-    let model = Model::load(&committed()).expect("loads");
+    let model = Model::load(&committed(), Subject::Source).expect("loads");
     assert_eq!(model.info.width, WIDTH);
     assert!(model.info.threshold > 0.0);
     assert!(
@@ -85,6 +103,25 @@ fn metadata_says_what_the_model_is() {
         model.info.version
     );
     assert_eq!(model.info.step_seconds, Some(1.0));
+    let aggregate = Model::load(&committed_aggregate(), Subject::Destination).expect("loads");
+    assert_eq!(aggregate.info.width, Subject::Destination.width());
+    assert!(aggregate.info.version.starts_with("agg15-"));
+}
+
+#[test]
+fn a_model_of_one_subject_is_refused_for_the_other() {
+    // Both vectors are 15 wide: only the declared features tell them apart.
+    let e = match Model::load(&committed(), Subject::Destination) {
+        Ok(_) => panic!("the per-source model was accepted as the aggregate one"),
+        Err(e) => e,
+    };
+    assert!(matches!(e, ModelError::Incompatible { .. }), "{e}");
+    assert!(e.to_string().contains("aggregate model computes"), "{e}");
+    assert!(
+        e.to_string().contains("fresh_share"),
+        "names the features: {e}"
+    );
+    assert!(Model::load(&committed_aggregate(), Subject::Source).is_err());
 }
 
 fn proto() -> ModelProto {
@@ -111,7 +148,7 @@ fn set_prop(p: &mut ModelProto, key: &str, value: Option<&str>) {
 type Edit = Box<dyn Fn(&mut ModelProto)>;
 
 fn refusal(path: &Path) -> ModelError {
-    match Model::load(path) {
+    match Model::load(path, Subject::Source) {
         Ok(_) => panic!("{} was accepted", path.display()),
         Err(e) => e,
     }

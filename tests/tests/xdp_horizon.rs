@@ -1,10 +1,11 @@
 //! A source's horizon in the kernel (SYNs and their completions, openings,
-//! the horizon's end), through BPF_PROG_TEST_RUN on one CPU.
+//! the horizon's end, its start with the second packet), through
+//! BPF_PROG_TEST_RUN on one CPU.
 
-use std::time::Duration;
+use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::Result;
-use ensuresec_common::features::{DetectConfig, EVENT_SOURCE_HORIZON};
+use ensuresec_common::features::{DetectConfig, EVENT_SOURCE_HORIZON, Horizon, set_of};
 use ensuresec_tests::{kernel::Kernel, packet::*, wait::eventually, xdp_harness::*};
 
 /// A TCP segment from `SRC` with a sequence number and data.
@@ -172,5 +173,63 @@ fn openings_follow_the_options_and_horizons_end() -> Result<()> {
         k.run("ensuresec", &segment(7000, TCP_SYN, 100 * sent, &[]))?;
         Ok((sent > 1 && horizon(&k)?.syn == 1).then_some(()))
     })?;
+    Ok(())
+}
+
+/// A source's horizon begins with its second packet and counts the first
+/// from the slot; a slot taken over from another source keeps nothing of
+/// the former source's horizon.
+#[test]
+fn a_taken_over_slot_keeps_nothing_of_its_former_source() -> Result<()> {
+    pin_to(0)?;
+    let k = detecting(1000, 1000)?;
+    let cfg = DetectConfig {
+        horizon_ns: 300_000_000_000,
+        ..k.store.detect_config()?
+    };
+    k.store.write()?.set_detect_config(&cfg)?;
+    // Three sources of one set of the two-way table.
+    let set = |a: Ipv4Addr| set_of(&key(a), 0, cfg.seed, cfg.source_mask);
+    let first = Ipv4Addr::new(198, 51, 100, 20);
+    let mut same = vec![first];
+    for i in 1..1_000_000u32 {
+        let a = Ipv4Addr::from(u32::from(first) + i);
+        if set(a) == set(first) {
+            same.push(a);
+        }
+        if same.len() == 3 {
+            break;
+        }
+    }
+    let [a, b, c] = same[..] else {
+        panic!("no three sources of one set: {same:?}");
+    };
+    let horizon = |addr: Ipv4Addr| -> Result<Option<Horizon>> {
+        Ok(k.store
+            .source_stats(&cfg, &key(addr), 0)?
+            .map(|s| s.total.horizon))
+    };
+    // A probes ten ports; its first SYN counts once the second arrives.
+    for port in 0..10 {
+        k.run("ensuresec", &tcp(a, 7000 + port, TCP_SYN))?;
+    }
+    let h = horizon(a)?.expect("tracked");
+    assert_eq!((h.syn, h.distinct_ports), (10, 10), "{h:?}");
+    k.run("ensuresec", &tcp(b, 7000, TCP_SYN))?;
+    // C takes A's way (the least recently seen).
+    k.run("ensuresec", &tcp(c, 8000, TCP_SYN))?;
+    assert_eq!(horizon(a)?, None, "A's slot was taken over");
+    assert_eq!(
+        horizon(c)?,
+        Some(Horizon::default()),
+        "no horizon after one packet"
+    );
+    k.run("ensuresec", &tcp(c, 8001, TCP_SYN))?;
+    let h = horizon(c)?.expect("tracked");
+    assert_eq!(
+        (h.syn, h.distinct_ports, h.uncompleted()),
+        (2, 2, 2),
+        "C's own two, nothing of A's ten: {h:?}"
+    );
     Ok(())
 }

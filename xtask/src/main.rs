@@ -47,6 +47,9 @@ enum Task {
         /// A multiplier of the recorded timing, or `max`.
         #[arg(long)]
         speed: Option<String>,
+        /// Also run the committed anomaly models (per source and aggregate).
+        #[arg(long, requires = "pcap")]
+        ml: bool,
     },
     /// Bootstrap, then replay every public capture named in
     /// tests/eval/captures.toml at its recorded timing and print, per capture,
@@ -58,11 +61,15 @@ enum Task {
         /// Also write the rows as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Also run the committed anomaly models (per source and aggregate).
+        #[arg(long)]
+        ml: bool,
         /// Only captures whose path contains one of these.
         names: Vec<String>,
     },
-    /// Bootstrap, then record the anomaly model's dataset from the lab
-    /// (models/data/windows.csv and schema.json).
+    /// Bootstrap, then record the anomaly models' datasets from the lab
+    /// (models/data: windows.csv and schema.json per source,
+    /// destinations.csv and schema-destinations.json per destination).
     Dataset {
         /// Passes over the scenarios (later passes are the test split).
         #[arg(long, default_value_t = 5)]
@@ -159,6 +166,7 @@ fn main() -> Result<()> {
             format,
             config,
             speed,
+            ml,
         } => {
             let absolute = |p: &std::path::Path| {
                 std::fs::canonicalize(p)
@@ -180,12 +188,16 @@ fn main() -> Result<()> {
             if let Some(s) = speed {
                 args.extend(["--speed".to_string(), s]);
             }
+            if ml {
+                args.push("--ml".to_string());
+            }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             lab_bin(&root, bin, &args)
         }
         Task::Eval {
             captures,
             json,
+            ml,
             names,
         } => {
             let captures = std::fs::canonicalize(&captures)
@@ -198,6 +210,9 @@ fn main() -> Result<()> {
                     std::env::current_dir()?.join(j)
                 };
                 args.extend(["--json".to_string(), j.display().to_string()]);
+            }
+            if ml {
+                args.push("--ml".to_string());
             }
             args.extend(names);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();

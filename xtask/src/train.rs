@@ -32,11 +32,13 @@ fn venv(root: &Path) -> Result<std::path::PathBuf> {
 
 pub fn train(root: &Path, dataset: &Path) -> Result<()> {
     let dataset = root.join(dataset);
-    if !dataset.join("schema.json").exists() {
-        bail!(
-            "no dataset in {} (schema.json missing): run `cargo xtask dataset` first",
-            dataset.display()
-        );
+    for schema in ["schema.json", "schema-destinations.json"] {
+        if !dataset.join(schema).exists() {
+            bail!(
+                "no dataset in {} ({schema} missing): run `cargo xtask dataset` first",
+                dataset.display()
+            );
+        }
     }
     let python = venv(root)?;
     run::status(

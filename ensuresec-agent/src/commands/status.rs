@@ -13,7 +13,7 @@ use crate::{
     cli::OutputFormat,
     clock,
     detect::state::DetectState,
-    ml::state::MlState,
+    ml::{model::Subject, state::MlState},
     output,
     pins::{PinDir, agent_pid},
     store::Store,
@@ -32,6 +32,7 @@ pub struct Status {
     pub agent_pid: Option<u32>,
     /// The running agent's anomaly model, when `[ml]` is configured.
     pub anomaly_model: Option<MlState>,
+    pub aggregate_model: Option<MlState>,
     pub interfaces: Vec<IfaceStatus>,
     pub port_policy: PortPolicyStatus,
     pub lists: Vec<ListCount>,
@@ -176,7 +177,8 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
         agent_pid: pid,
-        anomaly_model: pid.and_then(|_| crate::ml::state::read(&crate::ml::state::path(pins))),
+        anomaly_model: pid.and_then(|_| model_state(pins, Subject::Source)),
+        aggregate_model: pid.and_then(|_| model_state(pins, Subject::Destination)),
         interfaces,
         port_policy: PortPolicyStatus {
             enabled,
@@ -208,9 +210,13 @@ fn describe_detection(s: &Status) -> String {
     }
 }
 
+fn model_state(pins: &PinDir, subject: Subject) -> Option<MlState> {
+    crate::ml::state::read(&crate::ml::state::path(pins, subject))
+}
+
 /// "loaded ae15-... (threshold 0.0073; 1200 scored, 3 flagged)", or the error.
 fn describe_model(m: &MlState) -> String {
-    let counts = format!("{} scored, {} flagged", m.sources_scored, m.flagged);
+    let counts = format!("{} scored, {} flagged", m.scored, m.flagged);
     match (m.state.as_str(), &m.error, &m.version) {
         ("loaded", _, Some(v)) => format!(
             "{v} from {} (threshold {}; {counts})",
@@ -262,6 +268,9 @@ pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
     println!("detection: {}", describe_detection(&s));
     if let Some(m) = &s.anomaly_model {
         println!("anomaly model: {}", describe_model(m));
+    }
+    if let Some(m) = &s.aggregate_model {
+        println!("aggregate anomaly model: {}", describe_model(m));
     }
     println!();
     let mut rows = vec![

@@ -33,7 +33,7 @@ pub fn covers(current: &DecisionRecord, plan: &Plan) -> bool {
             let rate_held = limit & !dropped == 0 || *pps >= current.rate;
             drop & !dropped == 0 && limit & !limited == 0 && rate_held
         }
-        (Some(Action::Throttle), Plan::Alert { .. }) => true,
+        (Some(Action::Throttle | Action::Budget), Plan::Alert { .. }) => true,
         (Some(action), _) => action == plan.action(),
         (None, _) => false,
     }
@@ -284,11 +284,11 @@ pub fn describe_action(r: &DecisionRecord) -> String {
 /// A decision's evidence in words: "5200 >= 5000 per window", or for the
 /// anomaly model "score 12.5 > 0.0073: log_pps 60 %, syn_share 30 %, ...".
 pub fn describe_evidence(r: &DecisionRecord) -> String {
-    if r.detector == Detector::Ml as u32 {
+    if let Some(subject) = crate::ml::model::Subject::of_detector(r.detector) {
         let (score, threshold, top) = crate::ml::evidence::unpack(&r.evidence);
         return format!(
             "score {score:.4} > {threshold:.4}: {}",
-            crate::ml::runner::describe_top(&top)
+            crate::ml::runner::describe_top(subject, &top)
         );
     }
     let span = if Detector::HORIZON.iter().any(|d| *d as u32 == r.detector) {
@@ -366,6 +366,24 @@ mod tests {
             ..Default::default()
         };
         assert!(covers(&ban, &plan(class::ALL, 0, 1)));
+    }
+
+    #[test]
+    fn a_filter_covers_an_alert_and_an_alert_covers_no_filter() {
+        let ttl = Duration::from_secs(1);
+        let record = |action: Action| DecisionRecord {
+            action: action as u32,
+            ..Default::default()
+        };
+        let budget = Plan::Budget {
+            pps: 0,
+            drop: class::UDP_SERVICE,
+            ttl,
+        };
+        let alert = Plan::Alert { ttl };
+        assert!(covers(&record(Action::Budget), &alert));
+        assert!(!covers(&record(Action::Alert), &budget));
+        assert!(covers(&record(Action::Alert), &alert));
     }
 
     #[test]

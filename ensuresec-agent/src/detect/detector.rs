@@ -120,6 +120,8 @@ const DEFAULTS: [DetectorConfig; Detector::COUNT] = [
     detector(20, 0, Action::Ban, Action::Alert),
     // service_scan: distinct openings (protocols tried on a connection).
     slow(12, Action::Ban),
+    // ml_aggregate: from `[ml]`, the same in every block.
+    detector(0, 0, Action::Alert, Action::Alert),
 ];
 
 /// A horizon detector whose spoof-safe answer holds the source's new

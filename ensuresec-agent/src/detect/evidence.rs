@@ -55,6 +55,9 @@ pub const fn of(d: Detector) -> Evidence {
         Detector::HostSweep => forgeable(class::PROBE_UNTRACKED | class::ICMP_ECHO, Scope::Drop),
         // The model reads every kind of packet a source sends.
         Detector::Ml => forgeable(class::ALL, Scope::Limit),
+        // A destination's window: what every source sent it; only the
+        // answers nobody asked for are ever filtered (see `engine::model`).
+        Detector::MlAggregate => forgeable(class::UDP_SERVICE | class::SYNACK, Scope::Drop),
         // Established connections: the handshake proved the address. So
         // did every request, login and payment the application saw.
         Detector::HalfOpen

@@ -195,8 +195,8 @@ impl DetectSettings {
                 .parse()
                 .map_err(|e| format!("protect.prefix: {e}"))?;
             let mut detectors = p.resolve()?;
-            if let Some(ml) = &ml {
-                *detectors.get_mut(Detector::Ml) = ml.decisions;
+            for m in ml.iter().flat_map(|ml| &ml.models) {
+                *detectors.get_mut(m.subject.detector()) = m.decisions;
             }
             for d in Detector::ALL {
                 let c = detectors.get(d);

@@ -1,6 +1,8 @@
-//! Unknown-threat detection: per-source time steps scored by an ONNX anomaly
-//! model (an autoencoder trained on benign traffic only, see models/).
+//! Unknown-threat detection: per-source time steps and per-destination
+//! windows scored by ONNX anomaly models (autoencoders trained on benign
+//! traffic only, see models/).
 
+pub mod destinations;
 pub mod evidence;
 pub mod metrics;
 pub mod model;

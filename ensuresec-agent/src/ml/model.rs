@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use ensuresec_common::vector::{FEATURES, WIDTH};
+use ensuresec_common::{decisions::Detector, vector};
 use ndarray::{Array2, ArrayView2};
 use tract_onnx::prelude::*;
 
@@ -29,14 +29,60 @@ pub enum ModelError {
     NotFinite { path: PathBuf, why: String },
 }
 
+/// What a model scores: a source's step, or a destination's window (all of
+/// its sources at once). Each has its own features, in a fixed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Source,
+    Destination,
+}
+
+impl Subject {
+    pub const fn features(self) -> &'static [&'static str] {
+        match self {
+            Subject::Source => &vector::FEATURES,
+            Subject::Destination => &vector::destination::FEATURES,
+        }
+    }
+
+    pub const fn width(self) -> usize {
+        self.features().len()
+    }
+
+    /// The model's name in metrics, logs and `status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Subject::Source => "source",
+            Subject::Destination => "aggregate",
+        }
+    }
+
+    pub const fn detector(self) -> Detector {
+        match self {
+            Subject::Source => Detector::Ml,
+            Subject::Destination => Detector::MlAggregate,
+        }
+    }
+
+    /// The model behind a decision record's detector id, if any.
+    pub fn of_detector(id: u32) -> Option<Subject> {
+        [Subject::Source, Subject::Destination]
+            .into_iter()
+            .find(|s| s.detector() as u32 == id)
+    }
+}
+
 /// What the model says about itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
+    pub subject: Subject,
     pub path: PathBuf,
     pub version: String,
     pub width: usize,
     pub threshold: f32,
     pub step_seconds: Option<f64>,
+    /// The kernel window the aggregate model's rows were read from.
+    pub window_seconds: Option<f64>,
 }
 
 /// Scores of a batch, and each row's squared error per feature.
@@ -63,10 +109,12 @@ fn property(model: &InferenceModel, key: &str) -> Option<String> {
 }
 
 impl Model {
-    /// Loads, checks and tries the model: it must read, parse, declare our
-    /// features in our order with a positive threshold, take [N, width]
-    /// inputs, and give finite outputs of the right shapes.
-    pub fn load(path: &Path) -> Result<Self, ModelError> {
+    /// Loads, checks and tries a model of `subject`: it must read, parse,
+    /// declare the subject's features in our order with a positive
+    /// threshold, take [N, width] inputs, and give finite outputs of the
+    /// right shapes.
+    pub fn load(path: &Path, subject: Subject) -> Result<Self, ModelError> {
+        let (wanted, width) = (subject.features(), subject.width());
         let read = |why: String| ModelError::Read {
             path: path.to_path_buf(),
             why,
@@ -97,10 +145,11 @@ impl Model {
         let features = property(&model, "ensuresec.features")
             .ok_or_else(|| incompatible("no `ensuresec.features` in its metadata".into()))?;
         let names: Vec<&str> = features.split(',').collect();
-        if names != FEATURES {
+        if names != wanted {
             return Err(incompatible(format!(
-                "it was trained on features [{features}], this agent computes [{}]",
-                FEATURES.join(",")
+                "it was trained on features [{features}], this agent's {} model computes [{}]",
+                subject.name(),
+                wanted.join(",")
             )));
         }
         let threshold: f32 = property(&model, "ensuresec.threshold")
@@ -115,6 +164,8 @@ impl Model {
         }
         let version = property(&model, "ensuresec.version").unwrap_or_else(|| "unversioned".into());
         let step_seconds = property(&model, "ensuresec.step_seconds").and_then(|s| s.parse().ok());
+        let window_seconds =
+            property(&model, "ensuresec.window_seconds").and_then(|s| s.parse().ok());
 
         if model.inputs.len() != 1 || model.outputs.len() != 2 {
             return Err(incompatible(format!(
@@ -132,25 +183,27 @@ impl Model {
             .and_then(tract_onnx::tract_hir::infer::Factoid::concretize)
             .and_then(|d| d.to_i64().ok());
         if let Some(w) = declared
-            && w != WIDTH as i64
+            && w != width as i64
         {
             return Err(incompatible(format!(
-                "its input is {w} features wide, this agent computes {WIDTH}"
+                "its input is {w} features wide, this agent computes {width}"
             )));
         }
         let n = model.sym("N");
         let plan = model
-            .with_input_fact(0, f32::fact(tract_onnx::tract_core::dims!(n, WIDTH)).into())
+            .with_input_fact(0, f32::fact(tract_onnx::tract_core::dims!(n, width)).into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| not_onnx(format!("{e:#}")))?;
         let this = Self {
             info: ModelInfo {
+                subject,
                 path: path.to_path_buf(),
                 version,
-                width: WIDTH,
+                width,
                 threshold,
                 step_seconds,
+                window_seconds,
             },
             plan,
         };
@@ -161,14 +214,15 @@ impl Model {
     /// Runs two fixed rows: a model that cannot score them is refused now,
     /// not on live traffic.
     fn probe(&self) -> Result<(), ModelError> {
-        let mut x = Array2::<f32>::zeros((2, WIDTH));
+        let width = self.info.width;
+        let mut x = Array2::<f32>::zeros((2, width));
         x.row_mut(1).fill(1.0);
         let out = self.score(x.view())?;
-        if out.scores.len() != 2 || out.errors.dim() != (2, WIDTH) {
+        if out.scores.len() != 2 || out.errors.dim() != (2, width) {
             return Err(ModelError::Incompatible {
                 path: self.info.path.clone(),
                 why: format!(
-                    "outputs have shapes [{}] and {:?}; expected [N] and [N, {WIDTH}]",
+                    "outputs have shapes [{}] and {:?}; expected [N] and [N, {width}]",
                     out.scores.len(),
                     out.errors.dim()
                 ),

@@ -1,9 +1,10 @@
-//! The scoring loop: every step, read what each source sent, score the
-//! vectors in batches, and hand sources above the threshold to the detection
-//! engine, which decides on them like on any detector's finding. The model
-//! file is watched and reloaded when it changes; a file that cannot be used
-//! is reported (log, metric, status) and the previous model, if any, keeps
-//! scoring. Without a usable model, the threshold detectors go on alone.
+//! The scoring loop of one model: every step, read what each source sent (or
+//! what each protected destination received), score the vectors in batches,
+//! and hand those above the threshold to the detection engine, which decides
+//! on them like on any detector's finding. The model file is watched and
+//! reloaded when it changes; a file that cannot be used is reported (log,
+//! metric, status) and the previous model, if any, keeps scoring. Without a
+//! usable model, the threshold detectors go on alone.
 
 use std::{
     os::unix::fs::MetadataExt as _,
@@ -18,24 +19,37 @@ use std::{
 };
 
 use ensuresec_common::{
-    features::AddrKey,
-    vector::{self, FEATURES, WIDTH},
+    features::{AddrKey, DestKey, Window},
+    vector,
 };
 use ndarray::Array2;
 
 use super::{
+    destinations,
     metrics::MlMetrics,
-    model::{Model, ModelError},
-    settings::MlSettings,
+    model::{Model, ModelError, Subject},
+    settings::{MlSettings, ModelSettings},
     state::{self, MlState},
     steps::Stepper,
 };
 use crate::{clock, store::Store};
 
-/// A source the model flagged.
+/// What a model flagged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Flagged {
+    Source(AddrKey),
+    /// A protected address: the port and protocol that received the most,
+    /// and each port's own window.
+    Destination {
+        hot: DestKey,
+        ports: Vec<(DestKey, Window)>,
+    },
+}
+
+/// A source or destination the model flagged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
-    pub source: AddrKey,
+    pub flagged: Flagged,
     pub score: f32,
     pub threshold: f32,
     /// The features with the largest errors, with their share of the error.
@@ -81,9 +95,20 @@ pub fn top_features(errors: ndarray::ArrayView1<f32>) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// One vector to score, and what it is about.
+struct Row {
+    flagged: Flagged,
+    vector: Vec<f32>,
+    first_seen_ns: u64,
+    packets: u64,
+}
+
 pub struct Runner {
     store: Arc<Store>,
-    settings: MlSettings,
+    shared: MlSettings,
+    settings: ModelSettings,
+    /// The `[[protect]]` prefixes: the only destinations scored.
+    protect: Vec<ensuresec_common::entry::Target>,
     window_ns: u64,
     metrics: MlMetrics,
     findings: SyncSender<Finding>,
@@ -95,22 +120,27 @@ pub struct Runner {
 }
 
 impl Runner {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
-        settings: MlSettings,
+        shared: &MlSettings,
+        settings: ModelSettings,
+        protect: Vec<ensuresec_common::entry::Target>,
         window: Duration,
         metrics: MlMetrics,
         findings: SyncSender<Finding>,
         state_path: PathBuf,
     ) -> Self {
         let state = MlState {
-            model: settings.model.clone(),
+            model: settings.path.clone(),
             state: "missing".into(),
             ..MlState::default()
         };
         Self {
             store,
+            shared: shared.clone(),
             settings,
+            protect,
             window_ns: window.as_nanos() as u64,
             metrics,
             findings,
@@ -127,7 +157,7 @@ impl Runner {
     pub fn spawn(mut self, stop: Arc<AtomicBool>) -> JoinHandle<()> {
         self.reload_if_changed();
         std::thread::Builder::new()
-            .name("ensuresec-ml".into())
+            .name(format!("ensuresec-ml-{}", self.settings.subject.name()))
             .spawn(move || {
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -135,9 +165,9 @@ impl Runner {
                         std::thread::sleep(Duration::from_millis(20).min(next - Instant::now()));
                         continue;
                     }
-                    next += self.settings.step;
+                    next += self.shared.step;
                     if next < Instant::now() {
-                        next = Instant::now() + self.settings.step;
+                        next = Instant::now() + self.shared.step;
                     }
                     self.reload_if_changed();
                     let started = Instant::now();
@@ -161,27 +191,41 @@ impl Runner {
 
     /// Loads the model when its file appeared, changed or went away.
     pub fn reload_if_changed(&mut self) {
-        let now = stamp(&self.settings.model);
+        let now = stamp(&self.settings.path);
         if self.seen == Some(now) {
             return;
         }
         self.seen = Some(now);
-        match Model::load(&self.settings.model) {
+        let subject = self.settings.subject.name();
+        match Model::load(&self.settings.path, self.settings.subject) {
             Ok(model) => {
                 let info = &model.info;
                 tracing::info!(
+                    subject,
                     model = %info.path.display(),
                     version = %info.version,
                     threshold = info.threshold,
                     "anomaly model loaded"
                 );
                 if let Some(step) = info.step_seconds
-                    && (step - self.settings.step.as_secs_f64()).abs() > 1e-6
+                    && (step - self.shared.step.as_secs_f64()).abs() > 1e-6
                 {
                     tracing::warn!(
+                        subject,
                         trained_step = step,
-                        step = self.settings.step.as_secs_f64(),
+                        step = self.shared.step.as_secs_f64(),
                         "the model was trained on steps of another length; scores may drift"
+                    );
+                }
+                let window = self.window_ns as f64 / 1e9;
+                if let Some(trained) = info.window_seconds
+                    && (trained - window).abs() > 1e-6
+                {
+                    tracing::warn!(
+                        subject,
+                        trained_window = trained,
+                        window,
+                        "the model was trained on kernel windows of another length ([detect] window); scores may drift"
                     );
                 }
                 self.metrics.model_info.reset();
@@ -204,11 +248,13 @@ impl Runner {
                     .inc();
                 match &self.model {
                     Some(m) => tracing::error!(
+                        subject,
                         error = %e,
                         still_scoring = %m.info.version,
                         "anomaly model refused; the previous one keeps scoring"
                     ),
                     None => tracing::error!(
+                        subject,
                         error = %e,
                         "anomaly model refused; threshold detectors go on without it"
                     ),
@@ -224,24 +270,57 @@ impl Runner {
         self.save_state();
     }
 
-    /// One step: the sources that sent at least `min_packets`, scored.
+    /// What this step has to score: sources (or destinations) with at least
+    /// `min_packets` packets.
+    fn rows(&mut self) -> crate::error::Result<Vec<Row>> {
+        let now = clock::mono_ns();
+        let min = self.settings.min_packets;
+        Ok(match self.settings.subject {
+            Subject::Source => self
+                .stepper
+                .step(&self.store, now, self.window_ns)?
+                .into_iter()
+                .filter(|s| s.counts.packets >= min)
+                .map(|s| Row {
+                    flagged: Flagged::Source(s.source),
+                    vector: vector::of(&s.counts, s.secs).to_vec(),
+                    first_seen_ns: s.first_seen_ns,
+                    packets: s.counts.packets,
+                })
+                .collect(),
+            Subject::Destination => destinations::read(&self.store, now, self.window_ns)?
+                .into_iter()
+                .filter(|d| d.window.packets as u64 >= min)
+                .filter(|d| {
+                    let addr = crate::store::decisions::key_addr(&d.addr);
+                    self.protect.iter().any(|t| t.contains(addr))
+                })
+                .map(|d| Row {
+                    vector: vector::destination::of(&d.window, d.secs).to_vec(),
+                    flagged: Flagged::Destination {
+                        hot: d.hot,
+                        ports: d.ports,
+                    },
+                    first_seen_ns: d.window.start_ns,
+                    packets: d.window.packets as u64,
+                })
+                .collect(),
+        })
+    }
+
+    /// One step: what sent (or received) at least `min_packets`, scored.
     fn step(&mut self) -> crate::error::Result<()> {
-        let steps = self
-            .stepper
-            .step(&self.store, clock::mono_ns(), self.window_ns)?;
+        let rows = self.rows()?;
         let Some(model) = &self.model else {
             return Ok(());
         };
-        let steps: Vec<_> = steps
-            .into_iter()
-            .filter(|s| s.counts.packets >= self.settings.min_packets)
-            .collect();
         let threshold = self.settings.threshold.unwrap_or(model.info.threshold);
-        for chunk in steps.chunks(self.settings.batch) {
-            let mut x = Array2::<f32>::zeros((chunk.len(), WIDTH));
-            for (mut row, s) in x.rows_mut().into_iter().zip(chunk) {
-                for (cell, v) in row.iter_mut().zip(vector::of(&s.counts, s.secs)) {
-                    *cell = v;
+        let width = model.info.width;
+        for chunk in rows.chunks(self.shared.batch) {
+            let mut x = Array2::<f32>::zeros((chunk.len(), width));
+            for (mut row, r) in x.rows_mut().into_iter().zip(chunk) {
+                for (cell, v) in row.iter_mut().zip(&r.vector) {
+                    *cell = *v;
                 }
             }
             let started = Instant::now();
@@ -252,14 +331,18 @@ impl Runner {
                         .model_errors
                         .with_label_values(&["inference"])
                         .inc();
-                    tracing::error!(error = %e, "anomaly model inference failed");
+                    tracing::error!(
+                        subject = self.settings.subject.name(),
+                        error = %e,
+                        "anomaly model inference failed"
+                    );
                     return Ok(());
                 }
             };
             self.metrics
                 .inference_seconds
                 .observe(started.elapsed().as_secs_f64());
-            for (i, (s, score)) in chunk.iter().zip(&scored.scores).enumerate() {
+            for (i, (r, score)) in chunk.iter().zip(&scored.scores).enumerate() {
                 if !score.is_finite() {
                     self.metrics
                         .model_errors
@@ -269,24 +352,24 @@ impl Runner {
                 }
                 self.metrics.scores.observe(*score as f64);
                 self.metrics.scored.inc();
-                self.state.sources_scored += 1;
+                self.state.scored += 1;
                 if *score <= threshold {
                     continue;
                 }
                 self.metrics.flagged.inc();
                 self.state.flagged += 1;
                 let finding = Finding {
-                    source: s.source,
+                    flagged: r.flagged.clone(),
                     score: *score,
                     threshold,
                     top: top_features(scored.errors.row(i)),
-                    first_seen_ns: s.first_seen_ns,
-                    packets: s.counts.packets,
+                    first_seen_ns: r.first_seen_ns,
+                    packets: r.packets,
                 };
                 match self.findings.try_send(finding) {
                     Ok(()) => {}
                     // The engine is behind: it decides on what it has; the
-                    // next step scores this source again if it goes on.
+                    // next step scores this again if it goes on.
                     Err(TrySendError::Full(_)) => self.metrics.findings_dropped.inc(),
                     // The engine is gone: the agent is stopping.
                     Err(TrySendError::Disconnected(_)) => return Ok(()),
@@ -298,9 +381,10 @@ impl Runner {
 }
 
 /// "log_pps 61 %, syn_share 20 %, ..." for logs and the decisions table.
-pub fn describe_top(top: &[(usize, f32)]) -> String {
+pub fn describe_top(subject: Subject, top: &[(usize, f32)]) -> String {
+    let names = subject.features();
     top.iter()
-        .filter_map(|(i, share)| Some(format!("{} {:.0} %", FEATURES.get(*i)?, share * 100.0)))
+        .filter_map(|(i, share)| Some(format!("{} {:.0} %", names.get(*i)?, share * 100.0)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -311,7 +395,7 @@ mod tests {
 
     #[test]
     fn top_features_are_the_largest_errors_with_their_share() {
-        let mut e = ndarray::Array1::<f32>::zeros(WIDTH);
+        let mut e = ndarray::Array1::<f32>::zeros(vector::WIDTH);
         e[0] = 6.0;
         e[3] = 3.0;
         e[11] = 1.0;
@@ -319,8 +403,12 @@ mod tests {
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 3, 11]);
         assert!((top[0].1 - 0.6).abs() < 1e-6);
         assert_eq!(
-            describe_top(&top),
+            describe_top(Subject::Source, &top),
             "log_pps 60 %, syn_share 30 %, log_distinct_ports 10 %"
+        );
+        assert_eq!(
+            describe_top(Subject::Destination, &top),
+            "log_pps 60 %, syn_share 30 %, log_distinct_sources 10 %"
         );
     }
 }

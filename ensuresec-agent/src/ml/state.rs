@@ -1,10 +1,12 @@
-//! What the agent's anomaly model is doing, in a small JSON file next to its
-//! pid file, so that `ensuresec status` (another process) can show it.
+//! What each of the agent's anomaly models is doing, in a small JSON file
+//! next to its pid file, so that `ensuresec status` (another process) can
+//! show it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::model::Subject;
 use crate::pins::PinDir;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -19,12 +21,18 @@ pub struct MlState {
     pub error: Option<String>,
     /// Wall-clock seconds of the last load or refusal.
     pub changed_secs: u64,
-    pub sources_scored: u64,
+    /// Source steps or destination windows scored.
+    #[serde(alias = "sources_scored")]
+    pub scored: u64,
     pub flagged: u64,
 }
 
-pub fn path(pins: &PinDir) -> PathBuf {
-    pins.pid_file().with_extension(crate::pins::STATE_FILES[1])
+pub fn path(pins: &PinDir, subject: Subject) -> PathBuf {
+    let file = match subject {
+        Subject::Source => crate::pins::STATE_FILES[1],
+        Subject::Destination => crate::pins::STATE_FILES[2],
+    };
+    pins.pid_file().with_extension(file)
 }
 
 pub fn write(path: &Path, state: &MlState) -> std::io::Result<()> {

@@ -38,7 +38,8 @@ fn merge_sketch(acc: &mut [u64], other: &[u64]) -> u32 {
     acc.iter().map(|x| x.count_ones()).sum()
 }
 
-fn add_window(acc: &mut Window, w: &Window) {
+/// Adds one window to a sum of windows (another CPU's, another port's).
+pub fn add_window(acc: &mut Window, w: &Window) {
     acc.start_ns = if acc.start_ns == 0 {
         w.start_ns
     } else {
@@ -143,7 +144,8 @@ impl Store {
             if v.packets > 0 && v.window.start_ns >= since_ns {
                 add_window(&mut out.window, &v.window);
             }
-            if v.packets > 0 && v.horizon.start_ns >= horizon_since_ns {
+            // A horizon not begun holds a former occupant's counts.
+            if v.first.horizon_begun() && v.horizon.start_ns >= horizon_since_ns {
                 add_horizon(&mut t.horizon, &v.horizon);
             }
         }
@@ -210,6 +212,20 @@ impl Store {
             }
         }
         Ok(Some(out))
+    }
+
+    /// Every destination's window at `scale`, summed over the CPUs whose
+    /// window began at or after `since_ns`; destinations with no such window
+    /// are left out.
+    pub fn dest_windows(&self, scale: Scale, since_ns: u64) -> Result<Vec<(DestKey, Window)>> {
+        let mut sums = std::collections::HashMap::<DestKey, Window>::new();
+        self.for_each_dest(|_, slot| {
+            let w = slot.stats.at(scale);
+            if w.packets > 0 && w.start_ns >= since_ns {
+                add_window(sums.entry(slot.key).or_default(), w);
+            }
+        })?;
+        Ok(sums.into_iter().collect())
     }
 
     /// Every destination the kernel is tracking, on any CPU.

@@ -26,7 +26,7 @@ use ensuresec_common::{
 };
 
 pub use self::{
-    detect::Summed,
+    detect::{Summed, add_window},
     edit::{EditSummary, Listed},
     layout::check_pinned_layout,
     raw::RawMap,

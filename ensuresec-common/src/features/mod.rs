@@ -66,8 +66,40 @@ pub struct SourceStats {
     /// can take exact per-step deltas of every window counter.
     pub ack_rst: u64,
     pub udp_reflect: u64,
+    /// What the horizon needs of the source's first packet on this CPU: a
+    /// horizon begins with the second packet, so that a spoofed flood's
+    /// one-packet sources never touch its cache lines, and counts the first
+    /// from here.
+    pub first: FirstPacket,
     pub window: Window,
     pub horizon: Horizon,
+}
+
+/// A source's first packet on a CPU, as its horizon will count it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FirstPacket {
+    /// Its TCP sequence number (when `FirstPacket::SYN`).
+    pub seq: u32,
+    /// The bit of its destination port in the horizon's port sketch (when
+    /// `FirstPacket::PROBED_PORT`).
+    pub port_bit: u16,
+    /// `FirstPacket::SYN | PROBED_PORT | HORIZON_BEGUN`.
+    pub flags: u16,
+}
+
+impl FirstPacket {
+    /// A connection attempt (TCP SYN without ACK).
+    pub const SYN: u16 = 1;
+    /// A probe whose destination port the horizon counts.
+    pub const PROBED_PORT: u16 = 1 << 1;
+    /// The horizon has begun (with the source's second packet); until then
+    /// it holds a former occupant's counts.
+    pub const HORIZON_BEGUN: u16 = 1 << 2;
+
+    pub const fn horizon_begun(&self) -> bool {
+        self.flags & Self::HORIZON_BEGUN != 0
+    }
 }
 
 /// A source's counters over the horizon (`DetectConfig::horizon_ns`,

@@ -1,18 +1,64 @@
 //! A source's horizon: counters over minutes for floods and scans too slow
 //! for any window (SYNs that never complete, ports probed one by one, the
-//! protocols a service scan tries on one port).
+//! protocols a service scan tries on one port). It begins with the source's
+//! second packet on the CPU, counting the first from `FirstPacket`: a
+//! spoofed flood's one-packet sources never touch it.
 
 use ensuresec_common::features::{
-    DetectConfig, Horizon, PENDING_MS, PENDING_SYNS, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS,
-    TRIP_HORIZON_SYNS, sketch_bit, trip_level,
+    DetectConfig, FirstPacket, Horizon, PENDING_MS, PENDING_SYNS, SourceStats,
+    TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS, TRIP_HORIZON_SYNS, sketch_bit, trip_level,
 };
 
-use super::{PROBE, mark};
+use super::{FRESH, PROBE, mark};
 use crate::parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport};
+
+/// Notes what the horizon will count of a source's first packet.
+#[inline(always)]
+pub(super) fn note_first(st: &mut SourceStats, p: &Parsed, classes: u32) {
+    let t = &p.transport;
+    let syn = t.kind == Transport::TCP && t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let probed = classes & PROBE != 0 && (t.kind == Transport::TCP || t.kind == Transport::UDP);
+    st.first = FirstPacket {
+        seq: t.seq,
+        port_bit: sketch_bit(t.dport as u32, 256) as u16,
+        flags: (syn as u16 * FirstPacket::SYN) | (probed as u16 * FirstPacket::PROBED_PORT),
+    };
+}
+
+/// Starts the source's horizon anew when it is over, or begins it with the
+/// source's second packet, counting the first (a SYN pending completion, a
+/// probed port) as of now. Few live values: `horizon`'s frame must stay
+/// within 32 bytes (the verifier's 512 for the whole call chain).
+#[inline(always)]
+fn renew(st: &mut SourceStats, now: u64, horizon_ns: u64) {
+    let begun = st.first.horizon_begun();
+    if begun && now.wrapping_sub(st.horizon.start_ns) < horizon_ns {
+        return;
+    }
+    reset_horizon(&mut st.horizon, now);
+    if begun {
+        return;
+    }
+    st.first.flags |= FirstPacket::HORIZON_BEGUN;
+    let h = &mut st.horizon;
+    if st.first.flags & FirstPacket::SYN != 0 {
+        h.syn = 1;
+        h.next_seq = st.first.seq.wrapping_add(1);
+        h.pending[0] = h.next_seq;
+        h.pending_ms[0] = (now / 1_000_000) as u32;
+        h.pending_next = 1;
+    }
+    if st.first.flags & FirstPacket::PROBED_PORT != 0 {
+        // The sketch was just cleared: the first port is its one bit.
+        let bit = st.first.port_bit as usize;
+        h.port_sketch[(bit / 64) % 4] = 1 << (bit % 64);
+        h.distinct_ports = 1;
+    }
+}
 
 /// Starts a new horizon in place (see `reset`).
 #[inline(always)]
-pub(super) fn reset_horizon(h: &mut Horizon, now: u64) {
+fn reset_horizon(h: &mut Horizon, now: u64) {
     h.start_ns = now;
     h.syn = 0;
     h.completed = 0;
@@ -44,23 +90,25 @@ fn complete(h: &mut Horizon, seq: u32) {
     }
 }
 
-/// Counts the packet, of `classes`, in the source's horizon; returns 1 when
-/// a trip wire fired (the caller sends the event), else 0. A subprogram of
-/// its own, so that its locals do not weigh on the caller's frame.
+/// Counts the packet, of `classes`, in the source's horizon: a new source's
+/// first (`classes` has `FRESH`; `note_first` kept what counts of it)
+/// begins nothing; later ones renew the horizon when it is over and count.
+/// Returns 1 when a trip wire fired (the caller sends the event), else 0. A
+/// subprogram of its own, so that its locals do not weigh on the caller's
+/// frame.
 #[inline(never)]
 pub(super) fn horizon(
     p: &Parsed,
-    h: &mut Horizon,
+    st: &mut SourceStats,
     classes: u32,
     now: u64,
     cfg: &DetectConfig,
 ) -> u32 {
-    if cfg.horizon_ns == 0 {
+    if classes & FRESH != 0 || cfg.horizon_ns == 0 {
         return 0;
     }
-    if now.wrapping_sub(h.start_ns) >= cfg.horizon_ns {
-        reset_horizon(h, now);
-    }
+    renew(st, now, cfg.horizon_ns);
+    let h = &mut st.horizon;
     let t = &p.transport;
     if t.kind == Transport::TCP {
         let f = t.flags;

@@ -23,7 +23,7 @@ use classes::PROBE;
 pub use classes::classes;
 pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
-use horizon::{horizon, reset_horizon};
+use horizon::{horizon, note_first};
 
 use crate::{
     maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
@@ -191,7 +191,7 @@ fn zero_source(st: &mut SourceStats, now: u64) {
     st.ack_rst = 0;
     st.udp_reflect = 0;
     reset(&mut st.window, 0);
-    reset_horizon(&mut st.horizon, now);
+    // The horizon is left alone: it begins with the source's second packet.
 }
 
 /// The two ways of the set starting at `first`, on this CPU, and which of
@@ -251,7 +251,7 @@ fn has_transport(p: &Parsed) -> bool {
 
 /// Bit of `source`'s result telling that the source was new to the table
 /// (no class uses it).
-const FRESH: u32 = 1 << 16;
+pub(super) const FRESH: u32 = 1 << 16;
 
 /// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
 /// their locals would not fit in one 512-byte frame with the caller's.
@@ -263,8 +263,11 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     let Some((slot, fresh)) = source_slot(src, now, cfg) else {
         return 0;
     };
-    let fresh = if fresh { FRESH } else { 0 };
     let st = &mut slot.stats;
+    if fresh {
+        note_first(st, p, classes);
+    }
+    let fresh = if fresh { FRESH } else { 0 };
     st.last_seen_ns = now;
     st.packets += 1;
     st.bytes += len as u64;
@@ -303,8 +306,9 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     let window_fired = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
-    let horizon_levels = st.horizon.tripped;
-    let horizon_fired = horizon(p, &mut st.horizon, classes, now, cfg) != 0;
+    // A new source's horizon is not read: its lines stay cold.
+    let horizon_levels = if fresh == 0 { st.horizon.tripped } else { 0 };
+    let horizon_fired = horizon(p, st, classes | fresh, now, cfg) != 0;
     if window_fired || horizon_fired {
         // One event per packet (one place that sends, for the verifier's
         // stack): a horizon trip on the packet of a window trip waits for

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Result;
-use ensuresec_agent::ml::model::Model;
+use ensuresec_agent::ml::model::{Model, Subject};
 use ensuresec_common::vector::WIDTH;
 use ensuresec_tests::scenarios::{self, RunOptions, Tick};
 use serde::Serialize;
@@ -60,9 +60,10 @@ fn throughput(model: &Model, batch: usize) -> Result<f64> {
     Ok(vectors as f64 / started.elapsed().as_secs_f64())
 }
 
+/// A metric's value, whatever its labels (only the per-source model runs).
 fn metric(page: &str, name: &str) -> f64 {
     page.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0.0)
 }
@@ -94,8 +95,7 @@ fn agent_run(setting: &'static str, ml: &str) -> Result<AgentRow> {
         agent_cpu_share: r.agent_cpu_share,
         agent_peak_rss_mib: r.agent_peak_rss_mib,
         steps,
-        sources_scored_per_step: metric(&page, "ensuresec_ml_sources_scored_total")
-            / steps.max(1.0),
+        sources_scored_per_step: metric(&page, "ensuresec_ml_scored_total") / steps.max(1.0),
         flagged_per_step: metric(&page, "ensuresec_ml_flagged_total") / steps.max(1.0),
         mean_step_ms: metric(&page, "ensuresec_ml_step_seconds_sum") / steps.max(1.0) * 1e3,
     })
@@ -116,7 +116,7 @@ fn main() -> Result<()> {
 
     let bench = std::thread::spawn(move || -> Result<Vec<Throughput>> {
         pin_to_one_core();
-        let model = Model::load(&model_path)?;
+        let model = Model::load(&model_path, Subject::Source)?;
         [1, 64, 256]
             .into_iter()
             .map(|batch| {

@@ -1,7 +1,8 @@
 //! `cargo xtask dataset [--passes N] [--out DIR] [SCENARIO...]`: runs the lab
 //! scenarios (all by default) N times over, each with benign visitors and the
 //! agent in dry-run, and writes DIR/windows.csv (one row per source per
-//! one-second step) and DIR/schema.json.
+//! one-second step) with DIR/schema.json, and DIR/destinations.csv (one row
+//! per protected address per step) with DIR/schema-destinations.json.
 
 use std::path::PathBuf;
 
@@ -47,21 +48,28 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let csv = out.join("windows.csv");
-    let mut text = dataset::header();
+    let mut texts = dataset::Kind::ALL.map(|k| k.header());
     for pass in 0..passes {
         for s in &chosen {
-            let (rows, count) = dataset::record(pass, s)
+            let tables = dataset::record(pass, s)
                 .with_context(|| format!("pass {pass}, scenario {}", s.name))?;
-            println!("pass {pass} {:<20} {count:>6} rows", s.name);
-            text.push_str(&rows);
+            println!(
+                "pass {pass} {:<20} {:>6} source rows {:>4} destination rows",
+                s.name, tables[0].count, tables[1].count
+            );
+            for (text, table) in texts.iter_mut().zip(&tables) {
+                text.push_str(&table.rows);
+            }
         }
     }
     // Written once at the end, so that a failed run leaves no half dataset.
-    std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
     let names: Vec<&str> = chosen.iter().map(|s| s.name).collect();
-    let schema = serde_json::to_string_pretty(&dataset::schema(passes, &names))?;
-    std::fs::write(out.join("schema.json"), schema + "\n")?;
-    println!("wrote {} and schema.json", csv.display());
+    for (kind, text) in dataset::Kind::ALL.into_iter().zip(texts) {
+        let csv = out.join(kind.csv());
+        std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
+        let schema = serde_json::to_string_pretty(&dataset::schema(kind, passes, &names))?;
+        std::fs::write(out.join(kind.schema_file()), schema + "\n")?;
+        println!("wrote {} and {}", csv.display(), kind.schema_file());
+    }
     Ok(())
 }

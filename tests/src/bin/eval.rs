@@ -75,7 +75,7 @@ const WITHIN_S: f64 = 1.0;
 const ATTACK_SECONDS: &str = "60";
 
 fn usage() -> ! {
-    eprintln!("usage: eval --captures DIR [--manifest FILE] [--json OUT] [NAME...]");
+    eprintln!("usage: eval --captures DIR [--manifest FILE] [--json OUT] [--ml] [NAME...]");
     std::process::exit(2);
 }
 
@@ -96,9 +96,12 @@ fn blob_id(path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn replay(bin: &Path, capture: &Path, entry: &Entry) -> Result<serde_json::Value> {
+fn replay(bin: &Path, capture: &Path, entry: &Entry, ml: bool) -> Result<serde_json::Value> {
     let mut cmd = Command::new(bin);
     cmd.arg("--pcap").arg(capture);
+    if ml {
+        cmd.arg("--ml");
+    }
     if entry.kind == Kind::Attack {
         let seconds = entry
             .slow_s
@@ -209,11 +212,13 @@ fn table(rows: &[Row]) -> String {
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut manifest, mut json, mut only) = (None, None, None, Vec::new());
+    let mut ml = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--captures" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--manifest" => manifest = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--json" => json = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--ml" => ml = true,
             name if !name.starts_with('-') => only.push(name.to_string()),
             _ => usage(),
         }
@@ -251,7 +256,7 @@ fn main() -> Result<()> {
             continue;
         }
         eprintln!("eval: {}", entry.file);
-        match replay(&bin, &path, entry) {
+        match replay(&bin, &path, entry, ml) {
             Ok(report) => rows.push(row(entry, &report)),
             Err(e) => rows.push(skipped(entry, format!("{e:#}"))),
         }

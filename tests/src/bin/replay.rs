@@ -1,6 +1,7 @@
-//! `cargo xtask replay --pcap FILE [--speed X|max]`: replays a capture into the
-//! lab's storefront with ensuresec running, every packet aimed at the
-//! storefront, and prints what ensuresec made of it as JSON.
+//! `cargo xtask replay --pcap FILE [--speed X|max] [--ml]`: replays a capture
+//! into the lab's storefront with ensuresec running, every packet aimed at
+//! the storefront, and prints what ensuresec made of it as JSON. `--ml` also
+//! runs the committed anomaly models (per source and aggregate, alerting).
 
 use std::{
     path::PathBuf,
@@ -46,8 +47,18 @@ const CONFIG: &str =
     "[[protect]]\nprefix = \"10.77.0.0/16\"\n[[protect]]\nprefix = \"fd77::/64\"\n";
 
 fn usage() -> ! {
-    eprintln!("usage: replay --pcap FILE [--speed X|max] [--duration SECONDS]");
+    eprintln!("usage: replay --pcap FILE [--speed X|max] [--duration SECONDS] [--ml]");
     std::process::exit(2);
+}
+
+/// `[ml]` with both committed models.
+fn ml_config() -> String {
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    format!(
+        "[ml]\nmodel = \"{}\"\naggregate_model = \"{}\"\n",
+        models.join("ensuresec-ae.onnx").display(),
+        models.join("ensuresec-aggregate-ae.onnx").display()
+    )
 }
 
 fn mac_bytes(text: &str) -> Result<[u8; 6]> {
@@ -70,7 +81,7 @@ fn replayed(stdout: &str) -> Option<u64> {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut pcap, mut speed, mut duration) = (None, "recorded".to_string(), None);
+    let (mut pcap, mut speed, mut duration, mut ml) = (None, "recorded".to_string(), None, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--pcap" => pcap = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
@@ -82,6 +93,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("--duration takes whole seconds, not `{text}`"))?;
                 duration = Some(secs.max(1));
             }
+            "--ml" => ml = true,
             _ => usage(),
         }
     }
@@ -114,7 +126,12 @@ fn main() -> Result<()> {
         "replay: {} packets from {} sources ({} skipped: no IP)",
         prepared.packets, prepared.sources, prepared.skipped
     );
-    let _agent = lab.start_agent(&lab.agent_config(CONFIG)?)?;
+    let config = if ml {
+        format!("{CONFIG}{}", ml_config())
+    } else {
+        CONFIG.to_string()
+    };
+    let _agent = lab.start_agent(&lab.agent_config(&config)?)?;
 
     // Note when each decision first appears while the capture plays.
     let start = Instant::now();

@@ -156,19 +156,6 @@ impl Engine {
             &gates,
         );
         for d in found {
-            self.metrics
-                .detections
-                .with_label_values(&[d.detector.name(), ""])
-                .inc();
-            let key = DecisionKey {
-                addr: e.addr,
-                port: e.port,
-                proto: e.proto,
-                scope: SCOPE_DESTINATION,
-            };
-            if self.active(&key)? {
-                continue;
-            }
             let config = detectors.get(d.detector);
             let dry_run = self.settings.dry_run_for(&detectors, d.detector);
             let action = match config.aggregate_action {
@@ -182,24 +169,43 @@ impl Engine {
             if d.detector == Detector::SynFlood && !dry_run {
                 ensure_syncookies();
             }
-            let record = decide::apply(
-                &self.store.write()?,
-                &key,
-                &d,
-                plan,
-                0,
-                stats.window.start_ns,
-            )?;
-            let target = DecisionTarget(key).to_string();
-            self.log_decision(
-                &target,
-                &d,
-                &plan,
-                &record,
-                Layer::Network,
-                record.first_seen_ns,
-            );
+            self.decide_destination(&dest, &d, plan, stats.window.start_ns)?;
         }
+        Ok(())
+    }
+
+    /// Decides `plan` on a destination's detection, unless a decision in
+    /// force there already does all of it (a live alert does not stop a
+    /// filter; a live filter covers an alert).
+    pub(super) fn decide_destination(
+        &mut self,
+        dest: &DestKey,
+        detection: &Detection,
+        plan: crate::detect::plan::Plan,
+        began_ns: u64,
+    ) -> Result<()> {
+        self.metrics
+            .detections
+            .with_label_values(&[detection.detector.name(), ""])
+            .inc();
+        let key = DecisionKey {
+            addr: dest.addr,
+            port: dest.port,
+            proto: dest.proto,
+            scope: SCOPE_DESTINATION,
+        };
+        if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
+            return Ok(());
+        }
+        let record = decide::apply(&self.store.write()?, &key, detection, plan, 0, began_ns)?;
+        self.log_decision(
+            &DecisionTarget(key).to_string(),
+            detection,
+            &plan,
+            &record,
+            Layer::of(detection.detector),
+            record.first_seen_ns,
+        );
         Ok(())
     }
 
@@ -212,9 +218,5 @@ impl Engine {
             .store
             .decision(key)?
             .filter(|r| r.expires_at_ns > clock::mono_ns()))
-    }
-
-    pub(super) fn active(&self, key: &DecisionKey) -> Result<bool> {
-        Ok(self.live(key)?.is_some())
     }
 }

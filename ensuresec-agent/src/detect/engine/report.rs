@@ -21,7 +21,7 @@ pub(super) enum Layer {
 impl Layer {
     pub(super) fn of(d: Detector) -> Self {
         match d {
-            Detector::Ml => Layer::Model,
+            Detector::Ml | Detector::MlAggregate => Layer::Model,
             d if d.is_app() => Layer::App,
             _ => Layer::Network,
         }

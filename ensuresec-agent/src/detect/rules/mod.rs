@@ -74,6 +74,7 @@ fn observed(w: &Window, detector: Detector) -> (u32, bool) {
         // Measured elsewhere: sockets, the model's scores, the application.
         Detector::HalfOpen
         | Detector::Ml
+        | Detector::MlAggregate
         | Detector::HttpFlood
         | Detector::CredentialStuffing
         | Detector::AccountTakeover

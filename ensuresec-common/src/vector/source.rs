@@ -1,7 +1,6 @@
-//! The feature vector of one source over one time step: what the anomaly
-//! model scores and what `cargo xtask dataset` writes. Rates are per second
-//! and log-compressed, shares are fractions of the step's packets; no address
-//! or port appears, so a model cannot learn the lab's hosts.
+//! The feature vector of one source over one time step.
+
+use super::{ln1p, share, traffic};
 
 /// What one source sent during one step: exact deltas of the kernel's
 /// per-source totals, and the distinct destination ports and addresses of its
@@ -43,34 +42,21 @@ pub const FEATURES: [&str; 15] = [
 
 pub const WIDTH: usize = FEATURES.len();
 
-fn ln1p(x: f64) -> f32 {
-    x.max(0.0).ln_1p() as f32
-}
-
 /// The vector of a step that lasted `secs` seconds (at least a millisecond).
 pub fn of(w: &Counts, secs: f64) -> [f32; WIDTH] {
-    let secs = secs.max(0.001);
-    let packets = w.packets.max(1) as f64;
-    let share = |n: u64| (n as f64 / packets) as f32;
+    let t = traffic(w, secs.max(0.001));
     let known = w.syn + w.synack + w.ack_rst + w.udp + w.icmp;
-    let other = w.packets.saturating_sub(known);
-    [
-        ln1p(w.packets as f64 / secs),
-        ln1p(w.bytes as f64 / secs),
-        (w.bytes as f64 / packets / 1500.0).min(10.0) as f32,
-        share(w.syn),
-        share(w.synack),
-        share(w.ack_rst),
-        share(w.udp),
-        share(w.icmp),
-        share(w.frags),
-        share(w.udp_reflect),
-        (other as f64 / packets) as f32,
+    let packets = w.packets.max(1) as f64;
+    let mut v = [0f32; WIDTH];
+    v[..t.len()].copy_from_slice(&t);
+    v[t.len()..].copy_from_slice(&[
+        share(w.packets.saturating_sub(known), w.packets),
         ln1p(w.distinct_ports as f64),
         ln1p(w.distinct_dsts as f64),
         ln1p(w.syn as f64 / w.distinct_ports.max(1) as f64),
         ln1p(packets / w.distinct_dsts.max(1) as f64),
-    ]
+    ]);
+    v
 }
 
 #[cfg(all(test, feature = "user"))]
