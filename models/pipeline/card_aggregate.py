@@ -21,13 +21,14 @@ destination address received in its current one-second kernel window, from
 all of its sources together (its ports' and CPUs' windows merged). A flood
 made of one-packet sources (reflection, spoofing) has no source the
 per-source model could score, but it is one row here. Windows with fewer than
-{info['min_packets']} packets are not scored. The agent flags a destination
-when the score is above **{info['threshold']:.4f}**
-(`ensuresec-aggregate-ae.onnx`, `[ml] aggregate_model`), and decides on the
-destination's busiest port: an alert, or with `aggregate_action = "budget"` a
-filter of the answers nobody asked for (reflected UDP, unsolicited SYN-ACKs)
-when they are most of the window. A model names no rate to budget other
-traffic at, so it never does.
+{info['min_packets']} packets are not scored (`[ml] aggregate_min_packets`).
+The agent flags a destination when the score is above
+**{info['threshold']:.4f}** (`ensuresec-aggregate-ae.onnx`, `[ml]
+aggregate_model`): an alert on its busiest port, or with `aggregate_action =
+"budget"` a filter of the answers nobody asked for (unsolicited UDP,
+SYN-ACKs, SYNs to ports nobody serves) on each port where they are most of
+the window. A model names no rate to budget other traffic at, so it never
+does.
 
 ## Features (no addresses, no ports)
 {", ".join(f"`{f}`" for f in info['features'])}.
@@ -41,8 +42,9 @@ port's share (a majority vote: at least that share), and packets per source
 `vector::destination::of`).
 
 ## Data and splits
-The same runs as the per-source model's ({info['passes']} passes), recorded
-at the same steps: {info['rows']} rows, {info['scored_rows']} scored.
+Recorded by `cargo xtask dataset` beside the per-source rows, at the same
+steps ({info['passes']} passes over the scenarios): {info['rows']} rows,
+{info['scored_rows']} scored.
 A row is labelled an attack when it is the attack's target address while the
 attack tool runs; the storefront's other rows, and every row of the benign
 scenarios, are benign. Training {info['train_rows']} benign windows (passes
