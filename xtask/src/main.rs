@@ -79,8 +79,9 @@ enum Task {
         /// Scenarios to run (all by default).
         scenarios: Vec<String>,
     },
-    /// Train the anomaly model from the dataset (Python venv in target/):
-    /// writes models/ensuresec-ae.onnx, test_vectors.json, MODEL_CARD.md.
+    /// Train both anomaly models from the datasets (Python venv in target/):
+    /// writes models/ensuresec-ae.onnx and ensuresec-aggregate-ae.onnx, their
+    /// test vectors and evaluations, and MODEL_CARD.md.
     Train {
         #[arg(long, default_value = "models/data")]
         dataset: std::path::PathBuf,
