@@ -317,7 +317,8 @@ fn the_hosts_own_connections_never_get_their_peers_mitigated() -> Result<()> {
         .unwrap_or(0);
     assert!(requests > 1000, "the pool was served: {report}");
 
-    // The resolver: 300 queries a second for 3 s on one connected socket.
+    // The resolver: up to 300 queries a second for 3 s on one connected
+    // socket (fewer on a busy machine): every one answered.
     let answers = lab
         .storefront
         .ns
@@ -326,13 +327,18 @@ fn the_hosts_own_connections_never_get_their_peers_mitigated() -> Result<()> {
         .arg(DNS_CLIENT)
         .arg("10.77.5.5")
         .output()?;
-    let answered: u32 = String::from_utf8_lossy(&answers.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let counts: Vec<u32> = String::from_utf8_lossy(&answers.stdout)
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (sent, answered) = match counts[..] {
+        [sent, answered] => (sent, answered),
+        _ => (0, 0),
+    };
+    eprintln!("the resolver answered {answered} of {sent} queries");
     assert!(
-        answered >= 600,
-        "the resolver answered {answered}: {}",
+        sent >= 300 && answered * 100 >= sent * 95,
+        "the resolver answered {answered} of {sent} queries: {}",
         String::from_utf8_lossy(&answers.stderr)
     );
     // The half-open detector read the socket table every second of the six
@@ -352,18 +358,24 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], 53))
 s.settimeout(0.002)
 name = b"".join(bytes([len(p)]) + p for p in b"api.pay.test".split(b".")) + b"\0"
-answers, qid, end = 0, 0, time.time() + 3
-while time.time() < end:
-    qid = (qid + 1) & 0xffff
-    s.send(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1))
+answers, sent, end = 0, 0, time.time() + 3
+def drain():
+    global answers
     try:
         while True:
             s.recv(512)
             answers += 1
     except (socket.timeout, BlockingIOError):
         pass
+while time.time() < end:
+    sent += 1
+    s.send(struct.pack(">HHHHHH", sent & 0xffff, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1))
+    drain()
     time.sleep(0.0013)
-print(answers)
+# The answers still on their way.
+s.settimeout(0.5)
+drain()
+print(sent, answers)
 "#;
 
 /// A flood from very many forged sources cannot blind detection: while
