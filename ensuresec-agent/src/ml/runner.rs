@@ -310,6 +310,10 @@ impl Runner {
 
     /// One step: what sent (or received) at least `min_packets`, scored.
     fn step(&mut self) -> crate::error::Result<()> {
+        // Destination rows need no baseline: without a model, nothing to read.
+        if self.model.is_none() && self.settings.subject == Subject::Destination {
+            return Ok(());
+        }
         let rows = self.rows()?;
         let Some(model) = &self.model else {
             return Ok(());
