@@ -288,7 +288,7 @@ pub fn describe_evidence(r: &DecisionRecord) -> String {
         let (score, threshold, top) = crate::ml::evidence::unpack(&r.evidence);
         return format!(
             "score {score:.4} > {threshold:.4}: {}",
-            crate::ml::runner::describe_top(subject, &top)
+            crate::ml::evidence::describe_top(subject, &top)
         );
     }
     let span = if Detector::HORIZON.iter().any(|d| *d as u32 == r.detector) {

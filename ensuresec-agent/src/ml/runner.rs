@@ -26,6 +26,7 @@ use ndarray::Array2;
 
 use super::{
     destinations,
+    evidence::top_features,
     metrics::MlMetrics,
     model::{Model, ModelError, Subject},
     settings::{MlSettings, ModelSettings},
@@ -82,17 +83,6 @@ fn error_kind(e: &ModelError) -> &'static str {
         ModelError::Incompatible { .. } => "incompatible",
         ModelError::NotFinite { .. } => "not_finite",
     }
-}
-
-/// The three features that contributed most to a row's error.
-pub fn top_features(errors: ndarray::ArrayView1<f32>) -> Vec<(usize, f32)> {
-    let total: f32 = errors.iter().sum();
-    let mut idx: Vec<usize> = (0..errors.len()).collect();
-    idx.sort_by(|a, b| errors[*b].total_cmp(&errors[*a]));
-    idx.into_iter()
-        .take(3)
-        .map(|i| (i, if total > 0.0 { errors[i] / total } else { 0.0 }))
-        .collect()
 }
 
 /// One vector to score, and what it is about.
@@ -381,38 +371,5 @@ impl Runner {
             }
         }
         Ok(())
-    }
-}
-
-/// "log_pps 61 %, syn_share 20 %, ..." for logs and the decisions table.
-pub fn describe_top(subject: Subject, top: &[(usize, f32)]) -> String {
-    let names = subject.features();
-    top.iter()
-        .filter_map(|(i, share)| Some(format!("{} {:.0} %", names.get(*i)?, share * 100.0)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_features_are_the_largest_errors_with_their_share() {
-        let mut e = ndarray::Array1::<f32>::zeros(vector::WIDTH);
-        e[0] = 6.0;
-        e[3] = 3.0;
-        e[11] = 1.0;
-        let top = top_features(e.view());
-        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 3, 11]);
-        assert!((top[0].1 - 0.6).abs() < 1e-6);
-        assert_eq!(
-            describe_top(Subject::Source, &top),
-            "log_pps 60 %, syn_share 30 %, log_distinct_ports 10 %"
-        );
-        assert_eq!(
-            describe_top(Subject::Destination, &top),
-            "log_pps 60 %, syn_share 30 %, log_distinct_sources 10 %"
-        );
     }
 }

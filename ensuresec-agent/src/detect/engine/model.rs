@@ -12,8 +12,9 @@ use crate::{
     detect::{detector::Action, plan::plan, rules::Detection},
     error::Result,
     ml::{
+        evidence::describe_top,
         model::Subject,
-        runner::{Finding, Flagged, describe_top},
+        runner::{Finding, Flagged},
     },
     store::decisions::key_addr,
 };
