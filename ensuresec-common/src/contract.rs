@@ -96,6 +96,8 @@ contract! {
     MAP_IFACES = "ES_IFACES": Hash<u32, IfaceRecord>;
     /// Per-source features, a set-associative per-CPU cache (see `features`).
     MAP_SOURCES = "ES_SOURCES": PerCpuArray<u32, SourceSlot>;
+    /// Per-source horizons, at the index of the source's slot in `ES_SOURCES`.
+    MAP_HORIZONS = "ES_HORIZONS": PerCpuArray<u32, Horizon>;
     /// Per-destination features, likewise.
     MAP_DESTS = "ES_DESTS": PerCpuArray<u32, DestSlot>;
     /// Destination ports tracked one by one, at `DST_PORTS_TCP` and
@@ -164,6 +166,7 @@ const _: () = {
     assert!(size_of::<FragKey>() == 40);
     assert!(size_of::<IfaceRecord>() == 32);
     assert!(size_of::<Horizon>() == 144);
+    assert!(size_of::<SourceSlot>() == 256);
     assert!(size_of::<FirstPacket>() == 8);
     assert!(size_of::<DetectConfig>() == 80);
 };

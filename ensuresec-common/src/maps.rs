@@ -185,7 +185,7 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 /// Per-reason packet and byte counter.
 #[repr(C)]
@@ -263,6 +263,7 @@ mod pod {
     unsafe impl aya::Pod for BenchSource {}
     unsafe impl aya::Pod for crate::features::SourceStats {}
     unsafe impl aya::Pod for crate::features::SourceSlot {}
+    unsafe impl aya::Pod for crate::features::Horizon {}
     unsafe impl aya::Pod for crate::features::DestSlot {}
     unsafe impl aya::Pod for crate::features::DestStats {}
     unsafe impl aya::Pod for crate::features::DestKey {}

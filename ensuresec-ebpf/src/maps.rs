@@ -12,7 +12,7 @@ use ensuresec_common::{
     contract::{DST_PORTS_SLOTS, PORT_SLOTS},
     decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
-    features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, SourceSlot, Throttle},
+    features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, Horizon, SourceSlot, Throttle},
     maps::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
         DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4,
@@ -90,6 +90,10 @@ pub static ES_BENCH_SRC: Array<BenchSource> = Array::with_max_entries(1, 0);
 /// `ensuresec_common::features::SourceSlot`).
 #[map]
 pub static ES_SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(DEFAULT_SOURCES, 0);
+
+/// Per-source horizons, at the index of the source's slot in `ES_SOURCES`.
+#[map]
+pub static ES_HORIZONS: PerCpuArray<Horizon> = PerCpuArray::pinned(DEFAULT_SOURCES, 0);
 
 /// Per-destination features, likewise.
 #[map]

@@ -83,7 +83,6 @@ fn a_sources_horizon_counts_syns_and_openings() -> Result<()> {
         .store
         .source_stats(&cfg, &key(SRC), 0)?
         .expect("tracked")
-        .total
         .horizon;
     assert_eq!((h.syn, h.completed, h.openings), (4, 4, 3), "{h:?}");
     assert_eq!(horizon_events(&k)?, 1, "the openings' wire tripped");
@@ -107,7 +106,7 @@ fn a_sources_horizon_counts_syns_and_openings() -> Result<()> {
     assert_eq!(horizon_events(&k)?, 2, "five and ten never completed");
     complete(&k, 50_000)?;
     let h = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
-    let h = h.total.horizon;
+    let h = h.horizon;
     assert_eq!((h.syn, h.completed, h.uncompleted()), (14, 12, 2), "{h:?}");
     // A source that completes what it opens (a busy NAT): the two pushed
     // out young are taken as completed.
@@ -118,7 +117,7 @@ fn a_sources_horizon_counts_syns_and_openings() -> Result<()> {
     burst(&k, 90_000)?;
     complete(&k, 90_000)?;
     let h = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
-    let h = h.total.horizon;
+    let h = h.horizon;
     assert_eq!((h.syn, h.completed, h.uncompleted()), (40, 38, 2), "{h:?}");
     Ok(())
 }
@@ -140,7 +139,6 @@ fn openings_follow_the_options_and_horizons_end() -> Result<()> {
         Ok(k.store
             .source_stats(&cfg, &key(SRC), 0)?
             .expect("tracked")
-            .total
             .horizon)
     };
     // MSS, SACK permitted and a timestamp: twenty bytes of options.
@@ -207,7 +205,7 @@ fn a_taken_over_slot_keeps_nothing_of_its_former_source() -> Result<()> {
     let horizon = |addr: Ipv4Addr| -> Result<Option<Horizon>> {
         Ok(k.store
             .source_stats(&cfg, &key(addr), 0)?
-            .map(|s| s.total.horizon))
+            .map(|s| s.horizon))
     };
     // A probes ten ports; its first SYN counts once the second arrives.
     for port in 0..10 {

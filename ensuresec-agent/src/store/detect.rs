@@ -24,6 +24,17 @@ pub struct Summed<T> {
     pub window: Window,
 }
 
+/// A source's per-CPU values summed as the agent sees them (`Summed`), with
+/// its horizon, which the kernel keeps beside its slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceSum {
+    pub total: SourceStats,
+    /// The windows of the CPUs whose window started at or after `since_ns`.
+    pub window: Window,
+    /// The horizons of the CPUs whose horizon has begun and is not over.
+    pub horizon: Horizon,
+}
+
 /// The earlier of two first-seen times, where the sum so far is 0 until a
 /// CPU's slot has been added.
 fn earliest(acc: u64, v: u64) -> u64 {
@@ -70,6 +81,24 @@ pub fn add_window(acc: &mut Window, w: &Window) {
     acc.tripped |= w.tripped;
 }
 
+/// Adds one CPU's per-source totals to the sum of others.
+fn add_source(t: &mut SourceStats, v: &SourceStats) {
+    t.first_seen_ns = earliest(t.first_seen_ns, v.first_seen_ns);
+    t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
+    t.packets += v.packets;
+    t.bytes += v.bytes;
+    t.syn += v.syn;
+    t.synack += v.synack;
+    t.ack_only += v.ack_only;
+    t.rst += v.rst;
+    t.fin += v.fin;
+    t.udp += v.udp;
+    t.icmp += v.icmp;
+    t.frags += v.frags;
+    t.ack_rst += v.ack_rst;
+    t.udp_reflect += v.udp_reflect;
+}
+
 /// Adds one CPU's horizon to the sum of others (sketches merge, as windows').
 fn add_horizon(acc: &mut Horizon, h: &Horizon) {
     acc.start_ns = earliest(acc.start_ns, h.start_ns);
@@ -84,6 +113,12 @@ fn add_horizon(acc: &mut Horizon, h: &Horizon) {
 }
 
 impl Store {
+    /// Every CPU's value at `index`.
+    fn per_cpu<V: aya::Pod>(&self, map: &RawMap, index: u32) -> Result<Vec<V>> {
+        map.get_per_cpu(&index, self.cpus)?
+            .ok_or_else(|| Error::map(map.name, format!("slot {index} missing")))
+    }
+
     /// The values of `key` on every CPU: each CPU's copy of its set holds it in
     /// one way or not at all.
     fn per_cpu_ways<V: aya::Pod>(
@@ -94,9 +129,7 @@ impl Store {
     ) -> Result<Vec<V>> {
         let mut out = Vec::new();
         for way in 0..FEATURE_WAYS {
-            let values: Vec<V> = map
-                .get_per_cpu(&(first + way), self.cpus)?
-                .ok_or_else(|| Error::map(map.name, format!("slot {} missing", first + way)))?;
+            let values: Vec<V> = self.per_cpu(map, first + way)?;
             out.extend(values.iter().filter(|v| matches(v)).copied());
         }
         Ok(out)
@@ -115,41 +148,34 @@ impl Store {
         cfg: &DetectConfig,
         key: &AddrKey,
         since_ns: u64,
-    ) -> Result<Option<Summed<SourceStats>>> {
+    ) -> Result<Option<SourceSum>> {
         let first = set_of(key, 0, cfg.seed, cfg.source_mask);
-        let slots = self.per_cpu_ways::<SourceSlot>(&self.sources, first, |v| v.key == *key)?;
-        if slots.is_empty() {
-            return Ok(None);
-        }
-        let mut out = Summed::<SourceStats>::default();
+        let mut out: Option<SourceSum> = None;
         // A CPU's horizon that began longer than a horizon ago is over: the
         // kernel starts the next one only with the source's next packet there.
         let horizon_since_ns = crate::clock::mono_ns().saturating_sub(cfg.horizon_ns);
-        for v in slots.iter().map(|s| &s.stats) {
-            let t = &mut out.total;
-            t.first_seen_ns = earliest(t.first_seen_ns, v.first_seen_ns);
-            t.last_seen_ns = t.last_seen_ns.max(v.last_seen_ns);
-            t.packets += v.packets;
-            t.bytes += v.bytes;
-            t.syn += v.syn;
-            t.synack += v.synack;
-            t.ack_only += v.ack_only;
-            t.rst += v.rst;
-            t.fin += v.fin;
-            t.udp += v.udp;
-            t.icmp += v.icmp;
-            t.frags += v.frags;
-            t.ack_rst += v.ack_rst;
-            t.udp_reflect += v.udp_reflect;
-            if v.packets > 0 && v.window.start_ns >= since_ns {
-                add_window(&mut out.window, &v.window);
+        for index in first..first + FEATURE_WAYS {
+            let slots: Vec<SourceSlot> = self.per_cpu(&self.sources, index)?;
+            if !slots.iter().any(|s| s.key == *key) {
+                continue;
             }
-            // A horizon not begun holds a former occupant's counts.
-            if v.first.horizon_begun() && v.horizon.start_ns >= horizon_since_ns {
-                add_horizon(&mut t.horizon, &v.horizon);
+            let horizons: Vec<Horizon> = self.per_cpu(&self.horizons, index)?;
+            for (slot, h) in slots.iter().zip(&horizons) {
+                if slot.key != *key {
+                    continue;
+                }
+                let (v, sum) = (&slot.stats, out.get_or_insert_with(SourceSum::default));
+                add_source(&mut sum.total, v);
+                if v.packets > 0 && v.window.start_ns >= since_ns {
+                    add_window(&mut sum.window, &v.window);
+                }
+                // A horizon not begun holds a former occupant's counts.
+                if v.first.horizon_begun() && h.start_ns >= horizon_since_ns {
+                    add_horizon(&mut sum.horizon, h);
+                }
             }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Calls `f(cpu, slot)` on every occupied slot of the per-source table,

@@ -19,7 +19,7 @@ use ensuresec_common::{
     maps::{
         Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
         MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS,
-        MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
+        MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
         MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
         MAP_X6_VALS, PortBitmap, port_slot,
     },
@@ -67,6 +67,8 @@ pub struct Store {
     pub(crate) reasons: RawMap,
     pub(crate) ifaces: RawMap,
     pub(crate) sources: RawMap,
+    /// Per-source horizons, beside `sources`.
+    pub(crate) horizons: RawMap,
     pub(crate) dests: RawMap,
     pub(crate) dst_ports: RawMap,
     pub(crate) detect: RawMap,
@@ -147,6 +149,7 @@ impl Store {
             reasons: open(MAP_REASONS)?,
             ifaces: open(MAP_IFACES)?,
             sources: open(MAP_SOURCES)?,
+            horizons: open(MAP_HORIZONS)?,
             dests: open(MAP_DESTS)?,
             dst_ports: open(MAP_DST_PORTS)?,
             detect: open(MAP_DETECT)?,

@@ -72,7 +72,6 @@ pub struct SourceStats {
     /// from here.
     pub first: FirstPacket,
     pub window: Window,
-    pub horizon: Horizon,
 }
 
 /// A source's first packet on a CPU, as its horizon will count it.
@@ -103,7 +102,10 @@ impl FirstPacket {
 }
 
 /// A source's counters over the horizon (`DetectConfig::horizon_ns`,
-/// minutes): what a flood or scan too slow for any window adds up to.
+/// minutes): what a flood or scan too slow for any window adds up to. Kept
+/// in `ES_HORIZONS` at the index of the source's slot in `ES_SOURCES`, apart
+/// from the slot: a spoofed flood's one-packet sources, each a new slot,
+/// never touch these lines, and the slot stays four cache lines.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Horizon {

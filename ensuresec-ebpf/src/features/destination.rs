@@ -26,7 +26,9 @@ pub fn tracked_port(p: &Parsed) -> u16 {
 #[inline(always)]
 fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut DestSlot> {
     let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
-    let (slot, hit) = way_of(
+    let Way {
+        value: slot, hit, ..
+    } = way_of(
         &ES_DESTS,
         first,
         |w| w.key == *key,

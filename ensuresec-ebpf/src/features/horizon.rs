@@ -1,16 +1,21 @@
 //! A source's horizon: counters over minutes for floods and scans too slow
 //! for any window (SYNs that never complete, ports probed one by one, the
-//! protocols a service scan tries on one port). It begins with the source's
-//! second packet on the CPU, counting the first from `FirstPacket`: a
-//! spoofed flood's one-packet sources never touch it.
+//! protocols a service scan tries on one port). It lives in `ES_HORIZONS`,
+//! beside the source's slot, and begins with the source's second packet on
+//! the CPU, counting the first from `FirstPacket`: a spoofed flood's
+//! one-packet sources never touch it.
 
 use ensuresec_common::features::{
-    DetectConfig, FirstPacket, Horizon, PENDING_MS, PENDING_SYNS, SourceStats,
-    TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS, TRIP_HORIZON_SYNS, sketch_bit, trip_level,
+    DetectConfig, EVENT_SOURCE_HORIZON, FirstPacket, Horizon, PENDING_MS, PENDING_SYNS,
+    SourceStats, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS, TRIP_HORIZON_SYNS, sketch_bit,
+    trip_level,
 };
 
-use super::{FRESH, PROBE, mark};
-use crate::parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport};
+use super::{About, PROBE, WINDOW_FIRED, emit, mark};
+use crate::{
+    maps::{ES_HORIZONS, ES_SOURCES},
+    parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport},
+};
 
 /// Notes what the horizon will count of a source's first packet.
 #[inline(always)]
@@ -30,27 +35,26 @@ pub(super) fn note_first(st: &mut SourceStats, p: &Parsed, classes: u32) {
 /// probed port) as of now. Few live values: `horizon`'s frame must stay
 /// within 32 bytes (the verifier's 512 for the whole call chain).
 #[inline(always)]
-fn renew(st: &mut SourceStats, now: u64, horizon_ns: u64) {
-    let begun = st.first.horizon_begun();
-    if begun && now.wrapping_sub(st.horizon.start_ns) < horizon_ns {
+fn renew(first: &mut FirstPacket, h: &mut Horizon, now: u64, horizon_ns: u64) {
+    let begun = first.horizon_begun();
+    if begun && now.wrapping_sub(h.start_ns) < horizon_ns {
         return;
     }
-    reset_horizon(&mut st.horizon, now);
+    reset_horizon(h, now);
     if begun {
         return;
     }
-    st.first.flags |= FirstPacket::HORIZON_BEGUN;
-    let h = &mut st.horizon;
-    if st.first.flags & FirstPacket::SYN != 0 {
+    first.flags |= FirstPacket::HORIZON_BEGUN;
+    if first.flags & FirstPacket::SYN != 0 {
         h.syn = 1;
-        h.next_seq = st.first.seq.wrapping_add(1);
+        h.next_seq = first.seq.wrapping_add(1);
         h.pending[0] = h.next_seq;
         h.pending_ms[0] = (now / 1_000_000) as u32;
         h.pending_next = 1;
     }
-    if st.first.flags & FirstPacket::PROBED_PORT != 0 {
+    if first.flags & FirstPacket::PROBED_PORT != 0 {
         // The sketch was just cleared: the first port is its one bit.
-        let bit = st.first.port_bit as usize;
+        let bit = first.port_bit as usize;
         h.port_sketch[(bit / 64) % 4] = 1 << (bit % 64);
         h.distinct_ports = 1;
     }
@@ -90,25 +94,26 @@ fn complete(h: &mut Horizon, seq: u32) {
     }
 }
 
-/// Counts the packet, of `classes`, in the source's horizon: a new source's
-/// first (`classes` has `FRESH`; `note_first` kept what counts of it)
-/// begins nothing; later ones renew the horizon when it is over and count.
-/// Returns 1 when a trip wire fired (the caller sends the event), else 0. A
-/// subprogram of its own, so that its locals do not weigh on the caller's
-/// frame.
+/// Counts a known source's packet, of `classes`, in its horizon (at `index`
+/// in `ES_HORIZONS`, beside its slot in `ES_SOURCES`), renewing the horizon
+/// when it is over or has not begun; sends an event when a trip wire fires,
+/// unless the source's window fired on this packet (`WINDOW_FIRED` in
+/// `classes`, one event per packet): then the trip waits for the source's
+/// next packet. Returns 1 when it sent one, else 0.
 #[inline(never)]
-pub(super) fn horizon(
-    p: &Parsed,
-    st: &mut SourceStats,
-    classes: u32,
-    now: u64,
-    cfg: &DetectConfig,
-) -> u32 {
-    if classes & FRESH != 0 || cfg.horizon_ns == 0 {
+pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    if cfg.horizon_ns == 0 {
         return 0;
     }
-    renew(st, now, cfg.horizon_ns);
-    let h = &mut st.horizon;
+    let (Some(slot), Some(h)) = (
+        ES_SOURCES.get_ptr_mut(index),
+        ES_HORIZONS.get_ptr_mut(index),
+    ) else {
+        return 0;
+    };
+    // SAFETY: this CPU's values.
+    let (slot, h) = unsafe { (&mut *slot, &mut *h) };
+    renew(&mut slot.stats.first, h, now, cfg.horizon_ns);
     let t = &p.transport;
     if t.kind == Transport::TCP {
         let f = t.flags;
@@ -147,6 +152,7 @@ pub(super) fn horizon(
         h.distinct_ports += mark(&mut h.port_sketch, bit) as u32;
     }
     let (uncompleted, ports, openings) = (h.uncompleted(), h.distinct_ports, h.openings);
+    let levels = h.tripped;
     let fired = trip_level(
         &mut h.tripped,
         TRIP_HORIZON_SYNS,
@@ -163,5 +169,24 @@ pub(super) fn horizon(
         openings,
         cfg.trip_openings,
     );
-    fired as u32
+    if !fired {
+        return 0;
+    }
+    let peer = p.ip.dst_key();
+    let about = About(p.transport.dport, p.ip.proto, 0);
+    let sent = classes & WINDOW_FIRED == 0
+        && emit(
+            EVENT_SOURCE_HORIZON,
+            &slot.key,
+            &peer,
+            about,
+            &slot.stats.window,
+            now,
+        ) != 0;
+    if !sent {
+        // Trip again on the next packet rather than when the count has
+        // doubled.
+        h.tripped = levels;
+    }
+    sent as u32
 }

@@ -7,10 +7,10 @@ use aya_ebpf::{
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_HORIZON,
-        EVENT_SOURCE_TRIP, Event, Scale, SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS,
-        TRIP_PORTS, TRIP_UNSOLICITED, UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero,
-        mark_if, packet_trip, set_of, sketch_bit, trip, vote_if,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
+        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
+        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if, packet_trip, set_of,
+        sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -203,44 +203,48 @@ fn way_of<T>(
     first: u32,
     hit: impl Fn(&T) -> bool,
     last_seen: impl Fn(&T) -> u64,
-) -> Option<(&'static mut T, bool)> {
+) -> Option<Way<T>> {
     let a = table.get_ptr_mut(first)?;
     let b = table.get_ptr_mut(first + 1)?;
     // SAFETY: per-CPU values of this CPU.
     let (a, b) = unsafe { (&mut *a, &mut *b) };
+    let way = |value, index, hit| Some(Way { value, index, hit });
     if hit(a) {
-        return Some((a, true));
+        return way(a, first, true);
     }
     if hit(b) {
-        return Some((b, true));
+        return way(b, first + 1, true);
     }
-    Some(if last_seen(a) <= last_seen(b) {
-        (a, false)
+    if last_seen(a) <= last_seen(b) {
+        way(a, first, false)
     } else {
-        (b, false)
-    })
+        way(b, first + 1, false)
+    }
 }
 
-/// The slot of `key` in its set: a hit, else the empty or least recently seen
-/// way, reset for `key` (then `fresh`).
+/// A way of a set: its value, its index in the table, whether it held the key.
+struct Way<T: 'static> {
+    value: &'static mut T,
+    index: u32,
+    hit: bool,
+}
+
+/// The slot of `key` in its set and its index: a hit, else the empty or
+/// least recently seen way, reset for `key` (then `fresh`).
 #[inline(always)]
-fn source_slot(
-    key: &AddrKey,
-    now: u64,
-    cfg: &DetectConfig,
-) -> Option<(&'static mut SourceSlot, bool)> {
+fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
     let first = set_of(key, 0, cfg.seed, cfg.source_mask);
-    let (slot, hit) = way_of(
+    let way = way_of(
         &ES_SOURCES,
         first,
         |w| w.key == *key,
         |w| w.stats.last_seen_ns,
     )?;
-    if !hit {
-        slot.key = *key;
-        zero_source(&mut slot.stats, now);
+    if !way.hit {
+        way.value.key = *key;
+        zero_source(&mut way.value.stats, now);
     }
-    Some((slot, !hit))
+    Some(way)
 }
 
 /// Whether the TCP or UDP header was read (ports are known).
@@ -253,21 +257,35 @@ fn has_transport(p: &Parsed) -> bool {
 /// (no class uses it).
 pub(super) const FRESH: u32 = 1 << 16;
 
-/// Each of `source`, `destination` and `sample` is a BPF subprogram of its own:
-/// their locals would not fit in one 512-byte frame with the caller's.
-/// `source` returns `FRESH` when the source was new, else 0.
+/// Bit of `source`'s result, and of the classes `horizon` gets, telling
+/// that the source's window tripped on this packet (no class uses it).
+pub(super) const WINDOW_FIRED: u32 = 1 << 17;
+
+/// Bit of `source`'s result telling that the source was in the table
+/// already: its horizon counts the packet.
+const KNOWN: u32 = 1 << 18;
+
+/// Each of `source`, `horizon`, `destination` and `sample` is a BPF
+/// subprogram of its own, called one after another: their locals would not
+/// fit in one 512-byte frame with the caller's, nor nested. `source` returns
+/// its slot's index in the high 32 bits and `FRESH` or `KNOWN`, and
+/// `WINDOW_FIRED`, in the low ones; 0 outside the table.
 #[inline(never)]
-fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u64 {
     let src = &p.ip.src_key();
     let s = &Sample::of(classes);
-    let Some((slot, fresh)) = source_slot(src, now, cfg) else {
+    let Some(Way {
+        value: slot,
+        index,
+        hit,
+    }) = source_slot(src, now, cfg)
+    else {
         return 0;
     };
     let st = &mut slot.stats;
-    if fresh {
+    if !hit {
         note_first(st, p, classes);
     }
-    let fresh = if fresh { FRESH } else { 0 };
     st.last_seen_ns = now;
     st.packets += 1;
     st.bytes += len as u64;
@@ -306,29 +324,17 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     let window_fired = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
-    // A new source's horizon is not read: its lines stay cold.
-    let horizon_levels = if fresh == 0 { st.horizon.tripped } else { 0 };
-    let horizon_fired = horizon(p, st, classes | fresh, now, cfg) != 0;
-    if window_fired || horizon_fired {
-        // One event per packet (one place that sends, for the verifier's
-        // stack): a horizon trip on the packet of a window trip waits for
-        // the source's next packet.
-        let kind = if window_fired {
-            st.horizon.tripped = horizon_levels;
-            EVENT_SOURCE_TRIP
-        } else {
-            EVENT_SOURCE_HORIZON
-        };
+    if window_fired {
         let peer = p.ip.dst_key();
         let about = About(p.transport.dport, p.ip.proto, 0);
-        if emit(kind, src, &peer, about, &st.window, now) == 0 {
+        if emit(EVENT_SOURCE_TRIP, src, &peer, about, &st.window, now) == 0 {
             // The agent never heard of it: trip again on the next packet
             // rather than when the count has doubled.
             st.window.tripped = levels;
-            st.horizon.tripped = horizon_levels;
         }
     }
-    fresh
+    let flags = (if hit { KNOWN } else { FRESH }) | (WINDOW_FIRED * window_fired as u32);
+    ((index as u64) << 32) | flags as u64
 }
 
 /// Counts the packet, of `classes`, for its source and destination; may
@@ -342,8 +348,20 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
     // Events sent are counted where they are sent: a count carried from one
     // subprogram to the next multiplies the states the verifier keeps.
-    let fresh = source(p, classes, len, now, cfg);
-    if dest_packet(p, classes | fresh, len, now) != 0 {
+    let found = source(p, classes, len, now, cfg);
+    let flags = found as u32;
+    // A new source's horizon is not read: its lines stay cold.
+    if flags & KNOWN != 0 {
+        let index = (found >> 32) as u32;
+        core::hint::black_box(horizon(
+            p,
+            index,
+            classes | (flags & WINDOW_FIRED),
+            now,
+            cfg,
+        ));
+    }
+    if dest_packet(p, classes | (flags & FRESH), len, now) != 0 {
         core::hint::black_box(destination(cfg));
     }
 }

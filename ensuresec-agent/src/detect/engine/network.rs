@@ -51,7 +51,7 @@ impl Engine {
         // both and is a port scan, and a horizon younger than two windows
         // holds nothing a window could not (a scan that starts slowly and
         // speeds up is named by its window).
-        let h = &stats.total.horizon;
+        let h = &stats.horizon;
         let aged = now.saturating_sub(h.start_ns) as f64 >= 2e9 * self.window_secs();
         let (found, began_ns) = if horizon && found.is_empty() && aged {
             let found = rules::horizon_detection(h, &detectors);
