@@ -17,6 +17,7 @@ pub mod packet;
 pub mod reference;
 pub mod scenarios;
 pub mod shop;
+pub mod upstreams;
 pub mod visitors;
 pub mod wait;
 pub mod xdp_harness;

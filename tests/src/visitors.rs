@@ -164,26 +164,35 @@ pub fn start(lab: &Lab) -> Result<Vec<Running>> {
         v4: lab.storefront.v4.to_string(),
         v6: lab.storefront.v6.to_string(),
     };
-    let mut out = Vec::new();
-    for v in VISITORS {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let (site, v) = (site.clone(), *v);
-        let handle = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let (cmds, pause) = site.visit(&v);
-                for mut c in cmds {
-                    let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
-                }
-                let until = std::time::Instant::now() + pause;
-                while std::time::Instant::now() < until && !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+    Ok(VISITORS
+        .iter()
+        .map(|v| {
+            let (site, v) = (site.clone(), *v);
+            repeat(move || site.visit(&v))
+        })
+        .collect())
+}
+
+/// Runs `visit`'s commands, then pauses as long as it says, over and over on
+/// a thread of its own until stopped.
+pub(crate) fn repeat(
+    mut visit: impl FnMut() -> (Vec<Command>, Duration) + Send + 'static,
+) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let (cmds, pause) = visit();
+            for mut c in cmds {
+                let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
             }
-        });
-        out.push(Running { stop, handle });
-    }
-    Ok(out)
+            let until = std::time::Instant::now() + pause;
+            while std::time::Instant::now() < until && !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    Running { stop, handle }
 }
 
 /// Stops the visitors and waits for their current visit to end.

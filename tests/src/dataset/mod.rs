@@ -63,7 +63,9 @@ impl Kind {
     /// Roles whose unlabelled rows are benign traffic.
     const fn benign_roles(self) -> &'static [&'static str] {
         match self {
-            Kind::Sources => &["shopper", "crowd", "visitor", "probe", "neighbor"],
+            Kind::Sources => &[
+                "shopper", "crowd", "visitor", "probe", "neighbor", "upstream",
+            ],
             Kind::Destinations => &["storefront", "host"],
         }
     }
@@ -174,6 +176,7 @@ pub fn role(address: &str, scenario: &Scenario) -> &'static str {
         a if a.starts_with("10.77.1.") => "shopper",
         a if a.starts_with("10.77.2.") => "crowd",
         a if a.starts_with("10.77.3.") || a.starts_with("fd77::3:") => "visitor",
+        crate::upstreams::UPSTREAM_V4 | crate::upstreams::UPSTREAM_V6 => "upstream",
         a if a.starts_with("10.77.0.") || a.starts_with("fd77::") => "lab",
         // Neighbour discovery and router solicitations of the lab's hosts.
         a if a.starts_with("fe80:") => "neighbor",

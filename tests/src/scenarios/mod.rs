@@ -141,7 +141,8 @@ pub type OnTick<'a> = &'a mut dyn FnMut(&Tick) -> Result<()>;
 pub struct RunOptions<'a> {
     /// TOML put before the scenario's own config (`[detect] dry_run = true`).
     pub config_before: &'a str,
-    /// Diverse benign visitors in the background (see `visitors`).
+    /// Diverse benign visitors in the background (see `visitors`), and the
+    /// storefront's own calls to an upstream (see `upstreams`).
     pub visitors: bool,
     pub on_tick: Option<OnTick<'a>>,
 }
@@ -159,10 +160,13 @@ pub fn run_with(s: &Scenario, mut opts: RunOptions) -> Result<Report> {
     }
     let config = format!("{}\n{}", opts.config_before, s.config);
     let agent = lab.start_agent(&lab.agent_config(&config)?)?;
-    let visitors = if opts.visitors {
-        crate::visitors::start(&lab)?
+    let (visitors, upstream) = if opts.visitors {
+        (
+            crate::visitors::start(&lab)?,
+            Some(crate::upstreams::start(&lab)?),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let (cpu0, _) = usage(agent.child.id());
     let pages: Vec<String> = ["/", "/product/1", "/cart", "/checkout"]
@@ -228,6 +232,7 @@ pub fn run_with(s: &Scenario, mut opts: RunOptions) -> Result<Report> {
         std::thread::sleep(Duration::from_millis(100));
     }
     crate::visitors::stop(visitors);
+    drop(upstream);
     if let Some(t) = tool.as_mut() {
         let _ = t.kill();
         let _ = t.wait();
