@@ -98,7 +98,7 @@ contract! {
     MAP_SOURCES = "ES_SOURCES": PerCpuArray<u32, SourceSlot>;
     /// Per-source horizons, at the index of the source's slot in `ES_SOURCES`.
     MAP_HORIZONS = "ES_HORIZONS": PerCpuArray<u32, Horizon>;
-    /// Per-destination features, likewise.
+    /// Per-destination features, a set-associative per-CPU cache as `ES_SOURCES`.
     MAP_DESTS = "ES_DESTS": PerCpuArray<u32, DestSlot>;
     /// Destination ports tracked one by one, at `DST_PORTS_TCP` and
     /// `DST_PORTS_UDP`; the others count as port 0.

@@ -95,7 +95,7 @@ pub static ES_SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(DEFAULT_SOU
 #[map]
 pub static ES_HORIZONS: PerCpuArray<Horizon> = PerCpuArray::pinned(DEFAULT_SOURCES, 0);
 
-/// Per-destination features, likewise.
+/// Per-destination features, a set-associative per-CPU cache as `ES_SOURCES`.
 #[map]
 pub static ES_DESTS: PerCpuArray<DestSlot> = PerCpuArray::pinned(DEFAULT_DESTS, 0);
 

@@ -125,6 +125,18 @@ impl Store {
             open(MAP_TRIE4_NODES)?,
             open(MAP_TRIE4_RULES)?,
         );
+        // A source's horizon sits at its slot's index: the tables go together.
+        let (sources, horizons) = (open(MAP_SOURCES)?, open(MAP_HORIZONS)?);
+        if sources.capacity()? != horizons.capacity()? {
+            return Err(Error::map(
+                MAP_HORIZONS,
+                format!(
+                    "{} entries where {MAP_SOURCES} has {}",
+                    horizons.capacity()?,
+                    sources.capacity()?
+                ),
+            ));
+        }
         let capacities = Capacities {
             exact_v4: control.x4_capacity,
             exact_v6: control.x6_capacity,
@@ -148,8 +160,8 @@ impl Store {
             counters: open(MAP_COUNTERS)?,
             reasons: open(MAP_REASONS)?,
             ifaces: open(MAP_IFACES)?,
-            sources: open(MAP_SOURCES)?,
-            horizons: open(MAP_HORIZONS)?,
+            sources,
+            horizons,
             dests: open(MAP_DESTS)?,
             dst_ports: open(MAP_DST_PORTS)?,
             detect: open(MAP_DETECT)?,

@@ -32,8 +32,7 @@ pub(super) fn note_first(st: &mut SourceStats, p: &Parsed, classes: u32) {
 
 /// Starts the source's horizon anew when it is over, or begins it with the
 /// source's second packet, counting the first (a SYN pending completion, a
-/// probed port) as of now. Few live values: `horizon`'s frame must stay
-/// within 32 bytes (the verifier's 512 for the whole call chain).
+/// probed port) as of now.
 #[inline(always)]
 fn renew(first: &mut FirstPacket, h: &mut Horizon, now: u64, horizon_ns: u64) {
     let begun = first.horizon_begun();
@@ -118,19 +117,19 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
     if t.kind == Transport::TCP {
         let f = t.flags;
         if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
-            let slot = h.pending_next as usize % PENDING_SYNS;
+            let ring = h.pending_next as usize % PENDING_SYNS;
             let ms = (now / 1_000_000) as u32;
             // A young attempt pushed out of the ring by a source that
             // completes most of its attempts (a busy NAT) was likely
             // completed too; one that completes few gets no such credit.
-            let young = ms.wrapping_sub(h.pending_ms[slot]) < PENDING_MS;
-            if h.pending[slot] != 0 && young && h.completed * 2 >= h.syn {
+            let young = ms.wrapping_sub(h.pending_ms[ring]) < PENDING_MS;
+            if h.pending[ring] != 0 && young && h.completed * 2 >= h.syn {
                 h.completed += 1;
             }
             h.syn += 1;
             h.next_seq = t.seq.wrapping_add(1);
-            h.pending[slot] = h.next_seq;
-            h.pending_ms[slot] = ms;
+            h.pending[ring] = h.next_seq;
+            h.pending_ms[ring] = ms;
             h.pending_next = h.pending_next.wrapping_add(1);
         } else if f & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK {
             complete(h, t.seq);

@@ -230,7 +230,7 @@ struct Way<T: 'static> {
 }
 
 /// The slot of `key` in its set and its index: a hit, else the empty or
-/// least recently seen way, reset for `key` (then `fresh`).
+/// least recently seen way, reset for `key` (then not `hit`).
 #[inline(always)]
 fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
     let first = set_of(key, 0, cfg.seed, cfg.source_mask);
