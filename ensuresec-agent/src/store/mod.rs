@@ -11,6 +11,7 @@ mod layout;
 mod lists;
 mod raw;
 mod reasons;
+mod sums;
 mod trie4;
 mod writer;
 
@@ -26,11 +27,11 @@ use ensuresec_common::{
 };
 
 pub use self::{
-    detect::{Summed, add_window},
     edit::{EditSummary, Listed},
     layout::check_pinned_layout,
     raw::RawMap,
     reasons::{Reasons, validate as validate_reason},
+    sums::{Summed, add_window},
     writer::Writer,
 };
 use crate::{
@@ -127,14 +128,11 @@ impl Store {
         );
         // A source's horizon sits at its slot's index: the tables go together.
         let (sources, horizons) = (open(MAP_SOURCES)?, open(MAP_HORIZONS)?);
-        if sources.capacity()? != horizons.capacity()? {
+        let (slots, beside) = (sources.capacity()?, horizons.capacity()?);
+        if slots != beside {
             return Err(Error::map(
                 MAP_HORIZONS,
-                format!(
-                    "{} entries where {MAP_SOURCES} has {}",
-                    horizons.capacity()?,
-                    sources.capacity()?
-                ),
+                format!("{beside} entries where {MAP_SOURCES} has {slots}"),
             ));
         }
         let capacities = Capacities {

@@ -11,7 +11,7 @@ use ensuresec_common::features::{
     trip_level,
 };
 
-use super::{About, PROBE, WINDOW_FIRED, emit, mark};
+use super::{PROBE, WINDOW_FIRED, emit_source, mark};
 use crate::{
     maps::{ES_HORIZONS, ES_SOURCES},
     parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport},
@@ -171,17 +171,8 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
     if !fired {
         return 0;
     }
-    let peer = p.ip.dst_key();
-    let about = About(p.transport.dport, p.ip.proto, 0);
     let sent = classes & WINDOW_FIRED == 0
-        && emit(
-            EVENT_SOURCE_HORIZON,
-            &slot.key,
-            &peer,
-            about,
-            &slot.stats.window,
-            now,
-        ) != 0;
+        && emit_source(EVENT_SOURCE_HORIZON, &slot.key, p, &slot.stats.window, now) != 0;
     if !sent {
         // Trip again on the next packet rather than when the count has
         // doubled.

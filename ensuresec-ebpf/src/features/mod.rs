@@ -132,6 +132,20 @@ fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64) 
     w.reflect_bytes = w.reflect_bytes.wrapping_add(len * s.answer);
 }
 
+/// Sends a source's event (`kind`) about the packet's destination port.
+#[inline(always)]
+pub(super) fn emit_source(kind: u32, src: &AddrKey, p: &Parsed, w: &Window, now: u64) -> u32 {
+    let peer = p.ip.dst_key();
+    emit(
+        kind,
+        src,
+        &peer,
+        About(p.transport.dport, p.ip.proto, 0),
+        w,
+        now,
+    )
+}
+
 /// The port, protocol and (destinations) `Scale` an event is about.
 struct About(u16, u8, u8);
 
@@ -262,7 +276,9 @@ pub(super) const FRESH: u32 = 1 << 16;
 pub(super) const WINDOW_FIRED: u32 = 1 << 17;
 
 /// Bit of `source`'s result telling that the source was in the table
-/// already: its horizon counts the packet.
+/// already: its horizon counts the packet. (Not derived from `FRESH`: a
+/// known source at index 0 whose window did not fire would return 0, the
+/// same as a source outside the table.)
 const KNOWN: u32 = 1 << 18;
 
 /// Each of `source`, `horizon`, `destination` and `sample` is a BPF
@@ -324,14 +340,10 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     let window_fired = packet_trip(w, cfg.trip_packets)
         | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
         | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
-    if window_fired {
-        let peer = p.ip.dst_key();
-        let about = About(p.transport.dport, p.ip.proto, 0);
-        if emit(EVENT_SOURCE_TRIP, src, &peer, about, &st.window, now) == 0 {
-            // The agent never heard of it: trip again on the next packet
-            // rather than when the count has doubled.
-            st.window.tripped = levels;
-        }
+    // The agent never heard of an event not sent: trip again on the next
+    // packet rather than when the count has doubled.
+    if window_fired && emit_source(EVENT_SOURCE_TRIP, src, p, &st.window, now) == 0 {
+        st.window.tripped = levels;
     }
     let flags = (if hit { KNOWN } else { FRESH }) | (WINDOW_FIRED * window_fired as u32);
     ((index as u64) << 32) | flags as u64
