@@ -175,80 +175,6 @@ pub fn all(fast: bool) -> Vec<Scenario> {
             ),
         ),
         base(
-            "reflection",
-            "UDP from port 123 as amplified NTP replies arrive",
-            hping(
-                "reflection",
-                &[
-                    "--udp",
-                    "-s",
-                    "123",
-                    "-k",
-                    "-p",
-                    "40000",
-                    "-i",
-                    "u1000",
-                    "-c",
-                    &n(8_000),
-                ],
-            ),
-        ),
-        base(
-            "reflection-burst",
-            "UDP from source port 27015 (on no list) out of random spoofed sources, one packet each, to a closed port: a burst under half a second, answered by a filter on the storefront",
-            Some(Attack {
-                decision_on: Some("{target}:*/udp"),
-                ..hping(
-                    "reflection",
-                    &[
-                        "--udp",
-                        "-s",
-                        "27015",
-                        "-k",
-                        "-p",
-                        "41000",
-                        "-d",
-                        "400",
-                        "--rand-source",
-                        "-i",
-                        "u100",
-                        "-c",
-                        &n(8_000),
-                    ],
-                )
-                .expect("an attack")
-            }),
-        ),
-        base(
-            "spoofed-syn-unserved",
-            "hping3 SYNs from random spoofed sources at about 330/s, far below the aggregate threshold, to a port the storefront does not serve: a filter of probes to unserved ports",
-            Some(Attack {
-                decision_on: Some("{target}:*/tcp"),
-                ..hping(
-                    "syn_flood",
-                    &[
-                        "-S",
-                        "-p",
-                        "30120",
-                        "--rand-source",
-                        "-i",
-                        "u3000",
-                        "-c",
-                        &n(4_000),
-                    ],
-                )
-                .expect("an attack")
-            }),
-        ),
-        base(
-            "synack-reflection",
-            "unsolicited SYN-ACKs: our address spoofed in someone else's SYN flood",
-            hping(
-                "synack_reflection",
-                &["-S", "-A", "-p", "80", "-i", "u1000", "-c", &n(8_000)],
-            ),
-        ),
-        base(
             "port-scan",
             "nmap SYN scan of ports 1-5000 at up to 2,000 probes/s",
             Some(Attack {
@@ -412,6 +338,7 @@ pub fn all(fast: bool) -> Vec<Scenario> {
             }),
         ),
     ];
+    all.extend(super::unsolicited::scenarios(fast));
     all.extend(super::low_and_slow::scenarios(fast));
     all
 }
