@@ -1,17 +1,18 @@
 //! `replay` on captures nobody tuned for: a pcapng mixing VLAN and QinQ tags,
-//! IPv4 fragments and IPv6, a Linux cooked capture, and a real tcpdump capture
-//! of an attack, each replayed into a fresh lab with ensuresec running.
+//! IPv4 fragments and IPv6, a Linux cooked capture, and real tcpdump captures
+//! of a flood and of a service scan (both sides), each replayed into a fresh
+//! lab with ensuresec running.
 
 use std::{
     borrow::Cow,
     net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use ensuresec_tests::{kernel::unique, lab::Lab, packet::*, wait::eventually};
+use ensuresec_tests::{capture, kernel::unique, lab::Lab, packet::*, wait::eventually};
 use pcap_file::{
     DataLink,
     pcap::{PcapHeader, PcapPacket, PcapWriter},
@@ -219,46 +220,116 @@ fn linux_cooked_capture_at_recorded_timing() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_real_tcpdump_capture_of_an_attack() -> Result<()> {
-    // Record hping3 in one lab, replay the recording into another.
-    let lab = Lab::new()?;
-    let path = lab.workdir.join("real.pcap");
+/// Records what the storefront's interface sees of `filter` (whole packets)
+/// while `run` runs, until the file `holds` what was sent; returns its path.
+fn record(
+    lab: &Lab,
+    name: &str,
+    filter: &str,
+    run: impl FnOnce() -> Result<()>,
+    holds: impl Fn(&[u8]) -> bool,
+) -> Result<PathBuf> {
+    let path = lab.workdir.join(name);
     let mut dump = lab
         .storefront
         .ns
         .cmd("tcpdump")
         .args(["-i", "eth0", "-w"])
         .arg(&path)
-        .args(["-U", "-s", "256", "udp"])
+        .args(["-U", "--immediate-mode", "-s", "0", filter])
         .stderr(std::process::Stdio::null())
         .spawn()?;
     // tcpdump writes the file's header once it captures.
-    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     eventually(Duration::from_secs(10), "tcpdump to start", || {
         Ok((size(&path) >= 24).then_some(()))
     })?;
-    lab.attacker
-        .ns
-        .cmd("hping3")
-        .args(["--udp", "-p", "9999", "-i", "u10", "-c", "8000", "-q"])
-        .arg(lab.storefront.v4.to_string())
-        .output()?;
-    // Packet-buffered (-U): the file grows until the last packets are in.
-    eventually(
-        Duration::from_secs(10),
-        "the capture to hold the flood",
-        || Ok((size(&path) > 4000 * 60).then_some(())),
-    )?;
+    let ran = run().and_then(|()| {
+        // Packet-buffered (-U): the file grows until the last packets are in.
+        eventually(
+            Duration::from_secs(10),
+            "the capture to hold it all",
+            || Ok(std::fs::read(&path).is_ok_and(|b| holds(&b)).then_some(())),
+        )
+    });
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
     dump.wait()?;
+    ran.map(|()| path)
+}
+
+#[test]
+fn a_real_tcpdump_capture_of_an_attack() -> Result<()> {
+    // Record hping3 in one lab, replay the recording into another.
+    let lab = Lab::new()?;
+    let path = record(
+        &lab,
+        "real.pcap",
+        "udp",
+        || {
+            lab.attacker
+                .ns
+                .cmd("hping3")
+                .args(["--udp", "-p", "9999", "-i", "u10", "-c", "8000", "-q"])
+                .arg(lab.storefront.v4.to_string())
+                .output()?;
+            Ok(())
+        },
+        |bytes| bytes.len() > 4000 * 60,
+    )?;
     // hping3's pace depends on the machine (2,000 to 20,000 packets a
     // second here); ten times its recorded pace is a flood on any of them.
     let r = replay(&path, "10")?;
     assert!(r["packets_replayed"].as_u64().unwrap() > 4000, "{r}");
     assert!(
         detected(&r, "udp_flood", &lab.attacker.v4.to_string()),
+        "{r}"
+    );
+    Ok(())
+}
+
+/// A service scan of a web server captured with both sides: replayed, only
+/// the scanner's side is sent (the storefront answers for itself), and its
+/// HTTP requests reach the application layer through the access log the
+/// agent follows, which names the tool. At the packet level the scan looks
+/// like a browser's few connections.
+#[test]
+fn a_captured_service_scan_reaches_the_application_layer() -> Result<()> {
+    let lab = Lab::new()?;
+    let scanner = lab.attacker.v4.to_string();
+    let path = record(
+        &lab,
+        "scan.pcap",
+        "tcp port 80",
+        || {
+            lab.attacker
+                .ns
+                .cmd("timeout")
+                .args(["60", "nmap", "-sV", "-n", "-Pn", "-p", "80"])
+                .arg(lab.storefront.v4.to_string())
+                .output()?;
+            Ok(())
+        },
+        // The scan's last requests name the tool.
+        |bytes| memchr::memmem::find(bytes, b"Nmap Scripting Engine").is_some(),
+    )?;
+    let frames = capture::read(&path)?;
+    let from_storefront = frames
+        .iter()
+        .filter_map(capture::to_ethernet)
+        .filter_map(|f| capture::locate(&f))
+        .filter(|at| at.src == std::net::IpAddr::V4(lab.storefront.v4))
+        .count();
+    assert!(from_storefront > 0, "the capture holds the server's side");
+    let r = replay(&path, "recorded")?;
+    assert_eq!(
+        r["answers_left_out"].as_u64(),
+        Some(from_storefront as u64),
+        "every frame of the server's side is left out: {r}"
+    );
+    assert!(r["requests_logged"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        detected(&r, "attack_tool", &scanner) || detected(&r, "scanner", &scanner),
         "{r}"
     );
     Ok(())

@@ -35,6 +35,19 @@ use super::{
 };
 use crate::{clock, store::Store};
 
+/// Addresses that only a neighbour on the link uses: IPv4 and IPv6
+/// link-local, and the unspecified address of duplicate address detection.
+/// The per-source model does not score them: their neighbour discovery and
+/// multicast listener chatter is not traffic it learnt, and a decision on a
+/// router's link-local address would cut the host's IPv6 off. The threshold
+/// detectors still see a flood from a neighbour.
+fn on_link(addr: std::net::IpAddr) -> bool {
+    match addr {
+        std::net::IpAddr::V4(a) => a.is_link_local() || a.is_unspecified(),
+        std::net::IpAddr::V6(a) => a.is_unicast_link_local() || a.is_unspecified(),
+    }
+}
+
 /// What a model flagged.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Flagged {
@@ -271,6 +284,7 @@ impl Runner {
                 .step(&self.store, now, self.window_ns)?
                 .into_iter()
                 .filter(|s| s.counts.packets >= min)
+                .filter(|s| !on_link(crate::store::decisions::key_addr(&s.source)))
                 .map(|s| Row {
                     flagged: Flagged::Source(s.source),
                     vector: vector::of(&s.counts, s.secs).to_vec(),
@@ -371,5 +385,26 @@ impl Runner {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_link;
+
+    #[test]
+    fn only_link_local_and_unspecified_sources_are_on_link() {
+        for a in ["fe80::1", "fe80::aa:bb", "169.254.3.4", "::", "0.0.0.0"] {
+            assert!(on_link(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "fd77::3:13",
+            "2001:db8::1",
+            "10.77.3.10",
+            "203.0.113.9",
+            "ff02::1",
+        ] {
+            assert!(!on_link(a.parse().unwrap()), "{a}");
+        }
     }
 }

@@ -108,10 +108,11 @@ impl MlSection {
         if source.is_none()
             && (self.threshold.is_some()
                 || self.action != defaults.action
-                || self.throttle_pps != defaults.throttle_pps)
+                || self.throttle_pps != defaults.throttle_pps
+                || self.min_packets != defaults.min_packets)
         {
             return Err(
-                "ml.threshold, ml.action and ml.throttle_pps are for ml.model, which is not set"
+                "ml.threshold, ml.action, ml.throttle_pps and ml.min_packets are for ml.model, which is not set"
                     .into(),
             );
         }
@@ -276,6 +277,10 @@ mod tests {
             ),
             (
                 "aggregate_model = \"/a\"\nthreshold = 0.5",
+                "ml.model, which is not set",
+            ),
+            (
+                "aggregate_model = \"/a\"\nmin_packets = 5",
                 "ml.model, which is not set",
             ),
         ] {

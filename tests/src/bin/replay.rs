@@ -1,19 +1,27 @@
 //! `cargo xtask replay --pcap FILE [--speed X|max] [--ml]`: replays a capture
 //! into the lab's storefront with ensuresec running, every packet aimed at
-//! the storefront, and prints what ensuresec made of it as JSON. `--ml` also
-//! runs the committed anomaly models (per source and aggregate, alerting).
+//! the storefront (answers to conversations the capture also opens are left
+//! out: the storefront plays the answering side), and prints what ensuresec
+//! made of it as JSON. `--ml` also runs the committed anomaly models (per
+//! source and aggregate, alerting).
 
 use std::{
-    path::PathBuf,
+    io::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, Result, bail};
-use ensuresec_tests::{capture, lab::Lab, scenarios};
+use ensuresec_tests::{
+    capture::{self, http},
+    lab::Lab,
+    scenarios,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -36,6 +44,12 @@ struct Report {
     speed: String,
     packets_replayed: u64,
     packets_skipped: usize,
+    /// Frames that answer a conversation the capture also opens: the
+    /// storefront answers for itself.
+    answers_left_out: usize,
+    /// HTTP requests in the capture, written to the access log the agent
+    /// follows at their recorded times.
+    requests_logged: usize,
     sources: usize,
     detections: Vec<Detection>,
     decisions: Vec<Decision>,
@@ -49,6 +63,48 @@ const CONFIG: &str =
 fn usage() -> ! {
     eprintln!("usage: replay --pcap FILE [--speed X|max] [--duration SECONDS] [--ml]");
     std::process::exit(2);
+}
+
+/// The storefront and the access log the capture's HTTP requests go to.
+fn app_config(state: &Path, log: &Path, v4: Ipv4Addr, v6: Ipv6Addr) -> String {
+    format!(
+        "[app]\nstate_dir = \"{}\"\n[[storefront]]\nname = \"replayed\"\nhosts = [\"{v4}\", \"{v6}\"]\n[[logs]]\npath = \"{}\"\nformat = \"combined\"\nstorefront = \"replayed\"\n",
+        state.display(),
+        log.display()
+    )
+}
+
+/// Appends each request's log line to `log` when its time comes: `begin`
+/// plus its offset from the capture's `start`, divided by `factor` (`None`:
+/// at once), stamped with the wall clock as a live server would. Stops when
+/// `done` is set.
+fn feed_log(
+    requests: &[http::Request],
+    start: Duration,
+    log: &Path,
+    factor: Option<f64>,
+    begin: Instant,
+    done: &AtomicBool,
+    logged: &AtomicUsize,
+) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new().append(true).open(log)?;
+    for r in requests {
+        if let Some(factor) = factor {
+            let due = begin + r.time.saturating_sub(start).div_f64(factor);
+            while Instant::now() < due {
+                if done.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(20)));
+            }
+        }
+        if done.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        writeln!(file, "{}", http::combined(r, SystemTime::now()))?;
+        logged.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// `[ml]` with both committed models.
@@ -98,9 +154,10 @@ fn main() -> Result<()> {
         }
     }
     let pcap = pcap.unwrap_or_else(|| usage());
-    let mut timing: Vec<String> = match speed.as_str() {
-        "recorded" => vec![],
-        "max" => vec!["--topspeed".into()],
+    // tcpreplay's timing, and the factor the log lines keep pace with.
+    let (mut timing, factor): (Vec<String>, Option<f64>) = match speed.as_str() {
+        "recorded" => (vec![], Some(1.0)),
+        "max" => (vec!["--topspeed".into()], None),
         x => {
             let factor: f64 = x
                 .parse()
@@ -108,7 +165,7 @@ fn main() -> Result<()> {
             if !(factor > 0.0 && factor.is_finite()) {
                 bail!("--speed must be positive, not `{x}`");
             }
-            vec![format!("--multiplier={factor}")]
+            (vec![format!("--multiplier={factor}")], Some(factor))
         }
     };
     // Stop sending after this long (tcpreplay's own limit).
@@ -123,20 +180,30 @@ fn main() -> Result<()> {
         lab.storefront.v6,
     )?;
     eprintln!(
-        "replay: {} packets from {} sources ({} skipped: no IP)",
-        prepared.packets, prepared.sources, prepared.skipped
+        "replay: {} packets from {} sources ({} skipped: no IP; {} answers left out), {} HTTP requests",
+        prepared.packets,
+        prepared.sources,
+        prepared.skipped,
+        prepared.answers,
+        prepared.requests.len()
     );
-    let config = if ml {
-        format!("{CONFIG}{}", ml_config())
-    } else {
-        CONFIG.to_string()
-    };
+    let mut config = CONFIG.to_string();
+    if ml {
+        config += &ml_config();
+    }
+    let access_log = lab.workdir.join("access.log");
+    if !prepared.requests.is_empty() {
+        std::fs::write(&access_log, "")?;
+        let state = lab.workdir.join("app-state");
+        config += &app_config(&state, &access_log, lab.storefront.v4, lab.storefront.v6);
+    }
     let _agent = lab.start_agent(&lab.agent_config(&config)?)?;
 
     // Note when each decision first appears while the capture plays.
     let start = Instant::now();
     let seen: Arc<Mutex<Vec<Detection>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
+    let logged = AtomicUsize::new(0);
     let watcher = {
         let (seen, done) = (seen.clone(), done.clone());
         let lab = &lab;
@@ -160,6 +227,11 @@ fn main() -> Result<()> {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
+            let feeder = (!prepared.requests.is_empty()).then(|| {
+                let (done, logged, requests) = (&stop, &logged, &prepared.requests);
+                let (log, first) = (&access_log, prepared.start);
+                scope.spawn(move || feed_log(requests, first, log, factor, start, done, logged))
+            });
             let out = lab
                 .attacker
                 .ns
@@ -176,6 +248,12 @@ fn main() -> Result<()> {
             // Let the last windows and the socket scan be looked at.
             std::thread::sleep(Duration::from_millis(1500));
             stop.store(true, Ordering::Relaxed);
+            if let Some(feeder) = feeder {
+                feeder
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the log feeder panicked"))?
+                    .context("writing the access log")?;
+            }
             let dropped = scenarios::dropped(&scenarios::packets(lab)?);
             let decisions = lab
                 .decisions()?
@@ -191,6 +269,8 @@ fn main() -> Result<()> {
                 speed: speed.clone(),
                 packets_replayed: replayed(&stdout).unwrap_or(prepared.packets as u64),
                 packets_skipped: prepared.skipped,
+                answers_left_out: prepared.answers,
+                requests_logged: logged.load(Ordering::Relaxed),
                 sources: prepared.sources,
                 detections: Vec::new(),
                 decisions,
