@@ -64,6 +64,10 @@ enum Task {
         /// Also run the committed anomaly models (per source and aggregate).
         #[arg(long)]
         ml: bool,
+        /// With --ml: write the table into this model card's section on
+        /// public captures (models/MODEL_CARD.md).
+        #[arg(long, requires = "ml")]
+        card: Option<std::path::PathBuf>,
         /// Only captures whose path contains one of these.
         names: Vec<String>,
     },
@@ -199,6 +203,7 @@ fn main() -> Result<()> {
             captures,
             json,
             ml,
+            card,
             names,
         } => {
             let captures = std::fs::canonicalize(&captures)
@@ -214,6 +219,11 @@ fn main() -> Result<()> {
             }
             if ml {
                 args.push("--ml".to_string());
+            }
+            if let Some(c) = card {
+                let c = std::fs::canonicalize(&c)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
+                args.extend(["--card".to_string(), c.display().to_string()]);
             }
             args.extend(names);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -7,7 +7,8 @@
 //! within a second (attacks are replayed for a minute at most), a low-rate
 //! one (`slow_s`) within its replay; a benign capture when nothing is
 //! decided. The table goes
-//! to stdout (Markdown), the rows to `--json FILE` if asked.
+//! to stdout (Markdown), the rows to `--json FILE` if asked, and with
+//! `--ml --card FILE` into the model card's section on public captures.
 
 use std::{
     path::{Path, PathBuf},
@@ -75,7 +76,9 @@ const WITHIN_S: f64 = 1.0;
 const ATTACK_SECONDS: &str = "60";
 
 fn usage() -> ! {
-    eprintln!("usage: eval --captures DIR [--manifest FILE] [--json OUT] [--ml] [NAME...]");
+    eprintln!(
+        "usage: eval --captures DIR [--manifest FILE] [--json OUT] [--ml [--card MODEL_CARD.md]] [NAME...]"
+    );
     std::process::exit(2);
 }
 
@@ -183,6 +186,8 @@ fn table(rows: &[Row]) -> String {
         let verdict = match (&r.skipped, r.pass, r.kind) {
             (Some(why), _, _) => format!("skipped: {why}"),
             (None, true, Kind::Attack) => "detected".into(),
+            // Decided, but after the bound: named apart from a miss.
+            (None, false, Kind::Attack) if r.first_decision_s.is_some() => "LATE".into(),
             (None, false, Kind::Attack) => "MISSED".into(),
             (None, true, Kind::Benign) => "no decision".into(),
             (None, false, Kind::Benign) => "FALSE DECISION".into(),
@@ -209,12 +214,55 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Markers of the model card's section that `--card` fills.
+const CARD_BEGIN: &str = "<!-- eval:begin -->";
+const CARD_END: &str = "<!-- eval:end -->";
+
+/// The model an evaluation file (models/*evaluation.json) describes, as the
+/// card names it: "`version` (threshold T)". `train.py` keeps a card's
+/// section only while it names the models it trains.
+fn model_named(file: &str) -> Result<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let (Some(version), Some(threshold)) = (
+        v["model"]["version"].as_str(),
+        v["model"]["threshold"].as_f64(),
+    ) else {
+        bail!("{}: no model version and threshold", path.display());
+    };
+    Ok(format!("`{version}` (threshold {threshold:.4})"))
+}
+
+/// Puts the table between the card's markers, naming the models measured.
+fn fill_card(card: &Path, table: &str, summary: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(card).with_context(|| format!("reading {}", card.display()))?;
+    let (Some(begin), Some(end)) = (text.find(CARD_BEGIN), text.find(CARD_END)) else {
+        bail!(
+            "{} has no {CARD_BEGIN} ... {CARD_END} section",
+            card.display()
+        );
+    };
+    let section = format!(
+        "{CARD_BEGIN}\nMeasured by `cargo xtask eval --ml` with models {} (per source) and {} (aggregate), alerting, beside the threshold detectors and the application layer: `ml` and `ml_aggregate` in \"decided by\" are the models'. The captures and their sources are listed in `tests/eval/captures.toml`.\n\n{table}\n{summary}\n",
+        model_named("evaluation.json")?,
+        model_named("aggregate_evaluation.json")?,
+    );
+    let filled = format!("{}{section}{}", &text[..begin], &text[end..]);
+    std::fs::write(card, filled).with_context(|| format!("writing {}", card.display()))
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut manifest, mut json, mut only) = (None, None, None, Vec::new());
-    let mut ml = false;
+    let (mut ml, mut card) = (false, None);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--card" => card = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--captures" => dir = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--manifest" => manifest = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
             "--json" => json = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
@@ -224,6 +272,9 @@ fn main() -> Result<()> {
         }
     }
     let dir = dir.unwrap_or_else(|| usage());
+    if card.is_some() && !ml {
+        bail!("--card reports the models: it needs --ml");
+    }
     let manifest = manifest
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/captures.toml"));
     let text = std::fs::read_to_string(&manifest)
@@ -261,13 +312,18 @@ fn main() -> Result<()> {
             Err(e) => rows.push(skipped(entry, format!("{e:#}"))),
         }
     }
-    print!("{}", table(&rows));
+    let table = table(&rows);
+    print!("{table}");
     let passed = rows.iter().filter(|r| r.pass).count();
     let skipped = rows.iter().filter(|r| r.skipped.is_some()).count();
-    println!(
-        "\n{passed} of {} captures pass ({skipped} not replayed: missing, altered or failed)",
+    let summary = format!(
+        "{passed} of {} captures pass ({skipped} not replayed: missing, altered or failed)",
         rows.len()
     );
+    println!("\n{summary}");
+    if let Some(card) = card {
+        fill_card(&card, &table, &summary)?;
+    }
     if let Some(out) = json {
         std::fs::write(&out, serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("writing {}", out.display()))?;

@@ -63,9 +63,7 @@ impl Kind {
     /// Roles whose unlabelled rows are benign traffic.
     const fn benign_roles(self) -> &'static [&'static str] {
         match self {
-            Kind::Sources => &[
-                "shopper", "crowd", "visitor", "probe", "neighbor", "upstream",
-            ],
+            Kind::Sources => &["shopper", "crowd", "visitor", "probe", "upstream"],
             Kind::Destinations => &["storefront", "host"],
         }
     }
@@ -312,7 +310,7 @@ pub fn schema(kind: Kind, passes: usize, scenarios: &[&str]) -> serde_json::Valu
             "role",
             match kind {
                 Kind::Sources => {
-                    "shopper, crowd, visitor, probe, neighbor (benign); attacker, spoofed (the attack tool's sources)"
+                    "shopper, crowd, visitor, probe, upstream (benign); attacker, spoofed (the attack tool's sources)"
                 }
                 Kind::Destinations => {
                     "storefront (the attacks' target, IPv4 or IPv6) or host (another protected address)"

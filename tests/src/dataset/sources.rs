@@ -27,7 +27,9 @@ impl Sources {
             let s = &steps[i];
             let address = key_addr(&s.source).to_string();
             let role = role(&address, ctx.scenario);
-            if role == "lab" {
+            // The agent does not score on-link neighbours (see the per-source
+            // runner), so neither does the model learn from them.
+            if matches!(role, "lab" | "neighbor") {
                 continue;
             }
             if role == "spoofed" {
