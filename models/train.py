@@ -124,7 +124,7 @@ def train(kind: Kind, args: argparse.Namespace) -> tuple:
     # configuration needs for benign groups it never saw.
     raise_by, held = margin.held_out(splits, shipped.layers, shipped.std_floor, SEED, QUANTILE)
     candidates = [dataclasses.replace(c, threshold=c.threshold * raise_by) for c in candidates]
-    shipped = select.best(candidates)
+    shipped = next(c for c in candidates if c.name == shipped.name)
     print(f"margin {raise_by:.2f}: " + ", ".join(f"{h.group} {h.ratio:.2f}" for h in held))
     digest = dataset_digest(args.dataset, ds.schema)
     version = f"{kind.version_prefix}{len(ds.features)}-{digest[:10]}"

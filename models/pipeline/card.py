@@ -172,7 +172,7 @@ detectors' destination budgets answer it.
   under the threshold (the detection rates above). The threshold detectors
   decide those floods. An operator who knows their traffic sets `[ml]
   threshold` from its scores (`ensuresec_ml_scores{{model="source"}}`): in
-  the lab, 1.0 (above every benign validation window) flags a UDP flood at
+  the lab, 1.0 (well above the benign validation quantile) flags a UDP flood at
   2,000 packets a second from one source that no threshold detector decides
   (`tests/tests/lab_ml.rs`).
 - Benign traffic here is the lab's: curl and wrk over HTTP on a veth bridge.

@@ -5,6 +5,7 @@ so the last pass is the latest traffic)."""
 
 import csv
 import gzip
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +114,20 @@ def without_attack_tails(d: Dataset) -> Dataset:
     return d.rows(keep)
 
 
+def on_link(address: str) -> bool:
+    """Sources the agent's per-source model does not score: IPv4 and IPv6
+    link-local and unspecified addresses (`ml::runner::on_link`)."""
+    a = ipaddress.ip_address(address)
+    return a.is_link_local or a.is_unspecified
+
+
 def scored_only(d: Dataset, min_packets: int) -> Dataset:
-    """The steps the agent scores: it skips those below `[ml] min_packets`."""
-    return d.rows(d.meta["packets"] >= min_packets)
+    """The steps the agent scores: it skips those below `[ml] min_packets`,
+    and sources on the link."""
+    keep = d.meta["packets"] >= min_packets
+    if not d.per_destination:
+        keep &= ~np.array([on_link(a) for a in d.meta["source"]], dtype=bool)
+    return d.rows(keep)
 
 
 def split_by_time(d: Dataset) -> Splits:

@@ -34,9 +34,10 @@ fn ml_config(model: &Path) -> String {
 
 /// The per-source model's threshold set by an operator who knows their
 /// traffic: the model's own is raised for benign kinds it never saw, far
-/// above any flood here (see the model card's margin). This one is above
-/// every benign validation window of the lab (their 0.999 quantile, about
-/// 0.4, in `models/evaluation.json`), so the shopper stays below it.
+/// above any flood here (see the model card's margin). This one is well
+/// above the 0.999 quantile of the lab's benign validation windows (about
+/// 0.4, the unraised threshold in `models/MODEL_CARD.md`'s margin section),
+/// which a browsing shopper stays under.
 const OPERATOR_THRESHOLD: &str = "threshold = 1.0\n";
 
 fn status(lab: &Lab) -> Result<serde_json::Value> {
@@ -81,8 +82,7 @@ fn browse(lab: &Lab) -> ShopperLoad {
 }
 
 /// About 2,000 FIN+PSH+URG packets a second for up to 6 s at the storefront,
-/// from the attacker's address or from a random one each.
-/// FIN+PSH+URG, each packet from a random address.
+/// each from a random address.
 fn xmas_flood(lab: &Lab) -> Result<std::process::Child> {
     let mut cmd = lab.attacker.ns.cmd("hping3");
     cmd.args([

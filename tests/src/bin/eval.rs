@@ -247,6 +247,9 @@ fn fill_card(card: &Path, table: &str, summary: &str) -> Result<()> {
             card.display()
         );
     };
+    if end < begin {
+        bail!("{}: {CARD_END} comes before {CARD_BEGIN}", card.display());
+    }
     let section = format!(
         "{CARD_BEGIN}\nMeasured by `cargo xtask eval --ml` with models {} (per source) and {} (aggregate), alerting, beside the threshold detectors and the application layer: `ml` and `ml_aggregate` in \"decided by\" are the models'. The captures and their sources are listed in `tests/eval/captures.toml`.\n\n{table}\n{summary}\n",
         model_named("evaluation.json")?,

@@ -65,6 +65,15 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The storefront and the access log the capture's HTTP requests go to.
 fn app_config(state: &Path, log: &Path, v4: Ipv4Addr, v6: Ipv6Addr) -> String {
     format!(
@@ -209,6 +218,9 @@ fn main() -> Result<()> {
         let lab = &lab;
         let stop = done.clone();
         std::thread::scope(|scope| -> Result<Report> {
+            // Stops the watcher and the log feeder however this returns: the
+            // scope waits for them.
+            let _stop = StopOnDrop(&stop);
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     if let Ok(list) = lab.decisions() {

@@ -180,8 +180,9 @@ fn answers_in(data: &[u8], methods: &[&str]) -> Vec<(u16, u64)> {
             break;
         };
         let body = at + len;
-        if status < 200 {
-            // An interim answer (100 Continue): the real one follows.
+        if status < 200 && status != 101 {
+            // An interim answer (100 Continue): the real one follows. 101
+            // Switching Protocols is final: what follows is no HTTP/1.
             at = body;
             continue;
         }
@@ -208,31 +209,50 @@ fn answers_in(data: &[u8], methods: &[&str]) -> Vec<(u16, u64)> {
 /// The HTTP/1 requests in `frames` (each an Ethernet frame and its capture
 /// time), in the order they were sent.
 pub fn requests(frames: &[(Duration, Vec<u8>)]) -> Vec<Request> {
-    let mut streams: HashMap<(End, End), Stream> = HashMap::new();
+    // Each direction's connections in turn: a long capture may reuse the
+    // same addresses and ports, each time from a new SYN.
+    let mut streams: HashMap<(End, End), Vec<Stream>> = HashMap::new();
     for (time, frame) in frames {
         let Some((src, dst, seq, flags, payload)) = segment(frame) else {
             continue;
         };
-        let stream = streams.entry((src, dst)).or_default();
+        let list = streams.entry((src, dst)).or_default();
         if flags & TCP_SYN != 0 {
-            stream.base = Some(seq.wrapping_add(1));
+            let base = Some(seq.wrapping_add(1));
+            match list.last_mut() {
+                // A retransmitted SYN.
+                Some(last) if last.base == base => {}
+                Some(last) if last.base.is_none() && last.segments.is_empty() => last.base = base,
+                _ => list.push(Stream {
+                    base,
+                    segments: Vec::new(),
+                }),
+            }
         } else if !payload.is_empty() {
-            stream.segments.push((seq, *time, payload.to_vec()));
+            if list.is_empty() {
+                list.push(Stream::default());
+            }
+            let last = list.last_mut().expect("a stream");
+            last.segments.push((seq, *time, payload.to_vec()));
         }
     }
-    let mut assembled: HashMap<(End, End), Assembled> = streams
+    let mut assembled: HashMap<(End, End, usize), Assembled> = streams
         .into_iter()
-        .map(|(key, s)| (key, s.assemble()))
+        .flat_map(|((src, dst), list)| {
+            list.into_iter()
+                .enumerate()
+                .map(move |(i, s)| ((src, dst, i), s.assemble()))
+        })
         .collect();
-    let clients: Vec<(End, End)> = assembled
+    let clients: Vec<(End, End, usize)> = assembled
         .iter()
         .filter(|(_, (data, _))| !requests_in(data).is_empty())
         .map(|(key, _)| *key)
         .collect();
     let mut out = Vec::new();
-    for (client, server) in clients {
-        let (data, marks) = assembled.remove(&(client, server)).unwrap_or_default();
-        let answers = assembled.get(&(server, client)).map(|a| &a.0);
+    for (client, server, nth) in clients {
+        let (data, marks) = assembled.remove(&(client, server, nth)).unwrap_or_default();
+        let answers = assembled.get(&(server, client, nth)).map(|a| &a.0);
         let found = requests_in(&data);
         let methods: Vec<&str> = found.iter().map(|r| r.method.as_str()).collect();
         let answers = answers.map_or_else(Vec::new, |a| answers_in(a, &methods));
@@ -391,6 +411,37 @@ mod tests {
         assert_eq!(got[0].agent.as_deref(), Some("curl/8"));
         assert_eq!(got[0].referer.as_deref(), Some("http://shop/"));
         assert_eq!(got[0].client, CLIENT.parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_reused_address_and_port_pair_is_a_new_connection_at_each_syn() {
+        let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00";
+        let mut frames = Vec::new();
+        for (n, (c, s, answer)) in [
+            (1000u32, 5000u32, &ok[..]),
+            (9_000_000, 70_000, &switch[..]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = n as u64 * 10;
+            frames.push(at(t, segment(true, c, TCP_SYN, b"")));
+            frames.push(at(t + 1, segment(false, s, TCP_SYN | TCP_ACK, b"")));
+            frames.push(at(t + 2, segment(true, c + 1, TCP_ACK, THIRD)));
+            frames.push(at(t + 3, segment(false, s + 1, TCP_ACK, answer)));
+        }
+        let got: Vec<(u16, Duration)> = requests(&frames)
+            .iter()
+            .map(|r| (r.status, r.time))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (204, Duration::from_millis(2)),
+                (101, Duration::from_millis(12))
+            ]
+        );
     }
 
     #[test]

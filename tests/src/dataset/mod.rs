@@ -176,8 +176,16 @@ pub fn role(address: &str, scenario: &Scenario) -> &'static str {
         a if a.starts_with("10.77.3.") || a.starts_with("fd77::3:") => "visitor",
         crate::upstreams::UPSTREAM_V4 | crate::upstreams::UPSTREAM_V6 => "upstream",
         a if a.starts_with("10.77.0.") || a.starts_with("fd77::") => "lab",
-        // Neighbour discovery and router solicitations of the lab's hosts.
-        a if a.starts_with("fe80:") => "neighbor",
+        // Neighbour discovery, duplicate address detection and router
+        // solicitations of the lab's hosts: on the link, as the agent's
+        // per-source model sees them (not scored).
+        a if a.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+            std::net::IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_unspecified(),
+        }) =>
+        {
+            "neighbor"
+        }
         _ => "spoofed",
     }
 }
