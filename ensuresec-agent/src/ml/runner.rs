@@ -41,7 +41,7 @@ use crate::{clock, store::Store};
 /// multicast listener chatter is not traffic it learnt, and a decision on a
 /// router's link-local address would cut the host's IPv6 off. The threshold
 /// detectors still see a flood from a neighbour.
-fn on_link(addr: std::net::IpAddr) -> bool {
+pub fn on_link(addr: std::net::IpAddr) -> bool {
     match addr {
         std::net::IpAddr::V4(a) => a.is_link_local() || a.is_unspecified(),
         std::net::IpAddr::V6(a) => a.is_unicast_link_local() || a.is_unspecified(),

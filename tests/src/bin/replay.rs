@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use ensuresec_tests::{
-    capture::{self, http},
+    capture::{self, access_log, http},
     lab::Lab,
     scenarios,
 };
@@ -110,7 +110,7 @@ fn feed_log(
         if done.load(Ordering::Relaxed) {
             return Ok(());
         }
-        writeln!(file, "{}", http::combined(r, SystemTime::now()))?;
+        writeln!(file, "{}", access_log::combined(r, SystemTime::now()))?;
         logged.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())

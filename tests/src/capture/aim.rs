@@ -3,8 +3,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+use crate::packet::{ETH_P_IPV4, ETH_P_IPV6};
+
+/// IP protocol numbers.
+pub(super) const ICMP: u8 = 1;
+pub(super) const TCP: u8 = 6;
+pub(super) const UDP: u8 = 17;
+pub(super) const ICMPV6: u8 = 58;
 
 /// RFC 1624 incremental update of a one's-complement checksum for a change of
 /// the 16-bit words `old` to `new`.
@@ -39,9 +44,9 @@ fn patch_sum(frame: &mut [u8], at: usize, old: &[u8], new: &[u8], zero_means_non
 /// "no checksum" (UDP over IPv4).
 fn l4_checksum(proto: u8, l4: usize, v4: bool) -> Option<(usize, bool)> {
     match proto {
-        6 => Some((l4 + 16, false)),
-        17 => Some((l4 + 6, v4)),
-        58 => Some((l4 + 2, false)),
+        TCP => Some((l4 + 16, false)),
+        UDP => Some((l4 + 6, v4)),
+        ICMPV6 => Some((l4 + 2, false)),
         _ => None,
     }
 }
@@ -59,6 +64,19 @@ pub struct Located {
     pub l4: Option<usize>,
     /// The fragment identification, when the packet is a fragment.
     pub fragment: Option<u32>,
+}
+
+impl Located {
+    /// The source and destination ports of a TCP or UDP packet that holds
+    /// its transport header.
+    pub fn ports(&self, frame: &[u8]) -> Option<(u16, u16)> {
+        let l4 = self.l4.filter(|_| matches!(self.proto, TCP | UDP))?;
+        let h = frame.get(l4..l4 + 4)?;
+        Some((
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        ))
+    }
 }
 
 /// Finds the IPv4 or IPv6 packet in an Ethernet frame, behind any number of

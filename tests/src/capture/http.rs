@@ -1,22 +1,16 @@
-//! The HTTP requests a capture holds, as the access log lines (nginx
-//! `combined`) a server at the storefront would write for them. A replayed
+//! The HTTP requests a capture holds, each with what its server answered:
+//! TCP streams reassembled in both directions, HTTP/1 heads read. A replayed
 //! TCP stream cannot reach the storefront's own server: its sequence numbers
 //! are the captured server's, so the storefront resets it. `replay` writes
-//! these lines to a log the agent follows, at their recorded times, so that
-//! the application layer sees what the capture's clients asked.
+//! these requests as access-log lines (`access_log`) to a log the agent
+//! follows, at their recorded times, so that the application layer sees what
+//! the capture's clients asked.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use time::{OffsetDateTime, format_description::BorrowedFormatItem, macros::format_description};
-
-use super::aim::locate;
+use super::aim::{TCP, locate};
 use crate::packet::TCP_SYN;
 
-const TCP: u8 = 6;
 /// Longest request or response head read, as nginx's large header buffers.
 const MAX_HEAD: usize = 32 * 1024;
 
@@ -88,8 +82,7 @@ fn segment(frame: &[u8]) -> Option<(End, End, u32, u8, &[u8])> {
         }
     };
     let tcp = frame.get(l4..l4 + 20)?;
-    let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
-    let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+    let (sport, dport) = at.ports(frame)?;
     let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     let data = l4 + (tcp[12] >> 4) as usize * 4;
     let payload = frame.get(data..ip_end.min(frame.len())).unwrap_or_default();
@@ -206,9 +199,9 @@ fn answers_in(data: &[u8], methods: &[&str]) -> Vec<(u16, u64)> {
     out
 }
 
-/// The HTTP/1 requests in `frames` (each an Ethernet frame and its capture
-/// time), in the order they were sent.
-pub fn requests(frames: &[(Duration, Vec<u8>)]) -> Vec<Request> {
+/// The HTTP/1 requests in `frames` (each an Ethernet frame's capture time
+/// and bytes), in the order they were sent.
+pub fn requests<'a>(frames: impl IntoIterator<Item = (Duration, &'a [u8])>) -> Vec<Request> {
     // Each direction's connections in turn: a long capture may reuse the
     // same addresses and ports, each time from a new SYN.
     let mut streams: HashMap<(End, End), Vec<Stream>> = HashMap::new();
@@ -233,7 +226,7 @@ pub fn requests(frames: &[(Duration, Vec<u8>)]) -> Vec<Request> {
                 list.push(Stream::default());
             }
             let last = list.last_mut().expect("a stream");
-            last.segments.push((seq, *time, payload.to_vec()));
+            last.segments.push((seq, time, payload.to_vec()));
         }
     }
     let mut assembled: HashMap<(End, End, usize), Assembled> = streams
@@ -278,48 +271,9 @@ pub fn requests(frames: &[(Duration, Vec<u8>)]) -> Vec<Request> {
     out
 }
 
-/// `10/Oct/2000:13:55:36 +0000`.
-const CLF: &[BorrowedFormatItem<'static>] =
-    format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
-
-/// A field as nginx writes it between quotes: `"`, `\` and control and
-/// non-ASCII bytes as `\xHH`.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'"' | b'\\' | 0..0x20 | 0x7f.. => out += &format!("\\x{b:02X}"),
-            _ => out.push(b as char),
-        }
-    }
-    out
-}
-
-/// The request as a `combined` log line, stamped `at`.
-pub fn combined(r: &Request, at: SystemTime) -> String {
-    let stamp = OffsetDateTime::from(at)
-        .format(CLF)
-        .unwrap_or_else(|_| "01/Jan/1970:00:00:00 +0000".into());
-    let quoted = |v: &Option<String>| v.as_deref().map_or("-".to_string(), escape);
-    format!(
-        "{} - - [{stamp}] \"{}\" {} {} \"{}\" \"{}\"",
-        r.client,
-        escape(&r.line),
-        r.status,
-        r.bytes,
-        quoted(&r.referer),
-        quoted(&r.agent),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
-
-    use ensuresec_agent::app::{
-        parse::{Format, Parser},
-        record::Record,
-    };
 
     use super::*;
     use crate::packet::*;
@@ -357,6 +311,10 @@ mod tests {
 
     fn at(ms: u64, f: Vec<u8>) -> (Duration, Vec<u8>) {
         (Duration::from_millis(ms), f)
+    }
+
+    fn requests(frames: &[(Duration, Vec<u8>)]) -> Vec<Request> {
+        super::requests(frames.iter().map(|(t, f)| (*t, f.as_slice())))
     }
 
     const FIRST: &[u8] =
@@ -457,31 +415,5 @@ mod tests {
         let got = requests(&frames);
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].status, got[0].bytes), (499, 0));
-    }
-
-    #[test]
-    fn a_combined_line_reads_back_through_the_agents_parser() {
-        let r = Request {
-            time: Duration::ZERO,
-            client: CLIENT.parse().unwrap(),
-            line: "GET /a\"b HTTP/1.1".into(),
-            status: 302,
-            bytes: 17,
-            referer: None,
-            agent: Some("Mozilla/5.0 (compatible; \"x\")".into()),
-        };
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_596_348_082);
-        let line = combined(&r, at);
-        assert!(line.contains("[02/Aug/2020:06:01:22 +0000]"), "{line}");
-        let parsed = Parser::new(Format::Combined)
-            .parse(line.as_bytes())
-            .expect("parses");
-        let Record::Request(p) = parsed else {
-            panic!("not a request: {line}");
-        };
-        assert_eq!(p.peer, r.client);
-        assert_eq!((p.status, p.method.as_ref()), (302, "GET"));
-        assert_eq!(p.time, Some(1_596_348_082.0));
-        assert!(p.user_agent.contains("compatible"), "{}", p.user_agent);
     }
 }

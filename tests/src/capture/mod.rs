@@ -4,11 +4,14 @@
 //! (`aim`: destination MAC and IP rewritten, checksums fixed), whatever VLAN
 //! tags, IPv6 extension headers or fragments it carries.
 
+pub mod access_log;
 mod aim;
 pub mod http;
 mod sides;
 
 pub use aim::{Aimed, Located, aim, locate};
+
+use crate::packet::{ETH_P_IPV4, ETH_P_IPV6};
 pub use sides::answers;
 
 use std::{
@@ -83,9 +86,6 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Vec<Frame>> {
     }
     Ok(out)
 }
-
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 
 fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 12];
@@ -165,13 +165,12 @@ pub fn prepare(
     let mut sources = HashSet::new();
     let ethernet: Vec<Option<Vec<u8>>> = frames.iter().map(to_ethernet).collect();
     let answers = answers(ethernet.iter().map(|e| e.as_deref()));
-    let timed: Vec<(Duration, Vec<u8>)> = frames
+    let timed = frames
         .iter()
         .zip(&ethernet)
-        .filter_map(|(f, e)| Some((f.time, e.clone()?)))
-        .collect();
+        .filter_map(|(f, e)| Some((f.time, e.as_deref()?)));
     let mut out = Prepared {
-        requests: http::requests(&timed),
+        requests: http::requests(timed),
         ..Prepared::default()
     };
     for ((f, eth), answer) in frames.iter().zip(ethernet).zip(answers) {

@@ -14,13 +14,8 @@ use std::{
     net::IpAddr,
 };
 
-use super::aim::locate;
+use super::aim::{ICMP, ICMPV6, TCP, UDP, locate};
 use crate::packet::{TCP_ACK, TCP_SYN};
-
-const ICMP: u8 = 1;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMPV6: u8 = 58;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct End {
@@ -53,33 +48,22 @@ struct Packet {
 
 fn packet(frame: &[u8]) -> Option<Packet> {
     let at = locate(frame)?;
-    let ports = |l4: usize| {
-        let h = frame.get(l4..l4 + 4)?;
-        Some((
-            u16::from_be_bytes([h[0], h[1]]),
-            u16::from_be_bytes([h[2], h[3]]),
-        ))
-    };
-    let (sport, dport, opens, error) = match (at.proto, at.l4) {
-        (TCP, Some(l4)) => {
-            let (s, d) = ports(l4)?;
+    let (sport, dport, opens, error) = match (at.proto, at.l4, at.ports(frame)) {
+        (TCP, Some(l4), Some((s, d))) => {
             let flags = *frame.get(l4 + 13)?;
             (s, d, flags & (TCP_SYN | TCP_ACK) == TCP_SYN, false)
         }
-        (UDP, Some(l4)) => {
-            let (s, d) = ports(l4)?;
-            (s, d, false, false)
-        }
+        (UDP, _, Some((s, d))) => (s, d, false, false),
         // Destination unreachable, source quench, redirect, time exceeded,
         // parameter problem.
-        (ICMP, Some(l4)) => (
+        (ICMP, Some(l4), _) => (
             0,
             0,
             false,
             matches!(frame.get(l4).copied(), Some(3 | 4 | 5 | 11 | 12)),
         ),
         // Unreachable, packet too big, time exceeded, parameter problem.
-        (ICMPV6, Some(l4)) => (0, 0, false, matches!(frame.get(l4).copied(), Some(1..=4))),
+        (ICMPV6, Some(l4), _) => (0, 0, false, matches!(frame.get(l4).copied(), Some(1..=4))),
         _ => (0, 0, false, false),
     };
     let sender = End {

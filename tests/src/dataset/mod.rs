@@ -179,13 +179,7 @@ pub fn role(address: &str, scenario: &Scenario) -> &'static str {
         // Neighbour discovery, duplicate address detection and router
         // solicitations of the lab's hosts: on the link, as the agent's
         // per-source model sees them (not scored).
-        a if a.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
-            std::net::IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
-            std::net::IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_unspecified(),
-        }) =>
-        {
-            "neighbor"
-        }
+        a if a.parse().is_ok_and(ensuresec_agent::ml::runner::on_link) => "neighbor",
         _ => "spoofed",
     }
 }
