@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ensuresec_common::import::Format;
 
-use crate::{config::Mode, pins::DEFAULT_PIN_DIR};
+use crate::{commands::ImportFormat, config::Mode, pins::DEFAULT_PIN_DIR};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +17,11 @@ pub struct Cli {
     /// Where ensuresec pins its maps and links.
     #[arg(long, global = true, env = "ENSURESEC_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
+
+    /// Where the journal is (default: the agent's `agent.state_dir` for
+    /// these pins, else /var/lib/ensuresec).
+    #[arg(long, global = true, env = "ENSURESEC_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -54,6 +58,8 @@ pub enum Command {
     /// The agent's automatic decisions (bans, throttles, budgets, alerts).
     #[command(subcommand)]
     Decisions(DecisionsCommand),
+    /// What the agent decided and operators changed, oldest first.
+    Journal(JournalArgs),
     /// Run the agent: attach, expire entries, detect and mitigate, serve metrics.
     Run {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
@@ -89,11 +95,15 @@ pub enum BlockCommand {
     Rm { target: String },
     /// List blocks with reason, time added and time left.
     List(OutputArgs),
+    /// The operator's blocks as JSON, with reasons, times added and
+    /// expiries (`block import --format json` reads it back).
+    Export,
     /// Block every entry of a list file, all or nothing.
     Import {
         file: PathBuf,
+        /// plain, netset, spamhaus, or json (`block export`'s output).
         #[arg(long, value_parser = parse_format)]
-        format: Format,
+        format: ImportFormat,
         #[arg(long)]
         ttl: Option<String>,
         #[arg(long)]
@@ -101,7 +111,7 @@ pub enum BlockCommand {
     },
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
+fn parse_format(s: &str) -> Result<ImportFormat, String> {
     s.parse()
 }
 
@@ -121,4 +131,23 @@ pub enum DecisionsCommand {
     List(OutputArgs),
     /// Lift a decision: ADDR for a source, ADDR:PORT/PROTO for a destination.
     Rm { target: String },
+}
+
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Entries from then on: a time ago (`2h`, `3d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Entries about this address, or a prefix overlapping it (its
+    /// networks' and destinations' entries included).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Entries of this detector.
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// The newest this many.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }

@@ -38,3 +38,31 @@ pub fn remaining(expires_at_ns: u64, now_ns: u64) -> Option<Duration> {
 pub fn rfc3339(unix_secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
 }
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The wall-clock time (ms) of a `CLOCK_MONOTONIC` instant, so that an
+/// expiry outlives a reboot (the monotonic clock starts again at zero).
+pub fn wall_ms_of_mono(ns: u64) -> u64 {
+    let (mono, wall) = (mono_ns() as i128, unix_ms() as i128 * 1_000_000);
+    ((wall + ns as i128 - mono).max(0) / 1_000_000) as u64
+}
+
+/// The `CLOCK_MONOTONIC` instant of a wall-clock time (ms); `None` once it
+/// has passed.
+pub fn mono_of_wall_ms(ms: u64) -> Option<u64> {
+    let (mono, wall) = (mono_ns() as i128, unix_ms() as i128 * 1_000_000);
+    let at = mono + ms as i128 * 1_000_000 - wall;
+    (at > mono).then_some(at as u64)
+}
+
+/// RFC 3339 rendering of a Unix time in milliseconds.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+}

@@ -92,12 +92,44 @@ pub struct AgentConfig {
     /// How often expired entries are removed from the maps and gauges refreshed.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
+    /// The journal and what else must outlive a reboot.
+    pub state_dir: PathBuf,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             sweep_interval: Duration::from_secs(10),
+            state_dir: crate::journal::DEFAULT_STATE_DIR.into(),
+        }
+    }
+}
+
+/// The journal's retention.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Entries older than this are removed.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// The oldest entries go while the database is larger than this.
+    pub max_size_mb: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            max_size_mb: 1024,
+        }
+    }
+}
+
+impl JournalConfig {
+    pub fn retention(&self) -> crate::journal::retention::Retention {
+        crate::journal::retention::Retention {
+            max_age: self.retention,
+            max_bytes: self.max_size_mb << 20,
         }
     }
 }
@@ -119,6 +151,7 @@ pub struct Config {
     pub allowlist: AllowlistConfig,
     pub port_policy: PortPolicyConfig,
     pub agent: AgentConfig,
+    pub journal: JournalConfig,
     pub detect: DetectSection,
     pub protect: Vec<ProtectConfig>,
     pub ml: MlSection,
@@ -163,7 +196,21 @@ impl Config {
             path: path.to_path_buf(),
             why,
         };
-        let raw: Config = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        let mut raw: Config = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        if raw.app.state_dir.is_none() {
+            raw.app.state_dir = Some(raw.agent.state_dir.clone());
+        }
+        if raw.journal.max_size_mb == 0 {
+            return Err(fail(
+                "journal.max_size_mb = 0: the journal needs room".into(),
+            ));
+        }
+        if raw.agent.state_dir.as_os_str().is_empty() || raw.agent.state_dir.is_relative() {
+            return Err(fail(format!(
+                "agent.state_dir = `{}` must be an absolute path",
+                raw.agent.state_dir.display()
+            )));
+        }
         for (what, value) in [
             ("maps.exact_v4", raw.maps.exact_v4),
             ("maps.exact_v6", raw.maps.exact_v6),
@@ -286,6 +333,9 @@ mod tests {
             ("[agent]\nsweep_interval = \"often\"", "often"),
             ("[metrics]\nlisten = \"localhost\"", "listen"),
             ("maps = 3", "maps"),
+            ("[journal]\nmax_size_mb = 0", "max_size_mb"),
+            ("[journal]\nretention = \"forever\"", "forever"),
+            ("[agent]\nstate_dir = \"var/lib\"", "absolute"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");

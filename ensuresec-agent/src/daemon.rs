@@ -28,11 +28,14 @@ use crate::{
     detect::{engine::Engine, kernel, metrics::DetectMetrics},
     ebpf,
     edit::Op,
+    journal::{AGENT, CONFIG, Entry, Kind},
     metrics::{self, AgentMetrics, ListSnapshot},
     ml::{metrics::MlMetrics, runner::Runner},
     pins::{AgentLock, PinDir},
-    store::Store,
+    recover::startup::{self, MapsAtStart},
+    store::{EditSummary, Store},
 };
+use serde_json::json;
 
 pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
@@ -45,7 +48,7 @@ pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
 }
 
 /// Makes the config's allowlist the set of config-owned allow entries.
-fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
+fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<EditSummary> {
     let w = store.write()?;
     let wanted: HashSet<Target> = config.allowlist.iter().copied().collect();
     let now_secs = clock::unix_secs();
@@ -73,7 +76,7 @@ fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<()> {
         removed = summary.removed,
         "allowlist from the config applied"
     );
-    Ok(())
+    Ok(summary)
 }
 
 fn apply_port_policy(store: &Store, config: &Validated) -> Result<()> {
@@ -173,7 +176,7 @@ async fn start_app(
             dropped.inc();
         }
     });
-    let key = app.section.state_dir.join("app.key");
+    let key = app.state_dir().join("app.key");
     let hasher = Hasher::load_or_create(&key)?;
     let pipeline = Arc::new(Mutex::new(Pipeline::new(
         app.clone(),
@@ -204,8 +207,22 @@ async fn start_app(
 async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     // Held until the agent ends: a second agent, or a detach, is refused meanwhile.
     let _claim = AgentLock::claim(&pins)?;
+    let state_dir = config.raw.agent.state_dir.clone();
+    let mut journal = startup::open_journal(&state_dir);
+    let maps_at_start = startup::examine_maps(&pins)?;
+    if let MapsAtStart::Replaced(why) = &maps_at_start {
+        tracing::warn!(%why, "the pinned maps have another layout (an upgrade): made anew, the desired state restored from the journal");
+    }
     let mut bpf = ebpf::load(&pins, &config.raw.maps)?;
     let store = Arc::new(Store::open(&pins)?);
+    if let Some(j) = journal.as_mut()
+        && let Err(e) = startup::bring_back(&store, j, &maps_at_start)
+    {
+        tracing::error!(error = %e, "could not bring the desired state back from the journal");
+    }
+    if let Err(e) = crate::state_file::write(&pins.state_dir_file(), &state_dir) {
+        tracing::warn!(error = %e, "could not record the state directory for the CLI");
+    }
     if store.capacities.exact_v4 != config.raw.maps.exact_v4
         || store.capacities.cidr_v4 != config.raw.maps.cidr_v4
     {
@@ -215,10 +232,35 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
             "the pinned maps keep the sizes they were created with; detach every interface to resize"
         );
     }
-    reconcile_allowlist(&store, &config)?;
+    let allow_changes = reconcile_allowlist(&store, &config)?;
     apply_port_policy(&store, &config)?;
     let snapshot = Arc::new(Mutex::new(ListSnapshot::default()));
     let (registry, metrics) = metrics::registry(store.clone(), snapshot.clone())?;
+    let stop_journal = Arc::new(AtomicBool::new(false));
+    let (journal_sink, journal_thread) = match journal {
+        Some(j) => {
+            let (sink, thread) = startup::start_journal(
+                j,
+                config.raw.journal.retention(),
+                &registry,
+                store.clone(),
+                &stop_journal,
+            )?;
+            sink.entry(Entry::now(Kind::AgentStart, AGENT).detail(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "maps": format!("{maps_at_start:?}"),
+            })));
+            if allow_changes.added + allow_changes.removed > 0 {
+                sink.entry(Entry::now(Kind::ConfigAllow, CONFIG).detail(json!({
+                    "entries": config.allowlist.len(),
+                    "added": allow_changes.added,
+                    "removed": allow_changes.removed,
+                })));
+            }
+            (Some(sink), Some(thread))
+        }
+        None => (None, None),
+    };
     metrics
         .port_policy_enabled
         .set(config.raw.port_policy.enabled as i64);
@@ -239,6 +281,9 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     let mut events_server = None;
     if network || config.app.enabled() {
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
+        if let Some(sink) = &journal_sink {
+            engine = engine.with_listener(crate::journal::outcomes::listener(sink.clone()));
+        }
         if config.app.enabled() {
             let (engine_with_app, server) =
                 start_app(engine, &config, &registry, &stop_detect, &mut threads).await?;
@@ -337,6 +382,14 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     stop_detect.store(true, Ordering::Relaxed);
     for handle in threads {
         let _ = handle.join();
+    }
+    // Last: what the engine decided before it stopped is written.
+    if let Some(sink) = journal_sink {
+        sink.entry(Entry::now(Kind::AgentStop, AGENT));
+    }
+    stop_journal.store(true, Ordering::Relaxed);
+    if let Some(t) = journal_thread {
+        let _ = t.join();
     }
     Ok(())
 }

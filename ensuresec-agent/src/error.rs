@@ -46,6 +46,8 @@ pub enum Error {
     Trie(#[from] TrieError),
     #[error(transparent)]
     Port(#[from] PortError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     #[error("{0} is not on the {1}")]
     NotListed(String, &'static str),
     #[error("{0} is allowlisted by the config file; remove it there")]

@@ -57,6 +57,12 @@ impl PinDir {
         PathBuf::from(RUN_DIR).join(format!("{name}.pid"))
     }
 
+    /// Where the agent records its state directory, for the CLI (in
+    /// `RUN_DIR`, beside the pid file).
+    pub fn state_dir_file(&self) -> PathBuf {
+        self.pid_file().with_extension("state-dir")
+    }
+
     /// Whether the maps exist, i.e. ensuresec was attached or the agent ran.
     pub fn has_maps(&self) -> bool {
         self.maps().is_dir()

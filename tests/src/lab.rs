@@ -303,14 +303,21 @@ impl Lab {
         format!("http://[{}]{path}", self.storefront.v6)
     }
 
-    /// `ensuresec ARGS` on the storefront, against the lab's pin directory.
+    /// The agent's state directory (its journal) in this lab.
+    pub fn state_dir(&self) -> PathBuf {
+        self.workdir.join("state")
+    }
+
+    /// `ensuresec ARGS` on the storefront, against the lab's pin directory
+    /// and journal.
     pub fn ensuresec_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = self
             .storefront
             .ns
             .nsenter(&ensuresec_bin().display().to_string());
         cmd.args(args)
-            .env("ENSURESEC_PIN_DIR", self.pins.pins.root());
+            .env("ENSURESEC_PIN_DIR", self.pins.pins.root())
+            .env("ENSURESEC_STATE_DIR", self.state_dir());
         cmd
     }
 
@@ -331,7 +338,8 @@ impl Lab {
         std::fs::write(
             &path,
             format!(
-                "[[interface]]\nname = \"{STOREFRONT_IFACE}\"\n\n[agent]\nsweep_interval = \"500ms\"\n\n{extra}"
+                "[[interface]]\nname = \"{STOREFRONT_IFACE}\"\n\n[agent]\nsweep_interval = \"500ms\"\nstate_dir = \"{}\"\n\n{extra}",
+                self.state_dir().display()
             ),
         )?;
         Ok(path)
@@ -449,7 +457,8 @@ impl Solo {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = self.ns.nsenter(&ensuresec_bin().display().to_string());
         cmd.args(args)
-            .env("ENSURESEC_PIN_DIR", self.pins.pins.root());
+            .env("ENSURESEC_PIN_DIR", self.pins.pins.root())
+            .env("ENSURESEC_STATE_DIR", self.workdir.join("state"));
         cmd
     }
 

@@ -115,6 +115,9 @@ enum Bench {
     Xdp,
     /// Time and peak RSS of importing a 1M-line blocklist.
     Import,
+    /// Journal: decisions written per second, and an agent restoring 1M
+    /// blocks, 10k prefixes and 1k decisions into new maps.
+    Journal,
     /// Every lab scenario at full rate: time-to-mitigate, shoppers, agent cost.
     Detect,
     /// Anomaly model: vectors/s on one core at batch 1, 64, 256, and the
@@ -254,6 +257,7 @@ fn main() -> Result<()> {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
                 Bench::Import => "bench-import",
+                Bench::Journal => "bench-journal",
                 Bench::Detect => "bench-detect",
                 Bench::Ml => "bench-ml",
                 Bench::Logs => "bench-logs",

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use ensuresec_common::{decisions::DecisionKey, ttl::format_remaining};
+use ensuresec_common::{
+    decisions::{DecisionKey, DecisionRecord, SCOPE_SOURCE},
+    ttl::format_remaining,
+};
 use serde::Serialize;
 
 use crate::{
@@ -16,10 +19,16 @@ use crate::{
         decide::{self, action_name, detector_name},
         evidence,
     },
+    journal::{Entry, Kind, StateChange},
     output,
     pins::PinDir,
-    store::{Store, decisions::DecisionTarget},
+    store::{
+        Store,
+        decisions::{DecisionTarget, key_addr},
+    },
 };
+
+use super::operator::OperatorLog;
 
 #[derive(Serialize)]
 pub struct DecisionRow {
@@ -159,13 +168,33 @@ fn parse_target(store: &Store, target: &str) -> Result<DecisionKey> {
     Ok(target.parse::<DecisionTarget>().map_err(|e| anyhow!(e))?.0)
 }
 
-pub fn rm(pins: &PinDir, target: &str) -> Result<()> {
+/// The journal's entry for a decision an operator lifted, and the state it
+/// leaves (no decision; for a source, no strikes either).
+pub fn lifted_by_hand(
+    log: &OperatorLog,
+    key: &DecisionKey,
+    record: &DecisionRecord,
+) -> (Entry, Vec<StateChange>) {
+    let target = DecisionTarget(*key);
+    let mut entry = log.entry(Kind::DecisionRm, target);
+    entry.detector = Some(detector_name(record.detector).to_string());
+    entry.action = Some(action_name(record.action).to_string());
+    let mut changes = vec![StateChange::DecisionGone(target.to_string())];
+    if key.scope == SCOPE_SOURCE {
+        changes.push(StateChange::OffenderGone(key_addr(&key.addr).to_string()));
+    }
+    (entry, changes)
+}
+
+pub fn rm(pins: &PinDir, log: &mut OperatorLog, target: &str) -> Result<()> {
     let store = Store::open(pins)?;
     let key = parse_target(&store, target)?;
     let record = store
         .decision(&key)?
         .ok_or_else(|| anyhow!("no automatic decision on {target}"))?;
     decide::lift(&store.write()?, &key, &record, decide::Lift::ByHand)?;
+    let (entry, changes) = lifted_by_hand(log, &key, &record);
+    log.record(&[entry], &changes);
     println!(
         "lifted the {} on {target} ({})",
         action_name(record.action),

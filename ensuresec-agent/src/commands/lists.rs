@@ -1,25 +1,26 @@
 //! `ensuresec block ...` and `ensuresec allow ...`: they work on the pinned maps,
 //! so they need no agent.
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use ensuresec_common::{
     decisions::DecisionKey,
     entry::Target,
-    import::{self, Format},
-    maps::{
-        FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BAN, FLAG_BLOCK, FLAGS_BLOCKING, REASON_TEXT_MAX,
-    },
+    maps::{FLAG_ALLOW, FLAG_ALLOW_FROM_CONFIG, FLAG_BAN, FLAG_BLOCK, FLAGS_BLOCKING},
     ttl::{format_remaining, parse_ttl},
 };
 use serde::Serialize;
 
+use serde_json::json;
+
+use super::operator::{OperatorLog, list_change};
 use crate::{
     cli::OutputFormat,
     clock,
     detect::decide::{self, Lift, detector_name},
     edit::Op,
+    journal::Kind,
     output,
     pins::PinDir,
     store::{Listed, Reasons, Store, Writer, decisions::DecisionTarget, validate_reason},
@@ -48,6 +49,7 @@ fn intern(w: &Writer, reasons: &mut Reasons, text: Option<&str>) -> Result<u32> 
 
 pub fn block_add(
     pins: &PinDir,
+    log: &mut OperatorLog,
     target: &str,
     ttl: Option<&str>,
     reason: Option<&str>,
@@ -67,6 +69,12 @@ pub fn block_add(
         now_secs: clock::unix_secs(),
     };
     w.edit(&[(target, op)])?;
+    let change = list_change(&store, &reasons, &target)?;
+    let entry = log.entry(Kind::Block, target).detail(json!({
+        "ttl": ttl.map(format_remaining),
+        "reason": reason,
+    }));
+    log.record(&[entry], &[change]);
     let until = ttl.map_or("until removed".to_string(), |t| {
         format!("for {}", format_remaining(t))
     });
@@ -91,17 +99,23 @@ fn warn_if_allowlisted(store: &Store, target: &Target) -> Result<()> {
 
 /// Removes the operator's block and lifts the agent's ban of the target, if
 /// any, as `decisions rm` would: the operator has the last word.
-pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
+pub fn block_rm(pins: &PinDir, log: &mut OperatorLog, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
     let w = store.write()?;
     let flags = w.entries_for(&target)?.map_or(0, |e| e.flags);
+    let (mut entries, mut changes) = (Vec::new(), Vec::new());
     if flags & FLAG_BAN != 0
         && let Some(addr) = target.addr()
     {
         let key = DecisionTarget::source(addr).0;
         match w.decision(&key)? {
-            Some(record) => decide::lift(&w, &key, &record, Lift::ByHand)?,
+            Some(record) => {
+                decide::lift(&w, &key, &record, Lift::ByHand)?;
+                let (entry, lifted) = super::decisions::lifted_by_hand(log, &key, &record);
+                entries.push(entry);
+                changes.extend(lifted);
+            }
             None => {
                 w.edit(&[(target, Op::Unban)])?;
             }
@@ -110,97 +124,38 @@ pub fn block_rm(pins: &PinDir, target: &str) -> Result<()> {
     }
     if flags & FLAG_BLOCK != 0 || flags & FLAG_BAN == 0 {
         w.edit(&[(target, Op::Unblock)])?;
+        entries.push(log.entry(Kind::Unblock, target));
         println!("unblocked {target}");
     }
+    changes.push(list_change(&store, &w.reasons()?, &target)?);
+    log.record(&entries, &changes);
     Ok(())
 }
 
-pub fn allow_add(pins: &PinDir, target: &str) -> Result<()> {
+pub fn allow_add(pins: &PinDir, log: &mut OperatorLog, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
     let op = Op::Allow {
         from_config: false,
         now_secs: clock::unix_secs(),
     };
-    store.write()?.edit(&[(target, op)])?;
+    let w = store.write()?;
+    w.edit(&[(target, op)])?;
+    let change = list_change(&store, &w.reasons()?, &target)?;
+    log.record(&[log.entry(Kind::Allow, target)], &[change]);
     println!("allowlisted {target}");
     Ok(())
 }
 
-pub fn allow_rm(pins: &PinDir, target: &str) -> Result<()> {
+pub fn allow_rm(pins: &PinDir, log: &mut OperatorLog, target: &str) -> Result<()> {
     let target = parse_target(target)?;
     let store = Store::open(pins)?;
-    store.write()?.edit(&[(target, Op::Unallow)])?;
+    let w = store.write()?;
+    w.edit(&[(target, Op::Unallow)])?;
+    let change = list_change(&store, &w.reasons()?, &target)?;
+    log.record(&[log.entry(Kind::Unallow, target)], &[change]);
     println!("removed {target} from the allowlist");
     Ok(())
-}
-
-pub fn import(
-    pins: &PinDir,
-    file: &Path,
-    format: Format,
-    ttl: Option<&str>,
-    reason: Option<&str>,
-) -> Result<()> {
-    let ttl = parse_opt_ttl(ttl)?;
-    if let Some(r) = reason {
-        validate_reason(r)?;
-    }
-    let store = Store::open(pins)?;
-    let caps = store.capacities;
-    let room = [caps.exact_v4, caps.exact_v6, caps.cidr_v4, caps.cidr_v6]
-        .iter()
-        .map(|c| *c as usize)
-        .sum();
-    let reader = std::fs::File::open(file)
-        .map(std::io::BufReader::new)
-        .with_context(|| format!("reading {}", file.display()))?;
-    let entries = import::parse_reader(&file.display().to_string(), reader, format, room)?;
-    let lines = entries.len();
-    let w = store.write()?;
-    let mut reasons = w.reasons()?;
-    let shared_reason = intern(&w, &mut reasons, reason)?;
-    let expires_at_ns = clock::expiry_for(ttl);
-    let now_secs = clock::unix_secs();
-    let mut edits = Vec::with_capacity(lines);
-    for e in entries.into_iter().rev() {
-        let reason_id = match (e.label, reason) {
-            (Some(label), None) => {
-                let text = format!("{format} {label}");
-                intern(&w, &mut reasons, Some(truncate(&text, REASON_TEXT_MAX)))?
-            }
-            _ => shared_reason,
-        };
-        let op = Op::Block {
-            expires_at_ns,
-            reason_id,
-            now_secs,
-        };
-        edits.push((e.target, op));
-    }
-    // A target listed twice keeps its last line (first in this reversed order).
-    edits.sort_by_key(|(t, _)| *t);
-    edits.dedup_by_key(|(t, _)| *t);
-    let summary = w.edit(&edits)?;
-    println!(
-        "imported {} entries from {} ({} new, {} updated, {} duplicate lines)",
-        edits.len(),
-        file.display(),
-        summary.added,
-        summary.changed,
-        lines - edits.len(),
-    );
-    Ok(())
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a
-/// character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// One row of `block list` / `allow list -o json`.
@@ -323,18 +278,4 @@ pub fn list(pins: &PinDir, which: Which, format: OutputFormat) -> Result<()> {
     }
     output::print(format, &rows, table);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn truncation_counts_bytes_and_keeps_characters_whole() {
-        let label = format!("spamhaus {}", "é".repeat(40));
-        let cut = truncate(&label, 63);
-        assert!(cut.len() <= 63 && cut.len() >= 62, "{}", cut.len());
-        assert!(label.starts_with(cut));
-        assert_eq!(truncate("short", 63), "short");
-    }
 }

@@ -2,10 +2,16 @@
 
 mod attach;
 mod decisions;
+mod import;
+mod journal;
 mod lists;
+pub mod operator;
 pub mod status;
 
 use anyhow::Result;
+
+pub use import::{Exported, ImportFormat};
+use operator::OperatorLog;
 
 use crate::{
     cli::{AllowCommand, BlockCommand, Cli, Command, DecisionsCommand},
@@ -17,6 +23,9 @@ pub use status::{Status, gather as gather_status};
 pub fn run(cli: Cli) -> Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
     crate::require_root()?;
+    let state_dir = operator::state_dir(&pins, cli.state_dir.as_deref());
+    // Opened by the commands that change something, and only then.
+    let log = || OperatorLog::open(&state_dir);
     match cli.command {
         Command::Attach {
             iface,
@@ -24,29 +33,48 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
         } => attach::attach(&pins, &iface, mode, config.as_deref()),
         Command::Detach { iface, keep_maps } => attach::detach(&pins, &iface, keep_maps),
-        Command::Status(out) => status::print(&pins, out.output),
+        Command::Status(out) => status::print(&pins, &state_dir, out.output),
         Command::Block(BlockCommand::Add {
             target,
             ttl,
             reason,
-        }) => lists::block_add(&pins, &target, ttl.as_deref(), reason.as_deref()),
-        Command::Block(BlockCommand::Rm { target }) => lists::block_rm(&pins, &target),
+        }) => lists::block_add(
+            &pins,
+            &mut log(),
+            &target,
+            ttl.as_deref(),
+            reason.as_deref(),
+        ),
+        Command::Block(BlockCommand::Rm { target }) => lists::block_rm(&pins, &mut log(), &target),
         Command::Block(BlockCommand::List(out)) => {
             lists::list(&pins, lists::Which::Block, out.output)
         }
+        Command::Block(BlockCommand::Export) => import::export(&pins),
         Command::Block(BlockCommand::Import {
             file,
             format,
             ttl,
             reason,
-        }) => lists::import(&pins, &file, format, ttl.as_deref(), reason.as_deref()),
-        Command::Allow(AllowCommand::Add { target }) => lists::allow_add(&pins, &target),
-        Command::Allow(AllowCommand::Rm { target }) => lists::allow_rm(&pins, &target),
+        }) => import::import(
+            &pins,
+            &mut log(),
+            &file,
+            format,
+            ttl.as_deref(),
+            reason.as_deref(),
+        ),
+        Command::Allow(AllowCommand::Add { target }) => {
+            lists::allow_add(&pins, &mut log(), &target)
+        }
+        Command::Allow(AllowCommand::Rm { target }) => lists::allow_rm(&pins, &mut log(), &target),
         Command::Allow(AllowCommand::List(out)) => {
             lists::list(&pins, lists::Which::Allow, out.output)
         }
         Command::Decisions(DecisionsCommand::List(out)) => decisions::list(&pins, out.output),
-        Command::Decisions(DecisionsCommand::Rm { target }) => decisions::rm(&pins, &target),
+        Command::Decisions(DecisionsCommand::Rm { target }) => {
+            decisions::rm(&pins, &mut log(), &target)
+        }
+        Command::Journal(args) => journal::show(&state_dir, &args),
         Command::Run { config } => crate::daemon::run(&pins, &config),
     }
 }

@@ -40,6 +40,50 @@ pub struct Status {
     /// Trip events the kernel sent the agent, and those it had no room for.
     pub events_sent: u64,
     pub events_dropped: u64,
+    /// The journal the desired state is restored from (`None` when there is
+    /// none yet in the state directory).
+    pub journal: Option<JournalStatus>,
+}
+
+#[derive(Serialize)]
+pub struct JournalStatus {
+    pub path: String,
+    pub bytes: u64,
+    pub entries: u64,
+    /// The newest entry's time (RFC 3339).
+    pub last_entry_at: Option<String>,
+    /// Why it could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+fn journal_status(state_dir: &std::path::Path) -> Option<JournalStatus> {
+    use crate::journal::{Journal, query::Filter};
+    let path = Journal::path_in(state_dir);
+    let read = || -> crate::error::Result<Option<JournalStatus>> {
+        let Some(j) = Journal::open_read_only(state_dir)? else {
+            return Ok(None);
+        };
+        let newest = j.entries(&Filter {
+            limit: Some(1),
+            ..Default::default()
+        })?;
+        Ok(Some(JournalStatus {
+            path: path.display().to_string(),
+            bytes: j.size_bytes(),
+            entries: j.count()?,
+            last_entry_at: newest.first().map(|r| clock::rfc3339_ms(r.entry.at_ms)),
+            error: None,
+        }))
+    };
+    read().unwrap_or_else(|e| {
+        Some(JournalStatus {
+            path: path.display().to_string(),
+            bytes: 0,
+            entries: 0,
+            last_entry_at: None,
+            error: Some(e.to_string()),
+        })
+    })
 }
 
 #[derive(Serialize)]
@@ -173,6 +217,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
     Ok(Status {
         events_sent,
         events_dropped,
+        journal: None,
         detection: store.detect_config()?.enabled != 0,
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
@@ -229,8 +274,9 @@ fn describe_model(m: &MlState) -> String {
     }
 }
 
-pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
-    let s = gather(pins)?;
+pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -> Result<()> {
+    let mut s = gather(pins)?;
+    s.journal = journal_status(state_dir);
     if format == OutputFormat::Json {
         output::print(format, &s, Vec::new());
         return Ok(());
@@ -241,6 +287,20 @@ pub fn print(pins: &PinDir, format: OutputFormat) -> Result<()> {
         None => {
             println!("agent: not running (the filter works without it; TTLs expire in the kernel)")
         }
+    }
+    match &s.journal {
+        Some(JournalStatus { error: Some(e), .. }) => println!("journal: {e}"),
+        Some(j) => println!(
+            "journal: {} ({} entries, {:.1} MiB, newest {})",
+            j.path,
+            j.entries,
+            j.bytes as f64 / (1u64 << 20) as f64,
+            j.last_entry_at.as_deref().unwrap_or("-")
+        ),
+        None => println!(
+            "journal: none in {} (the agent creates it; nothing survives a reboot without it)",
+            state_dir.display()
+        ),
     }
     println!();
     let mut rows = vec![vec![

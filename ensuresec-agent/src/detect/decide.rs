@@ -139,6 +139,41 @@ pub fn apply(
     Ok(record)
 }
 
+/// Puts a recorded decision back into new maps (a restore after a reboot or
+/// an upgrade): the record, then its kernel side, as `apply` writes them.
+pub fn restore(store: &Writer, key: &DecisionKey, record: &DecisionRecord) -> Result<()> {
+    let ttl =
+        std::time::Duration::from_nanos(record.expires_at_ns.saturating_sub(clock::mono_ns()));
+    let plan = match Action::from_id(record.action) {
+        Some(Action::Ban) => Plan::Ban { ttl },
+        Some(Action::Throttle) => Plan::Throttle {
+            pps: record.rate,
+            limit: record.limit_classes,
+            drop: record.drop_classes,
+            ttl,
+        },
+        Some(Action::Budget) => Plan::Budget {
+            pps: record.rate,
+            drop: record.drop_classes,
+            ttl,
+        },
+        Some(Action::Alert) => Plan::Alert { ttl },
+        None => {
+            return Err(Error::NotListed(
+                format!("action {}", record.action),
+                "actions this build knows",
+            ));
+        }
+    };
+    store.set_decision(key, record)?;
+    if let Err(e) = enforce(store, key, record, plan) {
+        unenforce(store, key, record).ok();
+        store.remove_decision(key).ok();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// What a ban on a source or source network lists.
 fn list_target(key: &DecisionKey) -> Result<Target> {
     DecisionTarget(*key).list_target().ok_or_else(|| {
@@ -154,7 +189,8 @@ fn enforce(store: &Writer, key: &DecisionKey, record: &DecisionRecord, plan: Pla
     match plan {
         Plan::Ban { .. } => {
             let target = list_target(key)?;
-            let now_secs = clock::unix_secs();
+            // The decision's own time: a restored ban keeps when it began.
+            let now_secs = record.created_secs;
             store.edit(&[(
                 target,
                 Op::Ban {

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod inbox;
 pub mod kernel;
 pub mod metrics;
+pub mod outcome;
 pub mod plan;
 pub mod rules;
 pub mod settings;

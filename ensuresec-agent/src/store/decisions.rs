@@ -188,6 +188,10 @@ impl Store {
     pub fn offender(&self, addr: &AddrKey) -> Result<Option<Offender>> {
         self.offenders.get(addr)
     }
+
+    pub fn offenders(&self) -> Result<Vec<(AddrKey, Offender)>> {
+        self.offenders.dump()
+    }
 }
 
 impl Writer<'_> {

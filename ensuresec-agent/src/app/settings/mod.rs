@@ -59,6 +59,14 @@ fn host_key(host: &str) -> String {
 }
 
 impl AppSettings {
+    /// Where read positions and the hashing key are kept.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.section
+            .state_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(crate::journal::DEFAULT_STATE_DIR))
+    }
+
     pub fn validate(
         section: &AppSection,
         storefronts: &[StorefrontConfig],

@@ -43,8 +43,9 @@ pub struct AppSection {
     pub trusted_proxies: Vec<String>,
     /// IPv6 clients are counted and banned by this prefix.
     pub ipv6_prefix: u8,
-    /// Read positions and the hashing key; kept across reboots.
-    pub state_dir: PathBuf,
+    /// Read positions and the hashing key; kept across reboots. Defaults to
+    /// `agent.state_dir`.
+    pub state_dir: Option<PathBuf>,
     /// A POST to one of these paths answered with a failure status is a
     /// failed login.
     pub login_paths: Vec<String>,
@@ -66,7 +67,7 @@ impl Default for AppSection {
         Self {
             trusted_proxies: Vec::new(),
             ipv6_prefix: 64,
-            state_dir: "/var/lib/ensuresec".into(),
+            state_dir: None,
             login_paths: [
                 "/login",
                 "/account/login",

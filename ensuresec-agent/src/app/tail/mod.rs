@@ -61,7 +61,7 @@ impl Tailer {
         };
         Self {
             followers,
-            positions: Positions::load(&settings.section.state_dir),
+            positions: Positions::load(settings.state_dir()),
             inotify,
             watched: HashMap::new(),
         }

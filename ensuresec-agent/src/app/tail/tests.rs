@@ -40,7 +40,7 @@ fn fixture_following(name: &str, start_at: StartAt, max_line: usize, follow: Fol
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("access.log");
     let section = AppSection {
-        state_dir: dir.join("state"),
+        state_dir: Some(dir.join("state")),
         start_at,
         max_line,
         follow,

@@ -13,6 +13,7 @@ use crate::{
         app_evidence::AppEvidence,
         decide::{self, covers},
         detector::{Action, DetectorConfig},
+        outcome::AppContext,
         plan::{Plan, plan},
         rules::Detection,
         settings::DetectSettings,
@@ -138,12 +139,16 @@ impl Engine {
             file.record(target.to_string(), evidence);
         }
         self.log_decision(
-            &target.to_string(),
-            &detection,
+            &target,
             &plan,
             &record,
             Layer::App,
             f.origin.read_at_ns,
+            Some(AppContext {
+                storefront: f.storefront.clone(),
+                evidence: f.evidence.clone(),
+                accounts: f.accounts.iter().map(|a| a.to_string()).collect(),
+            }),
         );
         Ok(())
     }

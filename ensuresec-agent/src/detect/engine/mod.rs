@@ -42,6 +42,7 @@ use super::{
     inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
+    outcome::Outcomes,
     plan::plan,
     rules::{self, Detection, Gates},
     settings::DetectSettings,
@@ -83,6 +84,8 @@ pub struct Engine {
     app_evidence: Option<super::app_evidence::EvidenceFile>,
     /// Each destination's normal rate of unsolicited answers.
     baselines: Baselines,
+    /// Who follows the decisions (the journal).
+    outcomes: Outcomes,
 }
 
 impl Engine {
@@ -107,6 +110,7 @@ impl Engine {
             storefront_ids: HashMap::new(),
             app_evidence: None,
             baselines: Baselines::default(),
+            outcomes: Outcomes::default(),
         })
     }
 
@@ -123,6 +127,12 @@ impl Engine {
         if let Err(e) = self.intern_storefronts(storefronts) {
             tracing::warn!(error = %e, "could not record the storefronts' names yet; retried at their first decision");
         }
+        self
+    }
+
+    /// Tells `listener` every decision made and every one that expires.
+    pub fn with_listener(mut self, listener: super::outcome::Listener) -> Self {
+        self.outcomes.subscribe(listener);
         self
     }
 

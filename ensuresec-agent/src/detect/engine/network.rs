@@ -110,12 +110,12 @@ impl Engine {
             first_seen_ns,
         )?;
         self.log_decision(
-            &source.to_string(),
-            detection,
+            &DecisionTarget(key),
             &plan,
             &record,
             Layer::of(detection.detector),
             record.first_seen_ns,
+            None,
         );
         Ok(())
     }
@@ -199,12 +199,12 @@ impl Engine {
         }
         let record = decide::apply(&self.store.write()?, &key, detection, plan, 0, began_ns)?;
         self.log_decision(
-            &DecisionTarget(key).to_string(),
-            detection,
+            &DecisionTarget(key),
             &plan,
             &record,
             Layer::of(detection.detector),
             record.first_seen_ns,
+            None,
         );
         Ok(())
     }

@@ -4,10 +4,13 @@
 use ensuresec_common::decisions::{DecisionRecord, Detector};
 
 use super::Engine;
-use crate::detect::{
-    decide::{self, action_name},
-    plan::Plan,
-    rules::Detection,
+use crate::{
+    detect::{
+        decide::{self, action_name},
+        outcome::{AppContext, Outcome},
+        plan::Plan,
+    },
+    store::decisions::DecisionTarget,
 };
 
 /// Where a detection came from, for the time-to-mitigate histogram.
@@ -37,15 +40,16 @@ impl Layer {
 }
 
 impl Engine {
-    /// Logs a decision; an enforced one is timed from `since_ns`.
+    /// Logs a decision and tells its followers; an enforced one is timed
+    /// from `since_ns`.
     pub(super) fn log_decision(
         &self,
-        target: &str,
-        d: &Detection,
+        target: &DecisionTarget,
         plan: &Plan,
         record: &DecisionRecord,
         layer: Layer,
         since_ns: u64,
+        app: Option<AppContext>,
     ) {
         let seconds = record.decided_ns.saturating_sub(since_ns) as f64 / 1e9;
         if plan.enforced() {
@@ -54,15 +58,26 @@ impl Engine {
                 .with_label_values(&[layer.name()])
                 .observe(seconds);
         }
+        let (does, evidence) = (
+            decide::describe_action(record),
+            decide::describe_evidence(record),
+        );
         tracing::warn!(
-            target,
-            detector = d.detector.name(),
+            target = %target,
+            detector = decide::detector_name(record.detector),
             action = action_name(record.action),
-            does = %decide::describe_action(record),
-            evidence = %decide::describe_evidence(record),
+            does = %does,
+            evidence = %evidence,
             strikes = record.strikes,
             time_to_mitigate_s = seconds,
             "decision"
         );
+        self.outcomes.publish(Outcome::Decided {
+            target: *target,
+            record: *record,
+            does,
+            evidence,
+            app,
+        });
     }
 }

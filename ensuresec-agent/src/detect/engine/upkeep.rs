@@ -12,8 +12,9 @@ use ensuresec_common::{
 use super::Engine;
 use crate::{
     clock,
-    detect::{decide, rules::Detection, sockets},
+    detect::{decide, outcome::Outcome, rules::Detection, sockets},
     error::{Error, Result},
+    store::decisions::DecisionTarget,
 };
 
 impl Engine {
@@ -127,8 +128,12 @@ impl Engine {
                     .store
                     .write()
                     .and_then(|w| decide::lift(&w, &key, &record, decide::Lift::Expired));
-                if let Err(e) = lifted {
-                    tracing::error!(error = %e, "lifting an expired decision");
+                match lifted {
+                    Ok(()) => self.outcomes.publish(Outcome::Expired {
+                        target: DecisionTarget(key),
+                        record,
+                    }),
+                    Err(e) => tracing::error!(error = %e, "lifting an expired decision"),
                 }
             } else {
                 active[(record.action as usize).min(Recorded::COUNT)] += 1;

@@ -1,0 +1,103 @@
+//! The journal's tables. `user_version` names the schema; a database from
+//! a later build is refused rather than misread.
+
+use rusqlite::Connection;
+
+use super::JournalError;
+
+pub const VERSION: i64 = 1;
+
+const V1: &str = "
+-- What happened, in order: decisions, lifts, expiries, operators' changes,
+-- the agent's own restores and reconciliations.
+CREATE TABLE journal (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    -- 'agent', 'config', or the user who ran the command.
+    actor TEXT NOT NULL,
+    target TEXT,
+    -- The target's first and last address (16 bytes, IPv4 mapped), to find
+    -- every entry that covers an address.
+    lo BLOB,
+    hi BLOB,
+    detector TEXT,
+    action TEXT,
+    storefront TEXT,
+    operation INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX journal_at ON journal(at_ms);
+CREATE INDEX journal_lo ON journal(lo);
+
+-- An operator's command that changed many entries at once (an import).
+CREATE TABLE operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    command TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+-- What an operation found in place where it changed an entry, to undo it.
+CREATE TABLE operation_before (
+    operation INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    before TEXT NOT NULL,
+    PRIMARY KEY (operation, target)
+) WITHOUT ROWID;
+
+-- The desired state. The operator's part of each list entry (config
+-- allows come from the config; bans are decisions).
+CREATE TABLE list_state (
+    target TEXT PRIMARY KEY,
+    allow INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    -- Wall-clock ms; NULL blocks until removed.
+    block_expires_ms INTEGER,
+    reason TEXT,
+    added_secs INTEGER NOT NULL,
+    operation INTEGER
+) WITHOUT ROWID;
+CREATE INDEX list_state_operation ON list_state(operation);
+
+CREATE TABLE decision_state (
+    target TEXT PRIMARY KEY,
+    detector INTEGER NOT NULL,
+    action INTEGER NOT NULL,
+    strikes INTEGER NOT NULL,
+    rate INTEGER NOT NULL,
+    limit_classes INTEGER NOT NULL,
+    drop_classes INTEGER NOT NULL,
+    created_secs INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    decided_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    storefront TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE offender_state (
+    addr TEXT PRIMARY KEY,
+    strikes INTEGER NOT NULL,
+    last_secs INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Creates the tables in a new database, or checks an existing one's version.
+pub fn ensure(conn: &Connection) -> Result<(), JournalError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match version {
+        0 => {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(V1)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))?;
+            tx.commit()?;
+            Ok(())
+        }
+        VERSION => Ok(()),
+        other => Err(JournalError::Version {
+            found: other,
+            supported: VERSION,
+        }),
+    }
+}

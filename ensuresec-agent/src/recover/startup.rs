@@ -1,0 +1,152 @@
+//! The agent's start: the journal opened (a corrupt one moved aside), the
+//! pinned maps examined (none, ours, or another layout's), and the desired
+//! state brought back into new maps or the journal brought in line with
+//! maps that lived on.
+
+use std::{
+    path::Path,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use ensuresec_common::maps::MAP_CONTROL;
+use serde_json::json;
+
+use super::{reconcile, restore};
+use crate::{
+    error::{Error, Result},
+    journal::{
+        AGENT, Entry, Journal, Kind,
+        retention::Retention,
+        writer::{JournalMetrics, JournalSink},
+    },
+    pins::PinDir,
+    store::Store,
+};
+
+/// What the agent found pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapsAtStart {
+    /// No maps: the first start, or the first after a reboot.
+    New,
+    /// Maps of this build's layout, kept from before.
+    Kept,
+    /// Maps of another layout (an upgrade): unpinned, to be made anew.
+    Replaced(String),
+}
+
+/// Examines the pinned maps; maps of another layout are unpinned (the
+/// attached program keeps its own until it is replaced in place).
+pub fn examine_maps(pins: &PinDir) -> Result<MapsAtStart> {
+    if !pins.map(MAP_CONTROL).exists() {
+        return Ok(MapsAtStart::New);
+    }
+    match Store::open(pins) {
+        Ok(_) => Ok(MapsAtStart::Kept),
+        Err(Error::Layout { map, what }) => {
+            let why = format!("{map}: {what}");
+            let dir = pins.maps();
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io(format!("unpinning {}", entry.path().display()), e))?;
+            }
+            Ok(MapsAtStart::Replaced(why))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the journal; one that cannot be read is moved aside and
+/// journaled in the new one. `None` (logged) when there is no journal to
+/// be had: the agent enforces without one.
+pub fn open_journal(state_dir: &Path) -> Option<Journal> {
+    match Journal::open_checked(state_dir) {
+        Ok((mut journal, corrupt)) => {
+            if let Some(c) = corrupt {
+                tracing::error!(
+                    error = %c.error,
+                    moved_to = %c.moved_to.display(),
+                    "the journal could not be read; moved aside, starting a new one"
+                );
+                let entry = Entry::now(Kind::JournalReset, AGENT).detail(json!({
+                    "error": c.error,
+                    "moved_to": c.moved_to,
+                }));
+                if let Err(e) = journal.write(&[entry], &[]) {
+                    tracing::error!(error = %e, "writing to the new journal");
+                }
+            }
+            Some(journal)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no journal: decisions and changes are not recorded and a reboot loses them");
+            None
+        }
+    }
+}
+
+/// New maps get the journal's desired state; kept maps are the truth and
+/// the journal follows them.
+pub fn bring_back(store: &Store, journal: &mut Journal, maps: &MapsAtStart) -> Result<()> {
+    let started = std::time::Instant::now();
+    match maps {
+        MapsAtStart::New | MapsAtStart::Replaced(_) => {
+            let done = restore::restore(store, journal)?;
+            if done == restore::Restored::default() {
+                // A first start: nothing to bring back.
+                return Ok(());
+            }
+            let why = match maps {
+                MapsAtStart::Replaced(why) => format!("maps of another layout ({why})"),
+                _ => "no maps (first start or a reboot)".into(),
+            };
+            tracing::info!(
+                blocks = done.blocks,
+                allows = done.allows,
+                decisions = done.decisions,
+                offenders = done.offenders,
+                expired = done.expired,
+                failed = done.failed,
+                seconds = started.elapsed().as_secs_f64(),
+                "restored the desired state from the journal into new maps"
+            );
+            let entry = Entry::now(Kind::Restore, AGENT).detail(
+                json!({"why": why, "restored": done, "seconds": started.elapsed().as_secs_f64()}),
+            );
+            journal.write(&[entry], &[])?;
+        }
+        MapsAtStart::Kept => {
+            let (mut changes, entries) = reconcile::lists(store, journal)?;
+            changes.extend(reconcile::decisions(store, journal)?);
+            if !entries.is_empty() {
+                tracing::info!(
+                    differences = entries.len(),
+                    "the maps held list changes the journal did not (made while the agent was down): journaled"
+                );
+            }
+            journal.write(&entries, &changes)?;
+        }
+    }
+    Ok(())
+}
+
+/// How often the journal's copy of the decisions is compared with the maps
+/// (a lift by the CLI, a write the journal missed).
+const JOURNAL_SYNC: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the journal's thread, which also keeps the journal's decisions in
+/// line with the maps.
+pub fn start_journal(
+    journal: Journal,
+    retention: Retention,
+    registry: &prometheus::Registry,
+    store: Arc<Store>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(JournalSink, std::thread::JoinHandle<()>)> {
+    let metrics = JournalMetrics::register(registry)?;
+    let (writer, sink) = crate::journal::writer::start(journal, metrics, retention);
+    let sync: crate::journal::writer::Sync = Box::new(move |j| reconcile::decisions(&store, j));
+    let thread = writer.with_sync(sync, JOURNAL_SYNC).spawn(stop.clone());
+    Ok((sink, thread))
+}
