@@ -60,6 +60,14 @@ pub enum Command {
     Decisions(DecisionsCommand),
     /// What the agent decided and operators changed, oldest first.
     Journal(JournalArgs),
+    /// Why an address is treated as it is now, until when, and what lifts it.
+    Explain {
+        address: String,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Lift every decision a detector made since a time, or undo an import.
+    Rollback(RollbackArgs),
     /// Run the agent: attach, expire entries, detect and mitigate, serve metrics.
     Run {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
@@ -148,6 +156,24 @@ pub struct JournalArgs {
     /// The newest this many.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Lift the decisions in force this detector made...
+    #[arg(long, requires = "since", conflicts_with = "operation")]
+    pub detector: Option<String>,
+    /// ...since then: a time ago (`2h`) or an RFC 3339 time.
+    #[arg(long, requires = "detector")]
+    pub since: Option<String>,
+    /// Undo this import (its id is in `ensuresec journal`).
+    #[arg(long)]
+    pub operation: Option<i64>,
+    /// Show what would be lifted or undone, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }

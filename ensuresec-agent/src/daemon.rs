@@ -208,18 +208,19 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     // Held until the agent ends: a second agent, or a detach, is refused meanwhile.
     let _claim = AgentLock::claim(&pins)?;
     let state_dir = config.raw.agent.state_dir.clone();
-    let mut journal = startup::open_journal(&state_dir);
+    let journal = startup::open_journal(&state_dir);
     let maps_at_start = startup::examine_maps(&pins)?;
     if let MapsAtStart::Replaced(why) = &maps_at_start {
         tracing::warn!(%why, "the pinned maps have another layout (an upgrade): made anew, the desired state restored from the journal");
     }
     let mut bpf = ebpf::load(&pins, &config.raw.maps)?;
     let store = Arc::new(Store::open(&pins)?);
-    if let Some(j) = journal.as_mut()
-        && let Err(e) = startup::bring_back(&store, j, &maps_at_start)
-    {
-        tracing::error!(error = %e, "could not bring the desired state back from the journal");
-    }
+    let restored = journal.as_ref().and_then(|j| {
+        startup::restore_into_new(&store, j, &maps_at_start)
+            .map_err(|e| tracing::error!(error = %e, "could not restore the desired state from the journal"))
+            .ok()
+            .flatten()
+    });
     if let Err(e) = crate::state_file::write(&pins.state_dir_file(), &state_dir) {
         tracing::warn!(error = %e, "could not record the state directory for the CLI");
     }
@@ -244,8 +245,12 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
                 config.raw.journal.retention(),
                 &registry,
                 store.clone(),
+                &maps_at_start,
                 &stop_journal,
             )?;
+            if let Some(entry) = restored {
+                sink.entry(entry);
+            }
             sink.entry(Entry::now(Kind::AgentStart, AGENT).detail(json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "maps": format!("{maps_at_start:?}"),

@@ -20,6 +20,7 @@ pub mod ml;
 pub mod output;
 pub mod pins;
 pub mod recover;
+pub mod respond;
 pub mod state_file;
 pub mod store;
 pub mod sys;

@@ -148,3 +148,81 @@ fn export_and_import_round_trip_reasons_and_expiries() -> Result<()> {
     assert_eq!(rows(&run_as(&other, "x", &["block", "export"])?)?, before);
     Ok(())
 }
+
+#[test]
+fn rollback_of_an_import_removes_what_it_added_and_puts_back_what_it_replaced() -> Result<()> {
+    let solo = attached()?;
+    run_as(
+        &solo,
+        "alice",
+        &[
+            "block",
+            "add",
+            "203.0.113.5",
+            "--ttl",
+            "2h",
+            "--reason",
+            "before",
+        ],
+    )?;
+    let list = solo.file("feed.txt", "203.0.113.5\n203.0.113.6\n198.51.100.0/24\n")?;
+    run_as(
+        &solo,
+        "bob",
+        &[
+            "block", "import", &list, "--format", "plain", "--reason", "feed",
+        ],
+    )?;
+    // Changed by hand after the import: the later change wins.
+    run_as(
+        &solo,
+        "carol",
+        &["block", "add", "203.0.113.6", "--reason", "by hand"],
+    )?;
+    let all = rows(&run_as(&solo, "x", &["journal", "-o", "json"])?)?;
+    let op = all
+        .iter()
+        .find(|e| e["kind"] == "import")
+        .and_then(|e| e["operation"].as_i64())
+        .context("the import's operation")?
+        .to_string();
+    let dry = run_as(&solo, "x", &["rollback", "--operation", &op, "--dry-run"])?;
+    assert!(
+        dry.contains("1 blocks it added to remove, 1 it replaced to put back"),
+        "{dry}"
+    );
+    let blocks = |solo: &Solo| -> Result<Vec<(String, String)>> {
+        Ok(rows(&run_as(solo, "x", &["block", "list", "-o", "json"])?)?
+            .iter()
+            .map(|r| {
+                (
+                    r["entry"].as_str().unwrap().to_string(),
+                    r["reason"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect())
+    };
+    assert_eq!(blocks(&solo)?.len(), 3, "a dry run changes nothing");
+    run_as(&solo, "dave", &["rollback", "--operation", &op])?;
+    let after = blocks(&solo)?;
+    assert_eq!(
+        after,
+        [
+            ("203.0.113.5".to_string(), "before".to_string()),
+            ("203.0.113.6".to_string(), "by hand".to_string()),
+        ]
+    );
+    let listed = rows(&run_as(&solo, "x", &["block", "list", "-o", "json"])?)?;
+    let left = listed[0]["seconds_left"].as_u64().unwrap();
+    assert!((7100..=7200).contains(&left), "its own expiry back: {left}");
+    let again = run_as(&solo, "x", &["rollback", "--operation", &op])?;
+    assert!(
+        again.contains("0 blocks it added to remove, 0 it replaced"),
+        "{again}"
+    );
+    let (ok, _, err) = solo.run(&["rollback", "--operation", "999"])?;
+    assert!(!ok && err.contains("no operation 999"), "{err}");
+    let (ok, _, err) = solo.run(&["rollback", "--detector", "syn_flood"])?;
+    assert!(!ok && err.contains("--since"), "{err}");
+    Ok(())
+}

@@ -18,7 +18,7 @@ use super::operator::OperatorLog;
 use crate::{
     clock,
     edit::{self, Op},
-    journal::{Kind, StateChange, state::ListRow},
+    journal::{Kind, StateChange, operations::Before, state::ListRow},
     pins::PinDir,
     store::{Store, validate_reason},
 };
@@ -200,10 +200,25 @@ pub fn import(
             },
         ));
     }
-    let before: Vec<_> = edits
+    let before = entries_before(&w, &edits)?;
+    // What each entry held, to undo the import: its operator block, if any.
+    let held: Vec<(String, serde_json::Value)> = edits
         .iter()
-        .map(|(t, _)| w.entries_for(t))
-        .collect::<crate::error::Result<_>>()?;
+        .zip(&before)
+        .filter_map(|((t, _), was)| {
+            let was = was.filter(|e| e.flags & FLAG_BLOCK != 0)?;
+            let before = Before {
+                block_expires_ms: (was.expires_at_ns != 0)
+                    .then(|| clock::wall_ms_of_mono(was.expires_at_ns)),
+                reason: reasons.text(was.reason_id).map(str::to_string),
+                added_secs: was.added_at_secs,
+            };
+            Some((
+                t.to_string(),
+                serde_json::to_value(before).expect("serializable"),
+            ))
+        })
+        .collect();
     let summary = w.edit(&edits)?;
     println!(
         "imported {} entries from {} ({} new, {} updated, {} duplicate lines, {} expired)",
@@ -214,21 +229,62 @@ pub fn import(
         lines - before_expiry,
         expired,
     );
-    journal_import(log, file, format, &edits, &before, &wanted, &summary);
+    journal_import(
+        log,
+        &Imported {
+            file,
+            format,
+            edits: &edits,
+            before: &before,
+            wanted: &wanted,
+            summary: &summary,
+            held: &held,
+        },
+    );
     Ok(())
+}
+
+/// What each target of `edits` holds now. A large import reads every entry
+/// at once (one pass over the maps) rather than each target apart.
+fn entries_before(
+    store: &Store,
+    edits: &[(Target, Op)],
+) -> crate::error::Result<Vec<Option<ensuresec_common::maps::ListEntry>>> {
+    if edits.len() <= 64 {
+        return edits.iter().map(|(t, _)| store.entries_for(t)).collect();
+    }
+    let all: std::collections::HashMap<Target, ensuresec_common::maps::ListEntry> = store
+        .entries()?
+        .into_iter()
+        .map(|l| (l.target, l.entry))
+        .collect();
+    Ok(edits.iter().map(|(t, _)| all.get(t).copied()).collect())
 }
 
 /// One journal entry and one operation for the whole import; the desired
 /// state of every entry it set; what each held before, to undo it.
-fn journal_import(
-    log: &mut OperatorLog,
-    file: &Path,
+/// What an import did, for the journal.
+struct Imported<'a> {
+    file: &'a Path,
     format: ImportFormat,
-    edits: &[(Target, Op)],
-    before: &[Option<ensuresec_common::maps::ListEntry>],
-    wanted: &[Wanted],
-    summary: &crate::store::EditSummary,
-) {
+    edits: &'a [(Target, Op)],
+    before: &'a [Option<ensuresec_common::maps::ListEntry>],
+    wanted: &'a [Wanted],
+    summary: &'a crate::store::EditSummary,
+    /// What each entry held before, for `rollback --operation`.
+    held: &'a [(String, serde_json::Value)],
+}
+
+fn journal_import(log: &mut OperatorLog, done: &Imported) {
+    let Imported {
+        file,
+        format,
+        edits,
+        before,
+        wanted,
+        summary,
+        held,
+    } = *done;
     let detail = json!({
         "file": file.display().to_string(),
         "format": format.to_string(),
@@ -239,17 +295,10 @@ fn journal_import(
     let command = format!("block import {} --format {format}", file.display());
     let operation = log.operation(&command, &detail);
     let mut changes = Vec::with_capacity(edits.len());
-    let mut held = Vec::new();
     for (((target, op), was), want) in edits.iter().zip(before).zip(wanted) {
         let Ok(Some(after)) = edit::apply(target, *was, *op) else {
             continue;
         };
-        if let Some(was) = was.filter(|e| e.flags & FLAG_BLOCK != 0) {
-            held.push((
-                target.to_string(),
-                json!({"block_expires_ns": was.expires_at_ns, "reason_id": was.reason_id, "added_secs": was.added_at_secs}),
-            ));
-        }
         if let Some(mut row) = ListRow::of_entry(target.to_string(), &after, want.reason.clone()) {
             row.block_expires_ms = want.expires_ms;
             row.operation = operation;
@@ -257,7 +306,7 @@ fn journal_import(
         }
     }
     if let Some(op) = operation {
-        log.record_before(op, &held);
+        log.record_before(op, held);
     }
     let mut entry = log.entry(Kind::Import, file.display()).detail(detail);
     entry.target = None;

@@ -2,10 +2,12 @@
 
 mod attach;
 mod decisions;
+mod explain;
 mod import;
 mod journal;
 mod lists;
 pub mod operator;
+mod rollback;
 pub mod status;
 
 use anyhow::Result;
@@ -75,6 +77,8 @@ pub fn run(cli: Cli) -> Result<()> {
             decisions::rm(&pins, &mut log(), &target)
         }
         Command::Journal(args) => journal::show(&state_dir, &args),
+        Command::Explain { address, output } => explain::run(&pins, &state_dir, &address, output),
+        Command::Rollback(args) => rollback::run(&pins, &mut log(), &args),
         Command::Run { config } => crate::daemon::run(&pins, &config),
     }
 }

@@ -39,6 +39,11 @@ impl OperatorLog {
         }
     }
 
+    /// The journal, when it could be opened.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
     /// An entry by this operator, now.
     pub fn entry(&self, kind: Kind, target: impl std::fmt::Display) -> Entry {
         Entry::now(kind, self.actor.clone()).target(target)

@@ -16,13 +16,33 @@ pub enum Outcome {
         /// What it does and why, in words.
         does: String,
         evidence: String,
-        /// An application decision's storefront and findings.
-        app: Option<AppContext>,
+        /// Where the attack was aimed.
+        place: Place,
     },
     Expired {
         target: DecisionTarget,
         record: DecisionRecord,
     },
+}
+
+/// Where a decision's attack was aimed, as far as the detector knows.
+#[derive(Clone, Debug)]
+pub enum Place {
+    /// A storefront, named by the application detectors with their findings.
+    App(AppContext),
+    /// The address the source's traffic went to, or the destination decided on.
+    Address(std::net::IpAddr),
+    /// Not known (the host's socket table, the per-source model).
+    Unknown,
+}
+
+impl Place {
+    pub fn app(&self) -> Option<&AppContext> {
+        match self {
+            Place::App(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// What an application decision was made on, beyond its record.

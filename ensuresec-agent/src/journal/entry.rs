@@ -33,10 +33,12 @@ pub enum Kind {
     AgentStop,
     /// The journal was found unreadable at start and moved aside.
     JournalReset,
+    /// An operator undid a detector's decisions or an import at once.
+    Rollback,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Decision,
         Kind::Expiry,
         Kind::DecisionRm,
@@ -52,6 +54,7 @@ impl Kind {
         Kind::AgentStart,
         Kind::AgentStop,
         Kind::JournalReset,
+        Kind::Rollback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Kind {
             Kind::AgentStart => "agent_start",
             Kind::AgentStop => "agent_stop",
             Kind::JournalReset => "journal_reset",
+            Kind::Rollback => "rollback",
         }
     }
 }

@@ -6,6 +6,7 @@
 mod actor;
 mod entry;
 mod error;
+pub mod operations;
 pub mod outcomes;
 pub mod query;
 mod range;
@@ -78,15 +79,22 @@ impl Journal {
     fn prepare(conn: Connection, path: PathBuf) -> Result<Self, JournalError> {
         let named = |e| JournalError::open(&path, e);
         conn.busy_timeout(BUSY_TIMEOUT).map_err(named)?;
-        // Retention gives freed pages back to the file system. Set before
-        // WAL, or a new database keeps none (a no-op on an existing one).
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        // A journal in use is already set up: nothing here waits for its
+        // writers.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(named)?;
-        // WAL: readers (the CLI) never wait for the agent's writes; NORMAL
-        // sync loses at most the last transactions at a power cut, never
-        // the database.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(named)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Retention gives freed pages back to the file system. Set
+            // before WAL, or a new database keeps none.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(named)?;
+            // WAL: readers (the CLI) never wait for the agent's writes.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(named)?;
+        }
+        // NORMAL sync in WAL mode loses at most the last transactions at a
+        // power cut, never the database.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(named)?;
         // 32 MiB of page cache (the default is 2): the indexes of a busy

@@ -20,9 +20,10 @@ pub fn record(outcome: &Outcome) -> (Entry, Vec<StateChange>) {
             record,
             does,
             evidence,
-            app,
+            place,
         } => {
-            let storefront = app.as_ref().map(|a| a.storefront.to_string());
+            let app = place.app();
+            let storefront = app.map(|a| a.storefront.to_string());
             let expires_ms = clock::wall_ms_of_mono(record.expires_at_ns);
             let mut entry = Entry::now(Kind::Decision, AGENT)
                 .target(target)

@@ -3,7 +3,7 @@
 use rusqlite::{ToSql, types::Value};
 use serde::Serialize;
 
-use super::{Entry, Journal, JournalError, error::unreadable, range};
+use super::{Entry, Journal, JournalError, Kind, error::unreadable, range};
 
 /// Which entries to read.
 #[derive(Clone, Debug, Default)]
@@ -91,5 +91,24 @@ impl Journal {
             .conn
             .query_row("SELECT count(*) FROM journal", [], |r| r.get::<_, i64>(0))?
             as u64)
+    }
+}
+
+impl Journal {
+    /// The newest entry of one of `kinds` about exactly `target` (the same
+    /// address range: `10.0.0.1` and `10.0.0.1/32` are one).
+    pub fn latest_about(&self, target: &str, kinds: &[Kind]) -> Result<Option<Row>, JournalError> {
+        let Some((lo, hi)) = range::of(target) else {
+            return Ok(None);
+        };
+        let names: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.name())).collect();
+        let sql = format!(
+            "SELECT id, at_ms, kind, actor, target, detector, action, storefront, operation, detail FROM journal
+             WHERE lo = ?1 AND hi = ?2 AND kind IN ({}) ORDER BY id DESC LIMIT 1",
+            names.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query_map(rusqlite::params![lo.to_vec(), hi.to_vec()], row)?;
+        Ok(rows.next().transpose()?)
     }
 }

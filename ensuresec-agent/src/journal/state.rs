@@ -184,7 +184,7 @@ pub enum StateChange {
     OffenderGone(String),
 }
 
-fn list_row(r: &Row) -> rusqlite::Result<ListRow> {
+pub(super) fn list_row(r: &Row) -> rusqlite::Result<ListRow> {
     Ok(ListRow {
         target: r.get(0)?,
         allow: r.get(1)?,
@@ -196,7 +196,8 @@ fn list_row(r: &Row) -> rusqlite::Result<ListRow> {
     })
 }
 
-const LIST_COLUMNS: &str = "target, allow, block, block_expires_ms, reason, added_secs, operation";
+pub(super) const LIST_COLUMNS: &str =
+    "target, allow, block, block_expires_ms, reason, added_secs, operation";
 
 fn decision_row(r: &Row) -> rusqlite::Result<DecisionRow> {
     let evidence: String = r.get(11)?;

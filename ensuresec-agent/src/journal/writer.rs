@@ -113,12 +113,18 @@ impl JournalSink {
 /// `recover::reconcile`); called every `sync_every`.
 pub type Sync = Box<dyn FnMut(&Journal) -> Result<Vec<StateChange>, crate::error::Error> + Send>;
 
+/// Work the thread does once, first (a reconciliation that reads the whole
+/// maps and journal: off the agent's start).
+pub type Initial =
+    Box<dyn FnOnce(&Journal) -> Result<(Vec<Entry>, Vec<StateChange>), crate::error::Error> + Send>;
+
 pub struct Writer {
     journal: Journal,
     rx: Receiver<Record>,
     metrics: JournalMetrics,
     retention: Retention,
     sync: Option<(Sync, Duration)>,
+    initial: Option<Initial>,
 }
 
 /// The journal's thread and the sink that feeds it.
@@ -139,6 +145,7 @@ pub fn start(
             metrics,
             retention,
             sync: None,
+            initial: None,
         },
         sink,
     )
@@ -147,6 +154,11 @@ pub fn start(
 impl Writer {
     pub fn with_sync(mut self, sync: Sync, every: Duration) -> Self {
         self.sync = Some((sync, every));
+        self
+    }
+
+    pub fn with_initial(mut self, initial: Initial) -> Self {
+        self.initial = Some(initial);
         self
     }
 
@@ -166,6 +178,15 @@ impl Writer {
         let mut backoff = Duration::from_millis(500);
         let mut last_prune = Instant::now();
         let mut last_sync = Instant::now();
+        if let Some(initial) = self.initial.take() {
+            match initial(&self.journal) {
+                Ok((e, c)) => {
+                    entries.extend(e);
+                    changes.extend(c);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not compare the journal with the maps"),
+            }
+        }
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             let gone = match self.rx.recv_timeout(Duration::from_millis(100)) {

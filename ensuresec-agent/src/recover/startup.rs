@@ -17,7 +17,7 @@ use crate::{
     journal::{
         AGENT, Entry, Journal, Kind,
         retention::Retention,
-        writer::{JournalMetrics, JournalSink},
+        writer::{Initial, JournalMetrics, JournalSink},
     },
     pins::PinDir,
     store::Store,
@@ -86,49 +86,54 @@ pub fn open_journal(state_dir: &Path) -> Option<Journal> {
     }
 }
 
-/// New maps get the journal's desired state; kept maps are the truth and
-/// the journal follows them.
-pub fn bring_back(store: &Store, journal: &mut Journal, maps: &MapsAtStart) -> Result<()> {
+/// New maps get the journal's desired state now, before anything is
+/// attached; returns the journal entry that says so (`None` for maps kept
+/// from before, and for a first start with nothing to restore).
+pub fn restore_into_new(
+    store: &Store,
+    journal: &Journal,
+    maps: &MapsAtStart,
+) -> Result<Option<Entry>> {
+    let why = match maps {
+        MapsAtStart::Kept => return Ok(None),
+        MapsAtStart::Replaced(why) => format!("maps of another layout ({why})"),
+        MapsAtStart::New => "no maps (first start or a reboot)".into(),
+    };
     let started = std::time::Instant::now();
-    match maps {
-        MapsAtStart::New | MapsAtStart::Replaced(_) => {
-            let done = restore::restore(store, journal)?;
-            if done == restore::Restored::default() {
-                // A first start: nothing to bring back.
-                return Ok(());
-            }
-            let why = match maps {
-                MapsAtStart::Replaced(why) => format!("maps of another layout ({why})"),
-                _ => "no maps (first start or a reboot)".into(),
-            };
-            tracing::info!(
-                blocks = done.blocks,
-                allows = done.allows,
-                decisions = done.decisions,
-                offenders = done.offenders,
-                expired = done.expired,
-                failed = done.failed,
-                seconds = started.elapsed().as_secs_f64(),
-                "restored the desired state from the journal into new maps"
-            );
-            let entry = Entry::now(Kind::Restore, AGENT).detail(
-                json!({"why": why, "restored": done, "seconds": started.elapsed().as_secs_f64()}),
-            );
-            journal.write(&[entry], &[])?;
-        }
-        MapsAtStart::Kept => {
-            let (mut changes, entries) = reconcile::lists(store, journal)?;
-            changes.extend(reconcile::decisions(store, journal)?);
-            if !entries.is_empty() {
-                tracing::info!(
-                    differences = entries.len(),
-                    "the maps held list changes the journal did not (made while the agent was down): journaled"
-                );
-            }
-            journal.write(&entries, &changes)?;
-        }
+    let done = restore::restore(store, journal)?;
+    if done == restore::Restored::default() {
+        return Ok(None);
     }
-    Ok(())
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        blocks = done.blocks,
+        allows = done.allows,
+        decisions = done.decisions,
+        offenders = done.offenders,
+        expired = done.expired,
+        failed = done.failed,
+        seconds,
+        "restored the desired state from the journal into new maps"
+    );
+    Ok(Some(Entry::now(Kind::Restore, AGENT).detail(
+        json!({"why": why, "restored": done, "seconds": seconds}),
+    )))
+}
+
+/// Maps kept from before are the truth: the journal follows them (done by
+/// the journal's thread, first, since it reads every entry).
+fn reconcile_kept(store: Arc<Store>) -> Initial {
+    Box::new(move |journal| {
+        let (mut changes, entries) = reconcile::lists(&store, journal)?;
+        changes.extend(reconcile::decisions(&store, journal)?);
+        if !entries.is_empty() {
+            tracing::info!(
+                differences = entries.len(),
+                "the maps held list changes the journal did not (made while the agent was down): journaled"
+            );
+        }
+        Ok((entries, changes))
+    })
 }
 
 /// How often the journal's copy of the decisions is compared with the maps
@@ -142,10 +147,14 @@ pub fn start_journal(
     retention: Retention,
     registry: &prometheus::Registry,
     store: Arc<Store>,
+    maps: &MapsAtStart,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<(JournalSink, std::thread::JoinHandle<()>)> {
     let metrics = JournalMetrics::register(registry)?;
-    let (writer, sink) = crate::journal::writer::start(journal, metrics, retention);
+    let (mut writer, sink) = crate::journal::writer::start(journal, metrics, retention);
+    if *maps == MapsAtStart::Kept {
+        writer = writer.with_initial(reconcile_kept(store.clone()));
+    }
     let sync: crate::journal::writer::Sync = Box::new(move |j| reconcile::decisions(&store, j));
     let thread = writer.with_sync(sync, JOURNAL_SYNC).spawn(stop.clone());
     Ok((sink, thread))

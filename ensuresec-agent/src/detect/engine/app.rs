@@ -13,7 +13,7 @@ use crate::{
         app_evidence::AppEvidence,
         decide::{self, covers},
         detector::{Action, DetectorConfig},
-        outcome::AppContext,
+        outcome::{AppContext, Place},
         plan::{Plan, plan},
         rules::Detection,
         settings::DetectSettings,
@@ -144,7 +144,7 @@ impl Engine {
             &record,
             Layer::App,
             f.origin.read_at_ns,
-            Some(AppContext {
+            Place::App(AppContext {
                 storefront: f.storefront.clone(),
                 evidence: f.evidence.clone(),
                 accounts: f.accounts.iter().map(|a| a.to_string()).collect(),

@@ -42,7 +42,7 @@ use super::{
     inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
-    outcome::Outcomes,
+    outcome::{Outcomes, Place},
     plan::plan,
     rules::{self, Detection, Gates},
     settings::DetectSettings,

@@ -67,7 +67,7 @@ impl Engine {
                         top = %describe_top(subject, &f.top),
                         "anomaly model flagged a source"
                     );
-                    self.decide_source(&source, &detection, &detectors, f.first_seen_ns)
+                    self.decide_source(&source, &detection, &detectors, f.first_seen_ns, None)
                 }
                 Flagged::Destination { hot, ports } => {
                     tracing::debug!(

@@ -60,7 +60,7 @@ impl Engine {
             (found, stats.window.start_ns)
         };
         for d in found {
-            self.decide_source(&e.addr, &d, &detectors, began_ns)?;
+            self.decide_source(&e.addr, &d, &detectors, began_ns, Some(key_addr(&e.peer)))?;
         }
         Ok(())
     }
@@ -71,6 +71,7 @@ impl Engine {
         detection: &Detection,
         detectors: &Detectors,
         first_seen_ns: u64,
+        victim: Option<std::net::IpAddr>,
     ) -> Result<()> {
         self.metrics
             .detections
@@ -115,7 +116,7 @@ impl Engine {
             &record,
             Layer::of(detection.detector),
             record.first_seen_ns,
-            None,
+            victim.map_or(Place::Unknown, Place::Address),
         );
         Ok(())
     }
@@ -204,7 +205,7 @@ impl Engine {
             &record,
             Layer::of(detection.detector),
             record.first_seen_ns,
-            None,
+            Place::Address(key_addr(&dest.addr)),
         );
         Ok(())
     }

@@ -7,7 +7,7 @@ use super::Engine;
 use crate::{
     detect::{
         decide::{self, action_name},
-        outcome::{AppContext, Outcome},
+        outcome::{Outcome, Place},
         plan::Plan,
     },
     store::decisions::DecisionTarget,
@@ -49,7 +49,7 @@ impl Engine {
         record: &DecisionRecord,
         layer: Layer,
         since_ns: u64,
-        app: Option<AppContext>,
+        place: Place,
     ) {
         let seconds = record.decided_ns.saturating_sub(since_ns) as f64 / 1e9;
         if plan.enforced() {
@@ -77,7 +77,7 @@ impl Engine {
             record: *record,
             does,
             evidence,
-            app,
+            place,
         });
     }
 }

@@ -95,7 +95,7 @@ impl Engine {
                     .store
                     .source_stats(&self.geometry, &key, 0)?
                     .map_or(now, |s| s.total.first_seen_ns.min(now));
-                if let Err(e) = self.decide_source(&key, &detection, &detectors, first_seen) {
+                if let Err(e) = self.decide_source(&key, &detection, &detectors, first_seen, None) {
                     self.failed(&e, "deciding on a half-open flood");
                 }
             }

@@ -1,0 +1,12 @@
+//! Incidents: one per storefront and kind of attack while it lasts.
+
+mod kind;
+mod model;
+mod tracker;
+
+pub use kind::IncidentKind;
+pub use model::{Incident, State};
+pub use tracker::{Change, Observation, Tracker};
+
+#[cfg(test)]
+mod tests;
