@@ -68,6 +68,10 @@ pub enum Command {
     },
     /// Lift every decision a detector made since a time, or undo an import.
     Rollback(RollbackArgs),
+    /// Attacks grouped per storefront and kind, with what was done and who
+    /// was affected.
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
     /// Run the agent: attach, expire entries, detect and mitigate, serve metrics.
     Run {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
@@ -176,4 +180,56 @@ pub struct RollbackArgs {
     pub dry_run: bool,
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Incidents open or mitigating (with --all, resolved ones too).
+    List(IncidentsListArgs),
+    /// One incident in full.
+    Show {
+        id: i64,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// The accounts an incident affected, for the shop to notify its
+    /// customers.
+    Affected(AffectedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentsListArgs {
+    /// Resolved incidents too.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub storefront: Option<String>,
+    /// Incidents seen from then on: a time ago (`2h`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The newest this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AffectedArgs {
+    pub id: i64,
+    /// The shop's account names, one a line: each is hashed with the
+    /// agent's key and the affected ones are named (the list is not kept).
+    #[arg(long)]
+    pub accounts: Option<PathBuf>,
+    /// The agent's hashing key (default: app.key in the state directory).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t = AffectedFormat::Csv)]
+    pub output: AffectedFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AffectedFormat {
+    Csv,
+    Json,
 }

@@ -90,7 +90,7 @@ pub struct PortPolicyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// How often expired entries are removed from the maps and gauges refreshed.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration")]
     pub sweep_interval: Duration,
     /// The journal and what else must outlive a reboot.
     pub state_dir: PathBuf,
@@ -110,7 +110,7 @@ impl Default for AgentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Entries older than this are removed.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration")]
     pub retention: Duration,
     /// The oldest entries go while the database is larger than this.
     pub max_size_mb: u64,
@@ -152,6 +152,7 @@ pub struct Config {
     pub port_policy: PortPolicyConfig,
     pub agent: AgentConfig,
     pub journal: JournalConfig,
+    pub incidents: crate::respond::settings::IncidentsConfig,
     pub detect: DetectSection,
     pub protect: Vec<ProtectConfig>,
     pub ml: MlSection,
@@ -174,7 +175,8 @@ pub struct Validated {
     pub udp_ports: Vec<PortRange>,
 }
 
-mod humantime_serde_compat {
+/// A duration in humantime form (`90s`, `5m`), at least 100 ms.
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, de::Error};

@@ -284,10 +284,21 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         kernel::configure(&store, &config.detect)?;
     }
     let mut events_server = None;
+    let mut responder = None;
     if network || config.app.enabled() {
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
         if let Some(sink) = &journal_sink {
             engine = engine.with_listener(crate::journal::outcomes::listener(sink.clone()));
+            // Incidents live in the journal: without one there are none.
+            match crate::respond::start(&state_dir, &config, &registry, stop_journal.clone()) {
+                Ok((listener, thread)) => {
+                    engine = engine.with_listener(listener);
+                    responder = Some(thread);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "incidents are off: the responder could not start")
+                }
+            }
         }
         if config.app.enabled() {
             let (engine_with_app, server) =
@@ -393,6 +404,9 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         sink.entry(Entry::now(Kind::AgentStop, AGENT));
     }
     stop_journal.store(true, Ordering::Relaxed);
+    if let Some(t) = responder {
+        let _ = t.join();
+    }
     if let Some(t) = journal_thread {
         let _ = t.join();
     }

@@ -68,6 +68,16 @@ impl Target {
     }
 
     /// Whether `addr` falls under this target.
+    /// Bits of the prefix (32 or 128 for a single address).
+    pub fn prefix_len(&self) -> u8 {
+        match self {
+            Target::V4(_) => 32,
+            Target::V6(_) => 128,
+            Target::Net4(n) => n.prefix_len(),
+            Target::Net6(n) => n.prefix_len(),
+        }
+    }
+
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self, normalize_addr(addr)) {
             (Target::V4(a), IpAddr::V4(b)) => *a == b,

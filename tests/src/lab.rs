@@ -347,6 +347,12 @@ impl Lab {
 
     /// Starts `ensuresec run` on the storefront and waits for its metrics endpoint.
     pub fn start_agent(&self, config: &Path) -> Result<Agent> {
+        self.start_agent_within(config, Duration::from_secs(20))
+    }
+
+    /// The same, for an agent that may first wait for another writer (a
+    /// large import) to release the lists' lock.
+    pub fn start_agent_within(&self, config: &Path, within: Duration) -> Result<Agent> {
         let log = self.workdir.join(format!("{}.log", unique("agent")));
         let child = self
             .ensuresec_cmd(&["run", "--config"])
@@ -356,7 +362,7 @@ impl Lab {
             .spawn()
             .context("starting the agent")?;
         let agent = Agent { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + within;
         loop {
             if self.metrics().is_ok() {
                 return Ok(agent);

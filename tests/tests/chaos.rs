@@ -150,7 +150,9 @@ fn writers_and_killed_agents_leave_the_lists_and_the_kernel_in_agreement() -> Re
         || Ok(holds_flock(a).then_some(())),
     )?;
     agent.stop(libc::SIGKILL)?;
-    agent = lab.start_agent(&config)?;
+    // It starts once the import lets go of the lock (seconds for a million
+    // entries; longer in a debug build on a busy machine).
+    agent = lab.start_agent_within(&config, Duration::from_secs(120))?;
     // ...while it bans the flood...
     let flooder_addr = flooder.v4.to_string();
     eventually(Duration::from_secs(30), "the flood to be banned", || {

@@ -53,6 +53,18 @@ impl Hasher {
         Ok(Self::with_key(key))
     }
 
+    /// The installation's key from `path`, which must exist (the CLI never
+    /// makes one: it must hash as the agent did).
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                why: "no hashing key: the agent has not followed application logs or events with this state directory".into(),
+            });
+        }
+        Self::load_or_create(path)
+    }
+
     /// The installation's key from `path`, created (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> Result<Self> {
         let io = |what: &str, e| Error::io(format!("{what} the hashing key {}", path.display()), e);

@@ -4,6 +4,7 @@ mod attach;
 mod decisions;
 mod explain;
 mod import;
+mod incidents;
 mod journal;
 mod lists;
 pub mod operator;
@@ -79,6 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Journal(args) => journal::show(&state_dir, &args),
         Command::Explain { address, output } => explain::run(&pins, &state_dir, &address, output),
         Command::Rollback(args) => rollback::run(&pins, &mut log(), &args),
+        Command::Incidents(command) => incidents::run(&state_dir, &command),
         Command::Run { config } => crate::daemon::run(&pins, &config),
     }
 }

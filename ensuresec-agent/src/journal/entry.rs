@@ -35,10 +35,14 @@ pub enum Kind {
     JournalReset,
     /// An operator undid a detector's decisions or an import at once.
     Rollback,
+    /// An incident opened, was mitigated, resolved.
+    IncidentOpen,
+    IncidentMitigating,
+    IncidentResolved,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Decision,
         Kind::Expiry,
         Kind::DecisionRm,
@@ -55,6 +59,9 @@ impl Kind {
         Kind::AgentStop,
         Kind::JournalReset,
         Kind::Rollback,
+        Kind::IncidentOpen,
+        Kind::IncidentMitigating,
+        Kind::IncidentResolved,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +82,9 @@ impl Kind {
             Kind::AgentStop => "agent_stop",
             Kind::JournalReset => "journal_reset",
             Kind::Rollback => "rollback",
+            Kind::IncidentOpen => "incident_open",
+            Kind::IncidentMitigating => "incident_mitigating",
+            Kind::IncidentResolved => "incident_resolved",
         }
     }
 }

@@ -6,6 +6,7 @@
 mod actor;
 mod entry;
 mod error;
+pub mod incidents;
 pub mod operations;
 pub mod outcomes;
 pub mod query;

@@ -25,6 +25,10 @@ impl Journal {
         let mut removed =
             self.conn
                 .execute("DELETE FROM journal WHERE at_ms < ?1", [cutoff])? as u64;
+        self.conn.execute(
+            "DELETE FROM incidents WHERE state = 'resolved' AND last_seen_ms < ?1",
+            [cutoff],
+        )?;
         // Expired state is never restored: no need to keep it.
         self.conn.execute(
             "DELETE FROM list_state WHERE allow = 0 AND block_expires_ms IS NOT NULL AND block_expires_ms < ?1",

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use super::JournalError;
 
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const V1: &str = "
 -- What happened, in order: decisions, lifts, expiries, operators' changes,
@@ -83,13 +83,33 @@ CREATE TABLE offender_state (
 ) WITHOUT ROWID;
 ";
 
+const V2: &str = "
+-- Incidents: one per storefront and kind while an attack lasts. The
+-- incident itself is kept as JSON; the columns are what is searched.
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    storefront TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX incidents_state ON incidents(state);
+CREATE INDEX incidents_last_seen ON incidents(last_seen_ms);
+";
+
 /// Creates the tables in a new database, or checks an existing one's version.
 pub fn ensure(conn: &Connection) -> Result<(), JournalError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     match version {
-        0 => {
+        0 | 1 => {
+            // Each step in one transaction with the version that follows it.
             let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(V1)?;
+            if version == 0 {
+                tx.execute_batch(V1)?;
+            }
+            tx.execute_batch(V2)?;
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))?;
             tx.commit()?;
             Ok(())
@@ -99,5 +119,40 @@ pub fn ensure(conn: &Connection) -> Result<(), JournalError> {
             found: other,
             supported: VERSION,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_version_journal_gains_the_incidents_and_keeps_its_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+        conn.execute(
+            "INSERT INTO journal (at_ms, kind, actor, detail) VALUES (1, 'block', 'alice', '{}')",
+            [],
+        )
+        .unwrap();
+        ensure(&conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        let incidents: i64 = conn
+            .query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(incidents, 0);
+        conn.execute_batch("PRAGMA user_version = 9;").unwrap();
+        assert!(matches!(
+            ensure(&conn),
+            Err(JournalError::Version { found: 9, .. })
+        ));
     }
 }

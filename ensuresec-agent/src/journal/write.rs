@@ -2,9 +2,34 @@
 //! the journal never says a change happened without the state that
 //! followed, or the other way round.
 
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 
 use super::{Entry, Journal, JournalError, StateChange, range, state};
+
+/// Adds `entries` within the caller's transaction.
+pub(super) fn insert_entries(tx: &Transaction, entries: &[Entry]) -> Result<(), JournalError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO journal (at_ms, kind, actor, target, lo, hi, detector, action, storefront, operation, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for e in entries {
+        let range = e.target.as_deref().and_then(range::of);
+        insert.execute(params![
+            e.at_ms as i64,
+            e.kind.name(),
+            e.actor,
+            e.target,
+            range.map(|r| r.0.to_vec()),
+            range.map(|r| r.1.to_vec()),
+            e.detector,
+            e.action,
+            e.storefront,
+            e.operation,
+            e.detail.to_string(),
+        ])?;
+    }
+    Ok(())
+}
 
 impl Journal {
     /// Writes `entries` and `changes` in one transaction.
@@ -19,26 +44,7 @@ impl Journal {
             .transaction()
             .map_err(|e| JournalError::open(&path, e))?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (at_ms, kind, actor, target, lo, hi, detector, action, storefront, operation, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            for e in entries {
-                let range = e.target.as_deref().and_then(range::of);
-                insert.execute(params![
-                    e.at_ms as i64,
-                    e.kind.name(),
-                    e.actor,
-                    e.target,
-                    range.map(|r| r.0.to_vec()),
-                    range.map(|r| r.1.to_vec()),
-                    e.detector,
-                    e.action,
-                    e.storefront,
-                    e.operation,
-                    e.detail.to_string(),
-                ])?;
-            }
+            insert_entries(&tx, entries)?;
             for c in changes {
                 state::apply(&tx, c)?;
             }

@@ -36,8 +36,18 @@ impl Store {
         let root = self.pins().root();
         let file =
             File::open(root).map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
-        file.lock()
-            .map_err(|e| Error::io(format!("locking {}", root.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // An import of a million entries holds it for seconds.
+                tracing::info!(pins = %root.display(), "another writer holds the lists' lock: waiting for it");
+                file.lock()
+                    .map_err(|e| Error::io(format!("locking {}", root.display()), e))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", root.display()), e));
+            }
+        }
         let ours = self.control.id()?;
         let pinned = self.pins().map(MAP_CONTROL);
         let still_pinned = sys::obj_get(&pinned)

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc};
 
-use ensuresec_common::maps::REASON_TEXT_MAX;
+use ensuresec_common::{entry::Target, maps::REASON_TEXT_MAX};
 use ipnet::IpNet;
 
 mod sections;
@@ -41,6 +41,8 @@ pub struct AppSettings {
     pub storefronts: Vec<(Arc<str>, AppDetectors)>,
     /// Lower-cased host name to storefront.
     pub hosts: HashMap<String, usize>,
+    /// The addresses and prefixes each storefront is served on.
+    pub addresses: Vec<(Target, usize)>,
     pub logs: Vec<LogInput>,
     pub events: Option<EventsListener>,
     pub section: AppSection,
@@ -112,6 +114,7 @@ impl AppSettings {
         }
         let mut fronts = Vec::new();
         let mut hosts = HashMap::new();
+        let mut addresses = Vec::new();
         for (i, s) in storefronts.iter().enumerate() {
             if s.name.is_empty()
                 || s.name.len() > REASON_TEXT_MAX
@@ -126,7 +129,16 @@ impl AppSettings {
                 return Err(format!("storefront `{}` is listed twice", s.name));
             }
             fronts.push((Arc::from(s.name.as_str()), s.detectors()?));
+            for a in &s.addresses {
+                let target = a
+                    .parse::<Target>()
+                    .map_err(|e| format!("storefront {}: address `{a}`: {e}", s.name))?;
+                addresses.push((target, i));
+            }
             for h in &s.hosts {
+                if let Ok(ip) = host_key(h).parse::<std::net::IpAddr>() {
+                    addresses.push((Target::of_addr(ip), i));
+                }
                 if let Some(other) = hosts.insert(host_key(h), i) {
                     return Err(format!(
                         "host `{h}` belongs to storefronts `{}` and `{}`",
@@ -209,6 +221,7 @@ impl AppSettings {
             },
             storefronts: fronts,
             hosts,
+            addresses,
             logs: inputs,
             events,
             section: section.clone(),

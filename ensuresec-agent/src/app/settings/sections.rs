@@ -98,6 +98,10 @@ pub struct StorefrontConfig {
     /// a `storefront` of its own map each line by its Host).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// The addresses or prefixes it is served on: attacks on them are its
+    /// incidents. IP literals among `hosts` count too.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     pub http_flood: Option<AppDetectorOverride>,
     pub credential_stuffing: Option<AppDetectorOverride>,
     pub account_takeover: Option<AppDetectorOverride>,

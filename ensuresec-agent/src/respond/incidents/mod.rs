@@ -6,7 +6,7 @@ mod tracker;
 
 pub use kind::IncidentKind;
 pub use model::{Incident, State};
-pub use tracker::{Change, Observation, Tracker};
+pub use tracker::{Change, Key, Observation, Tracker};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ fn seen(
     Observation {
         storefront: storefront.into(),
         detector,
-        source: source.into(),
+        source: Some(source.into()),
         enforced,
         accounts: Vec::new(),
         evidence: format!("{} from {source}", detector.name()),

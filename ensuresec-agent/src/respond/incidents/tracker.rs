@@ -13,8 +13,9 @@ use super::{Incident, IncidentKind, State};
 pub struct Observation {
     pub storefront: String,
     pub detector: Detector,
-    /// The source or network decided on.
-    pub source: String,
+    /// The source or network decided on (none for a decision on a
+    /// destination or a storefront as a whole).
+    pub source: Option<String>,
     /// It drops or limits (not an alert).
     pub enforced: bool,
     /// Pseudonyms of the accounts involved.
@@ -34,8 +35,11 @@ pub enum Change {
     Resolved,
 }
 
+/// An incident's storefront and kind: one open incident each.
+pub type Key = (String, IncidentKind);
+
 pub struct Tracker {
-    open: HashMap<(String, IncidentKind), Incident>,
+    open: HashMap<Key, Incident>,
     quiet_ms: u64,
 }
 
@@ -50,6 +54,10 @@ impl Tracker {
         Tracker { open, quiet_ms }
     }
 
+    pub fn key_of(o: &Observation) -> Key {
+        (o.storefront.clone(), IncidentKind::of(o.detector))
+    }
+
     pub fn observe(&mut self, o: &Observation) -> (Change, &mut Incident) {
         let kind = IncidentKind::of(o.detector);
         let key = (o.storefront.clone(), kind);
@@ -60,7 +68,9 @@ impl Tracker {
         });
         incident.last_seen_ms = incident.last_seen_ms.max(o.at_ms);
         incident.detectors.insert(o.detector.name().to_string());
-        incident.add_source(&o.source);
+        if let Some(source) = &o.source {
+            incident.add_source(source);
+        }
         incident.decisions += 1;
         incident.add_evidence(&o.evidence);
         incident.add_accounts(&o.accounts, o.detector == Detector::AccountTakeover);
@@ -94,6 +104,10 @@ impl Tracker {
                 i
             })
             .collect()
+    }
+
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut Incident> {
+        self.open.get_mut(key)
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Incident> {

@@ -1,0 +1,235 @@
+//! The responder's thread: follows the engine's decisions over a bounded
+//! channel, groups them into incidents and writes each incident as it
+//! changes, with an entry for each step of its lifecycle, through a journal
+//! connection of its own. Never touches the maps.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use ensuresec_common::decisions::{Action, Detector};
+use serde_json::json;
+
+use super::{
+    incidents::{Change, Incident, Key, Observation, State, Tracker},
+    metrics::ResponderMetrics,
+    places::Places,
+    record,
+};
+use crate::{
+    clock,
+    detect::outcome::{Listener, Outcome},
+    journal::{AGENT, Entry, Journal, Kind},
+};
+
+/// Decisions waiting for the responder at most; past it they are counted
+/// and left out of incidents (the journal still has them).
+const CHANNEL: usize = 16_384;
+/// How often changed incidents are written and quiet ones resolved.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+pub struct Responder {
+    rx: Receiver<Outcome>,
+    tracker: Tracker,
+    places: Places,
+    journal: Journal,
+    metrics: ResponderMetrics,
+    /// Incidents changed since the last write, with the entries that tell
+    /// of their steps.
+    dirty: HashMap<Key, Vec<Entry>>,
+    /// Resolved incidents not written yet, with their steps.
+    resolved: Vec<(Incident, Vec<Entry>)>,
+}
+
+/// The engine's listener that feeds the responder; never blocks.
+pub fn listener(tx: SyncSender<Outcome>, metrics: ResponderMetrics) -> Listener {
+    Box::new(move |outcome| {
+        if matches!(outcome, Outcome::Decided { .. }) {
+            match tx.try_send(outcome.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => metrics.dropped.inc(),
+            }
+        }
+    })
+}
+
+impl Responder {
+    /// A responder that resumes the incidents `journal` holds open.
+    pub fn new(
+        journal: Journal,
+        places: Places,
+        quiet: Duration,
+        metrics: ResponderMetrics,
+    ) -> Result<(Self, SyncSender<Outcome>), crate::journal::JournalError> {
+        let resumed = record::unresolved(&journal)?;
+        for i in &resumed {
+            metrics.open.with_label_values(&[i.kind.name()]).inc();
+        }
+        let (tx, rx) = sync_channel(CHANNEL);
+        let responder = Responder {
+            rx,
+            tracker: Tracker::new(quiet.as_millis() as u64, resumed),
+            places,
+            journal,
+            metrics,
+            dirty: HashMap::new(),
+            resolved: Vec::new(),
+        };
+        Ok((responder, tx))
+    }
+
+    /// Runs until `stop` is set and what came is written.
+    pub fn spawn(mut self, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("ensuresec-respond".into())
+            .spawn(move || self.run(&stop))
+            .expect("spawning the responder thread")
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_flush = Instant::now();
+        loop {
+            let gone = match self.rx.recv_timeout(FLUSH_EVERY) {
+                Ok(outcome) => {
+                    self.observe(&outcome);
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                self.resolve_quiet(clock::unix_ms());
+                self.flush();
+                last_flush = Instant::now();
+            }
+            if gone || (stop.load(Ordering::Relaxed) && self.rx.try_recv().is_err()) {
+                // The incidents stay open for the next run to resume.
+                self.flush();
+                return;
+            }
+        }
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
+        let Some(o) = observation(outcome, &self.places) else {
+            return;
+        };
+        let key = Tracker::key_of(&o);
+        let (change, incident) = self.tracker.observe(&o);
+        let step = match change {
+            Change::Opened => {
+                self.metrics
+                    .opened
+                    .with_label_values(&[incident.kind.name()])
+                    .inc();
+                self.metrics
+                    .open
+                    .with_label_values(&[incident.kind.name()])
+                    .inc();
+                Some(step_entry(Kind::IncidentOpen, incident))
+            }
+            Change::Mitigating => Some(step_entry(Kind::IncidentMitigating, incident)),
+            Change::Updated | Change::Resolved => None,
+        };
+        let steps = self.dirty.entry(key).or_default();
+        steps.extend(step);
+    }
+
+    fn resolve_quiet(&mut self, now_ms: u64) {
+        for incident in self.tracker.tick(now_ms) {
+            self.metrics
+                .open
+                .with_label_values(&[incident.kind.name()])
+                .dec();
+            let key = (incident.storefront.clone(), incident.kind);
+            // Steps not written yet (an opening) go first.
+            let mut steps = self.dirty.remove(&key).unwrap_or_default();
+            steps.push(step_entry(Kind::IncidentResolved, &incident));
+            self.resolved.push((incident, steps));
+        }
+    }
+
+    /// Writes what changed; on failure (a full disk) it is kept and tried
+    /// again at the next flush.
+    fn flush(&mut self) {
+        if self.dirty.is_empty() && self.resolved.is_empty() {
+            return;
+        }
+        let keys: Vec<Key> = self.dirty.keys().cloned().collect();
+        let mut rows = Vec::with_capacity(keys.len() + self.resolved.len());
+        for key in &keys {
+            if let Some(i) = self.tracker.get_mut(key) {
+                rows.push((record::row(i), self.dirty[key].clone()));
+            }
+        }
+        for (i, steps) in &self.resolved {
+            rows.push((record::row(i), steps.clone()));
+        }
+        match self.journal.save_incidents(&mut rows) {
+            Ok(()) => {
+                for (key, (row, _)) in keys.iter().zip(&rows) {
+                    if let Some(i) = self.tracker.get_mut(key) {
+                        i.id = row.id;
+                    }
+                }
+                self.dirty.clear();
+                self.resolved.clear();
+            }
+            Err(e) => {
+                self.metrics.write_errors.inc();
+                tracing::warn!(error = %e, "could not write the incidents; trying again");
+            }
+        }
+    }
+}
+
+/// What incidents take from a decision.
+fn observation(outcome: &Outcome, places: &Places) -> Option<Observation> {
+    let Outcome::Decided {
+        target,
+        record,
+        evidence,
+        place,
+        ..
+    } = outcome
+    else {
+        return None;
+    };
+    let detector = Detector::from_id(record.detector)?;
+    let app = place.app();
+    Some(Observation {
+        storefront: places.storefront(place),
+        detector,
+        source: target.list_target().map(|t| t.to_string()),
+        enforced: Action::from_id(record.action) != Some(Action::Alert),
+        accounts: app.map(|a| a.accounts.clone()).unwrap_or_default(),
+        evidence: match app {
+            Some(a) => format!("{target}: {}", a.evidence),
+            None => format!("{target}: {evidence}"),
+        },
+        at_ms: clock::unix_ms(),
+    })
+}
+
+fn step_entry(kind: Kind, incident: &Incident) -> Entry {
+    let mut entry = Entry::now(kind, AGENT).detail(json!({
+        "kind": incident.kind.name(),
+        "severity": incident.severity,
+        "state": incident.state.name(),
+        "sources": incident.sources_total,
+        "decisions": incident.decisions,
+        "first_seen": clock::rfc3339_ms(incident.first_seen_ms),
+    }));
+    entry.storefront = Some(incident.storefront.clone());
+    if incident.state == State::Resolved {
+        entry.detail["resolved"] = clock::rfc3339_ms(clock::unix_ms()).into();
+    }
+    entry
+}

@@ -1,0 +1,158 @@
+//! Incidents: decisions of every layer grouped per storefront and kind,
+//! mitigating once enforced, resumed across an agent restart, resolved after
+//! the quiet period; the affected accounts exported for the shop.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use ensuresec_tests::{
+    lab::Lab,
+    shop::{STOREFRONT, ShopLab, curl},
+    wait::eventually,
+};
+use serde_json::Value;
+
+fn incidents(lab: &Lab, extra: &[&str]) -> Result<Vec<Value>> {
+    let mut args = vec!["incidents", "list", "-o", "json"];
+    args.extend(extra);
+    Ok(serde_json::from_str(&lab.ensuresec(&args)?)?)
+}
+
+fn one_of(lab: &Lab, kind: &str, extra: &[&str]) -> Result<Option<Value>> {
+    Ok(incidents(lab, extra)?
+        .into_iter()
+        .find(|i| i["kind"] == kind))
+}
+
+fn has(list: &Value, item: &str) -> bool {
+    list.as_array()
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(item)))
+}
+
+/// A flood and credential stuffing at one shop: two incidents of its own,
+/// mitigating; the stuffing's accounts exported by name from the shop's own
+/// list; after a restart, a new ban joins the open flood incident.
+#[test]
+fn attacks_on_a_shop_become_its_incidents_and_survive_a_restart() -> Result<()> {
+    let s = ShopLab::new(env!("CARGO_BIN_EXE_lab-shop"))?;
+    let lab = &s.lab;
+    let config = s.agent_config(
+        "[detect]\nspoof_safe = false\n\n[[protect]]\nprefix = \"10.77.0.0/16\"\n\n[incidents]\nquiet = \"1h\"\n",
+    )?;
+    let agent = lab.start_agent(&config)?;
+    let attacker = lab.attacker.v4.to_string();
+    lab.syn_flood(3000)?;
+    lab.wait_decision(&attacker, Duration::from_secs(5))?
+        .context("the flood banned")?;
+    let flood = eventually(Duration::from_secs(5), "a flood incident", || {
+        one_of(lab, "flood", &[])
+    })?;
+    assert_eq!(flood["storefront"], STOREFRONT, "{flood}");
+    assert_eq!(flood["state"], "mitigating", "{flood}");
+    assert_eq!(flood["severity"], "major");
+    assert!(has(&flood["sources"], &attacker), "{flood}");
+    assert!(has(&flood["detectors"], "syn_flood"), "{flood}");
+    let id = flood["id"].as_i64().context("an id")?;
+
+    // Credential stuffing, from another host of the lab.
+    let stuffer = lab.add_host("stuff", "10.77.9.9".parse()?, "fd77::9:9".parse()?)?;
+    for n in 1..=12 {
+        let status = curl(
+            &stuffer,
+            &s.url("/login"),
+            &["-d", &format!("user=customer{n}@lab.shop&pass=guess{n}")],
+        );
+        if status == 0 {
+            break;
+        }
+    }
+    let stuffing = eventually(Duration::from_secs(10), "a stuffing incident", || {
+        one_of(lab, "credential_stuffing", &[])
+    })?;
+    assert_eq!(stuffing["storefront"], STOREFRONT);
+    assert_eq!(stuffing["severity"], "critical");
+    let tried = stuffing["accounts_tried"].as_array().context("accounts")?;
+    assert!(tried.len() >= 4, "{stuffing}");
+    assert!(
+        !stuffing.to_string().contains("@lab.shop"),
+        "accounts only as pseudonyms: {stuffing}"
+    );
+    // The shop's list of its accounts (two that were not tried among them)
+    // names those affected.
+    let accounts = lab.workdir.join("accounts.txt");
+    let mut list: Vec<String> = (1..=12).map(|n| format!("customer{n}@lab.shop")).collect();
+    list.extend(["nobody@lab.shop".into(), "Customer1@Lab.Shop ".into()]);
+    std::fs::write(&accounts, list.join("\n"))?;
+    let key = s.dir.join("state/app.key");
+    let csv = lab.ensuresec(&[
+        "incidents",
+        "affected",
+        &stuffing["id"].to_string(),
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ])?;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "pseudonym,account,taken_over");
+    assert_eq!(lines.len(), tried.len() + 1, "{csv}");
+    assert!(csv.contains("customer1@lab.shop") || csv.contains("Customer1@Lab.Shop"));
+    assert!(!csv.contains("nobody@lab.shop"), "{csv}");
+    let show = lab.ensuresec(&["incidents", "show", &id.to_string()])?;
+    assert!(
+        show.contains("mitigating") && show.contains(&attacker),
+        "{show}"
+    );
+
+    // Restarted, the agent resumes the open flood incident.
+    drop(agent);
+    let _agent = lab.start_agent(&config)?;
+    lab.ensuresec(&["decisions", "rm", &attacker])?;
+    lab.syn_flood(3000)?;
+    lab.wait_decision(&attacker, Duration::from_secs(5))?
+        .context("banned again")?;
+    let again = eventually(Duration::from_secs(5), "the second ban counted", || {
+        Ok(one_of(lab, "flood", &[])?.filter(|i| i["decisions"].as_u64() >= Some(2)))
+    })?;
+    assert_eq!(again["id"].as_i64(), Some(id), "the same incident: {again}");
+    assert_eq!(incidents(lab, &[])?.len(), 2);
+    Ok(())
+}
+
+/// A storefront named by its addresses: a flood on it is its incident,
+/// resolved once quiet, each step in the journal.
+#[test]
+fn a_quiet_incident_is_resolved_and_its_steps_journaled() -> Result<()> {
+    let lab = Lab::new()?;
+    let config = lab.agent_config(&format!(
+        "[detect]\nspoof_safe = false\n\n[[protect]]\nprefix = \"10.77.0.0/16\"\n\n[incidents]\nquiet = \"2s\"\n\n[[storefront]]\nname = \"corner-shop\"\naddresses = [\"{}/32\"]\n",
+        lab.storefront.v4
+    ))?;
+    let _agent = lab.start_agent(&config)?;
+    lab.syn_flood(3000)?;
+    lab.wait_decision(&lab.attacker.v4.to_string(), Duration::from_secs(5))?
+        .context("the flood banned")?;
+    let open = eventually(Duration::from_secs(5), "the incident", || {
+        one_of(&lab, "flood", &["--all"])
+    })?;
+    assert_eq!(open["storefront"], "corner-shop", "{open}");
+    let id = open["id"].as_i64().unwrap();
+    let resolved = eventually(Duration::from_secs(15), "resolved", || {
+        Ok(one_of(&lab, "flood", &["--all"])?.filter(|i| i["state"] == "resolved"))
+    })?;
+    assert_eq!(resolved["id"].as_i64(), Some(id));
+    assert!(resolved["resolved_ms"].as_u64() >= resolved["last_seen_ms"].as_u64());
+    assert!(incidents(&lab, &[])?.is_empty(), "none open");
+    let journal: Vec<Value> = serde_json::from_str(&lab.ensuresec(&["journal", "-o", "json"])?)?;
+    let steps: Vec<&str> = journal
+        .iter()
+        .filter(|e| e["detail"]["incident"].as_i64() == Some(id))
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["incident_open", "incident_resolved"],
+        "opened already mitigating, then resolved"
+    );
+    Ok(())
+}
