@@ -165,6 +165,7 @@ async fn start_app(
     registry: &prometheus::Registry,
     stop: &Arc<AtomicBool>,
     threads: &mut Vec<std::thread::JoinHandle<()>>,
+    failsafe: &crate::detect::failsafe::Failsafe,
 ) -> Result<(Engine, Option<tokio::task::JoinHandle<()>>)> {
     let app = Arc::new(config.app.clone());
     // Bounded: a burst of findings cannot grow the agent; refusals are counted.
@@ -178,13 +179,10 @@ async fn start_app(
     });
     let key = app.state_dir().join("app.key");
     let hasher = Hasher::load_or_create(&key)?;
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        app.clone(),
-        hasher,
-        metrics.clone(),
-        TimeBase::Clock,
-        sink,
-    )));
+    let pipeline = Arc::new(Mutex::new(
+        Pipeline::new(app.clone(), hasher, metrics.clone(), TimeBase::Clock, sink)
+            .with_failsafe(failsafe),
+    ));
     if !app.logs.is_empty() {
         threads.push(Tailer::new(&app).spawn(pipeline.clone(), stop.clone()));
     }
@@ -285,14 +283,26 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     }
     let mut events_server = None;
     let mut responder = None;
+    let failsafe = crate::detect::failsafe::Failsafe::new(&config.app);
     if network || config.app.enabled() {
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
         if let Some(sink) = &journal_sink {
             engine = engine.with_listener(crate::journal::outcomes::listener(sink.clone()));
-            // Incidents live in the journal: without one there are none.
-            match crate::respond::start(&state_dir, &config, &registry, stop_journal.clone()) {
+            // Incidents live in the journal: without one there are none
+            // (and no fail-safe profile goes on).
+            let (commands, taken) = std::sync::mpsc::sync_channel(256);
+            let responding = crate::respond::Responding {
+                state_dir: &state_dir,
+                config: &config,
+                registry: &registry,
+                failsafe: failsafe.clone(),
+                commands,
+            };
+            match crate::respond::start(responding, stop_journal.clone()) {
                 Ok((listener, thread)) => {
-                    engine = engine.with_listener(listener);
+                    engine = engine
+                        .with_listener(listener)
+                        .with_failsafe(failsafe.clone(), taken);
                     responder = Some(thread);
                 }
                 Err(e) => {
@@ -301,8 +311,15 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
             }
         }
         if config.app.enabled() {
-            let (engine_with_app, server) =
-                start_app(engine, &config, &registry, &stop_detect, &mut threads).await?;
+            let (engine_with_app, server) = start_app(
+                engine,
+                &config,
+                &registry,
+                &stop_detect,
+                &mut threads,
+                &failsafe,
+            )
+            .await?;
             engine = engine_with_app;
             events_server = server;
         }

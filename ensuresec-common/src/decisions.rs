@@ -45,6 +45,9 @@ crate::named_enum! {
         /// The aggregate anomaly model: a destination's window, what all of
         /// its sources together sent, scored above the model's threshold.
         MlAggregate = 21 => "ml_aggregate",
+        /// A storefront's fail-safe profile while it is under attack: a
+        /// budget on its new connections (no detection of its own).
+        Failsafe = 22 => "failsafe",
     }
 }
 

@@ -156,3 +156,107 @@ fn a_quiet_incident_is_resolved_and_its_steps_journaled() -> Result<()> {
     );
     Ok(())
 }
+
+/// Two failed logins from a client: not stuffing on a quiet shop; under
+/// attack, with the shop's fail-safe profile on (status says so, its new
+/// connections budgeted), the same two are. Once quiet, the profile goes off
+/// and its budget is lifted.
+#[test]
+fn a_shop_under_attack_is_held_to_its_failsafe_profile_until_quiet() -> Result<()> {
+    let s = ShopLab::new(env!("CARGO_BIN_EXE_lab-shop"))?;
+    let lab = &s.lab;
+    let config = s.agent_config(
+        "[detect]\nspoof_safe = false\n\n[[protect]]\nprefix = \"10.77.0.0/16\"\n\n[incidents]\nquiet = \"4s\"\n\n[storefront.failsafe]\nnew_connections_per_second = 500\nlogin_failures = 2\n",
+    )?;
+    let _agent = lab.start_agent(&config)?;
+    // Each answered 401; a client banned at its second failure may see
+    // the second one cut off (0).
+    let two_failures = |host: &ensuresec_tests::lab::Host| {
+        for n in 1..=2 {
+            let status = curl(
+                host,
+                &s.url("/login"),
+                &["-d", &format!("user=client{n}@lab.shop&pass=wrong")],
+            );
+            assert!(
+                status == 401 || (n == 2 && status == 0),
+                "login {n} from {}: {status}",
+                host.v4
+            );
+        }
+    };
+    let calm = lab.add_host("calm", "10.77.8.1".parse()?, "fd77::8:1".parse()?)?;
+    let read = s.lines(&s.access_log, "ok")?;
+    two_failures(&calm);
+    eventually(
+        Duration::from_secs(5),
+        "the calm client's lines read",
+        || Ok((s.lines(&s.access_log, "ok")? >= read + 2.0).then_some(())),
+    )?;
+    lab.agent_caught_up()?;
+    assert!(lab.decisions()?.is_empty(), "two failures are no stuffing");
+    assert!(!lab.ensuresec(&["status"])?.contains("fail-safe"));
+
+    let attacker = lab.attacker.v4.to_string();
+    lab.syn_flood(3000)?;
+    lab.wait_decision(&attacker, Duration::from_secs(5))?
+        .context("the flood banned")?;
+    let status: Value = eventually(Duration::from_secs(5), "the profile on", || {
+        let st: Value = serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
+        Ok((st["response"]["failsafe_on"][0]["storefront"] == STOREFRONT).then_some(st))
+    })?;
+    assert_eq!(
+        status["response"]["failsafe_on"][0]["why"], "flood incident",
+        "{status}"
+    );
+    let budget = format!("{}:80/tcp", lab.storefront.v4);
+    let d = lab
+        .wait_decision(&budget, Duration::from_secs(3))?
+        .context("the shop's new connections budgeted")?;
+    assert_eq!(
+        (d["detector"].as_str(), d["action"].as_str()),
+        (Some("failsafe"), Some("budget")),
+        "{d}"
+    );
+    let text = lab.ensuresec(&["status"])?;
+    assert!(
+        text.contains(&format!("fail-safe: {STOREFRONT} tightened")),
+        "{text}"
+    );
+
+    let tense = lab.add_host("tense", "10.77.8.2".parse()?, "fd77::8:2".parse()?)?;
+    two_failures(&tense);
+    let banned = lab
+        .wait_decision(&tense.v4.to_string(), Duration::from_secs(5))?
+        .context("two failures are stuffing now")?;
+    assert_eq!(banned["detector"], "credential_stuffing", "{banned}");
+
+    // Quiet: both incidents resolve, the profile goes off, its budget goes.
+    eventually(Duration::from_secs(30), "the profile off", || {
+        let st: Value = serde_json::from_str(&lab.ensuresec(&["status", "-o", "json"])?)?;
+        Ok(st["response"]["failsafe_on"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(()))
+    })?;
+    eventually(Duration::from_secs(5), "the budget lifted", || {
+        Ok(lab
+            .decisions()?
+            .iter()
+            .all(|d| d["target"] != budget.as_str())
+            .then_some(()))
+    })?;
+    let journal = lab.ensuresec(&["journal", "-o", "json"])?;
+    let switches: Vec<Value> = serde_json::from_str::<Vec<Value>>(&journal)?
+        .into_iter()
+        .filter(|e| {
+            e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("failsafe"))
+        })
+        .collect();
+    assert_eq!(switches.len(), 2, "{switches:?}");
+    assert_eq!(switches[0]["kind"], "failsafe_on");
+    assert_eq!(switches[1]["kind"], "failsafe_off");
+    Ok(())
+}

@@ -87,6 +87,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Judges each storefront by its fail-safe profile while it is on.
+    pub fn with_failsafe(mut self, failsafe: &crate::detect::failsafe::Failsafe) -> Self {
+        for (i, (_, detectors)) in self.settings.storefronts.iter().enumerate() {
+            if let Some((on, profile)) = failsafe.switch(i) {
+                self.detector.set_failsafe(i, on, profile.app(detectors));
+            }
+        }
+        self
+    }
+
     pub fn new(
         settings: Arc<AppSettings>,
         hasher: Hasher,

@@ -10,6 +10,7 @@ mod lists;
 pub mod operator;
 mod rollback;
 pub mod status;
+mod status_journal;
 
 use anyhow::Result;
 

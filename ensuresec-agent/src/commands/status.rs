@@ -8,6 +8,8 @@ use ensuresec_common::{
 };
 use serde::Serialize;
 
+pub use super::status_journal::{JournalStatus, ResponseStatus};
+use super::status_journal::{journal_status, print_response, response_status};
 use crate::{
     attach::{link_target, mode_name},
     cli::OutputFormat,
@@ -43,47 +45,8 @@ pub struct Status {
     /// The journal the desired state is restored from (`None` when there is
     /// none yet in the state directory).
     pub journal: Option<JournalStatus>,
-}
-
-#[derive(Serialize)]
-pub struct JournalStatus {
-    pub path: String,
-    pub bytes: u64,
-    pub entries: u64,
-    /// The newest entry's time (RFC 3339).
-    pub last_entry_at: Option<String>,
-    /// Why it could not be read, if it could not.
-    pub error: Option<String>,
-}
-
-fn journal_status(state_dir: &std::path::Path) -> Option<JournalStatus> {
-    use crate::journal::{Journal, query::Filter};
-    let path = Journal::path_in(state_dir);
-    let read = || -> crate::error::Result<Option<JournalStatus>> {
-        let Some(j) = Journal::open_read_only(state_dir)? else {
-            return Ok(None);
-        };
-        let newest = j.entries(&Filter {
-            limit: Some(1),
-            ..Default::default()
-        })?;
-        Ok(Some(JournalStatus {
-            path: path.display().to_string(),
-            bytes: j.size_bytes(),
-            entries: j.count()?,
-            last_entry_at: newest.first().map(|r| clock::rfc3339_ms(r.entry.at_ms)),
-            error: None,
-        }))
-    };
-    read().unwrap_or_else(|e| {
-        Some(JournalStatus {
-            path: path.display().to_string(),
-            bytes: 0,
-            entries: 0,
-            last_entry_at: None,
-            error: Some(e.to_string()),
-        })
-    })
+    /// Open incidents and the storefronts whose fail-safe profile is on.
+    pub response: Option<ResponseStatus>,
 }
 
 #[derive(Serialize)]
@@ -218,6 +181,7 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         events_sent,
         events_dropped,
         journal: None,
+        response: None,
         detection: store.detect_config()?.enabled != 0,
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
@@ -277,6 +241,7 @@ fn describe_model(m: &MlState) -> String {
 pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -> Result<()> {
     let mut s = gather(pins)?;
     s.journal = journal_status(state_dir);
+    s.response = response_status(state_dir);
     if format == OutputFormat::Json {
         output::print(format, &s, Vec::new());
         return Ok(());
@@ -301,6 +266,9 @@ pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -
             "journal: none in {} (the agent creates it; nothing survives a reboot without it)",
             state_dir.display()
         ),
+    }
+    if let Some(r) = &s.response {
+        print_response(r);
     }
     println!();
     let mut rows = vec![vec![

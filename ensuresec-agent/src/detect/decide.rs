@@ -320,6 +320,9 @@ pub fn describe_action(r: &DecisionRecord) -> String {
 /// A decision's evidence in words: "5200 >= 5000 per window", or for the
 /// anomaly model "score 12.5 > 0.0073: log_pps 60 %, syn_share 30 %, ...".
 pub fn describe_evidence(r: &DecisionRecord) -> String {
+    if r.detector == Detector::Failsafe as u32 {
+        return "the storefront's fail-safe profile, while its incident is open".into();
+    }
     if let Some(subject) = crate::ml::model::Subject::of_detector(r.detector) {
         let (score, threshold, top) = crate::ml::evidence::unpack(&r.evidence);
         return format!(

@@ -122,6 +122,8 @@ const DEFAULTS: [DetectorConfig; Detector::COUNT] = [
     slow(12, Action::Ban),
     // ml_aggregate: from `[ml]`, the same in every block.
     detector(0, 0, Action::Alert, Action::Alert),
+    // failsafe: no threshold; a storefront's `[storefront.failsafe]`.
+    detector(0, 0, Action::Alert, Action::Alert),
 ];
 
 /// A horizon detector whose spoof-safe answer holds the source's new

@@ -52,6 +52,8 @@ pub const fn of(d: Detector) -> Evidence {
         // protocol after another: a forger can send both blind (its own
         // sequence numbers), so the answer holds new connections to a rate.
         Detector::SlowSyn | Detector::ServiceScan => forgeable(class::SYN, Scope::Limit),
+        // A storefront's budget on new connections while under attack.
+        Detector::Failsafe => forgeable(class::SYN, Scope::Limit),
         Detector::HostSweep => forgeable(class::PROBE_UNTRACKED | class::ICMP_ECHO, Scope::Drop),
         // The model reads every kind of packet a source sends.
         Detector::Ml => forgeable(class::ALL, Scope::Limit),

@@ -8,6 +8,7 @@ pub mod decide;
 pub mod detector;
 pub mod engine;
 pub mod evidence;
+pub mod failsafe;
 pub mod inbox;
 pub mod kernel;
 pub mod metrics;

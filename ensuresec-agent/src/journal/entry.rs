@@ -39,10 +39,13 @@ pub enum Kind {
     IncidentOpen,
     IncidentMitigating,
     IncidentResolved,
+    /// A storefront's fail-safe profile went on, or off.
+    FailsafeOn,
+    FailsafeOff,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Decision,
         Kind::Expiry,
         Kind::DecisionRm,
@@ -62,6 +65,8 @@ impl Kind {
         Kind::IncidentOpen,
         Kind::IncidentMitigating,
         Kind::IncidentResolved,
+        Kind::FailsafeOn,
+        Kind::FailsafeOff,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +90,8 @@ impl Kind {
             Kind::IncidentOpen => "incident_open",
             Kind::IncidentMitigating => "incident_mitigating",
             Kind::IncidentResolved => "incident_resolved",
+            Kind::FailsafeOn => "failsafe_on",
+            Kind::FailsafeOff => "failsafe_off",
         }
     }
 }

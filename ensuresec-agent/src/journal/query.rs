@@ -112,3 +112,18 @@ impl Journal {
         Ok(rows.next().transpose()?)
     }
 }
+
+impl Journal {
+    /// Each storefront's newest fail-safe switch (`failsafe_on` or
+    /// `failsafe_off`).
+    pub fn failsafe_switches(&self) -> Result<Vec<Row>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, at_ms, kind, actor, target, detector, action, storefront, operation, detail FROM journal
+             WHERE id IN (SELECT MAX(id) FROM journal
+                          WHERE kind IN ('failsafe_on', 'failsafe_off') GROUP BY storefront)
+             ORDER BY storefront",
+        )?;
+        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

@@ -97,6 +97,9 @@ CREATE TABLE incidents (
 );
 CREATE INDEX incidents_state ON incidents(state);
 CREATE INDEX incidents_last_seen ON incidents(last_seen_ms);
+-- Each storefront's fail-safe switches (few), for `status`.
+CREATE INDEX journal_failsafe ON journal(storefront, id)
+    WHERE kind IN ('failsafe_on', 'failsafe_off');
 ";
 
 /// Creates the tables in a new database, or checks an existing one's version.

@@ -8,32 +8,47 @@ pub mod places;
 pub mod record;
 pub mod responder;
 pub mod settings;
+pub mod switches;
 
 use std::{
     path::Path,
-    sync::{Arc, atomic::AtomicBool},
+    sync::{Arc, atomic::AtomicBool, mpsc::SyncSender},
     thread::JoinHandle,
 };
 
 use prometheus::Registry;
 
-use crate::{config::Validated, detect::outcome::Listener, journal::Journal};
+use crate::{
+    config::Validated,
+    detect::{engine::FailsafeCommand, failsafe::Failsafe, outcome::Listener},
+    journal::Journal,
+};
+
+/// What the responder needs from the agent.
+pub struct Responding<'a> {
+    pub state_dir: &'a Path,
+    pub config: &'a Validated,
+    pub registry: &'a Registry,
+    /// The storefronts' fail-safe profiles...
+    pub failsafe: Arc<Failsafe>,
+    /// ...which the engine turns on and off when told here.
+    pub commands: SyncSender<FailsafeCommand>,
+}
 
 /// Starts the responder on a journal connection of its own; returns the
 /// engine's listener that feeds it and its thread.
 pub fn start(
-    state_dir: &Path,
-    config: &Validated,
-    registry: &Registry,
+    r: Responding<'_>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(Listener, JoinHandle<()>)> {
-    let journal = Journal::open(state_dir)?;
-    let metrics = metrics::ResponderMetrics::register(registry)?;
+    let journal = Journal::open(r.state_dir)?;
+    let metrics = metrics::ResponderMetrics::register(r.registry)?;
     let (responder, tx) = responder::Responder::new(
         journal,
-        places::Places::new(config),
-        config.raw.incidents.quiet,
+        places::Places::new(r.config),
+        r.config.raw.incidents.quiet,
         metrics.clone(),
+        switches::Switches::new(r.failsafe, r.commands),
     )?;
     Ok((responder::listener(tx, metrics), responder.spawn(stop)))
 }

@@ -18,10 +18,11 @@ use ensuresec_common::decisions::{Action, Detector};
 use serde_json::json;
 
 use super::{
-    incidents::{Change, Incident, Key, Observation, State, Tracker},
+    incidents::{Change, Incident, IncidentKind, Key, Observation, State, Tracker},
     metrics::ResponderMetrics,
     places::Places,
     record,
+    switches::Switches,
 };
 use crate::{
     clock,
@@ -46,6 +47,8 @@ pub struct Responder {
     dirty: HashMap<Key, Vec<Entry>>,
     /// Resolved incidents not written yet, with their steps.
     resolved: Vec<(Incident, Vec<Entry>)>,
+    /// The storefronts' fail-safe profiles, on while their incidents last.
+    switches: Switches,
 }
 
 /// The engine's listener that feeds the responder; never blocks.
@@ -67,10 +70,19 @@ impl Responder {
         places: Places,
         quiet: Duration,
         metrics: ResponderMetrics,
+        mut switches: Switches,
     ) -> Result<(Self, SyncSender<Outcome>), crate::journal::JournalError> {
         let resumed = record::unresolved(&journal)?;
+        let mut dirty: HashMap<Key, Vec<Entry>> = HashMap::new();
         for i in &resumed {
             metrics.open.with_label_values(&[i.kind.name()]).inc();
+            if let Some(mut on) = switches.opened(i) {
+                on.detail["resumed"] = true.into();
+                dirty
+                    .entry((i.storefront.clone(), i.kind))
+                    .or_default()
+                    .push(on);
+            }
         }
         let (tx, rx) = sync_channel(CHANNEL);
         let responder = Responder {
@@ -79,8 +91,9 @@ impl Responder {
             places,
             journal,
             metrics,
-            dirty: HashMap::new(),
+            dirty,
             resolved: Vec::new(),
+            switches,
         };
         Ok((responder, tx))
     }
@@ -133,13 +146,15 @@ impl Responder {
                     .open
                     .with_label_values(&[incident.kind.name()])
                     .inc();
-                Some(step_entry(Kind::IncidentOpen, incident))
+                let open = step_entry(Kind::IncidentOpen, incident);
+                let failsafe = self.switches.opened(incident);
+                vec![Some(open), failsafe]
             }
-            Change::Mitigating => Some(step_entry(Kind::IncidentMitigating, incident)),
-            Change::Updated | Change::Resolved => None,
+            Change::Mitigating => vec![Some(step_entry(Kind::IncidentMitigating, incident))],
+            Change::Updated | Change::Resolved => Vec::new(),
         };
         let steps = self.dirty.entry(key).or_default();
-        steps.extend(step);
+        steps.extend(step.into_iter().flatten());
     }
 
     fn resolve_quiet(&mut self, now_ms: u64) {
@@ -152,6 +167,7 @@ impl Responder {
             // Steps not written yet (an opening) go first.
             let mut steps = self.dirty.remove(&key).unwrap_or_default();
             steps.push(step_entry(Kind::IncidentResolved, &incident));
+            steps.extend(self.switches.resolved(&incident));
             self.resolved.push((incident, steps));
         }
     }
@@ -203,9 +219,11 @@ fn observation(outcome: &Outcome, places: &Places) -> Option<Observation> {
         return None;
     };
     let detector = Detector::from_id(record.detector)?;
+    let kind = IncidentKind::of(detector)?;
     let app = place.app();
     Some(Observation {
         storefront: places.storefront(place),
+        kind,
         detector,
         source: target.list_target().map(|t| t.to_string()),
         enforced: Action::from_id(record.action) != Some(Action::Alert),

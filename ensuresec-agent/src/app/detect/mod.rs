@@ -122,6 +122,9 @@ pub struct LineAt {
 pub struct Storefront {
     pub name: Arc<str>,
     pub detectors: AppDetectors,
+    /// The fail-safe profile's detectors and its switch (on while one of
+    /// the storefront's incidents is open).
+    failsafe: Option<(Arc<std::sync::atomic::AtomicBool>, AppDetectors)>,
     /// Storefront-wide waves of failed logins and of declined payments.
     logins: wave::Wave,
     payments: wave::Wave,
@@ -132,6 +135,7 @@ impl Storefront {
         Self {
             name,
             detectors,
+            failsafe: None,
             logins: Default::default(),
             payments: Default::default(),
         }
@@ -216,6 +220,18 @@ impl AppDetector {
         self.shed += (before - self.clients.len()) as u64;
     }
 
+    /// Storefront `i` is judged by `tight` while `on` is set.
+    pub fn set_failsafe(
+        &mut self,
+        i: usize,
+        on: Arc<std::sync::atomic::AtomicBool>,
+        tight: AppDetectors,
+    ) {
+        if let Some(front) = self.storefronts.get_mut(i) {
+            front.failsafe = Some((on, tight));
+        }
+    }
+
     pub fn observe(&mut self, seen: &Seen<'_>) -> Vec<AppFinding> {
         let Some(front) = self.storefronts.get_mut(seen.storefront) else {
             return Vec::new();
@@ -223,7 +239,10 @@ impl AppDetector {
         let mut found = Vec::new();
         let (now, addr) = (seen.now, seen.client.addr);
         let target = (self.group)(addr);
-        let mut detectors = front.detectors;
+        let mut detectors = match &front.failsafe {
+            Some((on, tight)) if on.load(std::sync::atomic::Ordering::Relaxed) => *tight,
+            _ => front.detectors,
+        };
         let waves = [
             (
                 Detector::CredentialStuffing,

@@ -9,7 +9,9 @@ use ipnet::IpNet;
 
 mod sections;
 
-pub use sections::{AppSection, EventsConfig, Follow, LogConfig, StartAt, StorefrontConfig};
+pub use sections::{
+    AppSection, EventsConfig, FailsafeConfig, Follow, LogConfig, StartAt, StorefrontConfig,
+};
 
 use super::{
     client::ClientRules,
@@ -43,6 +45,8 @@ pub struct AppSettings {
     pub hosts: HashMap<String, usize>,
     /// The addresses and prefixes each storefront is served on.
     pub addresses: Vec<(Target, usize)>,
+    /// Each storefront's fail-safe profile, in `storefronts` order.
+    pub failsafe: Vec<Option<crate::detect::failsafe::Profile>>,
     pub logs: Vec<LogInput>,
     pub events: Option<EventsListener>,
     pub section: AppSection,
@@ -115,6 +119,7 @@ impl AppSettings {
         let mut fronts = Vec::new();
         let mut hosts = HashMap::new();
         let mut addresses = Vec::new();
+        let mut failsafe = Vec::new();
         for (i, s) in storefronts.iter().enumerate() {
             if s.name.is_empty()
                 || s.name.len() > REASON_TEXT_MAX
@@ -129,6 +134,12 @@ impl AppSettings {
                 return Err(format!("storefront `{}` is listed twice", s.name));
             }
             fronts.push((Arc::from(s.name.as_str()), s.detectors()?));
+            failsafe.push(
+                s.failsafe
+                    .as_ref()
+                    .map(|f| crate::detect::failsafe::Profile::validate(&s.name, f))
+                    .transpose()?,
+            );
             for a in &s.addresses {
                 let target = a
                     .parse::<Target>()
@@ -222,6 +233,7 @@ impl AppSettings {
             storefronts: fronts,
             hosts,
             addresses,
+            failsafe,
             logs: inputs,
             events,
             section: section.clone(),

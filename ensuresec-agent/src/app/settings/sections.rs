@@ -102,6 +102,8 @@ pub struct StorefrontConfig {
     /// incidents. IP literals among `hosts` count too.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The protection it gets while under attack.
+    pub failsafe: Option<FailsafeConfig>,
     pub http_flood: Option<AppDetectorOverride>,
     pub credential_stuffing: Option<AppDetectorOverride>,
     pub account_takeover: Option<AppDetectorOverride>,
@@ -131,6 +133,36 @@ impl StorefrontConfig {
         }
         Ok(d)
     }
+}
+
+/// `[storefront.failsafe]`: while an incident of the storefront is open,
+/// its protection tightens to this profile; it relaxes once they resolve.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FailsafeConfig {
+    /// The incident kinds that turn it on (all when empty).
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Per-source thresholds for its addresses and its clients, network and
+    /// application, times this (0 < scale <= 1).
+    #[serde(default = "half")]
+    pub per_source_scale: f64,
+    /// New TCP connections per second to each of its addresses and
+    /// `ports` (a budget); none without it.
+    pub new_connections_per_second: Option<u32>,
+    #[serde(default = "web_ports")]
+    pub ports: Vec<u16>,
+    /// Failed logins of one client that make credential stuffing (and at
+    /// most as many distinct accounts).
+    pub login_failures: Option<u32>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn web_ports() -> Vec<u16> {
+    vec![80, 443]
 }
 
 /// One `[[logs]]`.

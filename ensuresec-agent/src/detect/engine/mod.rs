@@ -5,12 +5,14 @@
 //! source that trips.
 
 mod app;
+mod failsafe;
 mod model;
 mod network;
 mod report;
 mod upkeep;
 
 pub use app::{app_target, plan_app};
+pub use failsafe::FailsafeCommand;
 use report::Layer;
 
 use std::{
@@ -84,8 +86,10 @@ pub struct Engine {
     app_evidence: Option<super::app_evidence::EvidenceFile>,
     /// Each destination's normal rate of unsolicited answers.
     baselines: Baselines,
-    /// Who follows the decisions (the journal).
+    /// Who follows the decisions (the journal, the responder).
     outcomes: Outcomes,
+    /// The storefronts' fail-safe switches, and the responder's commands.
+    failsafe: Option<(Arc<super::failsafe::Failsafe>, Receiver<FailsafeCommand>)>,
 }
 
 impl Engine {
@@ -111,6 +115,7 @@ impl Engine {
             app_evidence: None,
             baselines: Baselines::default(),
             outcomes: Outcomes::default(),
+            failsafe: None,
         })
     }
 
@@ -154,10 +159,14 @@ impl Engine {
                     self.drain();
                     self.revisit();
                     self.take_findings();
+                    self.take_failsafe();
                     if last_maintain.elapsed() >= Duration::from_secs(1) {
                         last_maintain = Instant::now();
                         if let Err(e) = self.maintain() {
                             tracing::error!(error = %e, "decision upkeep failed");
+                        }
+                        if let Err(e) = self.renew_failsafe() {
+                            self.failed(&e, "renewing the fail-safe budgets");
                         }
                         self.flush_evidence();
                     }

@@ -32,7 +32,7 @@ impl Engine {
     /// A source's event: its window tripped (`horizon` false) or its
     /// horizon did; the detectors of the prefix its traffic goes to look.
     pub(super) fn on_source(&mut self, e: &Event, horizon: bool) -> Result<()> {
-        let Some(detectors) = self.settings.detectors_for(key_addr(&e.peer)).copied() else {
+        let Some(detectors) = self.detectors_for(key_addr(&e.peer)) else {
             return Ok(());
         };
         let Some(stats) = self
@@ -122,7 +122,7 @@ impl Engine {
     }
 
     pub(super) fn on_destination(&mut self, e: &Event) -> Result<()> {
-        let Some(detectors) = self.settings.detectors_for(key_addr(&e.addr)).copied() else {
+        let Some(detectors) = self.detectors_for(key_addr(&e.addr)) else {
             return Ok(());
         };
         let dest = DestKey {

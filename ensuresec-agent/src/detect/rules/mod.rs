@@ -83,7 +83,8 @@ fn observed(w: &Window, detector: Detector) -> (u32, bool) {
         | Detector::AttackTool
         | Detector::SlowSyn
         | Detector::SlowScan
-        | Detector::ServiceScan => (0, false),
+        | Detector::ServiceScan
+        | Detector::Failsafe => (0, false),
     }
 }
 

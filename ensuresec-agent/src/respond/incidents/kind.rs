@@ -30,9 +30,11 @@ impl IncidentKind {
         IncidentKind::Anomaly,
     ];
 
-    pub fn of(detector: Detector) -> Self {
+    /// The kind of incident a detector's decisions belong to; none for the
+    /// decisions an incident itself causes (a fail-safe budget).
+    pub fn of(detector: Detector) -> Option<Self> {
         use Detector::*;
-        match detector {
+        Some(match detector {
             SynFlood | UdpFlood | IcmpFlood | AckRstFlood | FragmentFlood | Reflection
             | SynAckReflection | HalfOpen | SlowSyn => IncidentKind::Flood,
             PortScan | HostSweep | SlowScan | ServiceScan | Scanner | AttackTool => {
@@ -42,7 +44,8 @@ impl IncidentKind {
             CardTesting => IncidentKind::CardTesting,
             HttpFlood => IncidentKind::HttpFlood,
             Ml | MlAggregate => IncidentKind::Anomaly,
-        }
+            Failsafe => return None,
+        })
     }
 
     pub fn name(self) -> &'static str {

@@ -11,6 +11,7 @@ fn seen(
 ) -> Observation {
     Observation {
         storefront: storefront.into(),
+        kind: IncidentKind::of(detector).unwrap(),
         detector,
         source: Some(source.into()),
         enforced,

@@ -12,6 +12,7 @@ use super::{Incident, IncidentKind, State};
 #[derive(Clone, Debug)]
 pub struct Observation {
     pub storefront: String,
+    pub kind: IncidentKind,
     pub detector: Detector,
     /// The source or network decided on (none for a decision on a
     /// destination or a storefront as a whole).
@@ -55,12 +56,12 @@ impl Tracker {
     }
 
     pub fn key_of(o: &Observation) -> Key {
-        (o.storefront.clone(), IncidentKind::of(o.detector))
+        (o.storefront.clone(), o.kind)
     }
 
     pub fn observe(&mut self, o: &Observation) -> (Change, &mut Incident) {
-        let kind = IncidentKind::of(o.detector);
-        let key = (o.storefront.clone(), kind);
+        let kind = o.kind;
+        let key = Self::key_of(o);
         let mut change = Change::Updated;
         let incident = self.open.entry(key).or_insert_with(|| {
             change = Change::Opened;
