@@ -13,6 +13,7 @@ pub mod detect;
 pub mod ebpf;
 pub mod edit;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod journal;
 pub mod metrics;

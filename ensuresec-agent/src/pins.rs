@@ -154,7 +154,7 @@ impl Drop for AgentLock {
 }
 
 /// The agent's state files beside its pid file (`status` reads them).
-pub const STATE_FILES: [&str; 3] = ["detect.json", "ml.json", "ml-aggregate.json"];
+pub const STATE_FILES: [&str; 4] = ["detect.json", "ml.json", "ml-aggregate.json", "health.json"];
 
 /// Removes a pid file and the state files beside it.
 pub fn remove_pid_file(path: &Path) {

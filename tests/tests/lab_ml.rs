@@ -267,6 +267,17 @@ fn a_broken_model_is_reported_and_a_good_one_is_picked_up_live() -> Result<()> {
         metrics.contains("ensuresec_ml_model_loaded{model=\"source\"} 0"),
         "{metrics}"
     );
+    // The agent's health says so, in status and metrics.
+    let refused = |s: &serde_json::Value| {
+        s["health"]["issues"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["what"] == "model_refused"))
+    };
+    wait_status(&lab, Duration::from_secs(10), refused)?;
+    assert!(
+        lab.ensuresec(&["status"])?
+            .contains("health: model_refused: anomaly model")
+    );
 
     // The threshold detectors go on: a SYN flood is banned.
     lab.syn_flood(4000)?;
@@ -280,7 +291,7 @@ fn a_broken_model_is_reported_and_a_good_one_is_picked_up_live() -> Result<()> {
     std::fs::copy(committed_model(), &tmp)?;
     std::fs::rename(&tmp, &path)?;
     let s = wait_status(&lab, Duration::from_secs(10), |s| {
-        s["anomaly_model"]["state"] == "loaded"
+        s["anomaly_model"]["state"] == "loaded" && !refused(s) && s["health"].is_object()
     })?;
     assert!(
         s["anomaly_model"]["version"]

@@ -1,6 +1,6 @@
 //! The application inputs' metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct AppMetrics {
@@ -15,6 +15,10 @@ pub struct AppMetrics {
     pub event_posts: IntCounterVec,
     /// Findings the detection thread could not take.
     pub findings_dropped: IntCounter,
+    /// Bytes written to each log and not read yet.
+    pub log_lag: IntGaugeVec,
+    /// 1 for a log with unread bytes and no progress for `STALLED`.
+    pub log_stalled: IntGaugeVec,
 }
 
 impl AppMetrics {
@@ -53,6 +57,20 @@ impl AppMetrics {
                 "ensuresec_app_findings_dropped_total",
                 "Application findings the detection thread could not take (it was behind)",
             )?,
+            log_lag: IntGaugeVec::new(
+                Opts::new(
+                    "ensuresec_log_lag_bytes",
+                    "Bytes written to a log and not read yet",
+                ),
+                &["log"],
+            )?,
+            log_stalled: IntGaugeVec::new(
+                Opts::new(
+                    "ensuresec_log_stalled",
+                    "1 while a log has unread bytes and its reading made no progress for 30 s",
+                ),
+                &["log"],
+            )?,
         })
     }
 
@@ -64,6 +82,8 @@ impl AppMetrics {
         registry.register(Box::new(m.library_requests.clone()))?;
         registry.register(Box::new(m.event_posts.clone()))?;
         registry.register(Box::new(m.findings_dropped.clone()))?;
+        registry.register(Box::new(m.log_lag.clone()))?;
+        registry.register(Box::new(m.log_stalled.clone()))?;
         Ok(m)
     }
 }

@@ -87,6 +87,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    pub fn metrics(&self) -> &AppMetrics {
+        &self.metrics
+    }
+
     /// Judges each storefront by its fail-safe profile while it is on.
     pub fn with_failsafe(mut self, failsafe: &crate::detect::failsafe::Failsafe) -> Self {
         for (i, (_, detectors)) in self.settings.storefronts.iter().enumerate() {

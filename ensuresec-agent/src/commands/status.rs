@@ -47,6 +47,8 @@ pub struct Status {
     pub journal: Option<JournalStatus>,
     /// Open incidents and the storefronts whose fail-safe profile is on.
     pub response: Option<ResponseStatus>,
+    /// The running agent's own health (`None` with no agent).
+    pub health: Option<crate::health::Health>,
 }
 
 #[derive(Serialize)]
@@ -186,6 +188,9 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         detecting: pid.and_then(|pid| crate::detect::state::read(pins, pid)),
         pin_dir: pins.root().display().to_string(),
         agent_pid: pid,
+        health: pid
+            .and_then(|pid| crate::health::read(pins, pid))
+            .map(stale),
         anomaly_model: pid.and_then(|_| model_state(pins, Subject::Source)),
         aggregate_model: pid.and_then(|_| model_state(pins, Subject::Destination)),
         interfaces,
@@ -238,6 +243,22 @@ fn describe_model(m: &MlState) -> String {
     }
 }
 
+/// A health the agent stopped writing says so: the agent is stuck.
+fn stale(mut h: crate::health::Health) -> crate::health::Health {
+    let age = clock::unix_ms().saturating_sub(h.written_ms);
+    if age > (3 * h.every_ms).max(30_000) {
+        h.issues.push(crate::health::Issue {
+            what: "agent_stuck".into(),
+            detail: format!(
+                "the agent has not reported for {} s (every {} s before); the kernel keeps enforcing",
+                age / 1000,
+                h.every_ms / 1000
+            ),
+        });
+    }
+    h
+}
+
 pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -> Result<()> {
     let mut s = gather(pins)?;
     s.journal = journal_status(state_dir);
@@ -266,6 +287,14 @@ pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -
             "journal: none in {} (the agent creates it; nothing survives a reboot without it)",
             state_dir.display()
         ),
+    }
+    if let Some(h) = &s.health {
+        if h.issues.is_empty() {
+            println!("health: ok");
+        }
+        for i in &h.issues {
+            println!("health: {}: {}", i.what, i.detail);
+        }
     }
     if let Some(r) = &s.response {
         print_response(r);

@@ -206,7 +206,8 @@ mod tests {
 
     #[test]
     fn a_profile_scales_per_source_thresholds_and_sets_login_failures() {
-        let p = Profile::validate("s", &config("login_failures = 3\nper_source_scale = 0.25")).unwrap();
+        let p =
+            Profile::validate("s", &config("login_failures = 3\nper_source_scale = 0.25")).unwrap();
         let net = p.network(&Detectors::default());
         let base = Detectors::default();
         assert_eq!(net.get(Detector::SynFlood).per_source, 50);
@@ -231,13 +232,22 @@ mod tests {
         for (text, names) in [
             ("per_source_scale = 0.0", "per_source_scale"),
             ("per_source_scale = 1.5", "per_source_scale"),
-            ("on = [\"earthquake\"]", "`earthquake` is not an incident kind"),
+            (
+                "on = [\"earthquake\"]",
+                "`earthquake` is not an incident kind",
+            ),
             ("login_failures = 0", "login_failures"),
-            ("new_connections_per_second = 0", "new_connections_per_second"),
+            (
+                "new_connections_per_second = 0",
+                "new_connections_per_second",
+            ),
             ("new_connections_per_second = 9\nports = []", "ports"),
         ] {
             let e = Profile::validate("shop-a", &config(text)).unwrap_err();
-            assert!(e.contains("storefront shop-a: failsafe") && e.contains(names), "{text}: {e}");
+            assert!(
+                e.contains("storefront shop-a: failsafe") && e.contains(names),
+                "{text}: {e}"
+            );
         }
     }
 }

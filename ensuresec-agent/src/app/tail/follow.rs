@@ -94,6 +94,18 @@ impl Follower {
         &self.input.path
     }
 
+    /// Bytes written to the log (and the files still draining) not read
+    /// yet; none while the log is not open (missing).
+    pub fn unread(&self) -> Option<u64> {
+        let behind = |o: &Open| {
+            o.file
+                .metadata()
+                .map_or(0, |m| m.len().saturating_sub(o.read_to))
+        };
+        let open = self.open.as_ref()?;
+        Some(behind(open) + self.draining.iter().map(behind).sum::<u64>())
+    }
+
     /// The directory to watch for this log's changes.
     pub fn dir(&self) -> PathBuf {
         self.input

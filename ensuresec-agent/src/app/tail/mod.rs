@@ -32,9 +32,15 @@ const POLL: Duration = Duration::from_millis(100);
 /// Bytes read from one log per pass, so that one busy log does not starve
 /// the others.
 const BUDGET: u64 = 4 << 20;
+/// A log with unread bytes whose reading made no progress for this long is
+/// stalled (a reader stuck on the pipeline, a file it cannot read).
+const STALLED: Duration = Duration::from_secs(30);
 
 pub struct Tailer {
     followers: Vec<Follower>,
+    /// When each log last had nothing unread or made progress, and the
+    /// bytes read from it since the last check.
+    progress: Vec<(Instant, u64)>,
     positions: Positions,
     inotify: Option<Inotify>,
     watched: HashMap<PathBuf, inotify::WatchDescriptor>,
@@ -60,6 +66,7 @@ impl Tailer {
                 .ok(),
         };
         Self {
+            progress: vec![(Instant::now(), 0); settings.logs.len()],
             followers,
             positions: Positions::load(settings.state_dir()),
             inotify,
@@ -123,14 +130,40 @@ impl Tailer {
     pub fn pass(&mut self, pipeline: &Mutex<Pipeline>) -> bool {
         let mut any = false;
         let mut p = pipeline.lock().expect("pipeline lock");
-        for f in &mut self.followers {
+        for (f, progress) in self.followers.iter_mut().zip(&mut self.progress) {
             let done = f.pass(&mut p, &self.positions, BUDGET);
             any |= done.bytes > 0;
+            progress.1 += done.bytes;
             if let Some(saved) = f.saved() {
                 self.positions.set(&f.input.path, saved);
             }
         }
         any
+    }
+
+    /// Sets each log's lag and stalled gauges.
+    pub fn check_lag(&mut self, metrics: &crate::app::metrics::AppMetrics) {
+        self.check_lag_at(metrics, Instant::now());
+    }
+
+    fn check_lag_at(&mut self, metrics: &crate::app::metrics::AppMetrics, now: Instant) {
+        for (f, (since, read)) in self.followers.iter().zip(&mut self.progress) {
+            let log = f.input.path.display().to_string();
+            let unread = f.unread().unwrap_or(0);
+            if unread == 0 || *read > 0 {
+                *since = now;
+            }
+            *read = 0;
+            metrics
+                .log_lag
+                .with_label_values(&[&log])
+                .set(unread as i64);
+            let stalled = unread > 0 && now.duration_since(*since) >= STALLED;
+            metrics
+                .log_stalled
+                .with_label_values(&[&log])
+                .set(stalled as i64);
+        }
     }
 
     pub fn save(&mut self) {
@@ -148,6 +181,7 @@ impl Tailer {
             .name("ensuresec-logs".into())
             .spawn(move || {
                 let mut last_tick = Instant::now();
+                let metrics = pipeline.lock().expect("pipeline lock").metrics().clone();
                 self.watch();
                 while !stop.load(Ordering::Relaxed) {
                     // A log with more than a pass's budget goes on at once.
@@ -158,6 +192,7 @@ impl Tailer {
                         last_tick = Instant::now();
                         self.watch();
                         self.save();
+                        self.check_lag(&metrics);
                         pipeline.lock().expect("pipeline lock").tick();
                     }
                 }

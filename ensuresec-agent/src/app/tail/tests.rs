@@ -320,3 +320,36 @@ fn a_log_deleted_and_recreated_is_followed() {
     f.drain(&mut t);
     assert_eq!(f.count("ok"), 5);
 }
+
+#[test]
+fn a_log_left_unread_is_stalled_until_reading_goes_on() {
+    let f = fixture("stall", StartAt::Beginning, 4096);
+    let mut t = f.tailer();
+    append(&f.log, &lines(0..3));
+    f.drain(&mut t);
+    let log = f.log.display().to_string();
+    let gauges = |t: &mut Tailer, at| {
+        t.check_lag_at(&f.metrics, at);
+        (
+            f.metrics.log_lag.with_label_values(&[&log]).get(),
+            f.metrics.log_stalled.with_label_values(&[&log]).get(),
+        )
+    };
+    let start = std::time::Instant::now();
+    assert_eq!(gauges(&mut t, start), (0, 0), "all read");
+    let more = lines(3..5);
+    append(&f.log, &more);
+    assert_eq!(
+        gauges(&mut t, start),
+        (more.len() as i64, 0),
+        "behind, not stalled yet"
+    );
+    let later = start + super::STALLED + std::time::Duration::from_secs(1);
+    assert_eq!(
+        gauges(&mut t, later),
+        (more.len() as i64, 1),
+        "no progress: stalled"
+    );
+    f.drain(&mut t);
+    assert_eq!(gauges(&mut t, later), (0, 0), "read again");
+}

@@ -12,30 +12,26 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::Ebpf;
-use ensuresec_common::{entry::Target, maps::FLAG_ALLOW_FROM_CONFIG, ports::bitmap};
+use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod app;
+mod setup;
+
+use app::start_app;
+use setup::{apply_port_policy, attach_all, reconcile_allowlist, sweep};
+
 use crate::{
-    app::{
-        metrics::AppMetrics,
-        pipeline::{Pipeline, Sink, TimeBase},
-        pseudonym::Hasher,
-        tail::Tailer,
-    },
-    attach, census, clock,
     config::{Config, Validated},
     detect::{engine::Engine, kernel, metrics::DetectMetrics},
     ebpf,
-    edit::Op,
     journal::{AGENT, CONFIG, Entry, Kind},
-    metrics::{self, AgentMetrics, ListSnapshot},
+    metrics::{self, ListSnapshot},
     ml::{metrics::MlMetrics, runner::Runner},
     pins::{AgentLock, PinDir},
     recover::startup::{self, MapsAtStart},
-    store::{EditSummary, Store},
+    store::Store,
 };
-use serde_json::json;
 
 pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
@@ -45,161 +41,6 @@ pub fn run(pins: &PinDir, config_path: &Path) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(run_async(pins.clone(), config))
-}
-
-/// Makes the config's allowlist the set of config-owned allow entries.
-fn reconcile_allowlist(store: &Store, config: &Validated) -> Result<EditSummary> {
-    let w = store.write()?;
-    let wanted: HashSet<Target> = config.allowlist.iter().copied().collect();
-    let now_secs = clock::unix_secs();
-    let mut edits: Vec<(Target, Op)> = wanted
-        .iter()
-        .map(|t| {
-            (
-                *t,
-                Op::Allow {
-                    from_config: true,
-                    now_secs,
-                },
-            )
-        })
-        .collect();
-    for l in w.entries()? {
-        if l.entry.flags & FLAG_ALLOW_FROM_CONFIG != 0 && !wanted.contains(&l.target) {
-            edits.push((l.target, Op::UnallowConfig));
-        }
-    }
-    let summary = w.edit(&edits)?;
-    tracing::info!(
-        entries = wanted.len(),
-        added = summary.added,
-        removed = summary.removed,
-        "allowlist from the config applied"
-    );
-    Ok(summary)
-}
-
-fn apply_port_policy(store: &Store, config: &Validated) -> Result<()> {
-    let policy = &config.raw.port_policy;
-    store.write()?.set_port_policy(
-        policy.enabled,
-        &bitmap(&config.tcp_ports),
-        &bitmap(&config.udp_ports),
-    )?;
-    if policy.enabled {
-        tracing::info!(tcp = ?policy.tcp, udp = ?policy.udp, "port policy on");
-    }
-    Ok(())
-}
-
-/// Attaches every configured interface not yet attached by this agent.
-fn attach_all(bpf: &mut Ebpf, store: &Store, config: &Validated, done: &mut HashSet<String>) {
-    for iface in &config.raw.interfaces {
-        if done.contains(&iface.name) {
-            continue;
-        }
-        match store
-            .write()
-            .and_then(|w| attach::attach(bpf, &w, &iface.name, iface.mode))
-        {
-            Ok(a) => {
-                let how = if a.replaced {
-                    "adopted (program replaced in place)"
-                } else {
-                    "attached"
-                };
-                tracing::info!(iface = %a.iface, mode = a.mode, "{how}");
-                done.insert(iface.name.clone());
-            }
-            Err(e) => {
-                tracing::error!(iface = %iface.name, error = %e, "cannot attach; retrying at each sweep")
-            }
-        }
-    }
-    // An interface that disappeared must be attached again when it comes back.
-    done.retain(|name| matches!(attach::link_target(store.pins(), name), Ok(Some(_))));
-}
-
-/// Removes expired blocks and refreshes the list gauges.
-/// Reading every entry takes a while with a million of them, so it is done
-/// without the write lock (writers, the detection thread's bans among them,
-/// are not held up); the lock is taken for the writes only. Expiring is safe
-/// on entries read earlier: it removes only parts whose time has passed.
-fn sweep(store: &Store, snapshot: &Mutex<ListSnapshot>, metrics: &AgentMetrics) -> Result<()> {
-    let now_ns = clock::mono_ns();
-    let census = census::take(&store.entries()?, now_ns);
-    let w = store.write()?;
-    if w.recount_exact(w.exact_v4.count()?, w.exact_v6.count()?)? {
-        tracing::warn!("corrected the exact tables' key counts (a writer was stopped part-way)");
-    }
-    if !census.expired.is_empty() {
-        let edits: Vec<(Target, Op)> = census
-            .expired
-            .iter()
-            .map(|t| (*t, Op::Expire { now_ns }))
-            .collect();
-        w.edit(&edits)?;
-        metrics.expired_removed.inc_by(edits.len() as u64);
-        tracing::info!(count = edits.len(), "removed expired blocks");
-    }
-    let counts = census.counts;
-    let caps = store.capacities;
-    *snapshot.lock().expect("snapshot lock") = ListSnapshot {
-        counts,
-        capacities: vec![
-            ("ipv4", "exact", caps.exact_v4),
-            ("ipv4", "cidr", caps.cidr_v4),
-            ("ipv6", "exact", caps.exact_v6),
-            ("ipv6", "cidr", caps.cidr_v6),
-        ],
-    };
-    metrics.sweeps.inc();
-    Ok(())
-}
-
-/// Starts the application inputs (followed logs, the events listener) and
-/// connects them to the engine through a waking inbox.
-async fn start_app(
-    engine: Engine,
-    config: &Validated,
-    registry: &prometheus::Registry,
-    stop: &Arc<AtomicBool>,
-    threads: &mut Vec<std::thread::JoinHandle<()>>,
-    failsafe: &crate::detect::failsafe::Failsafe,
-) -> Result<(Engine, Option<tokio::task::JoinHandle<()>>)> {
-    let app = Arc::new(config.app.clone());
-    // Bounded: a burst of findings cannot grow the agent; refusals are counted.
-    let (tx, inbox) = crate::detect::inbox::inbox(4096)?;
-    let metrics = AppMetrics::register(registry)?;
-    let dropped = metrics.findings_dropped.clone();
-    let sink: Sink = Box::new(move |finding| {
-        if tx.send(finding).is_err() {
-            dropped.inc();
-        }
-    });
-    let key = app.state_dir().join("app.key");
-    let hasher = Hasher::load_or_create(&key)?;
-    let pipeline = Arc::new(Mutex::new(
-        Pipeline::new(app.clone(), hasher, metrics.clone(), TimeBase::Clock, sink)
-            .with_failsafe(failsafe),
-    ));
-    if !app.logs.is_empty() {
-        threads.push(Tailer::new(&app).spawn(pipeline.clone(), stop.clone()));
-    }
-    let server = match &app.events {
-        Some(events) => {
-            let listener = crate::app::events::bind(events).await?;
-            Some(tokio::spawn(crate::app::events::serve_events(
-                listener,
-                events.clone(),
-                pipeline,
-                metrics,
-            )))
-        }
-        None => None,
-    };
-    let names: Vec<Arc<str>> = app.storefronts.iter().map(|(n, _)| n.clone()).collect();
-    Ok((engine.with_app(inbox, &names), server))
 }
 
 async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
@@ -370,6 +211,10 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
     metrics.attached_interfaces.set(attached.len() as i64);
     sweep(&store, &snapshot, &metrics)?;
 
+    let health = Arc::new(Mutex::new(crate::health::HealthWatch::register(
+        &registry,
+        config.raw.agent.sweep_interval,
+    )?));
     let mut server = tokio::spawn(metrics::serve(config.raw.metrics.listen, registry));
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -385,8 +230,8 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping; the filter stays attached"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping; the filter stays attached"); break; }
             _ = tick.tick() => {
-                let (store, snapshot, metrics, config, bpf, attached) = (
-                    store.clone(), snapshot.clone(), metrics.clone(), config.clone(), bpf.clone(), attached.clone(),
+                let (store, snapshot, metrics, config, bpf, attached, health, pins) = (
+                    store.clone(), snapshot.clone(), metrics.clone(), config.clone(), bpf.clone(), attached.clone(), health.clone(), pins.clone(),
                 );
                 tokio::task::spawn_blocking(move || {
                     let mut attached = attached.lock().expect("attached lock");
@@ -396,6 +241,7 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
                         metrics.sweep_errors.inc();
                         tracing::error!(error = %e, "sweep failed");
                     }
+                    crate::health::report(&mut health.lock().expect("health lock"), &pins);
                 }).await?;
             }
             ended = &mut server => {
