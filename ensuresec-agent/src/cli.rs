@@ -72,6 +72,9 @@ pub enum Command {
     /// was affected.
     #[command(subcommand)]
     Incidents(IncidentsCommand),
+    /// Notices to the provider and the storefront owners.
+    #[command(subcommand)]
+    Notices(NoticesCommand),
     /// Run the agent: attach, expire entries, detect and mitigate, serve metrics.
     Run {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
@@ -232,4 +235,15 @@ pub struct AffectedArgs {
 pub enum AffectedFormat {
     Csv,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoticesCommand {
+    /// The newest notices: queued, delivered or given up, with their tries.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }

@@ -153,6 +153,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub journal: JournalConfig,
     pub incidents: crate::respond::settings::IncidentsConfig,
+    pub notices: crate::respond::notices::config::NoticesConfig,
     pub detect: DetectSection,
     pub protect: Vec<ProtectConfig>,
     pub ml: MlSection,
@@ -173,6 +174,7 @@ pub struct Validated {
     pub allowlist: Vec<Target>,
     pub tcp_ports: Vec<PortRange>,
     pub udp_ports: Vec<PortRange>,
+    pub notices: crate::respond::notices::NoticeSettings,
 }
 
 /// A duration in humantime form (`90s`, `5m`), at least 100 ms.
@@ -254,7 +256,13 @@ impl Config {
         let detect = DetectSettings::validate(&raw.detect, &raw.protect, &raw.ml).map_err(fail)?;
         let app = AppSettings::validate(&raw.app, &raw.storefronts, &raw.logs, &raw.events)
             .map_err(fail)?;
+        let storefront_names: Vec<String> =
+            raw.storefronts.iter().map(|s| s.name.clone()).collect();
+        let notices =
+            crate::respond::notices::NoticeSettings::validate(&raw.notices, &storefront_names)
+                .map_err(fail)?;
         Ok(Validated {
+            notices,
             detect,
             app,
             raw,

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod locks;
 pub mod netns;
 pub mod packet;
+pub mod receivers;
 pub mod reference;
 pub mod scenarios;
 pub mod shop;

@@ -44,6 +44,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // the tests script.
     "dnsmasq-base",
     "python3",
+    // Receivers of the agent's notices: Alertmanager (API v2), an SMTP
+    // server (STARTTLS with a certificate from openssl).
+    "prometheus-alertmanager",
+    "python3-aiosmtpd",
+    "openssl",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -91,16 +96,20 @@ fn debian_packages() -> Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     apt(&args)?;
-    // The packages start a system nginx on port 80 and a fail2ban server
-    // with its own jails; the lab runs its own nginx, the benches fail2ban's
-    // tools only.
-    for service in ["nginx", "fail2ban"] {
+    // The packages start a system nginx on port 80, a fail2ban server with
+    // its own jails and an Alertmanager; the lab runs its own nginx and
+    // Alertmanager, the benches fail2ban's tools only.
+    for service in ["nginx", "fail2ban", "prometheus-alertmanager"] {
         let _ = Command::new("systemctl")
             .args(["disable", "--now", service])
             .output();
     }
     let _ = Command::new("nginx").args(["-s", "stop"]).output();
     let _ = Command::new("fail2ban-client").arg("stop").output();
+    // Without systemd the package's Alertmanager may run from its postinst.
+    let _ = Command::new("pkill")
+        .args(["-x", "prometheus-alertmanager"])
+        .output();
     Ok(())
 }
 

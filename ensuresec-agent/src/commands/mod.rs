@@ -7,6 +7,7 @@ mod import;
 mod incidents;
 mod journal;
 mod lists;
+mod notices;
 pub mod operator;
 mod rollback;
 pub mod status;
@@ -82,6 +83,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Explain { address, output } => explain::run(&pins, &state_dir, &address, output),
         Command::Rollback(args) => rollback::run(&pins, &mut log(), &args),
         Command::Incidents(command) => incidents::run(&state_dir, &command),
+        Command::Notices(crate::cli::NoticesCommand::List { limit, output }) => {
+            notices::list(&state_dir, limit, output)
+        }
         Command::Run { config } => crate::daemon::run(&pins, &config),
     }
 }

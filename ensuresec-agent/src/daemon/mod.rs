@@ -123,7 +123,7 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         kernel::configure(&store, &config.detect)?;
     }
     let mut events_server = None;
-    let mut responder = None;
+    let mut responder = Vec::new();
     let failsafe = crate::detect::failsafe::Failsafe::new(&config.app);
     if network || config.app.enabled() {
         let mut engine = Engine::new(store.clone(), config.detect.clone(), detect_metrics)?;
@@ -140,11 +140,11 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
                 commands,
             };
             match crate::respond::start(responding, stop_journal.clone()) {
-                Ok((listener, thread)) => {
+                Ok((listener, responding)) => {
                     engine = engine
                         .with_listener(listener)
                         .with_failsafe(failsafe.clone(), taken);
-                    responder = Some(thread);
+                    responder = responding;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "incidents are off: the responder could not start")
@@ -267,7 +267,7 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
         sink.entry(Entry::now(Kind::AgentStop, AGENT));
     }
     stop_journal.store(true, Ordering::Relaxed);
-    if let Some(t) = responder {
+    for t in responder {
         let _ = t.join();
     }
     if let Some(t) = journal_thread {

@@ -15,7 +15,7 @@ use super::{Health, Issue};
 
 /// Counters whose growth within `RECENT` is an issue: (metric, issue, what
 /// it means).
-const LOSSES: [(&str, &str, &str); 6] = [
+const LOSSES: [(&str, &str, &str); 7] = [
     (
         "ensuresec_ringbuf_dropped_total",
         "ringbuf_drops",
@@ -46,7 +46,15 @@ const LOSSES: [(&str, &str, &str); 6] = [
         "work_dropped",
         "anomaly findings the detection thread could not take",
     ),
+    (
+        "ensuresec_notices_given_up_total",
+        "notices_failing",
+        "notices given up (refused, or undelivered too long)",
+    ),
 ];
+
+/// A notice waiting this long means a receiver is down.
+const BACKLOG_SECONDS: f64 = 300.0;
 
 /// How far back a loss still counts.
 const RECENT: Duration = Duration::from_secs(60);
@@ -133,6 +141,16 @@ impl HealthWatch {
         }
         self.history.push_back((now, totals));
         issues.extend(model_issues(&families));
+        let oldest = total(&families, "ensuresec_notices_oldest_pending_seconds");
+        if oldest >= BACKLOG_SECONDS {
+            issues.push(Issue {
+                what: "notices_backlog".into(),
+                detail: format!(
+                    "{} notices waiting, the oldest for {oldest} s (a receiver is down?)",
+                    total(&families, "ensuresec_notices_pending")
+                ),
+            });
+        }
         issues.extend(log_issues(&families));
         self.gauge.reset();
         for i in &issues {

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::{Entry, Journal, JournalError};
+use super::{Entry, Journal, JournalError, outbox::OutboxRow};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct IncidentRow {
@@ -48,9 +48,12 @@ impl Journal {
     /// Writes each incident (a new one gets its id, set in its row) with
     /// the entries that tell of its steps (their `detail.incident` set to
     /// the id), in one transaction.
+    /// The notices `notices` makes of the written incidents (their ids
+    /// known) are queued in the same transaction.
     pub fn save_incidents(
         &mut self,
         changed: &mut [(IncidentRow, Vec<Entry>)],
+        notices: impl FnOnce(&[(IncidentRow, Vec<Entry>)]) -> Vec<OutboxRow>,
     ) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
         {
@@ -81,6 +84,7 @@ impl Journal {
                 super::write::insert_entries(&tx, entries)?;
             }
         }
+        super::outbox::insert(&tx, &notices(changed))?;
         tx.commit()?;
         Ok(())
     }

@@ -8,6 +8,7 @@ mod entry;
 mod error;
 pub mod incidents;
 pub mod operations;
+pub mod outbox;
 pub mod outcomes;
 pub mod query;
 mod range;

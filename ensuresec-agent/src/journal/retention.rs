@@ -29,6 +29,10 @@ impl Journal {
             "DELETE FROM incidents WHERE state = 'resolved' AND last_seen_ms < ?1",
             [cutoff],
         )?;
+        self.conn.execute(
+            "DELETE FROM outbox WHERE created_ms < ?1 AND (delivered_ms IS NOT NULL OR failed_ms IS NOT NULL)",
+            [cutoff],
+        )?;
         // Expired state is never restored: no need to keep it.
         self.conn.execute(
             "DELETE FROM list_state WHERE allow = 0 AND block_expires_ms IS NOT NULL AND block_expires_ms < ?1",

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use super::JournalError;
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const V1: &str = "
 -- What happened, in order: decisions, lifts, expiries, operators' changes,
@@ -102,17 +102,40 @@ CREATE INDEX journal_failsafe ON journal(storefront, id)
     WHERE kind IN ('failsafe_on', 'failsafe_off');
 ";
 
+const V3: &str = "
+-- Notices waiting for their channel, and those delivered (or given up):
+-- rendered when queued, so that a restart sends the same notice; the key
+-- is the receivers' idempotency key.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_ms INTEGER NOT NULL,
+    delivered_ms INTEGER,
+    failed_ms INTEGER,
+    last_error TEXT
+);
+CREATE INDEX outbox_pending ON outbox(channel, id)
+    WHERE delivered_ms IS NULL AND failed_ms IS NULL;
+";
+
 /// Creates the tables in a new database, or checks an existing one's version.
 pub fn ensure(conn: &Connection) -> Result<(), JournalError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     match version {
-        0 | 1 => {
-            // Each step in one transaction with the version that follows it.
+        0..VERSION => {
+            // Every step in one transaction with the version that follows.
             let tx = conn.unchecked_transaction()?;
-            if version == 0 {
-                tx.execute_batch(V1)?;
+            for (from, step) in [V1, V2, V3].into_iter().enumerate() {
+                if version <= from as i64 {
+                    tx.execute_batch(step)?;
+                }
             }
-            tx.execute_batch(V2)?;
             tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))?;
             tx.commit()?;
             Ok(())

@@ -4,6 +4,7 @@
 
 pub mod incidents;
 pub mod metrics;
+pub mod notices;
 pub mod places;
 pub mod record;
 pub mod responder;
@@ -35,12 +36,13 @@ pub struct Responding<'a> {
     pub commands: SyncSender<FailsafeCommand>,
 }
 
-/// Starts the responder on a journal connection of its own; returns the
-/// engine's listener that feeds it and its thread.
+/// Starts the responder, and the notifier if a channel is configured, each
+/// on a journal connection of its own; returns the engine's listener that
+/// feeds the responder, and their threads.
 pub fn start(
     r: Responding<'_>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<(Listener, JoinHandle<()>)> {
+) -> anyhow::Result<(Listener, Vec<JoinHandle<()>>)> {
     let journal = Journal::open(r.state_dir)?;
     let metrics = metrics::ResponderMetrics::register(r.registry)?;
     let (responder, tx) = responder::Responder::new(
@@ -49,6 +51,24 @@ pub fn start(
         r.config.raw.incidents.quiet,
         metrics.clone(),
         switches::Switches::new(r.failsafe, r.commands),
+        r.config.notices.queue(
+            r.config
+                .raw
+                .storefronts
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+        ),
     )?;
-    Ok((responder::listener(tx, metrics), responder.spawn(stop)))
+    let mut threads = vec![responder.spawn(stop.clone())];
+    if !r.config.notices.channels.is_empty() {
+        let notifier = notices::notifier::Notifier::new(
+            Journal::open(r.state_dir)?,
+            r.config.notices.channels.clone(),
+            r.config.notices.config.give_up_after,
+            notices::metrics::NoticeMetrics::register(r.registry)?,
+        );
+        threads.push(notifier.spawn(stop));
+    }
+    Ok((responder::listener(tx, metrics), threads))
 }

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::{
     incidents::{Change, Incident, IncidentKind, Key, Observation, State, Tracker},
     metrics::ResponderMetrics,
+    notices::queue::Queue,
     places::Places,
     record,
     switches::Switches,
@@ -49,6 +50,8 @@ pub struct Responder {
     resolved: Vec<(Incident, Vec<Entry>)>,
     /// The storefronts' fail-safe profiles, on while their incidents last.
     switches: Switches,
+    /// The notices each change makes, queued with it.
+    notices: Queue,
 }
 
 /// The engine's listener that feeds the responder; never blocks.
@@ -71,6 +74,7 @@ impl Responder {
         quiet: Duration,
         metrics: ResponderMetrics,
         mut switches: Switches,
+        notices: Queue,
     ) -> Result<(Self, SyncSender<Outcome>), crate::journal::JournalError> {
         let resumed = record::unresolved(&journal)?;
         let mut dirty: HashMap<Key, Vec<Entry>> = HashMap::new();
@@ -94,6 +98,7 @@ impl Responder {
             dirty,
             resolved: Vec::new(),
             switches,
+            notices,
         };
         Ok((responder, tx))
     }
@@ -188,7 +193,11 @@ impl Responder {
         for (i, steps) in &self.resolved {
             rows.push((record::row(i), steps.clone()));
         }
-        match self.journal.save_incidents(&mut rows) {
+        let notices = &mut self.notices;
+        match self
+            .journal
+            .save_incidents(&mut rows, |changed| notices.rows(changed))
+        {
             Ok(()) => {
                 for (key, (row, _)) in keys.iter().zip(&rows) {
                     if let Some(i) = self.tracker.get_mut(key) {
