@@ -218,6 +218,25 @@ fn a_shop_under_attack_is_held_to_its_failsafe_profile_until_quiet() -> Result<(
         (Some("failsafe"), Some("budget")),
         "{d}"
     );
+    let explained: Value = serde_json::from_str(&lab.ensuresec(&[
+        "explain",
+        &lab.storefront.v4.to_string(),
+        "-o",
+        "json",
+    ])?)?;
+    let reasons = explained["reasons"].as_array().context("reasons")?;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["kind"] == "failsafe" && r["target"] == STOREFRONT),
+        "{explained}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["kind"] == "budget" && r["target"] == budget.as_str()),
+        "{explained}"
+    );
     let text = lab.ensuresec(&["status"])?;
     assert!(
         text.contains(&format!("fail-safe: {STOREFRONT} tightened")),

@@ -159,6 +159,12 @@ fn webhooks_are_signed_routed_per_tenant_and_delivered_once_through_outages_and_
     );
     assert!(keys.values().all(|n| *n == 1), "each once: {keys:?}");
     assert!(!events.contains_key("/other"));
+    let journal: Vec<Value> = serde_json::from_str(&lab.ensuresec(&["journal", "-o", "json"])?)?;
+    let delivered = journal
+        .iter()
+        .filter(|e| e["kind"] == "notice_delivered")
+        .count();
+    assert_eq!(delivered, all.len(), "each delivery journaled");
     let metrics = lab.metrics()?;
     assert!(
         metrics.contains("ensuresec_notices_sent_total{channel=\"provider\"}"),

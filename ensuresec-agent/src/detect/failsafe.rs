@@ -172,6 +172,15 @@ impl Failsafe {
         Some((f.on.clone(), f.profile.as_ref()?))
     }
 
+    /// The addresses and prefixes storefront `i` is served on, as written.
+    pub fn targets_of(&self, i: usize) -> Vec<String> {
+        self.addresses
+            .iter()
+            .filter(|(_, f)| *f == i)
+            .map(|(t, _)| t.to_string())
+            .collect()
+    }
+
     /// The exact addresses storefront `i` is served on (budgets are kept
     /// per address).
     pub fn exact_addresses(&self, i: usize) -> impl Iterator<Item = IpAddr> + '_ {

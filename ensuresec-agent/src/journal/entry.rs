@@ -42,10 +42,13 @@ pub enum Kind {
     /// A storefront's fail-safe profile went on, or off.
     FailsafeOn,
     FailsafeOff,
+    /// A notice reached its channel, or was given up.
+    NoticeDelivered,
+    NoticeGivenUp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 23] = [
         Kind::Decision,
         Kind::Expiry,
         Kind::DecisionRm,
@@ -67,6 +70,8 @@ impl Kind {
         Kind::IncidentResolved,
         Kind::FailsafeOn,
         Kind::FailsafeOff,
+        Kind::NoticeDelivered,
+        Kind::NoticeGivenUp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +97,8 @@ impl Kind {
             Kind::IncidentResolved => "incident_resolved",
             Kind::FailsafeOn => "failsafe_on",
             Kind::FailsafeOff => "failsafe_off",
+            Kind::NoticeDelivered => "notice_delivered",
+            Kind::NoticeGivenUp => "notice_given_up",
         }
     }
 }

@@ -235,7 +235,7 @@ pub fn explain(store: &Store, journal: Option<&Journal>, addr: IpAddr) -> Result
         .into_iter()
         .filter(|l| l.target.contains(addr))
         .collect();
-    networks.sort_by_key(|l| std::cmp::Reverse(prefix_len(&l.target)));
+    networks.sort_by_key(|l| std::cmp::Reverse(l.target.prefix_len()));
     covering.extend(networks);
     for l in &covering {
         list_reasons(l, store, journal, now_ns, &mut reasons)?;
@@ -257,6 +257,9 @@ pub fn explain(store: &Store, journal: Option<&Journal>, addr: IpAddr) -> Result
         if about {
             reasons.push(decision_reason(&k, &r, journal, now_ns));
         }
+    }
+    if let Some(j) = journal {
+        reasons.extend(failsafe_reasons(j, addr)?);
     }
     if let Some(o) = store.offender(&key)? {
         reasons.push(Reason {
@@ -294,13 +297,31 @@ pub fn explain(store: &Store, journal: Option<&Journal>, addr: IpAddr) -> Result
     })
 }
 
-fn prefix_len(t: &Target) -> u8 {
-    match t {
-        Target::Net4(n) => n.prefix_len(),
-        Target::Net6(n) => n.prefix_len(),
-        Target::V4(_) => 32,
-        Target::V6(_) => 128,
-    }
+/// A storefront served on `addr` held to its fail-safe profile (the
+/// journal's newest switch of each storefront names its addresses).
+fn failsafe_reasons(journal: &Journal, addr: IpAddr) -> Result<Vec<Reason>> {
+    let on = journal.failsafe_switches()?;
+    Ok(on
+        .into_iter()
+        .filter(|r| r.entry.kind == Kind::FailsafeOn)
+        .filter(|r| {
+            r.entry.detail["addresses"].as_array().is_some_and(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str()?.parse::<Target>().ok())
+                    .any(|t| t.contains(addr))
+            })
+        })
+        .map(|r| Reason {
+            kind: "failsafe",
+            target: r.entry.storefront.clone().unwrap_or_default(),
+            owner: "agent",
+            does: "the storefront's fail-safe profile: tighter per-source thresholds for traffic to it, its new connections budgeted".into(),
+            why: r.entry.detail["why"].as_str().map(str::to_string),
+            since: Some(clock::rfc3339_ms(r.entry.at_ms)),
+            lift: Some("ends when its incidents resolve (ensuresec incidents list)".into()),
+            ..Default::default()
+        })
+        .collect())
 }
 
 /// The kernel's verdict, as the reasons add up: an allow wins; else any

@@ -77,7 +77,11 @@ impl Switches {
         } else {
             Kind::FailsafeOff
         };
-        let mut entry = Entry::now(kind, AGENT).detail(json!({ "why": why }));
+        // Its addresses, for `explain` of one of them.
+        let mut entry = Entry::now(kind, AGENT).detail(json!({
+            "why": why,
+            "addresses": self.failsafe.targets_of(i),
+        }));
         entry.storefront = Some(incident.storefront.clone());
         entry
     }

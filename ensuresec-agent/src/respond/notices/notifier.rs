@@ -21,7 +21,12 @@ use super::{
     metrics::NoticeMetrics,
     render::Notice,
 };
-use crate::{clock, journal::Journal};
+use serde_json::json;
+
+use crate::{
+    clock,
+    journal::{AGENT, Entry, Journal, Kind, outbox::OutboxRow},
+};
 
 const TICK: Duration = Duration::from_millis(250);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -105,6 +110,13 @@ impl Notifier {
             match deliver::deliver(&channel.target, &row.key, &notice) {
                 Ok(()) => {
                     self.journal.notice_delivered(row.id, clock::unix_ms())?;
+                    journal_step(
+                        &mut self.journal,
+                        Kind::NoticeDelivered,
+                        &row,
+                        &notice,
+                        None,
+                    );
                     self.metrics.sent.with_label_values(&label).inc();
                     if matches!(channel.target, Target::Alertmanager { .. }) {
                         let key = (row.channel.clone(), row.incident);
@@ -122,6 +134,13 @@ impl Notifier {
                     let give_up = !e.retry || late;
                     if give_up {
                         self.metrics.given_up.with_label_values(&label).inc();
+                        journal_step(
+                            &mut self.journal,
+                            Kind::NoticeGivenUp,
+                            &row,
+                            &notice,
+                            Some(&e.why),
+                        );
                         tracing::error!(channel = %row.channel, incident = row.incident, error = %e, "a notice is given up");
                     } else {
                         tracing::warn!(channel = %row.channel, incident = row.incident, attempts = row.attempts + 1, error = %e, "a notice failed; trying again");
@@ -154,5 +173,28 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+/// The journal's entry of a delivery or a give-up (a failure to write
+/// it is only logged: the outbox row holds the truth).
+fn journal_step(
+    journal: &mut Journal,
+    kind: Kind,
+    row: &OutboxRow,
+    notice: &Notice,
+    error: Option<&str>,
+) {
+    let mut entry = Entry::now(kind, AGENT).detail(json!({
+        "channel": row.channel,
+        "incident": row.incident,
+        "event": row.event,
+        "key": row.key,
+        "attempts": row.attempts + 1,
+        "error": error,
+    }));
+    entry.storefront = Some(notice.incident.storefront.clone());
+    if let Err(e) = journal.write(&[entry], &[]) {
+        tracing::warn!(error = %e, "could not journal a notice's delivery");
     }
 }
