@@ -21,6 +21,9 @@ enum Task {
     Bootstrap,
     /// Bootstrap, then run the lab demo: a storefront, a shopper and an attacker.
     Demo,
+    /// One attack on the lab shop end to end: incidents, fail-safe, notices
+    /// as real receivers got them, explain, rollback, a simulated reboot.
+    Response,
     /// Bootstrap, then fmt check, clippy, unit, kernel and namespace tests.
     Test,
     /// Bootstrap, then run a lab scenario and print its JSON report (`list` lists them).
@@ -138,6 +141,7 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Bootstrap => Ok(()),
         Task::Demo => lab_bin(&root, "lab-demo", &[]),
+        Task::Response => lab_bin(&root, "lab-response", &[]),
         Task::Test => {
             run::cargo(&root, &["fmt", "--all", "--check"])?;
             run::cargo(

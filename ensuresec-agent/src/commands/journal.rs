@@ -31,7 +31,8 @@ fn summary(detail: &serde_json::Value) -> String {
     };
     let mut parts = Vec::new();
     for key in [
-        "does", "evidence", "reason", "ttl", "file", "entries", "why", "error",
+        "does", "evidence", "reason", "ttl", "file", "entries", "why", "error", "kind", "state",
+        "incident", "channel", "event",
     ] {
         match map.get(key) {
             Some(serde_json::Value::String(s)) => parts.push(format!("{key}: {s}")),
