@@ -18,8 +18,8 @@ use crate::{
         Throttle,
     },
     maps::{
-        Cidr6Value, Control, Counter, FragKey, IfaceRecord, ListEntry, PortBitmap, ReasonText,
-        TrieRule,
+        Cidr6Value, Control, Counter, DropCount, FragKey, IfaceRecord, ListEntry, PortBitmap,
+        ReasonText, TrieRule,
     },
     trie4::{Node, RootBlock},
 };
@@ -124,6 +124,9 @@ contract! {
     /// First fragments that passed, so that the rest of their datagram passes
     /// too (`FragKey` to the monotonic time the first fragment passed).
     MAP_FRAGS = "ES_FRAGS": LruHash<FragKey, u64>;
+    /// Dropped packets per destination, sampled (see `DROP_SAMPLE`): what an
+    /// incident's storefront was spared.
+    MAP_DROPS = "ES_DROPS": LruPerCpuHash<AddrKey, DropCount>;
 }
 
 /// Benchmark-only parameters for the random-source programs (never pinned).
@@ -169,6 +172,7 @@ const _: () = {
     assert!(size_of::<SourceSlot>() == 256);
     assert!(size_of::<FirstPacket>() == 8);
     assert!(size_of::<DetectConfig>() == 80);
+    assert!(size_of::<DropCount>() == 16);
 };
 
 #[cfg(test)]

@@ -185,7 +185,23 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
+
+/// Destinations whose dropped packets are counted (`ES_DROPS`, LRU).
+pub const DEFAULT_DROP_DESTS: u32 = 1 << 12;
+/// One dropped packet in this many, per CPU, is counted per destination
+/// (with this weight): a flood's drops cost the per-destination count
+/// rarely, and its total stays within this many per CPU.
+pub const DROP_SAMPLE: u64 = 64;
+
+/// Packets dropped on their way to one destination, and new TCP
+/// connections (SYNs) among them; sampled, see `DROP_SAMPLE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCount {
+    pub packets: u64,
+    pub syns: u64,
+}
 
 /// Per-reason packet and byte counter.
 #[repr(C)]
@@ -257,6 +273,7 @@ mod pod {
     unsafe impl aya::Pod for Cidr6Value {}
     unsafe impl aya::Pod for Control {}
     unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for DropCount {}
     unsafe impl aya::Pod for ReasonText {}
     unsafe impl aya::Pod for IfaceRecord {}
     unsafe impl aya::Pod for BenchParams {}

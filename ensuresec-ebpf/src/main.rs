@@ -4,6 +4,7 @@
 
 mod bench;
 mod clock;
+mod drops;
 mod features;
 mod frags;
 mod maps;
@@ -13,18 +14,26 @@ mod replies;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ensuresec_common::{maps::PROG_DETECT, reason::Reason};
+use ensuresec_common::{
+    maps::{DROP_SAMPLE, PROG_DETECT},
+    reason::Reason,
+};
 
 use crate::maps::{ES_CLASSES, ES_COUNTERS, ES_DETECT, ES_PARSED, ES_PROGS};
 
+/// Counts the packet under `reason`; returns the reason's count on this
+/// CPU before it.
 #[inline(always)]
-fn count(reason: Reason, bytes: u64) {
-    if let Some(counter) = ES_COUNTERS.get_ptr_mut(reason as u32) {
+fn count(reason: Reason, bytes: u64) -> u64 {
+    match ES_COUNTERS.get_ptr_mut(reason as u32) {
         // SAFETY: per-CPU value, so no other program writes it concurrently.
-        unsafe {
-            (*counter).packets += 1;
+        Some(counter) => unsafe {
+            let before = (*counter).packets;
+            (*counter).packets = before + 1;
             (*counter).bytes += bytes;
-        }
+            before
+        },
+        None => 1,
     }
 }
 
@@ -38,13 +47,27 @@ fn finish(reason: Reason, len: u32) -> u32 {
     }
 }
 
+/// `finish`, and for a drop, one in `DROP_SAMPLE` on this CPU counted
+/// against its destination (with that weight).
+#[inline(always)]
+fn finish_at(reason: Reason, len: u32, parsed: &parse::Parsed) -> u32 {
+    let before = count(reason, len as u64);
+    if !reason.drops() {
+        return xdp_action::XDP_PASS;
+    }
+    if before.is_multiple_of(DROP_SAMPLE) && parsed.ip.family != parse::Ip::NONE {
+        drops::record(parsed);
+    }
+    xdp_action::XDP_DROP
+}
+
 #[inline(always)]
 fn filter(ctx: &XdpContext) -> u32 {
     let parsed = parse::parse(ctx);
     let len = (ctx.data_end() - ctx.data()) as u32;
     if let Some(reason) = verdict::lists(&parsed) {
         // Listed sources are decided: the cheapest drop, no features.
-        return finish(reason, len);
+        return finish_at(reason, len, &parsed);
     }
     if ES_DETECT.get(0).is_some_and(|cfg| cfg.enabled != 0) {
         // Detection runs in its own program, so that the filter alone keeps its
@@ -52,7 +75,7 @@ fn filter(ctx: &XdpContext) -> u32 {
         // SAFETY: the context is this program's; index 0 holds `ensuresec_detect`.
         unsafe { ES_PROGS.tail_call(ctx, PROG_DETECT) };
     }
-    finish(verdict::policy(&parsed), len)
+    finish_at(verdict::policy(&parsed), len, &parsed)
 }
 
 /// Features, throttles and budgets, then the policy: the rest of `ensuresec`
@@ -85,7 +108,7 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
     features::record(parsed, classes, len, now, cfg);
     let reason = verdict::mitigations(parsed, classes, cfg.cpus, now)
         .unwrap_or_else(|| verdict::policy(parsed));
-    finish(reason, len)
+    finish_at(reason, len, parsed)
 }
 
 /// The filter attached to protected interfaces.

@@ -15,9 +15,10 @@ use ensuresec_common::{
     features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, Horizon, SourceSlot, Throttle},
     maps::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
-        DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4,
-        DEFAULT_EXACT_V6, DEFAULT_FRAGS, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES,
-        EVENT_STATS, FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
+        DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_DROP_DESTS,
+        DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4, DEFAULT_EXACT_V6, DEFAULT_FRAGS, DEFAULT_REASONS,
+        DEFAULT_SOURCES, DEFAULT_THROTTLES, DropCount, EVENT_STATS, FragKey, IfaceRecord,
+        ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
     },
     reason::REASON_COUNT,
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
@@ -146,6 +147,11 @@ pub static ES_BUDGET: HashMap<DestKey, Throttle> = HashMap::pinned(DEFAULT_BUDGE
 #[map]
 pub static ES_BUDGET_ST: LruPerCpuHashMap<DestKey, Bucket> =
     LruPerCpuHashMap::pinned(DEFAULT_BUDGETS, 0);
+
+/// Dropped packets per destination, one in `DROP_SAMPLE` per CPU counted.
+#[map]
+pub static ES_DROPS: LruPerCpuHashMap<AddrKey, DropCount> =
+    LruPerCpuHashMap::pinned(DEFAULT_DROP_DESTS, 0);
 
 /// Only user space reads these; declared here so every map is pinned in one place.
 #[map]

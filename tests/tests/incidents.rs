@@ -52,6 +52,23 @@ fn attacks_on_a_shop_become_its_incidents_and_survive_a_restart() -> Result<()> 
     assert_eq!(flood["severity"], "major");
     assert!(has(&flood["sources"], &attacker), "{flood}");
     assert!(has(&flood["detectors"], "syn_flood"), "{flood}");
+    assert!(
+        has(&flood["destinations"], &lab.storefront.v4.to_string()),
+        "{flood}"
+    );
+    // Most of the 3,000 SYNs came after the ban: dropped, counted against
+    // the shop (the kernel samples 1 drop in 64 per CPU).
+    let dropped = eventually(Duration::from_secs(10), "the drops counted", || {
+        Ok(one_of(lab, "flood", &[])?.filter(|i| i["packets_dropped"].as_u64() >= Some(1000)))
+    })?;
+    assert!(
+        dropped["packets_dropped"].as_u64() <= Some(3000 + 64 * 4),
+        "{dropped}"
+    );
+    assert_eq!(
+        dropped["packets_dropped"], dropped["connections_dropped"],
+        "all SYNs"
+    );
     let id = flood["id"].as_i64().context("an id")?;
 
     // Credential stuffing, from another host of the lab.

@@ -71,6 +71,7 @@ fn list(journal: &Journal, args: &IncidentsListArgs) -> Result<()> {
             "LAST SEEN",
             "SOURCES",
             "DECISIONS",
+            "DROPPED",
             "ACCOUNTS",
         ]
         .map(String::from)
@@ -87,6 +88,7 @@ fn list(journal: &Journal, args: &IncidentsListArgs) -> Result<()> {
             time(Some(i.last_seen_ms)),
             i.sources_total.to_string(),
             i.decisions.to_string(),
+            format!("~{}", i.packets_dropped),
             i.accounts_tried.len().to_string(),
         ]);
     }
@@ -139,6 +141,24 @@ fn show(journal: &Journal, id: i64, format: OutputFormat) -> Result<()> {
         vec![
             "decisions".into(),
             format!("{} ({} enforced)", i.decisions, i.enforced),
+        ],
+        vec![
+            "dropped".into(),
+            format!(
+                "about {} packets to {}, {} of them new connections (the kernel counts 1 drop in {} per CPU)",
+                i.packets_dropped,
+                if i.destinations.is_empty() {
+                    "-".to_string()
+                } else {
+                    i.destinations
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                i.connections_dropped,
+                ensuresec_common::maps::DROP_SAMPLE
+            ),
         ],
         vec![
             "accounts tried".into(),

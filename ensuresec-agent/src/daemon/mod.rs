@@ -138,6 +138,7 @@ async fn run_async(pins: PinDir, config: Validated) -> Result<()> {
                 registry: &registry,
                 failsafe: failsafe.clone(),
                 commands,
+                store: store.clone(),
             };
             match crate::respond::start(responding, stop_journal.clone()) {
                 Ok((listener, responding)) => {

@@ -2,6 +2,7 @@
 //! per storefront and kind, with a lifecycle (open, mitigating, resolved
 //! after a quiet period). Follows the decisions; never writes the maps.
 
+pub mod drops;
 pub mod incidents;
 pub mod metrics;
 pub mod notices;
@@ -34,6 +35,8 @@ pub struct Responding<'a> {
     pub failsafe: Arc<Failsafe>,
     /// ...which the engine turns on and off when told here.
     pub commands: SyncSender<FailsafeCommand>,
+    /// Read only: what the kernel dropped on the way to each destination.
+    pub store: Arc<crate::store::Store>,
 }
 
 /// Starts the responder, and the notifier if a channel is configured, each
@@ -51,6 +54,7 @@ pub fn start(
         r.config.raw.incidents.quiet,
         metrics.clone(),
         switches::Switches::new(r.failsafe, r.commands),
+        drops::DropWatch::new(r.store),
         r.config.notices.queue(
             r.config
                 .raw

@@ -41,6 +41,25 @@ impl Places {
         }
     }
 
+    /// The addresses an attack at `place` was aimed at: the address, or
+    /// the exact addresses the named storefront is served on.
+    pub fn destinations(&self, place: &Place) -> Vec<IpAddr> {
+        match place {
+            Place::Address(addr) => vec![*addr],
+            Place::App(app) => {
+                let Some(i) = self.names.iter().position(|n| *n == app.storefront) else {
+                    return Vec::new();
+                };
+                self.served
+                    .iter()
+                    .filter(|(t, f)| *f == i && !t.is_prefix())
+                    .filter_map(|(t, _)| t.addr())
+                    .collect()
+            }
+            Place::Unknown => Vec::new(),
+        }
+    }
+
     fn of_addr(&self, addr: IpAddr) -> String {
         if let Some((_, i)) = narrowest(self.served.iter().map(|(t, i)| (t, i)), addr) {
             return self.names[*i].to_string();

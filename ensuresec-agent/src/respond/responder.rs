@@ -18,6 +18,7 @@ use ensuresec_common::decisions::{Action, Detector};
 use serde_json::json;
 
 use super::{
+    drops::DropWatch,
     incidents::{Change, Incident, IncidentKind, Key, Observation, State, Tracker},
     metrics::ResponderMetrics,
     notices::queue::Queue,
@@ -36,6 +37,8 @@ use crate::{
 const CHANNEL: usize = 16_384;
 /// How often changed incidents are written and quiet ones resolved.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// How often the open incidents' drop counts are read from the kernel.
+const DROPS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Responder {
     rx: Receiver<Outcome>,
@@ -52,6 +55,9 @@ pub struct Responder {
     switches: Switches,
     /// The notices each change makes, queued with it.
     notices: Queue,
+    /// What the kernel dropped on the way to each incident's destinations.
+    drops: DropWatch,
+    last_drops: Instant,
 }
 
 /// The engine's listener that feeds the responder; never blocks.
@@ -74,6 +80,7 @@ impl Responder {
         quiet: Duration,
         metrics: ResponderMetrics,
         mut switches: Switches,
+        drops: DropWatch,
         notices: Queue,
     ) -> Result<(Self, SyncSender<Outcome>), crate::journal::JournalError> {
         let resumed = record::unresolved(&journal)?;
@@ -99,6 +106,8 @@ impl Responder {
             resolved: Vec::new(),
             switches,
             notices,
+            drops,
+            last_drops: Instant::now(),
         };
         Ok((responder, tx))
     }
@@ -123,6 +132,10 @@ impl Responder {
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             if last_flush.elapsed() >= FLUSH_EVERY {
+                if self.last_drops.elapsed() >= DROPS_EVERY {
+                    self.count_drops();
+                    self.last_drops = Instant::now();
+                }
                 self.resolve_quiet(clock::unix_ms());
                 self.flush();
                 last_flush = Instant::now();
@@ -141,6 +154,8 @@ impl Responder {
         };
         let key = Tracker::key_of(&o);
         let (change, incident) = self.tracker.observe(&o);
+        // Drops to a destination count from the decision on.
+        self.drops.watch(&key, incident);
         let step = match change {
             Change::Opened => {
                 self.metrics
@@ -162,13 +177,32 @@ impl Responder {
         steps.extend(step.into_iter().flatten());
     }
 
+    /// Updates the open incidents' drop counts; a change is written (no
+    /// step: the journal's entries are for the lifecycle).
+    fn count_drops(&mut self) {
+        let keys: Vec<Key> = self
+            .tracker
+            .open()
+            .map(|i| (i.storefront.clone(), i.kind))
+            .collect();
+        for key in keys {
+            if let Some(i) = self.tracker.get_mut(&key)
+                && self.drops.update(&key, i)
+            {
+                self.dirty.entry(key).or_default();
+            }
+        }
+    }
+
     fn resolve_quiet(&mut self, now_ms: u64) {
-        for incident in self.tracker.tick(now_ms) {
+        for mut incident in self.tracker.tick(now_ms) {
             self.metrics
                 .open
                 .with_label_values(&[incident.kind.name()])
                 .dec();
             let key = (incident.storefront.clone(), incident.kind);
+            self.drops.update(&key, &mut incident);
+            self.drops.forget(&key);
             // Steps not written yet (an opening) go first.
             let mut steps = self.dirty.remove(&key).unwrap_or_default();
             steps.push(step_entry(Kind::IncidentResolved, &incident));
@@ -237,6 +271,7 @@ fn observation(outcome: &Outcome, places: &Places) -> Option<Observation> {
         source: target.list_target().map(|t| t.to_string()),
         enforced: Action::from_id(record.action) != Some(Action::Alert),
         accounts: app.map(|a| a.accounts.clone()).unwrap_or_default(),
+        destinations: places.destinations(place),
         evidence: match app {
             Some(a) => format!("{target}: {}", a.evidence),
             None => format!("{target}: {evidence}"),

@@ -8,7 +8,7 @@ use ensuresec_common::{
         SourceSlot, Throttle, Window, set_of,
     },
     maps::{
-        DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, MAP_DESTS,
+        DST_PORTS_TCP, DST_PORTS_UDP, DropCount, EVENT_STAT_DROPPED, EVENT_STAT_SENT, MAP_DESTS,
         MAP_EVENT_STATS, MAP_EVENTS, MAP_SOURCES, PortBitmap,
     },
 };
@@ -193,6 +193,17 @@ impl Store {
             Ok(values.iter().sum())
         };
         Ok((sum(EVENT_STAT_DROPPED)?, sum(EVENT_STAT_SENT)?))
+    }
+
+    /// Packets dropped on their way to `addr` (and SYNs among them), summed
+    /// over CPUs; sampled in the kernel, see `DROP_SAMPLE`.
+    pub fn drops_to(&self, addr: std::net::IpAddr) -> Result<DropCount> {
+        let key: AddrKey = super::decisions::addr_key(addr);
+        let per_cpu: Vec<DropCount> = self.drops.get_per_cpu(&key, self.cpus)?.unwrap_or_default();
+        Ok(per_cpu.iter().fold(DropCount::default(), |a, c| DropCount {
+            packets: a.packets + c.packets,
+            syns: a.syns + c.syns,
+        }))
     }
 
     /// Throttles in force, by source.

@@ -19,10 +19,10 @@ use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
     maps::{
         Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
-        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DST_PORTS, MAP_EVENT_STATS,
-        MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
-        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
-        MAP_X6_VALS, PortBitmap, port_slot,
+        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DROPS, MAP_DST_PORTS,
+        MAP_EVENT_STATS, MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS,
+        MAP_SOURCES, MAP_THROTTLE, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS,
+        MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PortBitmap, port_slot,
     },
 };
 
@@ -78,6 +78,7 @@ pub struct Store {
     pub(crate) budgets: RawMap,
     pub(crate) decisions: RawMap,
     pub(crate) offenders: RawMap,
+    pub(crate) drops: RawMap,
     pub capacities: Capacities,
 }
 
@@ -168,6 +169,7 @@ impl Store {
             budgets: open(MAP_BUDGET)?,
             decisions: open(MAP_DECISIONS)?,
             offenders: open(MAP_OFFENDERS)?,
+            drops: open(MAP_DROPS)?,
             capacities,
         })
     }

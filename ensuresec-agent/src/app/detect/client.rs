@@ -19,7 +19,20 @@ const SAMPLE_CHARS: usize = 96;
 #[derive(Debug, Default)]
 pub struct Sample {
     pub paths: VecDeque<String>,
+    /// Probes (signature matches) the shop answered with a success: what
+    /// may be exposed.
+    pub answered: VecDeque<String>,
     pub agent: String,
+}
+
+/// Keeps `path` among the last `SAMPLE_PATHS` distinct ones.
+fn keep(list: &mut VecDeque<String>, path: String) {
+    if !list.contains(&path) {
+        if list.len() == SAMPLE_PATHS {
+            list.pop_front();
+        }
+        list.push_back(path);
+    }
 }
 
 fn cut(text: &str) -> String {
@@ -29,17 +42,15 @@ fn cut(text: &str) -> String {
 impl Sample {
     /// Keeps a request's path (its query only as `?…`: it may hold an
     /// account name, a reset key, a search) and the user agent.
-    pub fn note(&mut self, target: &str, agent: &str) {
+    pub fn note(&mut self, target: &str, agent: &str, answered: bool) {
         let path = match target.split_once('?') {
             Some((path, _)) => format!("{}?…", cut(path)),
             None => cut(target),
         };
-        if !self.paths.contains(&path) {
-            if self.paths.len() == SAMPLE_PATHS {
-                self.paths.pop_front();
-            }
-            self.paths.push_back(path);
+        if answered {
+            keep(&mut self.answered, path.clone());
         }
+        keep(&mut self.paths, path);
         if self.agent != agent {
             self.agent = cut(agent);
         }
@@ -76,11 +87,12 @@ impl ClientState {
         }
     }
 
-    /// Notes a suspicious request for the evidence.
-    pub fn note(&mut self, path: &str, agent: &str) {
+    /// Notes a suspicious request for the evidence; `answered`: a probe
+    /// the shop answered with a success.
+    pub fn note(&mut self, path: &str, agent: &str, answered: bool) {
         self.sample
             .get_or_insert_with(Default::default)
-            .note(path, agent);
+            .note(path, agent, answered);
     }
 
     /// Whether `d` may fire now (it did not within `window`); if so, marks it.

@@ -66,6 +66,13 @@ impl Findings<'_, '_> {
                 let paths: Vec<&str> = s.paths.iter().map(String::as_str).collect();
                 evidence.push_str(&format!("; paths {}", paths.join(" ")));
             }
+            if !s.answered.is_empty() {
+                let paths: Vec<&str> = s.answered.iter().map(String::as_str).collect();
+                evidence.push_str(&format!(
+                    "; answered 2xx (possible exposure) {}",
+                    paths.join(" ")
+                ));
+            }
             if !s.agent.is_empty() {
                 evidence.push_str(&format!("; agent {:?}", s.agent));
             }
@@ -141,7 +148,8 @@ pub(super) fn count(
                 || *login_failed
                 || (400..500).contains(status);
             if suspicious || (flood.per_source > 0 && requests >= flood.per_source as u64) {
-                state.note(target, user_agent);
+                let answered = hits.signature.is_some() && (200..300).contains(status);
+                state.note(target, user_agent, answered);
             }
             out.check(state, flood_trip(flood, requests, [0, 0]), || {
                 format!(

@@ -222,6 +222,19 @@ fn scanners_trip_on_a_sure_signature_on_errors_or_on_several_weak_signatures() {
         .map(|i| at("203.0.113.4", i as f64, page("/gone", 404)))
         .collect();
     assert!(run(&mut d, shopper).is_empty());
+    // A probe the shop answered: named as a possible exposure.
+    let exposed = d.observe(&at("203.0.113.5", 0.0, probe("/.env", 200)));
+    assert!(
+        exposed[0]
+            .evidence
+            .contains("answered 2xx (possible exposure) /.env"),
+        "{}",
+        exposed[0].evidence
+    );
+    assert!(
+        !sure[0].evidence.contains("answered 2xx"),
+        "a 404 exposes nothing"
+    );
 }
 
 #[test]

@@ -59,6 +59,15 @@ pub struct Incident {
     pub accounts_taken_over: BTreeSet<String>,
     /// The first pieces of evidence.
     pub evidence: Vec<String>,
+    /// The addresses attacked (the first `MAX_LISTED`).
+    #[serde(default)]
+    pub destinations: BTreeSet<String>,
+    /// Packets to them dropped while it lasted, and new TCP connections
+    /// (SYNs) among them: estimates, sampled in the kernel.
+    #[serde(default)]
+    pub packets_dropped: u64,
+    #[serde(default)]
+    pub connections_dropped: u64,
 }
 
 impl Incident {
@@ -81,6 +90,9 @@ impl Incident {
             accounts_tried: BTreeSet::new(),
             accounts_taken_over: BTreeSet::new(),
             evidence: Vec::new(),
+            destinations: BTreeSet::new(),
+            packets_dropped: 0,
+            connections_dropped: 0,
         }
     }
 
@@ -105,6 +117,12 @@ impl Incident {
                 break;
             }
             set.insert(a.clone());
+        }
+    }
+
+    pub(super) fn add_destination(&mut self, addr: &str) {
+        if self.destinations.len() < MAX_LISTED {
+            self.destinations.insert(addr.to_string());
         }
     }
 

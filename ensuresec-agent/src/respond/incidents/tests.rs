@@ -16,6 +16,7 @@ fn seen(
         source: Some(source.into()),
         enforced,
         accounts: Vec::new(),
+        destinations: Vec::new(),
         evidence: format!("{} from {source}", detector.name()),
         at_ms,
     }

@@ -21,6 +21,8 @@ pub struct Observation {
     pub enforced: bool,
     /// Pseudonyms of the accounts involved.
     pub accounts: Vec<String>,
+    /// The addresses the attack was aimed at, where known.
+    pub destinations: Vec<std::net::IpAddr>,
     pub evidence: String,
     pub at_ms: u64,
 }
@@ -74,6 +76,9 @@ impl Tracker {
         }
         incident.decisions += 1;
         incident.add_evidence(&o.evidence);
+        for d in &o.destinations {
+            incident.add_destination(&d.to_string());
+        }
         incident.add_accounts(&o.accounts, o.detector == Detector::AccountTakeover);
         if o.enforced {
             incident.enforced += 1;

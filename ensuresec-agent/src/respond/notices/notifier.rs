@@ -57,12 +57,40 @@ impl Notifier {
         give_up_after: Duration,
         metrics: NoticeMetrics,
     ) -> Self {
-        Notifier {
+        let mut notifier = Notifier {
             journal,
             channels: channels.into_iter().map(|c| (c.name.clone(), c)).collect(),
             give_up_after,
             metrics,
             firing: HashMap::new(),
+        };
+        notifier.resume_firing();
+        notifier
+    }
+
+    /// The alerts a previous run sent for incidents not resolved since:
+    /// sent again at once, so that they do not lapse across a restart.
+    fn resume_firing(&mut self) {
+        let Ok(rows) = self.journal.notices(10_000) else {
+            return;
+        };
+        let due = Instant::now()
+            .checked_sub(ALERT_LIFETIME)
+            .unwrap_or_else(Instant::now);
+        for row in rows.into_iter().filter(|r| r.delivered_ms.is_some()) {
+            let alerting = self
+                .channels
+                .get(&row.channel)
+                .is_some_and(|c| matches!(c.target, Target::Alertmanager { .. }));
+            let key = (row.channel.clone(), row.incident);
+            match serde_json::from_str::<Notice>(&row.payload) {
+                Ok(n) if alerting && n.incident.resolved.is_none() => {
+                    self.firing.insert(key, (n, due));
+                }
+                _ => {
+                    self.firing.remove(&key);
+                }
+            }
         }
     }
 

@@ -55,6 +55,9 @@ pub struct Facts {
     pub sample_sources: Vec<String>,
     pub decisions: u64,
     pub enforced: u64,
+    /// Estimates: packets to the storefront dropped, and new connections.
+    pub packets_dropped: u64,
+    pub connections_dropped: u64,
     pub detectors: Vec<String>,
     pub accounts_tried: usize,
     pub accounts_taken_over: usize,
@@ -96,6 +99,8 @@ impl Facts {
             sample_sources: i.sources.iter().take(10).cloned().collect(),
             decisions: i.decisions,
             enforced: i.enforced,
+            packets_dropped: i.packets_dropped,
+            connections_dropped: i.connections_dropped,
             detectors: i.detectors.iter().cloned().collect(),
             accounts_tried: i.accounts_tried.len(),
             accounts_taken_over: i.accounts_taken_over.len(),
@@ -191,6 +196,15 @@ mod tests {
                 assert!(n.text.contains(part), "{kind}: {part}: {}", n.text);
             }
         }
+        let mut i = incident(IncidentKind::Scan);
+        i.evidence
+            .push("192.0.2.9: probes; answered 2xx (possible exposure) /.env".into());
+        let n = t.render("open", Facts::of(&i, "h"), i.kind, i.state);
+        assert!(
+            n.text.contains("ANSWERED") && n.text.contains("/.env"),
+            "{}",
+            n.text
+        );
         let i = incident(IncidentKind::CredentialStuffing);
         let n = t.render("resolved", Facts::of(&i, "h"), i.kind, State::Resolved);
         assert!(n.subject.ends_with("is over (#7)"), "{}", n.subject);
