@@ -112,7 +112,11 @@ pub enum BlockCommand {
     List(OutputArgs),
     /// The operator's blocks as JSON, with reasons, times added and
     /// expiries (`block import --format json` reads it back).
-    Export,
+    Export {
+        /// JSON, the one format that keeps reasons and expiries.
+        #[arg(short, long, value_enum, default_value_t = ExportFormat::Json)]
+        output: ExportFormat,
+    },
     /// Block every entry of a list file, all or nothing.
     Import {
         file: PathBuf,
@@ -246,4 +250,9 @@ pub enum NoticesCommand {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Json,
 }

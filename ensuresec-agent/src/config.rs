@@ -346,6 +346,28 @@ mod tests {
             ("[journal]\nmax_size_mb = 0", "max_size_mb"),
             ("[journal]\nretention = \"forever\"", "forever"),
             ("[agent]\nstate_dir = \"var/lib\"", "absolute"),
+            ("[[storefront]]\nname = \"host\"", "reserved"),
+            ("[[storefront]]\nname = \"10.0.0.0/8\"", "reserved"),
+            (
+                "[[storefront]]\nname = \"a\"\n[storefront.failsafe]\nper_source_scale = 2.0",
+                "per_source_scale",
+            ),
+            (
+                "[[notices.channel]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1\"",
+                "secret_file",
+            ),
+            (
+                "[[notices.channel]]\nname = \"x\"\nkind = \"slack\"\nurl = \"ftp://h\"",
+                "not http",
+            ),
+            (
+                "[[notices.channel]]\nname = \"x\"\nkind = \"slack\"\nurl = \"http://h\"\nstorefronts = [\"nope\"]",
+                "no [[storefront]] is named `nope`",
+            ),
+            (
+                "[[notices.channel]]\nname = \"m\"\nkind = \"email\"\nsmtp = \"mail\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]",
+                "not host:port",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");

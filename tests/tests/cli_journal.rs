@@ -118,7 +118,7 @@ fn export_and_import_round_trip_reasons_and_expiries() -> Result<()> {
         ],
     )?;
     run_as(&solo, "alice", &["block", "add", "203.0.113.5"])?;
-    let exported = run_as(&solo, "x", &["block", "export"])?;
+    let exported = run_as(&solo, "x", &["block", "export", "-o", "json"])?;
     let before = rows(&exported)?;
     assert_eq!(before.len(), 3);
     // Into another host's empty lists.

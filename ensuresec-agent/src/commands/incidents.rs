@@ -225,6 +225,12 @@ fn affected(journal: &Journal, state_dir: &Path, args: &AffectedArgs) -> Result<
             file.display()
         );
     }
+    if i.accounts_tried.len() >= crate::respond::incidents::MAX_LISTED {
+        eprintln!(
+            "the incident keeps its first {} accounts: more may have been tried",
+            crate::respond::incidents::MAX_LISTED
+        );
+    }
     match args.output {
         AffectedFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         AffectedFormat::Csv => {

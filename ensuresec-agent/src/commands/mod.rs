@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Block(BlockCommand::List(out)) => {
             lists::list(&pins, lists::Which::Block, out.output)
         }
-        Command::Block(BlockCommand::Export) => import::export(&pins),
+        Command::Block(BlockCommand::Export { output: _ }) => import::export(&pins),
         Command::Block(BlockCommand::Import {
             file,
             format,

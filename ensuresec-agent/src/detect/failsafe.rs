@@ -29,6 +29,7 @@ pub struct Profile {
     pub new_connections: Option<u32>,
     pub ports: Vec<u16>,
     pub login_failures: Option<u32>,
+    pub max_on: std::time::Duration,
 }
 
 impl Profile {
@@ -63,6 +64,7 @@ impl Profile {
             new_connections: c.new_connections_per_second,
             ports: c.ports.clone(),
             login_failures: c.login_failures,
+            max_on: c.max_on,
         })
     }
 

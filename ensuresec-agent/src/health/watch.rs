@@ -15,7 +15,7 @@ use super::{Health, Issue};
 
 /// Counters whose growth within `RECENT` is an issue: (metric, issue, what
 /// it means).
-const LOSSES: [(&str, &str, &str); 7] = [
+const LOSSES: [(&str, &str, &str); 8] = [
     (
         "ensuresec_ringbuf_dropped_total",
         "ringbuf_drops",
@@ -25,6 +25,11 @@ const LOSSES: [(&str, &str, &str); 7] = [
         "ensuresec_journal_write_errors_total",
         "journal_failing",
         "journal writes failed (a full disk?); retried, the kernel enforces meanwhile",
+    ),
+    (
+        "ensuresec_incidents_write_errors_total",
+        "journal_failing",
+        "incident writes failed; retried",
     ),
     (
         "ensuresec_journal_dropped_total",

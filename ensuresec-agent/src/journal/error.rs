@@ -24,6 +24,14 @@ pub enum JournalError {
         "the journal's schema is version {found}, this build reads version {supported} (a newer ensuresec wrote it)"
     )]
     Version { found: i64, supported: i64 },
+    #[error(
+        "the journal {path} is of version {found}, this build's is {supported}: the agent upgrades it when it starts"
+    )]
+    Older {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("the journal {path}: {source}")]
     Within {
         path: PathBuf,

@@ -75,6 +75,15 @@ impl Journal {
         )
         .map_err(|e| JournalError::open(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Read only: an older journal cannot be upgraded here.
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if (1..schema::VERSION).contains(&found) {
+            return Err(JournalError::Older {
+                path,
+                found,
+                supported: schema::VERSION,
+            });
+        }
         Ok(Some(Self { conn, path }))
     }
 

@@ -100,9 +100,15 @@ impl Journal {
     ) -> Result<(), JournalError> {
         self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_ms = ?2, last_error = ?3,
-                 failed_ms = CASE WHEN ?4 THEN ?2 ELSE NULL END
+                 failed_ms = CASE WHEN ?4 THEN ?5 ELSE NULL END
              WHERE id = ?1",
-            params![id, next_ms as i64, error, give_up],
+            params![
+                id,
+                next_ms as i64,
+                error,
+                give_up,
+                crate::clock::unix_ms() as i64
+            ],
         )?;
         Ok(())
     }

@@ -122,6 +122,9 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox(channel, id)
     WHERE delivered_ms IS NULL AND failed_ms IS NULL;
+-- Also made by version 2 since it was first written.
+CREATE INDEX IF NOT EXISTS journal_failsafe ON journal(storefront, id)
+    WHERE kind IN ('failsafe_on', 'failsafe_off');
 ";
 
 /// Creates the tables in a new database, or checks an existing one's version.

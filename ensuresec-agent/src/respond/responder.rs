@@ -83,6 +83,7 @@ impl Responder {
         drops: DropWatch,
         notices: Queue,
     ) -> Result<(Self, SyncSender<Outcome>), crate::journal::JournalError> {
+        let mut journal = journal;
         let resumed = record::unresolved(&journal)?;
         let mut dirty: HashMap<Key, Vec<Entry>> = HashMap::new();
         for i in &resumed {
@@ -94,6 +95,11 @@ impl Responder {
                     .or_default()
                     .push(on);
             }
+        }
+        // Profiles the journal says are on and nothing holds now go off.
+        let settled = switches.settle(&journal.failsafe_switches()?);
+        if let Err(e) = journal.write(&settled, &[]) {
+            tracing::warn!(error = %e, "could not journal the fail-safe profiles' state");
         }
         let (tx, rx) = sync_channel(CHANNEL);
         let responder = Responder {
@@ -137,11 +143,16 @@ impl Responder {
                     self.last_drops = Instant::now();
                 }
                 self.resolve_quiet(clock::unix_ms());
+                self.expire_profiles();
                 self.flush();
                 last_flush = Instant::now();
             }
-            if gone || (stop.load(Ordering::Relaxed) && self.rx.try_recv().is_err()) {
-                // The incidents stay open for the next run to resume.
+            if gone || stop.load(Ordering::Relaxed) {
+                // What the engine decided before it stopped goes in; the
+                // incidents stay open for the next run to resume.
+                while let Ok(outcome) = self.rx.try_recv() {
+                    self.observe(&outcome);
+                }
                 self.flush();
                 return;
             }
@@ -191,6 +202,17 @@ impl Responder {
             {
                 self.dirty.entry(key).or_default();
             }
+        }
+    }
+
+    /// Profiles on for their longest go off (journaled at once: no
+    /// incident row goes with it).
+    fn expire_profiles(&mut self) {
+        let off = self.switches.expire(clock::unix_ms());
+        if !off.is_empty()
+            && let Err(e) = self.journal.write(&off, &[])
+        {
+            tracing::warn!(error = %e, "could not journal a fail-safe profile going off");
         }
     }
 

@@ -130,6 +130,14 @@ impl AppSettings {
                     s.name.escape_debug()
                 ));
             }
+            // Incidents no storefront claims are named `host` or by their
+            // protected prefix: a storefront of such a name would take them.
+            if s.name == crate::respond::places::HOST || s.name.parse::<Target>().is_ok() {
+                return Err(format!(
+                    "storefront name `{}` is reserved (incidents of the host or of a protected prefix are named so)",
+                    s.name
+                ));
+            }
             if fronts.iter().any(|(n, _): &(Arc<str>, _)| **n == *s.name) {
                 return Err(format!("storefront `{}` is listed twice", s.name));
             }

@@ -155,6 +155,13 @@ pub struct FailsafeConfig {
     /// Failed logins of one client that make credential stuffing (and at
     /// most as many distinct accounts).
     pub login_failures: Option<u32>,
+    /// The longest the profile stays on, whatever holds it.
+    #[serde(default = "hour", with = "crate::config::duration")]
+    pub max_on: std::time::Duration,
+}
+
+fn hour() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
 }
 
 fn half() -> f64 {

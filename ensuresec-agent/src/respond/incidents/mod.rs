@@ -5,7 +5,7 @@ mod model;
 mod tracker;
 
 pub use kind::IncidentKind;
-pub use model::{Incident, State};
+pub use model::{Incident, MAX_LISTED, State};
 pub use tracker::{Change, Key, Observation, Tracker};
 
 #[cfg(test)]

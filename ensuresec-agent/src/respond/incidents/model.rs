@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::IncidentKind;
 
-/// Sources, accounts and evidence kept per incident at most (the counts go
-/// on): an incident of a million spoofed sources stays small.
+/// Sources, destinations and accounts listed per incident at most: an
+/// incident of a million spoofed sources stays small. The source count goes
+/// on; accounts past the limit are not kept (`incidents affected` says so).
 pub const MAX_LISTED: usize = 1000;
 const MAX_EVIDENCE: usize = 20;
 

@@ -77,7 +77,12 @@ pub fn deliver(target: &Target, key: &str, notice: &Notice) -> Result<(), Delive
             )
         }
         Target::Slack { url } => {
-            let body = json!({ "text": format!("*{}*\n{}", notice.subject, notice.text) });
+            let text = format!(
+                "*{}*\n{}",
+                slack_escape(&notice.subject),
+                slack_escape(&notice.text)
+            );
+            let body = json!({ "text": text });
             post(url, &[], body.to_string().as_bytes())
         }
         Target::Alertmanager { url } => {
@@ -86,6 +91,14 @@ pub fn deliver(target: &Target, key: &str, notice: &Notice) -> Result<(), Delive
         }
         Target::Email(email) => send_mail(email, key, notice),
     }
+}
+
+/// Slack's and Mattermost's markup escapes: an attacker's path in the
+/// evidence must not become a link or a mention.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The alert of an incident: its labels say which, its end says whether it

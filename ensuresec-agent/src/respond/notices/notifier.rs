@@ -77,14 +77,21 @@ impl Notifier {
         let due = Instant::now()
             .checked_sub(ALERT_LIFETIME)
             .unwrap_or_else(Instant::now);
-        for row in rows.into_iter().filter(|r| r.delivered_ms.is_some()) {
+        // A delivered alert still fires unless its incident's resolve came
+        // after it (delivered or given up).
+        for row in rows
+            .into_iter()
+            .filter(|r| r.delivered_ms.is_some() || r.failed_ms.is_some())
+        {
             let alerting = self
                 .channels
                 .get(&row.channel)
                 .is_some_and(|c| matches!(c.target, Target::Alertmanager { .. }));
             let key = (row.channel.clone(), row.incident);
             match serde_json::from_str::<Notice>(&row.payload) {
-                Ok(n) if alerting && n.incident.resolved.is_none() => {
+                Ok(n)
+                    if alerting && n.incident.resolved.is_none() && row.delivered_ms.is_some() =>
+                {
                     self.firing.insert(key, (n, due));
                 }
                 _ => {
@@ -162,6 +169,10 @@ impl Notifier {
                     let give_up = !e.retry || late;
                     if give_up {
                         self.metrics.given_up.with_label_values(&label).inc();
+                        // A resolve given up still ends the alert's refresh.
+                        if notice.incident.resolved.is_some() {
+                            self.firing.remove(&(row.channel.clone(), row.incident));
+                        }
                         journal_step(
                             &mut self.journal,
                             Kind::NoticeGivenUp,
@@ -195,9 +206,11 @@ impl Notifier {
             }
             if let Some(c) = self.channels.get(channel) {
                 let key = format!("{}/{}/refresh", notice.incident.host, notice.incident.id);
-                match deliver::deliver(&c.target, &key, notice) {
-                    Ok(()) => *sent = Instant::now(),
-                    Err(e) => tracing::warn!(%channel, error = %e, "refreshing an alert"),
+                // Tried once per period, sent or not: a receiver that is
+                // down holds up no other notice.
+                *sent = Instant::now();
+                if let Err(e) = deliver::deliver(&c.target, &key, notice) {
+                    tracing::warn!(%channel, error = %e, "refreshing an alert");
                 }
             }
         }

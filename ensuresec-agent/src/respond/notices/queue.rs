@@ -115,9 +115,17 @@ impl Queue {
                 channel: c.name.clone(),
                 incident: i.id,
                 event: event.to_string(),
+                // The first seen time tells apart incidents of one id in two
+                // journals (one moved aside as corrupt).
                 key: match event {
-                    "update" => format!("{}/{}/update-{now}/{}", self.host, i.id, c.name),
-                    _ => format!("{}/{}/{event}/{}", self.host, i.id, c.name),
+                    "update" => format!(
+                        "{}/{}-{}/update-{now}/{}",
+                        self.host, i.id, i.first_seen_ms, c.name
+                    ),
+                    _ => format!(
+                        "{}/{}-{}/{event}/{}",
+                        self.host, i.id, i.first_seen_ms, c.name
+                    ),
                 },
                 created_ms: now,
                 payload: payload.clone(),

@@ -56,7 +56,9 @@ pub struct Facts {
     pub decisions: u64,
     pub enforced: u64,
     /// Estimates: packets to the storefront dropped, and new connections.
+    #[serde(default)]
     pub packets_dropped: u64,
+    #[serde(default)]
     pub connections_dropped: u64,
     pub detectors: Vec<String>,
     pub accounts_tried: usize,
