@@ -43,6 +43,10 @@ pub fn lab_bin(root: &Path, bin: &str, args: &[&str]) -> Result<()> {
     if bin == "eval" {
         build.extend(["--bin", "replay"]);
     }
+    if bin == "lab-response" {
+        // The lab shop it attacks.
+        build.extend(["--bin", "lab-shop"]);
+    }
     run::cargo(root, &build)?;
     let exe = root.join("target/release").join(bin);
     eprintln!("xtask: {} {}", exe.display(), args.join(" "));
