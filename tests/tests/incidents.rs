@@ -183,7 +183,7 @@ fn a_shop_under_attack_is_held_to_its_failsafe_profile_until_quiet() -> Result<(
     let s = ShopLab::new(env!("CARGO_BIN_EXE_lab-shop"))?;
     let lab = &s.lab;
     let config = s.agent_config(
-        "[detect]\nspoof_safe = false\n\n[[protect]]\nprefix = \"10.77.0.0/16\"\n\n[incidents]\nquiet = \"4s\"\n\n[storefront.failsafe]\nnew_connections_per_second = 500\nlogin_failures = 2\n",
+        "[detect]\nspoof_safe = false\n\n[[protect]]\nprefix = \"10.77.0.0/16\"\n\n[incidents]\nquiet = \"8s\"\n\n[storefront.failsafe]\nnew_connections_per_second = 500\nlogin_failures = 2\n",
     )?;
     let _agent = lab.start_agent(&config)?;
     // Each answered 401; a client banned at its second failure may see
