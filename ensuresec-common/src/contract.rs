@@ -164,7 +164,9 @@ const _: () = {
     assert!(size_of::<Cidr6Value>() == 48);
     assert!(size_of::<Control>() == 88);
     assert!(size_of::<Throttle>() == 24);
-    assert!(size_of::<DecisionKey>() == 20);
+    assert!(size_of::<AddrKey>() == 16);
+    assert!(size_of::<DecisionKey>() == 24);
+    assert!(size_of::<DestKey>() == 24);
     assert!(size_of::<DecisionRecord>() == 96);
     assert!(size_of::<FragKey>() == 40);
     assert!(size_of::<IfaceRecord>() == 32);

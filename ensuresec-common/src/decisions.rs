@@ -126,6 +126,20 @@ pub struct DecisionKey {
     pub port: u16,
     pub proto: u8,
     pub scope: u8,
+    /// Explicit: a hash map compares keys' padding too.
+    pub _pad: u32,
+}
+
+impl DecisionKey {
+    pub const fn new(addr: AddrKey, port: u16, proto: u8, scope: u8) -> Self {
+        DecisionKey {
+            addr,
+            port,
+            proto,
+            scope,
+            _pad: 0,
+        }
+    }
 }
 
 #[repr(C)]

@@ -14,7 +14,7 @@ pub const WAYS_V4: usize = 4;
 pub const WAYS_V6: usize = 4;
 
 pub type BucketV4 = [u32; WAYS_V4];
-pub type BucketV6 = [[u8; 16]; WAYS_V6];
+pub type BucketV6 = [crate::features::AddrKey; WAYS_V6];
 
 /// SplitMix64's finaliser: every input bit affects every output bit.
 #[inline(always)]
@@ -44,12 +44,9 @@ pub const fn buckets_v4(addr: u32, seed: u64, mask: u32) -> (u32, u32) {
 
 /// Buckets of an IPv6 address.
 #[inline(always)]
-pub fn buckets_v6(addr: &[u8; 16], seed: u64, mask: u32) -> (u32, u32) {
-    let mut hi = [0u8; 8];
-    let mut lo = [0u8; 8];
-    hi.copy_from_slice(&addr[..8]);
-    lo.copy_from_slice(&addr[8..]);
-    let h = mix64(u64::from_ne_bytes(lo) ^ mix64(u64::from_ne_bytes(hi) ^ seed));
+pub fn buckets_v6(addr: &crate::features::AddrKey, seed: u64, mask: u32) -> (u32, u32) {
+    let [hi, lo] = addr.words();
+    let h = mix64(lo ^ mix64(hi ^ seed));
     bucket_pair(h, mask)
 }
 

@@ -27,8 +27,8 @@ pub const FRAG_TTL_NS: u64 = 30_000_000_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragKey {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub src: crate::features::AddrKey,
+    pub dst: crate::features::AddrKey,
     pub id: u32,
     pub proto: u8,
     pub _pad: [u8; 3],
@@ -185,7 +185,7 @@ pub struct Control {
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 12;
+pub const LAYOUT_VERSION: u32 = 13;
 
 /// Destinations whose dropped packets are counted (`ES_DROPS`, LRU).
 pub const DEFAULT_DROP_DESTS: u32 = 1 << 12;
@@ -284,6 +284,7 @@ mod pod {
     unsafe impl aya::Pod for crate::features::DestSlot {}
     unsafe impl aya::Pod for crate::features::DestStats {}
     unsafe impl aya::Pod for crate::features::DestKey {}
+    unsafe impl aya::Pod for crate::features::AddrKey {}
     unsafe impl aya::Pod for crate::features::DetectConfig {}
     unsafe impl aya::Pod for crate::features::Event {}
     unsafe impl aya::Pod for crate::features::Throttle {}

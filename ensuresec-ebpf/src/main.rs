@@ -56,7 +56,8 @@ fn finish_at(reason: Reason, len: u32, parsed: &parse::Parsed) -> u32 {
         return xdp_action::XDP_PASS;
     }
     if before.is_multiple_of(DROP_SAMPLE) && parsed.ip.family != parse::Ip::NONE {
-        drops::record(parsed);
+        // The result is used so that LLVM keeps the subprogram's return value.
+        core::hint::black_box(drops::record(parsed));
     }
     xdp_action::XDP_DROP
 }
@@ -69,9 +70,15 @@ fn filter(ctx: &XdpContext) -> u32 {
         // Listed sources are decided: the cheapest drop, no features.
         return finish_at(reason, len, &parsed);
     }
-    if ES_DETECT.get(0).is_some_and(|cfg| cfg.enabled != 0) {
+    if ES_DETECT.get(0).is_some_and(|cfg| cfg.enabled != 0)
+        && let Some(slot) = ES_PARSED.get_ptr_mut(0)
+    {
         // Detection runs in its own program, so that the filter alone keeps its
-        // cost. A tail call does not return unless it failed.
+        // cost; it reads this parse from the CPU's slot rather than parse again.
+        // SAFETY: per-CPU slot of this CPU, read by the program tail-called
+        // next on the same CPU; volatile so that the store is kept.
+        unsafe { core::ptr::write_volatile(slot, parsed) };
+        // A tail call does not return unless it failed.
         // SAFETY: the context is this program's; index 0 holds `ensuresec_detect`.
         unsafe { ES_PROGS.tail_call(ctx, PROG_DETECT) };
     }
@@ -86,15 +93,12 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
     let (Some(slot), Some(cfg)) = (ES_PARSED.get_ptr_mut(0), ES_DETECT.get(0)) else {
         return finish(Reason::Passed, len);
     };
-    // Parsing again costs a few ns. The result goes through a per-CPU map slot:
-    // what the verifier reads back from a map is one unknown value rather than
-    // one per parse outcome, which keeps the paths it explores within its limit.
-    // SAFETY: per-CPU slot of this CPU; volatile so the compiler keeps the
-    // round trip through the map.
-    let parsed = unsafe {
-        core::ptr::write_volatile(slot, parse::parse(&ctx));
-        &*slot
-    };
+    // The filter's parse of this packet, which it left in this CPU's slot
+    // before the tail call. Read from a map, it is one unknown value for the
+    // verifier rather than one per parse outcome, which keeps the paths it
+    // explores within its limit.
+    // SAFETY: per-CPU slot of this CPU, written by `filter` just before.
+    let parsed = unsafe { &*slot };
     let now = clock::now();
     let classes = features::classes(&ctx, parsed);
     let Some(classes_slot) = ES_CLASSES.get_ptr_mut(0) else {
@@ -106,8 +110,10 @@ pub fn ensuresec_detect(ctx: XdpContext) -> u32 {
         core::ptr::read_volatile(classes_slot)
     };
     features::record(parsed, classes, len, now, cfg);
-    let reason = verdict::mitigations(parsed, classes, cfg.cpus, now)
-        .unwrap_or_else(|| verdict::policy(parsed));
+    let reason = match Reason::from_id(verdict::mitigations(parsed, classes, cfg.cpus, now)) {
+        Some(r) if r != Reason::Passed => r,
+        _ => verdict::policy(parsed),
+    };
     finish_at(reason, len, parsed)
 }
 

@@ -100,7 +100,8 @@ pub static ES_HORIZONS: PerCpuArray<Horizon> = PerCpuArray::pinned(DEFAULT_SOURC
 #[map]
 pub static ES_DESTS: PerCpuArray<DestSlot> = PerCpuArray::pinned(DEFAULT_DESTS, 0);
 
-/// `ensuresec_detect`'s parse, kept in a map for the verifier's sake (see there).
+/// The filter's parse of the packet, handed to `ensuresec_detect` across the
+/// tail call (and read back as one value, for the verifier's sake; see there).
 #[map]
 pub static ES_PARSED: PerCpuArray<crate::parse::Parsed> = PerCpuArray::with_max_entries(1, 0);
 

@@ -97,12 +97,7 @@ pub fn budget_allows(p: &Parsed, classes: u32, cpus: u32, now: u64) -> bool {
     if !limited && classes & class::SYNACK == 0 {
         return true;
     }
-    let key = DestKey {
-        addr: p.ip.dst_key(),
-        port: features::tracked_port(p),
-        proto: p.ip.proto,
-        _pad: 0,
-    };
+    let key = DestKey::new(p.ip.dst_key(), features::tracked_port(p), p.ip.proto);
     // SAFETY: read-only use of the value.
     match unsafe { ES_BUDGET.get(key) } {
         Some(b) if b.drop_classes != 0 => {

@@ -106,8 +106,8 @@ pub struct Ip {
     /// IPv4 addresses as read from the packet (network byte order in memory).
     pub src_v4: u32,
     pub dst_v4: u32,
-    pub src_v6: [u8; 16],
-    pub dst_v6: [u8; 16],
+    pub src_v6: AddrKey,
+    pub dst_v6: AddrKey,
 }
 
 impl Ip {
@@ -122,8 +122,8 @@ impl Ip {
             frag_id: 0,
             src_v4: 0,
             dst_v4: 0,
-            src_v6: [0; 16],
-            dst_v6: [0; 16],
+            src_v6: AddrKey::ZERO,
+            dst_v6: AddrKey::ZERO,
         }
     }
 
@@ -270,8 +270,8 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
     }
     let mut ip = Ip::none();
     ip.family = Ip::V6;
-    ip.src_v6.copy_from_slice(&h[8..24]);
-    ip.dst_v6.copy_from_slice(&h[24..40]);
+    ip.src_v6.0.copy_from_slice(&h[8..24]);
+    ip.dst_v6.0.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let ip_end = offset + 40 + u16::from_be_bytes([h[4], h[5]]) as usize;
     let mut offset = offset + 40;

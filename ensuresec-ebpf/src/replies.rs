@@ -14,6 +14,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
+use ensuresec_common::features::AddrKey;
+
 use crate::parse::{Ip, Parsed, Transport};
 
 /// What a packet's socket lookup found.
@@ -45,7 +47,8 @@ pub fn lookup(ctx: &XdpContext, p: &Parsed) -> u32 {
         };
         core::mem::size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>()
     } else {
-        let words = |a: &[u8; 16]| {
+        let words = |a: &AddrKey| {
+            let a = &a.0;
             let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
             [w(0), w(4), w(8), w(12)]
         };

@@ -3,6 +3,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
+    features::AddrKey,
     maps::{
         Control, FLAG_ALLOW, FLAG_BLOCK, FLAG_EXACT_ALLOW_INSIDE, FLAGS_BLOCKING, ListEntry,
         PORT_WORDS, TrieRule, port_slot,
@@ -96,7 +97,7 @@ fn exact_v4(control: &Control, addr: u32) -> Option<&'static ListEntry> {
 
 /// The exact IPv6 entry for `addr`.
 #[inline(always)]
-fn exact_v6(control: &Control, addr: &[u8; 16]) -> Option<&'static ListEntry> {
+fn exact_v6(control: &Control, addr: &AddrKey) -> Option<&'static ListEntry> {
     let (first, second) = buckets_v6(addr, control.x6_seed, control.x6_mask);
     for bucket in [first, second] {
         let keys = ES_X6_KEYS.get(bucket)?;
@@ -143,13 +144,13 @@ fn ipv4_lists(control: &Control, src: u32) -> Option<Reason> {
 }
 
 #[inline(always)]
-fn ipv6_lists(control: &Control, src: &[u8; 16]) -> Option<Reason> {
+fn ipv6_lists(control: &Control, src: &AddrKey) -> Option<Reason> {
     let exact = exact_v6(control, src);
     if exact.is_some_and(|e| e.flags & FLAG_ALLOW != 0) {
         return Some(Reason::Allowlisted);
     }
     let prefix = ES_CIDR_V6
-        .get(Key::new(128, *src))
+        .get(Key::new(128, src.0))
         .map_or(NO_PREFIX, |v| PrefixVerdict {
             flags: v.effective_flags,
             expires_at_ns: v.effective_expires_at_ns,
@@ -178,17 +179,22 @@ pub fn lists(parsed: &Parsed) -> Option<Reason> {
     }
 }
 
-/// The agent's throttles and new-connection budgets: `Some` drops the packet.
-#[inline(always)]
-pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> Option<Reason> {
-    let control = ES_CONTROL.get(0)?;
+/// The agent's throttles and new-connection budgets: the id of the reason
+/// that drops the packet, or 0. A subprogram of its own, so that the keys and
+/// buckets it builds stay off its caller's frame (BPF gives a call chain 512
+/// bytes, and the caller's frame is stacked with every other subprogram's).
+#[inline(never)]
+pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> u32 {
+    let Some(control) = ES_CONTROL.get(0) else {
+        return 0;
+    };
     if control.throttles != 0 && !mitigate::throttle_allows(parsed, classes, cpus, now) {
-        return Some(Reason::Throttled);
+        return Reason::Throttled as u32;
     }
     if control.budgets != 0 && !mitigate::budget_allows(parsed, classes, cpus, now) {
-        return Some(Reason::DestBudget);
+        return Reason::DestBudget as u32;
     }
-    None
+    0
 }
 
 /// What is left after the lists: parse outcome and port policy. With the

@@ -15,7 +15,7 @@ use crate::{kernel::Kernel, packet::*};
 pub const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
 pub const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
-pub fn key(a: Ipv4Addr) -> [u8; 16] {
+pub fn key(a: Ipv4Addr) -> ensuresec_common::features::AddrKey {
     v4_key(u32::from_ne_bytes(a.octets()))
 }
 

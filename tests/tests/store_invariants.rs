@@ -70,12 +70,7 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
             };
             while !done.load(Ordering::Relaxed) {
                 let source = v4_key(u32::from_ne_bytes([192, 0, 2, (rounds % 200) as u8]));
-                let dest = DestKey {
-                    addr: v4_key(u32::from_ne_bytes([10, 0, 0, 1])),
-                    port: 80,
-                    proto: 6,
-                    _pad: 0,
-                };
+                let dest = DestKey::new(v4_key(u32::from_ne_bytes([10, 0, 0, 1])), 80, 6);
                 // One write lock per decision, as the agent takes it.
                 store.write()?.set_throttle(&source, &t)?;
                 store.write()?.set_budget(&dest, &t)?;
@@ -125,12 +120,7 @@ fn agent_mitigations_and_cli_prefix_edits_do_not_lose_each_other() -> Result<()>
 const SOURCE: &str = "192.0.2.44";
 
 fn source_key() -> DecisionKey {
-    DecisionKey {
-        addr: addr_key(SOURCE.parse().unwrap()),
-        port: 0,
-        proto: 0,
-        scope: SCOPE_SOURCE,
-    }
+    DecisionKey::new(addr_key(SOURCE.parse().unwrap()), 0, 0, SCOPE_SOURCE)
 }
 
 fn detection() -> Detection {

@@ -185,12 +185,7 @@ fn destination_filters_drop_only_what_nobody_asked_for() -> Result<()> {
         .set_tracked_ports(&bitmap(&tcp_ports), &bitmap(&["443".parse()?]))?;
     for (proto, classes) in [(17, class::UDP_SERVICE), (6, class::SYNACK)] {
         k.store.write()?.set_budget(
-            &DestKey {
-                addr: key(DST),
-                port: 0,
-                proto,
-                _pad: 0,
-            },
+            &DestKey::new(key(DST), 0, proto),
             &Throttle {
                 rate_pps: 0,
                 burst: 0,

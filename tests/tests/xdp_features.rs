@@ -71,12 +71,7 @@ fn counts_per_source_and_destination() -> Result<()> {
         "80, 443 and 5555 in the window"
     );
 
-    let web = DestKey {
-        addr: key(DST),
-        port: 80,
-        proto: 6,
-        _pad: 0,
-    };
+    let web = DestKey::new(key(DST), 80, 6);
     let d = k
         .store
         .dest_stats(&k.store.detect_config()?, &web, Scale::Window, 0)?

@@ -39,12 +39,7 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
     assert!(k.store.write()?.remove_throttle(&key(SRC))?);
     assert_eq!(k.run("ensuresec", &tcp(SRC, 443, TCP_ACK))?, XDP_PASS);
 
-    let web = DestKey {
-        addr: key(DST),
-        port: 80,
-        proto: 6,
-        _pad: 0,
-    };
+    let web = DestKey::new(key(DST), 80, 6);
     k.store.write()?.set_budget(
         &web,
         &Throttle {
@@ -78,12 +73,7 @@ fn throttles_and_budgets_drop_over_their_rate() -> Result<()> {
 #[test]
 fn budgets_count_packets_whose_ports_cannot_be_read() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
-    let udp_any = DestKey {
-        addr: key(DST),
-        port: 0,
-        proto: 17,
-        _pad: 0,
-    };
+    let udp_any = DestKey::new(key(DST), 0, 17);
     k.store.write()?.set_budget(
         &udp_any,
         &Throttle {

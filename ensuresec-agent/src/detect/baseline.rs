@@ -81,12 +81,7 @@ mod tests {
     use super::*;
 
     fn key(port: u16) -> DestKey {
-        DestKey {
-            addr: [1; 16],
-            port,
-            proto: 17,
-            _pad: 0,
-        }
+        DestKey::new(ensuresec_common::features::AddrKey([1; 16]), port, 17)
     }
 
     #[test]

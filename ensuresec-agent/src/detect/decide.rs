@@ -40,12 +40,7 @@ pub fn covers(current: &DecisionRecord, plan: &Plan) -> bool {
 }
 
 fn dest_key(key: &DecisionKey) -> DestKey {
-    DestKey {
-        addr: key.addr,
-        port: key.port,
-        proto: key.proto,
-        _pad: 0,
-    }
+    DestKey::new(key.addr, key.port, key.proto)
 }
 
 /// Writes a decision. A throttle on a source that already has one (another

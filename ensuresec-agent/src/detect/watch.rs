@@ -11,11 +11,11 @@ use std::{
 
 use ensuresec_common::{
     decisions::{DecisionKey, SCOPE_DESTINATION, SCOPE_SOURCE},
-    features::{EVENT_DEST_TRIP, Event},
+    features::{AddrKey, EVENT_DEST_TRIP, Event},
 };
 
 /// What a trip event is about: (kind, address, port, protocol, scale).
-type WatchKey = (u32, [u8; 16], u16, u8, u8);
+type WatchKey = (u32, AddrKey, u16, u8, u8);
 
 /// Sources and destinations watched at once, and looked at again per tick.
 pub const MAX_WATCHED: usize = 4096;
@@ -87,15 +87,10 @@ impl WatchList {
 /// The decision that would cover what event `e` is about.
 pub fn decision_key(e: &Event) -> DecisionKey {
     let dest = e.kind == EVENT_DEST_TRIP;
-    DecisionKey {
-        addr: e.addr,
-        port: if dest { e.port } else { 0 },
-        proto: if dest { e.proto } else { 0 },
-        scope: if dest {
-            SCOPE_DESTINATION
-        } else {
-            SCOPE_SOURCE
-        },
+    if dest {
+        DecisionKey::new(e.addr, e.port, e.proto, SCOPE_DESTINATION)
+    } else {
+        DecisionKey::new(e.addr, 0, 0, SCOPE_SOURCE)
     }
 }
 
@@ -114,8 +109,8 @@ mod tests {
             kind: EVENT_SOURCE_TRIP,
             cpu: 0,
             time_ns: 0,
-            addr,
-            peer: [0; 16],
+            addr: AddrKey(addr),
+            peer: AddrKey::ZERO,
             port: 0,
             proto: 0,
             scale: 0,

@@ -58,8 +58,8 @@ impl Journal {
             })?;
             // Overlap: the entry's range and the asked one share an address.
             clauses.push("lo <= ? AND hi >= ?");
-            args.push(Value::Blob(hi.to_vec()));
-            args.push(Value::Blob(lo.to_vec()));
+            args.push(Value::Blob(hi.0.to_vec()));
+            args.push(Value::Blob(lo.0.to_vec()));
         }
         if let Some(d) = &filter.detector {
             clauses.push("detector = ?");
@@ -108,7 +108,7 @@ impl Journal {
             names.join(", ")
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query_map(rusqlite::params![lo.to_vec(), hi.to_vec()], row)?;
+        let mut rows = stmt.query_map(rusqlite::params![lo.0.to_vec(), hi.0.to_vec()], row)?;
         Ok(rows.next().transpose()?)
     }
 }

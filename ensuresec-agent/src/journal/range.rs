@@ -4,11 +4,11 @@
 
 use std::net::IpAddr;
 
-use ensuresec_common::entry::Target;
+use ensuresec_common::{entry::Target, features::AddrKey};
 
 use crate::store::decisions::{DecisionTarget, addr_key};
 
-pub type Range = ([u8; 16], [u8; 16]);
+pub type Range = (AddrKey, AddrKey);
 
 fn of_list_target(t: &Target) -> Range {
     match t {

@@ -67,12 +67,7 @@ mod tests {
     fn key(last: u8, port: u16, proto: u8) -> DestKey {
         let mut addr = [0u8; 16];
         addr[15] = last;
-        DestKey {
-            addr,
-            port,
-            proto,
-            _pad: 0,
-        }
+        DestKey::new(AddrKey(addr), port, proto)
     }
 
     fn window(start_ns: u64, packets: u32, udp: u32, fresh: u32, sources: u64) -> Window {

@@ -254,7 +254,7 @@ mod tests {
     fn source(n: u8) -> AddrKey {
         let mut k = [0u8; 16];
         k[15] = n;
-        k
+        AddrKey(k)
     }
 
     /// Source `n`'s slot: first and last seen, packets, SYNs.

@@ -24,8 +24,8 @@ pub fn key_addr(key: &AddrKey) -> IpAddr {
 /// The key of an address.
 pub fn addr_key(addr: IpAddr) -> AddrKey {
     match normalize_addr(addr) {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => a.to_ipv6_mapped().into(),
+        IpAddr::V6(a) => a.into(),
     }
 }
 
@@ -48,12 +48,7 @@ pub struct DecisionTarget(pub DecisionKey);
 impl DecisionTarget {
     /// The decision on a source address.
     pub fn source(addr: IpAddr) -> Self {
-        DecisionTarget(DecisionKey {
-            addr: addr_key(addr),
-            port: 0,
-            proto: 0,
-            scope: SCOPE_SOURCE,
-        })
+        DecisionTarget(DecisionKey::new(addr_key(addr), 0, 0, SCOPE_SOURCE))
     }
 
     /// The decision on a source network; a whole-address network is the
@@ -63,31 +58,26 @@ impl DecisionTarget {
         if net.prefix_len() == net.max_prefix_len() {
             return Self::source(net.addr());
         }
-        DecisionTarget(DecisionKey {
-            addr: addr_key(net.network()),
-            port: net.prefix_len() as u16,
-            proto: 0,
-            scope: SCOPE_PREFIX,
-        })
+        DecisionTarget(DecisionKey::new(
+            addr_key(net.network()),
+            net.prefix_len() as u16,
+            0,
+            SCOPE_PREFIX,
+        ))
     }
 
     /// The decision on a storefront as a whole; `id` is its name's id in
     /// `ES_REASONS`.
     pub fn storefront(id: u32) -> Self {
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&id.to_le_bytes());
-        DecisionTarget(DecisionKey {
-            addr,
-            port: 0,
-            proto: 0,
-            scope: SCOPE_STOREFRONT,
-        })
+        let mut addr = AddrKey::ZERO;
+        addr.0[..4].copy_from_slice(&id.to_le_bytes());
+        DecisionTarget(DecisionKey::new(addr, 0, 0, SCOPE_STOREFRONT))
     }
 
     /// The storefront's name id, for a storefront-wide decision.
     pub fn storefront_id(&self) -> Option<u32> {
         (self.0.scope == SCOPE_STOREFRONT)
-            .then(|| u32::from_le_bytes(self.0.addr[..4].try_into().expect("four bytes")))
+            .then(|| u32::from_le_bytes(self.0.addr.0[..4].try_into().expect("four bytes")))
     }
 
     /// What a source decision drops in the lists: the address or network.
@@ -167,12 +157,12 @@ impl FromStr for DecisionTarget {
             "icmpv6" => 58,
             other => other.parse().map_err(|_| bad())?,
         };
-        Ok(DecisionTarget(DecisionKey {
-            addr: addr_key(addr),
+        Ok(DecisionTarget(DecisionKey::new(
+            addr_key(addr),
             port,
             proto,
-            scope: SCOPE_DESTINATION,
-        }))
+            SCOPE_DESTINATION,
+        )))
     }
 }
 

@@ -6,6 +6,7 @@ use std::{collections::HashMap, hash::Hash, net::Ipv4Addr};
 
 use ensuresec_common::{
     entry::Target,
+    features::AddrKey,
     maps::{FLAG_ALLOW, FLAG_EXACT_ALLOW_INSIDE, ListEntry, TrieRule},
 };
 
@@ -154,7 +155,7 @@ impl Writer<'_> {
         for (at, (target, op)) in edits.iter().enumerate() {
             match target {
                 Target::V4(a) => e4.push((at, *target, key4(a), *op)),
-                Target::V6(a) => e6.push((at, *target, a.octets(), *op)),
+                Target::V6(a) => e6.push((at, *target, AddrKey::from(*a), *op)),
                 Target::Net4(n) => {
                     n4.push((at, *target, (u32::from(n.network()), n.prefix_len()), *op))
                 }
@@ -170,7 +171,7 @@ impl Writer<'_> {
         // apply is refused for the first such edit, in the batch's order.
         let keys4: Vec<u32> = e4.iter().map(|e| e.2).collect();
         let prior4 = self.exact_v4.current(&keys4)?;
-        let keys6: Vec<[u8; 16]> = e6.iter().map(|e| e.2).collect();
+        let keys6: Vec<AddrKey> = e6.iter().map(|e| e.2).collect();
         let prior6 = self.exact_v6.current(&keys6)?;
         let rules4 = if n4.is_empty() {
             None

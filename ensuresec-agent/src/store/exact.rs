@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// A key type of an exact table: all-zero is the empty slot.
 pub trait Key: Pod + Copy + Eq + Hash + Default + std::fmt::Debug {}
 impl Key for u32 {}
-impl Key for [u8; 16] {}
+impl Key for ensuresec_common::features::AddrKey {}
 
 /// The two candidate buckets of a key (seeded hash, table size).
 pub type BucketsOf<K> = Box<dyn Fn(&K) -> (u32, u32) + Send + Sync>;

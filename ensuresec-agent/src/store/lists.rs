@@ -43,7 +43,7 @@ impl Store {
                 target: Target::V4(a),
                 entry,
             }),
-            std::net::IpAddr::V6(a) => self.exact_v6.get(&a.octets())?.map(|entry| Listed {
+            std::net::IpAddr::V6(a) => self.exact_v6.get(&a.into())?.map(|entry| Listed {
                 target: Target::V6(a),
                 entry,
             }),
@@ -62,7 +62,7 @@ impl Store {
     pub fn entries_for(&self, target: &Target) -> Result<Option<ListEntry>> {
         Ok(match target {
             Target::V4(a) => self.exact_v4.get(&key4(a))?,
-            Target::V6(a) => self.exact_v6.get(&a.octets())?,
+            Target::V6(a) => self.exact_v6.get(&(*a).into())?,
             _ => self
                 .prefix_entries()?
                 .into_iter()

@@ -17,6 +17,7 @@ mod writer;
 
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
+    features::AddrKey,
     maps::{
         Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
         MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DROPS, MAP_DST_PORTS,
@@ -57,7 +58,7 @@ pub struct Store {
     /// Possible CPUs: the number of values of a per-CPU map's entry.
     cpus: usize,
     pub(crate) exact_v4: exact::Table<u32, WAYS_V4>,
-    pub(crate) exact_v6: exact::Table<[u8; 16], WAYS_V6>,
+    pub(crate) exact_v6: exact::Table<AddrKey, WAYS_V6>,
     pub(crate) cidr_v6: RawMap,
     pub(crate) trie_root: RawMap,
     pub(crate) trie_nodes: RawMap,
@@ -119,7 +120,7 @@ impl Store {
             keys: open(MAP_X6_KEYS)?,
             vals: open(MAP_X6_VALS)?,
             capacity: control.x6_capacity,
-            buckets: Box::new(move |k: &[u8; 16]| buckets_v6(k, seed6, mask6)),
+            buckets: Box::new(move |k: &AddrKey| buckets_v6(k, seed6, mask6)),
         };
         let cidr_v6 = open(MAP_CIDR_V6)?;
         let (trie_root, trie_nodes, trie_rules) = (

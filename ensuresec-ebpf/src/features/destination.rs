@@ -61,12 +61,7 @@ pub(super) fn dest_packet(p: &Parsed, classes: u32, len: u32, now: u64) -> u32 {
     // SAFETY: per-CPU scratch of this CPU.
     let one = unsafe { &mut *scratch };
     one.sample = Sample::of(classes);
-    one.key = DestKey {
-        addr: p.ip.dst_key(),
-        port: tracked_port(p),
-        proto: p.ip.proto,
-        _pad: 0,
-    };
+    one.key = DestKey::new(p.ip.dst_key(), tracked_port(p), p.ip.proto);
     // Distinct sources: a spoofed flood comes from very many; distinct
     // source ports: a reflection from one (or a few) services.
     one.src_bit = sketch_bit(fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family), 128);
@@ -153,7 +148,7 @@ fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32) 
         && emit(
             EVENT_DEST_TRIP,
             &one.key.addr,
-            &[0; 16],
+            &AddrKey::ZERO,
             About(one.key.port, one.key.proto, scale as u8),
             w,
             one.now,

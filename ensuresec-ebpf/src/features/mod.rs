@@ -70,12 +70,13 @@ impl Sample {
 
 /// An address folded into 32 bits for a sketch, without building its key.
 #[inline(always)]
-fn fold(v4: u32, v6: &[u8; 16], family: u8) -> u32 {
+fn fold(v4: u32, v6: &AddrKey, family: u8) -> u32 {
     if family == Ip::V4 {
         return v4;
     }
-    let w = |i: usize| u32::from_ne_bytes([v6[i], v6[i + 1], v6[i + 2], v6[i + 3]]);
-    w(0) ^ w(4) ^ w(8) ^ w(12)
+    let [hi, lo] = v6.words();
+    let w = hi ^ lo;
+    (w ^ (w >> 32)) as u32
 }
 
 /// Sets a sketch bit; returns whether it was new.

@@ -85,12 +85,12 @@ impl Engine {
                     .tcp_ports
                     .iter()
                     .any(|r| (r.first..=r.last).contains(&port));
-                let key = DecisionKey {
-                    addr: addr_key(addr),
-                    port: if tracked { port } else { 0 },
-                    proto: libc::IPPROTO_TCP as u8,
-                    scope: SCOPE_DESTINATION,
-                };
+                let key = DecisionKey::new(
+                    addr_key(addr),
+                    if tracked { port } else { 0 },
+                    libc::IPPROTO_TCP as u8,
+                    SCOPE_DESTINATION,
+                );
                 if !keys.contains(&key) {
                     keys.push(key);
                 }

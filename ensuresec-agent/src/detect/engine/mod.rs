@@ -31,8 +31,8 @@ use aya::maps::{MapData, RingBuf};
 use ensuresec_common::{
     decisions::{DecisionKey, Detector, SCOPE_DESTINATION, SCOPE_SOURCE},
     features::{
-        DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_HORIZON, EVENT_SOURCE_TRIP, Event,
-        Scale,
+        AddrKey, DestKey, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_HORIZON, EVENT_SOURCE_TRIP,
+        Event, Scale,
     },
 };
 

@@ -139,12 +139,7 @@ mod tests {
     use super::*;
 
     fn key(port: u16, proto: u8) -> DestKey {
-        DestKey {
-            addr: [0; 16],
-            port,
-            proto,
-            _pad: 0,
-        }
+        DestKey::new(ensuresec_common::features::AddrKey::ZERO, port, proto)
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl Engine {
 
     pub(super) fn decide_source(
         &mut self,
-        addr: &[u8; 16],
+        addr: &AddrKey,
         detection: &Detection,
         detectors: &Detectors,
         first_seen_ns: u64,
@@ -77,12 +77,7 @@ impl Engine {
             .detections
             .with_label_values(&[detection.detector.name(), ""])
             .inc();
-        let key = DecisionKey {
-            addr: *addr,
-            port: 0,
-            proto: 0,
-            scope: SCOPE_SOURCE,
-        };
+        let key = DecisionKey::new(*addr, 0, 0, SCOPE_SOURCE);
         let config = detectors.get(detection.detector);
         let strikes = self.store.offender(addr)?.map_or(0, |o| o.strikes) + 1;
         let dry_run = self.settings.dry_run_for(detectors, detection.detector);
@@ -125,12 +120,7 @@ impl Engine {
         let Some(detectors) = self.detectors_for(key_addr(&e.addr)) else {
             return Ok(());
         };
-        let dest = DestKey {
-            addr: e.addr,
-            port: e.port,
-            proto: e.proto,
-            _pad: 0,
-        };
+        let dest = DestKey::new(e.addr, e.port, e.proto);
         let scale = Scale::from_u8(e.scale).unwrap_or(Scale::Window);
         let Some(stats) =
             self.store
@@ -189,12 +179,7 @@ impl Engine {
             .detections
             .with_label_values(&[detection.detector.name(), ""])
             .inc();
-        let key = DecisionKey {
-            addr: dest.addr,
-            port: dest.port,
-            proto: dest.proto,
-            scope: SCOPE_DESTINATION,
-        };
+        let key = DecisionKey::new(dest.addr, dest.port, dest.proto, SCOPE_DESTINATION);
         if self.live(&key)?.is_some_and(|r| covers(&r, &plan)) {
             return Ok(());
         }

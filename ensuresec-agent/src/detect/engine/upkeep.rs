@@ -114,12 +114,7 @@ impl Engine {
         let mut attacked = HashSet::new();
         for (key, record) in self.store.decisions()? {
             if key.scope == SCOPE_DESTINATION && record.expires_at_ns > now {
-                attacked.insert(DestKey {
-                    addr: key.addr,
-                    port: key.port,
-                    proto: key.proto,
-                    _pad: 0,
-                });
+                attacked.insert(DestKey::new(key.addr, key.port, key.proto));
             }
             if record.expires_at_ns <= now {
                 // One that cannot be lifted now is tried again next second;
