@@ -15,7 +15,7 @@ use crate::{
     exact::{BucketV4, BucketV6},
     features::{
         AddrKey, Bucket, DestKey, DestSlot, DetectConfig, FirstPacket, Horizon, SourceSlot,
-        Throttle,
+        Throttle, door::DoorBucket,
     },
     maps::{
         Cidr6Value, Control, Counter, DropCount, FragKey, IfaceRecord, ListEntry, PortBitmap,
@@ -98,6 +98,9 @@ contract! {
     MAP_SOURCES = "ES_SOURCES": PerCpuArray<u32, SourceSlot>;
     /// Per-source horizons, at the index of the source's slot in `ES_SOURCES`.
     MAP_HORIZONS = "ES_HORIZONS": PerCpuArray<u32, Horizon>;
+    /// The doorkeeper a source passes twice before it gets a slot in
+    /// `ES_SOURCES` (see `features::door`).
+    MAP_DOOR = "ES_DOOR": PerCpuArray<u32, DoorBucket>;
     /// Per-destination features, a set-associative per-CPU cache as `ES_SOURCES`.
     MAP_DESTS = "ES_DESTS": PerCpuArray<u32, DestSlot>;
     /// Destination ports tracked one by one, at `DST_PORTS_TCP` and

@@ -12,6 +12,8 @@ pub const DEFAULT_REASONS: u32 = 1 << 14;
 /// Slots (per CPU) of the source and destination feature tables.
 pub const DEFAULT_SOURCES: u32 = 1 << 16;
 pub const DEFAULT_DESTS: u32 = 1 << 12;
+/// Doorkeeper buckets per CPU (`features::door`): 256 KiB, to stay in L2.
+pub const DEFAULT_DOOR_BUCKETS: u32 = 1 << 12;
 pub const DEFAULT_THROTTLES: u32 = 1 << 14;
 pub const DEFAULT_BUDGETS: u32 = 1 << 10;
 pub const DEFAULT_DECISIONS: u32 = 1 << 16;

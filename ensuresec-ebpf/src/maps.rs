@@ -12,13 +12,16 @@ use ensuresec_common::{
     contract::{DST_PORTS_SLOTS, PORT_SLOTS},
     decisions::{DecisionKey, DecisionRecord, Offender},
     exact::{BucketV4, BucketV6, WAYS_V4, WAYS_V6, buckets_for},
-    features::{AddrKey, Bucket, DestKey, DestSlot, DetectConfig, Horizon, SourceSlot, Throttle},
+    features::{
+        AddrKey, Bucket, DestKey, DestSlot, DetectConfig, Horizon, SourceSlot, Throttle,
+        door::DoorBucket,
+    },
     maps::{
         BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
-        DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_DROP_DESTS,
-        DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4, DEFAULT_EXACT_V6, DEFAULT_FRAGS, DEFAULT_REASONS,
-        DEFAULT_SOURCES, DEFAULT_THROTTLES, DropCount, EVENT_STATS, FragKey, IfaceRecord,
-        ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
+        DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_DOOR_BUCKETS,
+        DEFAULT_DROP_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4, DEFAULT_EXACT_V6,
+        DEFAULT_FRAGS, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES, DropCount, EVENT_STATS,
+        FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
     },
     reason::REASON_COUNT,
     trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
@@ -95,6 +98,10 @@ pub static ES_SOURCES: PerCpuArray<SourceSlot> = PerCpuArray::pinned(DEFAULT_SOU
 /// Per-source horizons, at the index of the source's slot in `ES_SOURCES`.
 #[map]
 pub static ES_HORIZONS: PerCpuArray<Horizon> = PerCpuArray::pinned(DEFAULT_SOURCES, 0);
+
+/// The doorkeeper in front of `ES_SOURCES` (see `ensuresec_common::features::door`).
+#[map]
+pub static ES_DOOR: PerCpuArray<DoorBucket> = PerCpuArray::pinned(DEFAULT_DOOR_BUCKETS, 0);
 
 /// Per-destination features, a set-associative per-CPU cache as `ES_SOURCES`.
 #[map]

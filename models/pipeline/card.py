@@ -86,7 +86,9 @@ the shares of SYN, SYN-ACK, bare ACK/RST, UDP, ICMP, fragments, UDP from
 reflector ports and everything else, distinct destination ports and addresses
 (log, from the kernel's sketches) and SYNs per port and packets per address
 (log). They come from the agent's own code (`Stepper`, `vector::of`), read
-from the XDP program's per-source table.
+from the XDP program's per-source table, which a source enters with its
+second packet on a CPU (the doorkeeper, README): a source's first step
+lacks its first packet.
 
 ## Data
 `cargo xtask dataset`: every lab scenario (real hping3, nmap, masscan, t50,

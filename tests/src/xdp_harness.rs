@@ -10,7 +10,10 @@ use ensuresec_common::{
     ports::{PortRange, bitmap},
 };
 
-use crate::{kernel::Kernel, packet::*};
+use crate::{
+    kernel::{Kernel, XDP_PASS},
+    packet::*,
+};
 
 pub const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
 pub const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -65,6 +68,36 @@ pub fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
         .write()?
         .set_tracked_ports(&bitmap(&tracked), &bitmap(&[]))?;
     Ok(k)
+}
+
+/// A destination no test counts: where `admit` sends.
+pub const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
+
+/// Gets `src` past the doorkeeper (`features::door`): its first packet,
+/// to a destination no test counts, stays out of the per-source table, so
+/// that the test's own packets are all counted for the source. Checks that
+/// the packet arrived and left no trace in the table.
+pub fn admit(k: &Kernel, src: Ipv4Addr) -> Result<()> {
+    let f = frame(
+        &[],
+        ipv4(
+            src,
+            ELSEWHERE,
+            &V4Opts::default(),
+            &L4::Tcp {
+                sport: 40000,
+                dport: 9,
+                flags: TCP_ACK,
+            },
+        ),
+    );
+    anyhow::ensure!(k.run("ensuresec", &f)? == XDP_PASS, "{src}: not passed");
+    let cfg = k.store.detect_config()?;
+    anyhow::ensure!(
+        k.store.source_stats(&cfg, &key(src), 0)?.is_none(),
+        "{src}: a first packet entered the per-source table"
+    );
+    Ok(())
 }
 
 pub fn events(k: &Kernel) -> Result<Vec<Event>> {

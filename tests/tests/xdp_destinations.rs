@@ -126,6 +126,7 @@ fn udp_nobody_asked_for_is_unsolicited_from_any_port() -> Result<()> {
             ipv4(peer, "127.0.0.1".parse().unwrap(), &V4Opts::default(), &l4),
         )
     };
+    admit(&k, peer)?;
     let cfg = k.store.detect_config()?;
     let mut last = (0, 0);
     let mut check = |sport: u16, dport: u16, unsolicited: u64, why: &str| -> Result<()> {

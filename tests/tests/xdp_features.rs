@@ -14,6 +14,7 @@ use ensuresec_tests::{
 #[test]
 fn counts_per_source_and_destination() -> Result<()> {
     let k = detecting(1000, 1000)?;
+    admit(&k, SRC)?;
     for _ in 0..10 {
         assert_eq!(k.run("ensuresec", &tcp(SRC, 80, TCP_SYN))?, XDP_PASS);
     }
@@ -107,6 +108,7 @@ fn counts_per_source_and_destination() -> Result<()> {
 #[test]
 fn trip_wires_send_one_event_per_window() -> Result<()> {
     let k = detecting(5, 20)?;
+    admit(&k, SRC)?;
     for _ in 0..12 {
         k.run("ensuresec", &tcp(SRC, 443, TCP_SYN))?;
     }
@@ -124,6 +126,7 @@ fn trip_wires_send_one_event_per_window() -> Result<()> {
 
     // A scan: many ports from another source trips on distinct ports.
     let scanner = Ipv4Addr::new(192, 0, 2, 200);
+    admit(&k, scanner)?;
     for port in 1000..1040 {
         k.run("ensuresec", &tcp(scanner, port, TCP_SYN))?;
     }
@@ -175,6 +178,7 @@ fn replies_to_this_hosts_connections_are_not_evidence() -> Result<()> {
         )
     };
     let peer = key("127.0.0.2".parse()?);
+    admit(&k, "127.0.0.2".parse()?)?;
     k.run("ensuresec", &synack(server.port(), local.port()))?;
     let cfg = k.store.detect_config()?;
     let s = k.store.source_stats(&cfg, &peer, 0)?.expect("tracked");
@@ -198,6 +202,7 @@ fn a_trip_whose_event_was_lost_fires_again() -> Result<()> {
     let mut sources = 0;
     while k.store.event_stats()?.0 == 0 {
         let f = tcp(source(sources), 443, TCP_ACK);
+        admit(&k, source(sources))?;
         for _ in 0..4 {
             k.run("ensuresec", &f)?;
         }
@@ -256,5 +261,51 @@ fn trip_wires_count_each_cpus_share() -> Result<()> {
         2,
         "each CPU tripped at its share: {trips:?}"
     );
+    Ok(())
+}
+
+/// The doorkeeper: a spoofed flood's one-packet sources never enter the
+/// per-source table nor push out a source already there, and every one of
+/// their packets still counts for the destination; a source that sends
+/// again gets its slot.
+#[test]
+fn one_packet_sources_stay_out_of_the_source_table() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    admit(&k, SRC)?;
+    for _ in 0..5 {
+        k.run("ensuresec", &tcp(SRC, 80, TCP_ACK))?;
+    }
+    const FLOOD: u32 = 50_000;
+    let spoofed = |i: u32| Ipv4Addr::from(0x6400_0000 + i * 7);
+    for i in 0..FLOOD {
+        assert_eq!(k.run("ensuresec", &tcp(spoofed(i), 80, TCP_SYN))?, XDP_PASS);
+    }
+    let mut occupied = Vec::new();
+    k.store.for_each_source(|_, slot| occupied.push(slot.key))?;
+    assert_eq!(occupied, vec![key(SRC)], "only the source that sent twice");
+    let cfg = k.store.detect_config()?;
+    k.run("ensuresec", &tcp(SRC, 80, TCP_ACK))?;
+    let s = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
+    assert_eq!(s.total.packets, 6, "the flood took nothing of the source's");
+
+    let web = DestKey::new(key(DST), 80, 6);
+    let d = k
+        .store
+        .dest_stats(&cfg, &web, Scale::Window, 0)?
+        .expect("destination tracked");
+    assert_eq!(d.total.packets, 6 + FLOOD as u64, "every packet counted");
+    assert_eq!(
+        d.window.fresh, FLOOD,
+        "each spoofed packet its source's first"
+    );
+
+    // A flood source that sends again is let in (its entry is recent).
+    let again = spoofed(FLOOD - 1);
+    k.run("ensuresec", &tcp(again, 80, TCP_SYN))?;
+    let s = k
+        .store
+        .source_stats(&cfg, &key(again), 0)?
+        .expect("admitted");
+    assert_eq!((s.total.packets, s.total.syn), (1, 1));
     Ok(())
 }

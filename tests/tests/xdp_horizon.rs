@@ -52,6 +52,7 @@ fn a_sources_horizon_counts_syns_and_openings() -> Result<()> {
         ..k.store.detect_config()?
     };
     k.store.write()?.set_detect_config(&cfg)?;
+    admit(&k, SRC)?;
     let openings: [&[u8]; 3] = [
         b"GET / HTTP/1.0\r\n",
         b"\x16\x03\x01\x02\x00",
@@ -135,6 +136,7 @@ fn openings_follow_the_options_and_horizons_end() -> Result<()> {
         ..k.store.detect_config()?
     };
     k.store.write()?.set_detect_config(&cfg)?;
+    admit(&k, SRC)?;
     let horizon = |k: &Kernel| -> Result<ensuresec_common::features::Horizon> {
         Ok(k.store
             .source_stats(&cfg, &key(SRC), 0)?
@@ -207,6 +209,9 @@ fn a_taken_over_slot_keeps_nothing_of_its_former_source() -> Result<()> {
             .source_stats(&cfg, &key(addr), 0)?
             .map(|s| s.horizon))
     };
+    for s in [a, b, c] {
+        admit(&k, s)?;
+    }
     // A probes ten ports; its first SYN counts once the second arrives.
     for port in 0..10 {
         k.run("ensuresec", &tcp(a, 7000 + port, TCP_SYN))?;

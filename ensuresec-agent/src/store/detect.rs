@@ -233,6 +233,7 @@ impl Writer<'_> {
         let mask = |n: u32| (1u32 << (31 - n.max(1).leading_zeros())) - 1;
         cfg.source_mask = mask(sets(&self.sources)?);
         cfg.dest_mask = mask(sets(&self.dests)?);
+        cfg.door_mask = mask(self.door.capacity()?);
         self.detect.set(&0u32, &cfg)
     }
 

@@ -20,7 +20,7 @@ use ensuresec_common::{
     features::AddrKey,
     maps::{
         Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
-        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DROPS, MAP_DST_PORTS,
+        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DOOR, MAP_DROPS, MAP_DST_PORTS,
         MAP_EVENT_STATS, MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS,
         MAP_SOURCES, MAP_THROTTLE, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS,
         MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PortBitmap, port_slot,
@@ -71,6 +71,8 @@ pub struct Store {
     pub(crate) sources: RawMap,
     /// Per-source horizons, beside `sources`.
     pub(crate) horizons: RawMap,
+    /// The doorkeeper in front of `sources`.
+    pub(crate) door: RawMap,
     pub(crate) dests: RawMap,
     pub(crate) dst_ports: RawMap,
     pub(crate) detect: RawMap,
@@ -162,6 +164,7 @@ impl Store {
             ifaces: open(MAP_IFACES)?,
             sources,
             horizons,
+            door: open(MAP_DOOR)?,
             dests: open(MAP_DESTS)?,
             dst_ports: open(MAP_DST_PORTS)?,
             detect: open(MAP_DETECT)?,

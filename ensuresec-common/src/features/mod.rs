@@ -7,6 +7,7 @@
 //! XDP program resets when a packet arrives after the window ends. Every value is
 //! per CPU; the agent sums the CPUs.
 
+pub mod door;
 mod mitigation;
 mod window;
 
@@ -233,12 +234,24 @@ pub struct SourceSlot {
 /// Ways per set of the source and destination tables.
 pub const FEATURE_WAYS: u32 = 2;
 
+/// The hash a key's set (low bits) and doorkeeper bucket and tag (see
+/// `door`) come from.
+#[inline(always)]
+pub fn key_hash(key: &AddrKey, extra: u32, seed: u64) -> u64 {
+    let [hi, lo] = key.words();
+    crate::exact::mix64(lo ^ extra as u64 ^ crate::exact::mix64(hi ^ seed))
+}
+
+/// First slot of the set of hash `h` in a table of `mask + 1` sets.
+#[inline(always)]
+pub const fn set_of_hash(h: u64, mask: u32) -> u32 {
+    ((h as u32) & mask) * FEATURE_WAYS
+}
+
 /// First slot of the set of a 16-byte key in a table of `mask + 1` sets.
 #[inline(always)]
 pub fn set_of(key: &AddrKey, extra: u32, seed: u64, mask: u32) -> u32 {
-    let [hi, lo] = key.words();
-    let h = crate::exact::mix64(lo ^ extra as u64 ^ crate::exact::mix64(hi ^ seed));
-    ((h as u32) & mask) * FEATURE_WAYS
+    set_of_hash(key_hash(key, extra, seed), mask)
 }
 
 /// A protected destination: address, protocol and port. Ports the host does not
@@ -369,7 +382,9 @@ pub struct DetectConfig {
     pub trip_dst_packets: u32,
     /// CPUs the agent saw, to split throttle rates per CPU.
     pub cpus: u32,
-    pub _pad: u32,
+    /// Doorkeeper buckets minus one (see `door`); 0: every source enters
+    /// the per-source table with its first packet.
+    pub door_mask: u32,
     /// Geometry of the feature tables: seed and set count minus one.
     pub seed: u64,
     pub source_mask: u32,

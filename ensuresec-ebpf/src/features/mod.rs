@@ -9,8 +9,8 @@ use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
         SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
-        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if, packet_trip, set_of,
-        sketch_bit, trip, vote_if,
+        UNSOLICITED_MIN, Window, class, door, is_reflector_port, is_zero, key_hash, mark_if,
+        packet_trip, set_of, set_of_hash, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -26,7 +26,9 @@ use destination::{dest_packet, destination};
 use horizon::{horizon, note_first};
 
 use crate::{
-    maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
+    maps::{
+        ES_DEST_PACKET, ES_DESTS, ES_DOOR, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES,
+    },
     parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
     },
@@ -244,11 +246,11 @@ struct Way<T: 'static> {
     hit: bool,
 }
 
-/// The slot of `key` in its set and its index: a hit, else the empty or
-/// least recently seen way, reset for `key` (then not `hit`).
+/// The slot of `key` (of hash `h`) in its set and its index: a hit, else
+/// the empty or least recently seen way, reset for `key` (then not `hit`).
 #[inline(always)]
-fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
-    let first = set_of(key, 0, cfg.seed, cfg.source_mask);
+fn source_slot(key: &AddrKey, h: u64, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
+    let first = set_of_hash(h, cfg.source_mask);
     let way = way_of(
         &ES_SOURCES,
         first,
@@ -262,14 +264,26 @@ fn source_slot(key: &AddrKey, now: u64, cfg: &DetectConfig) -> Option<Way<Source
     Some(way)
 }
 
+/// Whether the doorkeeper lets the source of hash `h` into the table (see
+/// `ensuresec_common::features::door`); a missing bucket lets it in.
+#[inline(always)]
+fn door_passes(h: u64, now: u64, mask: u32) -> bool {
+    match ES_DOOR.get_ptr_mut(door::bucket(h, mask)) {
+        // SAFETY: this CPU's value of a per-CPU map.
+        Some(b) => door::pass(unsafe { &mut *b }, door::tag(h), now),
+        None => true,
+    }
+}
+
 /// Whether the TCP or UDP header was read (ports are known).
 #[inline(always)]
 fn has_transport(p: &Parsed) -> bool {
     p.transport.kind == Transport::TCP || p.transport.kind == Transport::UDP
 }
 
-/// Bit of `source`'s result telling that the source was new to the table
-/// (no class uses it).
+/// Bit of `source`'s result telling that the packet was its source's first
+/// on this CPU: refused by the doorkeeper, or (without one) new to the
+/// table. No class uses it.
 pub(super) const FRESH: u32 = 1 << 16;
 
 /// Bit of `source`'s result, and of the classes `horizon` gets, telling
@@ -290,12 +304,18 @@ const KNOWN: u32 = 1 << 18;
 #[inline(never)]
 fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u64 {
     let src = &p.ip.src_key();
+    let h = key_hash(src, 0, cfg.seed);
+    // A source's first packet (by the doorkeeper) stays out of the table.
+    let door = cfg.door_mask != 0;
+    if door && !door_passes(h, now, cfg.door_mask) {
+        return FRESH as u64;
+    }
     let s = &Sample::of(classes);
     let Some(Way {
         value: slot,
         index,
         hit,
-    }) = source_slot(src, now, cfg)
+    }) = source_slot(src, h, now, cfg)
     else {
         return 0;
     };
@@ -346,7 +366,9 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     if window_fired && emit_source(EVENT_SOURCE_TRIP, src, p, &st.window, now) == 0 {
         st.window.tripped = levels;
     }
-    let flags = (if hit { KNOWN } else { FRESH }) | (WINDOW_FIRED * window_fired as u32);
+    // With the doorkeeper, a source new to the table has sent before.
+    let new = if door { 0 } else { FRESH };
+    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32);
     ((index as u64) << 32) | flags as u64
 }
 
