@@ -136,6 +136,21 @@ pub fn bench_floor_random(ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// Benchmark floor of a pass path: the frame goes on to the kernel's stack.
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// The rig's generator, run with live frames: each run sends its frame out
+/// of the interface it is run on, with the source randomised when the
+/// benchmark's source table is set (else as given).
+#[xdp]
+pub fn bench_gen(ctx: XdpContext) -> u32 {
+    bench::randomize_source(&ctx);
+    xdp_action::XDP_TX
+}
+
 /// The filter on a randomised source address, one new address per run.
 #[xdp]
 pub fn bench_filter_random(ctx: XdpContext) -> u32 {

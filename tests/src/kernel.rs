@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use std::os::fd::AsFd as _;
 
@@ -106,7 +106,13 @@ impl Kernel {
         let extra = [(ensuresec_common::maps::MAP_BENCH_SRC, rows.max(1))];
         let mut ebpf = ebpf::load_with(&pins.pins, &sizes, &extra)?;
         ebpf::load_filter(&mut ebpf)?;
-        for name in ["bench_floor", "bench_floor_random", "bench_filter_random"] {
+        for name in [
+            "bench_floor",
+            "bench_floor_random",
+            "bench_filter_random",
+            "bench_pass",
+            "bench_gen",
+        ] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name}"))?
@@ -156,6 +162,56 @@ impl Kernel {
             ..Default::default()
         })?;
         Ok(result.return_value)
+    }
+
+    /// Sends `frame` out of interface `ifindex` (of the calling thread's
+    /// network namespace) `repeat` times through program `name` with live
+    /// frames (`BPF_F_TEST_XDP_LIVE_FRAMES`), as the kernel's
+    /// xdp-trafficgen does; returns the wall time it took.
+    pub fn send_live(
+        &self,
+        name: &str,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Result<std::time::Duration> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let start = std::time::Instant::now();
+        self.program(name)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..Default::default()
+            })
+            .with_context(|| format!("live frames through {name}"))?;
+        Ok(start.elapsed())
+    }
+
+    /// Attaches program `name` in driver mode to interface `ifindex` of the
+    /// calling thread's network namespace.
+    pub fn attach(&mut self, name: &str, ifindex: u32) -> Result<XdpLinkId> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.attach_to_if_index(ifindex, XdpMode::Driver)
+            .with_context(|| format!("attaching {name} to ifindex {ifindex}"))
+    }
+
+    pub fn detach(&mut self, name: &str, link: XdpLinkId) -> Result<()> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.detach(link)?;
+        Ok(())
     }
 
     /// Runs `name` `repeat` times in the kernel; returns the mean ns per run.

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod packet;
 pub mod receivers;
 pub mod reference;
+pub mod rig;
 pub mod scenarios;
 pub mod shop;
 pub mod upstreams;

@@ -70,6 +70,25 @@ pub fn detecting(trip_packets: u32, trip_ports: u32) -> Result<Kernel> {
     Ok(k)
 }
 
+/// Detection on with every trip wire too high to fire: what feature
+/// counting costs each packet (the benchmarks), source horizons included.
+pub fn counting_only() -> DetectConfig {
+    DetectConfig {
+        enabled: 1,
+        window_ns: 1_000_000_000,
+        trip_packets: u32::MAX,
+        trip_ports: u32::MAX,
+        trip_dsts: u32::MAX,
+        trip_dst_packets: u32::MAX,
+        cpus: 1,
+        horizon_ns: 300_000_000_000,
+        trip_horizon_syns: u32::MAX,
+        trip_horizon_ports: u32::MAX,
+        trip_openings: u32::MAX,
+        ..DetectConfig::default()
+    }
+}
+
 /// A destination no test counts: where `admit` sends.
 pub const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
 

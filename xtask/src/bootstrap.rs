@@ -49,6 +49,13 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus-alertmanager",
     "python3-aiosmtpd",
     "openssl",
+    // `bench rig`: the peers it measures (xdp-filter, nftables, iptables
+    // with an ipset), the receiving queue's counters (ethtool) and bpftool.
+    "xdp-tools",
+    "nftables",
+    "ipset",
+    "ethtool",
+    "bpftool",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -107,7 +107,8 @@ enum Task {
     Bench {
         #[arg(value_enum)]
         which: Bench,
-        /// `detect` only: the scenarios to run (all by default).
+        /// `detect`: the scenarios to run (all by default); `rig`: its options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         scenarios: Vec<String>,
     },
 }
@@ -116,6 +117,10 @@ enum Task {
 enum Bench {
     /// ns per packet of the XDP paths with BPF_PROG_TEST_RUN.
     Xdp,
+    /// Packets per second on live frames through a veth pair: ensuresec
+    /// beside xdp-filter, nftables and iptables with an ipset (`rig
+    /// --smoke` for a short run; `--entries`, `--rounds`, `--seconds`).
+    Rig,
     /// Time and peak RSS of importing a 1M-line blocklist.
     Import,
     /// Journal: decisions written per second, and an agent restoring 1M
@@ -260,6 +265,7 @@ fn main() -> Result<()> {
         Task::Bench { which, scenarios } => {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
+                Bench::Rig => "bench-rig",
                 Bench::Import => "bench-import",
                 Bench::Journal => "bench-journal",
                 Bench::Detect => "bench-detect",

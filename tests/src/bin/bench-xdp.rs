@@ -19,6 +19,7 @@ use ensuresec_common::{entry::Target, features::DetectConfig, maps::BenchSource}
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
+    xdp_harness::counting_only,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
@@ -246,20 +247,7 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
     // enough never to fire): what detection adds to every packet, the
     // source's horizon included. With random sources every packet is a new
     // source for the table, as in a spoofed flood.
-    k.store.write()?.set_detect_config(&DetectConfig {
-        enabled: 1,
-        window_ns: 1_000_000_000,
-        trip_packets: u32::MAX,
-        trip_ports: u32::MAX,
-        trip_dsts: u32::MAX,
-        trip_dst_packets: u32::MAX,
-        cpus: 1,
-        horizon_ns: 300_000_000_000,
-        trip_horizon_syns: u32::MAX,
-        trip_horizon_ports: u32::MAX,
-        trip_openings: u32::MAX,
-        ..DetectConfig::default()
-    })?;
+    k.store.write()?.set_detect_config(&counting_only())?;
     let floor_fixed_now = median_ns(&k, "bench_floor", &packet(unlisted))?;
     measure(
         "ensuresec-pass+features",

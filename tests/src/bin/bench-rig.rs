@@ -1,0 +1,330 @@
+//! `cargo xtask bench rig`: packets per second on live frames through a veth
+//! pair (see `ensuresec_tests::rig`), ensuresec beside xdp-filter, an
+//! nftables netdev-ingress set and iptables' raw table with an ipset, with
+//! the same addresses and prefixes, each round next to the XDP_DROP floor
+//! (drop rows) or the XDP_PASS floor (pass rows: the kernel's stack behind
+//! them) measured in the same round. Writes target/bench/rig.json.
+//!
+//! `--entries 10000,1000000` (default), `--rounds N` (5), `--seconds S`
+//! (1 per measurement); `--smoke` runs 100 entries, one short round.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use ensuresec_agent::{config::MapSizes, edit::Op};
+use ensuresec_common::{entry::Target, features::DetectConfig, maps::BenchSource};
+use ensuresec_tests::{
+    kernel::Kernel,
+    rig::{
+        Rig,
+        peers::{Iptables, Nftables, XDP_FILTER_MAX, XdpFilter},
+    },
+    xdp_harness::counting_only,
+};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+const CIDR_ENTRIES: usize = 10_000;
+/// IPv4 source offset in an untagged frame.
+const SRC_OFFSET: u32 = 26;
+
+#[derive(Serialize)]
+struct Row {
+    system: String,
+    path: &'static str,
+    entries: usize,
+    template: &'static str,
+    mpps: f64,
+    /// The floor of the path measured in the same rounds, and the ratio.
+    floor_mpps: f64,
+    of_floor: f64,
+}
+
+struct Options {
+    entries: Vec<usize>,
+    rounds: usize,
+    time: Duration,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options {
+        entries: vec![10_000, 1_000_000],
+        rounds: 5,
+        time: Duration::from_secs(1),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--entries" => {
+                o.entries = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse().context("--entries: numbers"))
+                    .collect::<Result<_>>()?
+            }
+            "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
+            "--seconds" => o.time = Duration::from_secs_f64(value()?.parse().context("--seconds")?),
+            "--smoke" => {
+                o.entries = vec![100];
+                o.rounds = 1;
+                o.time = Duration::from_millis(300);
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(o)
+}
+
+/// Exact addresses in 1.0.0.0-126.255.255.255, prefixes (/12 to /28) in the
+/// upper half, as `bench xdp` draws them.
+fn addresses(n: usize, rng: &mut fastrand::Rng) -> (Vec<Ipv4Addr>, Vec<Ipv4Net>) {
+    let mut exact = HashSet::with_capacity(n);
+    while exact.len() < n {
+        exact.insert(Ipv4Addr::from(rng.u32(0x0100_0000..0x7f00_0000)));
+    }
+    let mut nets = HashSet::with_capacity(CIDR_ENTRIES);
+    while nets.len() < CIDR_ENTRIES.min(n.max(100)) {
+        let len = rng.u8(12..=28);
+        let addr = Ipv4Addr::from(rng.u32(0x8000_0000..=u32::MAX));
+        nets.insert(Ipv4Net::new(addr, len).expect("length in range").trunc());
+    }
+    (exact.into_iter().collect(), nets.into_iter().collect())
+}
+
+/// The traffic of one path: the fixed template's source and the random
+/// template's source table.
+struct Traffic {
+    path: &'static str,
+    fixed: Ipv4Addr,
+    random: Vec<BenchSource>,
+}
+
+fn traffic(exact: &[Ipv4Addr], nets: &[Ipv4Net]) -> Vec<Traffic> {
+    let be = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
+    let mask_be = |bits: u32| u32::from_ne_bytes(bits.to_be_bytes());
+    let listed: HashSet<Ipv4Addr> = exact.iter().copied().collect();
+    let unlisted = (1u32..)
+        .map(|i| Ipv4Addr::from(0x0b00_0000 + i * 7919))
+        .find(|a| !listed.contains(a))
+        .expect("an unlisted address");
+    vec![
+        Traffic {
+            path: "drop-exact",
+            fixed: exact[0],
+            random: exact
+                .iter()
+                .map(|a| BenchSource {
+                    addr_be: be(*a),
+                    host_mask_be: 0,
+                })
+                .collect(),
+        },
+        Traffic {
+            path: "drop-prefix",
+            fixed: Ipv4Addr::from(u32::from(nets[0].network()) | 1),
+            random: nets
+                .iter()
+                .map(|n| BenchSource {
+                    addr_be: be(n.network()),
+                    host_mask_be: mask_be(u32::from(n.hostmask())),
+                })
+                .collect(),
+        },
+        Traffic {
+            path: "pass",
+            fixed: unlisted,
+            random: vec![BenchSource {
+                addr_be: be(Ipv4Addr::new(1, 0, 0, 0)),
+                host_mask_be: mask_be(0x3fff_ffff),
+            }],
+        },
+    ]
+}
+
+/// What sits on the receiving end for one system.
+#[derive(Clone, Copy)]
+enum Dut {
+    /// A program of the ensuresec object (lists and detection as set).
+    Program(&'static str),
+    /// An XDP_PASS program in front of a netfilter peer.
+    Netfilter,
+    /// An XDP program attached by its own tool (xdp-filter), which holds
+    /// the interface: its rounds are measured beside the floor the
+    /// ensuresec rows of the same path and template measured last.
+    Attached,
+}
+
+struct Bench<'a> {
+    rig: &'a Rig,
+    dut: Kernel,
+    generator: Kernel,
+    opts: &'a Options,
+    rows: Vec<Row>,
+    /// The floor rounds last measured per (path, template).
+    floors: std::collections::HashMap<(&'static str, &'static str), Vec<f64>>,
+}
+
+impl Bench<'_> {
+    /// Measures `system` on `t`'s path, both templates, each round beside its
+    /// floor; the system's program (if any) is attached for its turn only.
+    fn measure(&mut self, system: &str, dut: Dut, t: &Traffic, entries: usize) -> Result<()> {
+        let floor_program = if t.path == "pass" {
+            "bench_pass"
+        } else {
+            "bench_floor"
+        };
+        for template in ["fixed", "random"] {
+            let rows: &[BenchSource] = if template == "fixed" { &[] } else { &t.random };
+            self.generator.set_bench_sources(rows, SRC_OFFSET)?;
+            let frame = self.rig.frame(t.fixed);
+            let (mut floors, mut systems) = (Vec::new(), Vec::new());
+            for _ in 0..self.opts.rounds {
+                match dut {
+                    Dut::Program(p) => {
+                        floors.push(self.turn(floor_program, &frame)?);
+                        systems.push(self.turn(p, &frame)?);
+                    }
+                    // Netfilter sees what an XDP_PASS program passes on.
+                    Dut::Netfilter => {
+                        floors.push(self.turn(floor_program, &frame)?);
+                        systems.push(self.turn("bench_pass", &frame)?);
+                    }
+                    Dut::Attached => {
+                        systems.push(self.rig.measure(&self.generator, &frame, self.opts.time)?)
+                    }
+                }
+            }
+            let key = (t.path, template);
+            if floors.is_empty() {
+                floors = self
+                    .floors
+                    .get(&key)
+                    .cloned()
+                    .context("no floor measured yet")?;
+            } else {
+                self.floors.insert(key, floors.clone());
+            }
+            let (floor, mpps) = (median(&mut floors), median(&mut systems));
+            eprintln!(
+                "  {system:<22} {:<11} {template:<6} {mpps:6.2} Mpps (floor {floor:.2})",
+                t.path
+            );
+            self.rows.push(Row {
+                system: system.to_string(),
+                path: t.path,
+                entries,
+                template,
+                mpps,
+                floor_mpps: floor,
+                of_floor: mpps / floor,
+            });
+        }
+        Ok(())
+    }
+
+    /// One measurement with `program` attached on the receiving end.
+    fn turn(&mut self, program: &'static str, frame: &[u8]) -> Result<f64> {
+        let link = self.rig.attach(&mut self.dut, program)?;
+        let mpps = self.rig.measure(&self.generator, frame, self.opts.time);
+        ensuresec_tests::rig::in_netns(&self.rig.dut_ns, || self.dut.detach(program, link))??;
+        mpps
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let opts = options()?;
+    let rig = Rig::new()?;
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0419);
+    let mut rows = Vec::new();
+    for &entries in &opts.entries {
+        eprintln!("bench rig: {entries} exact + prefixes ...");
+        let (exact, nets) = addresses(entries, &mut rng);
+        let sizes = MapSizes {
+            exact_v4: (entries as u32).max(1024),
+            exact_v6: 1024,
+            cidr_v4: nets.len() as u32,
+            cidr_v6: 1024,
+        };
+        let dut = Kernel::new(sizes)?;
+        let block = Op::Block {
+            expires_at_ns: 0,
+            reason_id: 0,
+            now_secs: 0,
+        };
+        let mut edits: Vec<(Target, Op)> = exact.iter().map(|a| (Target::V4(*a), block)).collect();
+        edits.extend(nets.iter().map(|n| (Target::Net4(*n), block)));
+        dut.store.write()?.edit(&edits)?;
+        let generator =
+            Kernel::with_bench_rows(MapSizes::default(), entries.max(nets.len()) as u32)?;
+        let mut bench = Bench {
+            rig: &rig,
+            dut,
+            generator,
+            opts: &opts,
+            rows: Vec::new(),
+            floors: Default::default(),
+        };
+        let paths = traffic(&exact, &nets);
+        for t in &paths {
+            bench.measure("ensuresec", Dut::Program("ensuresec"), t, entries)?;
+        }
+        // Detection on (trip wires high enough never to fire): the pass path
+        // is where it works; listed sources are decided before it.
+        bench
+            .dut
+            .store
+            .write()?
+            .set_detect_config(&counting_only())?;
+        bench.measure(
+            "ensuresec+detection",
+            Dut::Program("ensuresec"),
+            &paths[2],
+            entries,
+        )?;
+        bench
+            .dut
+            .store
+            .write()?
+            .set_detect_config(&DetectConfig::default())?;
+
+        if entries <= XDP_FILTER_MAX {
+            let filter = XdpFilter::load(&rig, &exact)?;
+            bench.measure("xdp-filter", Dut::Attached, &paths[0], entries)?;
+            drop(filter);
+        } else {
+            eprintln!("  xdp-filter: skipped, its map holds {XDP_FILTER_MAX} addresses");
+        }
+        {
+            let _nft = Nftables::load(&rig, &exact, &nets)?;
+            bench.measure("nftables", Dut::Netfilter, &paths[0], entries)?;
+            bench.measure("nftables", Dut::Netfilter, &paths[1], entries)?;
+        }
+        {
+            let _ipt = Iptables::load(&rig, &exact, &nets)?;
+            bench.measure("iptables+ipset", Dut::Netfilter, &paths[0], entries)?;
+            bench.measure("iptables+ipset", Dut::Netfilter, &paths[1], entries)?;
+        }
+        rows.append(&mut bench.rows);
+    }
+    println!(
+        "{:<22} {:<11} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "system", "path", "entries", "template", "Mpps", "floor", "xfloor"
+    );
+    for r in &rows {
+        println!(
+            "{:<22} {:<11} {:>9} {:>8} {:>8.2} {:>8.2} {:>7.2}",
+            r.system, r.path, r.entries, r.template, r.mpps, r.floor_mpps, r.of_floor
+        );
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("rig.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
