@@ -76,10 +76,10 @@ fn feed(rig: &Rig, program: &str, args: &[&str], script: &str) -> Result<()> {
         .write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        // nft quotes the whole offending line: keep the start of it.
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err: String = err.trim().chars().take(400).collect();
+        bail!("{program} {args:?}: {err}");
     }
     Ok(())
 }
@@ -106,7 +106,7 @@ impl<'a> Nftables<'a> {
         let mut s = format!(
             "table netdev rig {{\n\
              set exact {{ type ipv4_addr; size {}; }}\n\
-             set nets {{ type ipv4_addr; flags interval; size {}; }}\n\
+             set nets {{ type ipv4_addr; flags interval; auto-merge; size {}; }}\n\
              chain ingress {{ type filter hook ingress device {DUT_IF} priority 0; policy accept;\n\
              ip saddr @exact drop\n ip saddr @nets drop\n }}\n}}\n",
             addrs.len().max(1) * 2,
