@@ -9,7 +9,6 @@
 use std::{
     io::Read as _,
     net::{SocketAddr, TcpStream},
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -19,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 /// How often a log is looked at: the error of a line's stamp.
 const LINE_POLL: Duration = Duration::from_micros(200);
@@ -129,7 +128,7 @@ impl Prober {
         let (stopped, shared) = (stop.clone(), probed.clone());
         let netns = netns.to_string();
         let thread = std::thread::spawn(move || {
-            enter_netns(&netns)?;
+            crate::netns::enter(&netns)?;
             let mut next = Instant::now();
             while !stopped.load(Ordering::Relaxed) {
                 let sent = Instant::now();
@@ -181,20 +180,6 @@ impl Drop for Prober {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// Moves this thread (only) into a namespace `ip netns add` made.
-fn enter_netns(name: &str) -> Result<()> {
-    let path = Path::new("/run/netns").join(name);
-    let ns = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: a valid namespace fd; affects the calling thread only.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    anyhow::ensure!(
-        rc == 0,
-        "setns into {name}: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod app_scenarios;
 pub mod attacks;
+pub mod bench_lists;
 pub mod capture;
 pub mod clients;
 pub mod cutoff;

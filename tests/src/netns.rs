@@ -87,6 +87,34 @@ impl Drop for Netns {
     }
 }
 
+/// Moves this thread (only) into a namespace `ip netns add` made.
+pub fn enter(name: &str) -> Result<()> {
+    let path = std::path::Path::new("/run/netns").join(name);
+    let ns = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    set_thread_netns(&ns, name)
+}
+
+fn set_thread_netns(ns: &std::fs::File, name: &str) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a valid namespace fd; affects the calling thread only.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    anyhow::ensure!(
+        rc == 0,
+        "setns into {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Runs `f` with this thread in namespace `ns`, then moves it back.
+pub fn within<T>(ns: &Netns, f: impl FnOnce() -> T) -> Result<T> {
+    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+    enter(&ns.name)?;
+    let out = f();
+    set_thread_netns(&home, "this thread's own namespace")?;
+    Ok(out)
+}
+
 /// Connects `a` in `ns_a` to `b` in `ns_b` with a veth pair.
 pub fn veth(ns_a: &Netns, a: &str, ns_b: &Netns, b: &str) -> Result<()> {
     ip(&[

@@ -11,7 +11,7 @@ use ensuresec_agent::config::MapSizes;
 use ensuresec_common::reason::Reason;
 use ensuresec_tests::{
     kernel::Kernel,
-    rig::{Rig, in_netns, peers::Nftables},
+    rig::{Rig, peers::Nftables, within},
 };
 
 #[test]
@@ -26,14 +26,14 @@ fn frames_reach_each_system_on_the_rig() -> Result<()> {
 
     let link = rig.attach(&mut dut, "bench_floor")?;
     let floor = rig.measure(&generator, &frame, time)?;
-    in_netns(&rig.dut_ns, || dut.detach("bench_floor", link))??;
+    within(&rig.dut_ns, || dut.detach("bench_floor", link))??;
     assert!(floor > 0.0, "the floor received nothing");
 
     let link = rig.attach(&mut dut, "ensuresec")?;
     let before = dut.counters()?[Reason::BlockedExact as usize].packets;
     let filter = rig.measure(&generator, &frame, time)?;
     let dropped = dut.counters()?[Reason::BlockedExact as usize].packets - before;
-    in_netns(&rig.dut_ns, || dut.detach("ensuresec", link))??;
+    within(&rig.dut_ns, || dut.detach("ensuresec", link))??;
     assert!(filter > 0.0, "ensuresec received nothing");
     assert!(
         dropped > 0,
@@ -43,7 +43,7 @@ fn frames_reach_each_system_on_the_rig() -> Result<()> {
     let _nft = Nftables::load(&rig, &[listed], &[])?;
     let link = rig.attach(&mut dut, "bench_pass")?;
     let nft = rig.measure(&generator, &frame, time)?;
-    in_netns(&rig.dut_ns, || dut.detach("bench_pass", link))??;
+    within(&rig.dut_ns, || dut.detach("bench_pass", link))??;
     assert!(nft > 0.0, "frames never reached the nftables peer");
     eprintln!("floor {floor:.2} Mpps, ensuresec {filter:.2}, nftables {nft:.2}");
     Ok(())

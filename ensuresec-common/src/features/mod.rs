@@ -26,10 +26,6 @@ pub struct AddrKey(pub [u8; 16]);
 impl AddrKey {
     pub const ZERO: AddrKey = AddrKey([0; 16]);
 
-    pub const fn octets(&self) -> [u8; 16] {
-        self.0
-    }
-
     /// The key as two words, in memory order.
     #[inline(always)]
     pub const fn words(&self) -> [u64; 2] {
@@ -38,18 +34,6 @@ impl AddrKey {
             u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
             u64::from_ne_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
         ]
-    }
-}
-
-impl From<[u8; 16]> for AddrKey {
-    fn from(octets: [u8; 16]) -> Self {
-        AddrKey(octets)
-    }
-}
-
-impl From<AddrKey> for [u8; 16] {
-    fn from(key: AddrKey) -> Self {
-        key.0
     }
 }
 

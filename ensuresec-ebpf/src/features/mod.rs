@@ -9,26 +9,26 @@ use ensuresec_common::{
     features::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
         SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
-        UNSOLICITED_MIN, Window, class, door, is_reflector_port, is_zero, key_hash, mark_if,
-        packet_trip, set_of, set_of_hash, sketch_bit, trip, vote_if,
+        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, key_hash, mark_if, packet_trip,
+        set_of, set_of_hash, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
 
 mod classes;
 mod destination;
+mod door;
 mod horizon;
 
 use classes::PROBE;
 pub use classes::classes;
 pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
+use door::door_passes;
 use horizon::{horizon, note_first};
 
 use crate::{
-    maps::{
-        ES_DEST_PACKET, ES_DESTS, ES_DOOR, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES,
-    },
+    maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
     parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
     },
@@ -262,17 +262,6 @@ fn source_slot(key: &AddrKey, h: u64, now: u64, cfg: &DetectConfig) -> Option<Wa
         zero_source(&mut way.value.stats, now);
     }
     Some(way)
-}
-
-/// Whether the doorkeeper lets the source of hash `h` into the table (see
-/// `ensuresec_common::features::door`); a missing bucket lets it in.
-#[inline(always)]
-fn door_passes(h: u64, now: u64, mask: u32) -> bool {
-    match ES_DOOR.get_ptr_mut(door::bucket(h, mask)) {
-        // SAFETY: this CPU's value of a per-CPU map.
-        Some(b) => door::pass(unsafe { &mut *b }, door::tag(h), now),
-        None => true,
-    }
 }
 
 /// Whether the TCP or UDP header was read (ports are known).

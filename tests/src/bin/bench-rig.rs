@@ -8,12 +8,16 @@
 //! `--entries 10000,1000000` (default), `--rounds N` (5), `--seconds S`
 //! (1 per measurement); `--smoke` runs 100 entries, one short round.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
-use ensuresec_agent::{config::MapSizes, edit::Op};
-use ensuresec_common::{entry::Target, features::DetectConfig, maps::BenchSource};
+use ensuresec_agent::config::MapSizes;
+use ensuresec_common::{features::DetectConfig, maps::BenchSource};
 use ensuresec_tests::{
+    bench_lists::{
+        SRC_OFFSET, block_edits, exact_addresses, exact_rows, in_prefix, pass_rows, prefix_rows,
+        prefixes, unlisted,
+    },
     kernel::Kernel,
     rig::{
         Rig,
@@ -25,8 +29,6 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 const CIDR_ENTRIES: usize = 10_000;
-/// IPv4 source offset in an untagged frame.
-const SRC_OFFSET: u32 = 26;
 
 #[derive(Serialize)]
 struct Row {
@@ -75,22 +77,6 @@ fn options() -> Result<Options> {
     Ok(o)
 }
 
-/// Exact addresses in 1.0.0.0-126.255.255.255, prefixes (/12 to /28) in the
-/// upper half, as `bench xdp` draws them.
-fn addresses(n: usize, rng: &mut fastrand::Rng) -> (Vec<Ipv4Addr>, Vec<Ipv4Net>) {
-    let mut exact = HashSet::with_capacity(n);
-    while exact.len() < n {
-        exact.insert(Ipv4Addr::from(rng.u32(0x0100_0000..0x7f00_0000)));
-    }
-    let mut nets = HashSet::with_capacity(CIDR_ENTRIES);
-    while nets.len() < CIDR_ENTRIES.min(n.max(100)) {
-        let len = rng.u8(12..=28);
-        let addr = Ipv4Addr::from(rng.u32(0x8000_0000..=u32::MAX));
-        nets.insert(Ipv4Net::new(addr, len).expect("length in range").trunc());
-    }
-    (exact.into_iter().collect(), nets.into_iter().collect())
-}
-
 /// The traffic of one path: the fixed template's source and the random
 /// template's source table.
 struct Traffic {
@@ -100,43 +86,21 @@ struct Traffic {
 }
 
 fn traffic(exact: &[Ipv4Addr], nets: &[Ipv4Net]) -> Vec<Traffic> {
-    let be = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
-    let mask_be = |bits: u32| u32::from_ne_bytes(bits.to_be_bytes());
-    let listed: HashSet<Ipv4Addr> = exact.iter().copied().collect();
-    let unlisted = (1u32..)
-        .map(|i| Ipv4Addr::from(0x0b00_0000 + i * 7919))
-        .find(|a| !listed.contains(a))
-        .expect("an unlisted address");
     vec![
         Traffic {
             path: "drop-exact",
             fixed: exact[0],
-            random: exact
-                .iter()
-                .map(|a| BenchSource {
-                    addr_be: be(*a),
-                    host_mask_be: 0,
-                })
-                .collect(),
+            random: exact_rows(exact),
         },
         Traffic {
             path: "drop-prefix",
-            fixed: Ipv4Addr::from(u32::from(nets[0].network()) | 1),
-            random: nets
-                .iter()
-                .map(|n| BenchSource {
-                    addr_be: be(n.network()),
-                    host_mask_be: mask_be(u32::from(n.hostmask())),
-                })
-                .collect(),
+            fixed: in_prefix(nets),
+            random: prefix_rows(nets),
         },
         Traffic {
             path: "pass",
-            fixed: unlisted,
-            random: vec![BenchSource {
-                addr_be: be(Ipv4Addr::new(1, 0, 0, 0)),
-                host_mask_be: mask_be(0x3fff_ffff),
-            }],
+            fixed: unlisted(exact),
+            random: pass_rows(),
         },
     ]
 }
@@ -226,7 +190,7 @@ impl Bench<'_> {
     fn turn(&mut self, program: &'static str, frame: &[u8]) -> Result<f64> {
         let link = self.rig.attach(&mut self.dut, program)?;
         let mpps = self.rig.measure(&self.generator, frame, self.opts.time);
-        ensuresec_tests::rig::in_netns(&self.rig.dut_ns, || self.dut.detach(program, link))??;
+        ensuresec_tests::rig::within(&self.rig.dut_ns, || self.dut.detach(program, link))??;
         mpps
     }
 }
@@ -243,7 +207,9 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &entries in &opts.entries {
         eprintln!("bench rig: {entries} exact + prefixes ...");
-        let (exact, nets) = addresses(entries, &mut rng);
+        let exact = exact_addresses(entries, &mut rng);
+        // The smoke run lists fewer prefixes too.
+        let nets = prefixes(CIDR_ENTRIES.min(entries.max(100)), &mut rng);
         let sizes = MapSizes {
             exact_v4: (entries as u32).max(1024),
             exact_v6: 1024,
@@ -251,14 +217,7 @@ fn main() -> Result<()> {
             cidr_v6: 1024,
         };
         let dut = Kernel::new(sizes)?;
-        let block = Op::Block {
-            expires_at_ns: 0,
-            reason_id: 0,
-            now_secs: 0,
-        };
-        let mut edits: Vec<(Target, Op)> = exact.iter().map(|a| (Target::V4(*a), block)).collect();
-        edits.extend(nets.iter().map(|n| (Target::Net4(*n), block)));
-        dut.store.write()?.edit(&edits)?;
+        dut.store.write()?.edit(&block_edits(&exact, &nets))?;
         let generator =
             Kernel::with_bench_rows(MapSizes::default(), entries.max(nets.len()) as u32)?;
         let mut bench = Bench {

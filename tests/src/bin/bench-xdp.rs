@@ -17,11 +17,15 @@ use anyhow::Result;
 use ensuresec_agent::{config::MapSizes, edit::Op};
 use ensuresec_common::{entry::Target, features::DetectConfig, maps::BenchSource};
 use ensuresec_tests::{
+    bench_lists::{
+        SRC_OFFSET, block_edits, exact_addresses, exact_rows, in_prefix, pass_rows, prefix_rows,
+        prefixes, unlisted,
+    },
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
     xdp_harness::counting_only,
 };
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::Ipv6Net;
 use serde::Serialize;
 
 const CIDR_ENTRIES: usize = 10_000;
@@ -31,8 +35,6 @@ const CIDR6_ENTRIES: usize = 1_000;
 const SIZES: [usize; 3] = [1, 10_000, 1_000_000];
 const REPEAT: u32 = 2_000_000;
 const ROUNDS: usize = 5;
-/// IPv4 source offset in an untagged frame.
-const SRC_OFFSET: u32 = 26;
 
 #[derive(Serialize)]
 struct Row {
@@ -45,27 +47,6 @@ struct Row {
     /// `random`, the same source table).
     floor_ns: f64,
     ratio_to_floor: f64,
-}
-
-/// Exact addresses live in 1.0.0.0-126.255.255.255 and prefixes in the upper
-/// half, so an unlisted source is easy to pick and never inside a prefix.
-fn exact_addresses(n: usize, rng: &mut fastrand::Rng) -> Vec<Ipv4Addr> {
-    let mut set = HashSet::with_capacity(n);
-    while set.len() < n {
-        set.insert(Ipv4Addr::from(rng.u32(0x0100_0000..0x7f00_0000)));
-    }
-    set.into_iter().collect()
-}
-
-/// Prefixes of /12 to /28 at random places in 128.0.0.0/1.
-fn prefixes(n: usize, rng: &mut fastrand::Rng) -> Vec<Ipv4Net> {
-    let mut set = HashSet::with_capacity(n);
-    while set.len() < n {
-        let len = rng.u8(12..=28);
-        let addr = Ipv4Addr::from(rng.u32(0x8000_0000..=u32::MAX));
-        set.insert(Ipv4Net::new(addr, len).expect("length in range").trunc());
-    }
-    set.into_iter().collect()
 }
 
 fn packet(src: Ipv4Addr) -> Vec<u8> {
@@ -152,40 +133,14 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
         reason_id: 0,
         now_secs: 0,
     };
-    let mut edits: Vec<(Target, Op)> = exact.iter().map(|a| (Target::V4(*a), block)).collect();
-    edits.extend(nets.iter().map(|n| (Target::Net4(*n), block)));
+    let mut edits = block_edits(&exact, &nets);
     edits.extend(exact6.iter().map(|a| (Target::V6(*a), block)));
     edits.extend(nets6.iter().map(|n| (Target::Net6(*n), block)));
     k.store.write()?.edit(&edits)?;
 
-    let listed: HashSet<Ipv4Addr> = exact.iter().copied().collect();
-    let unlisted = (1u32..)
-        .map(|i| Ipv4Addr::from(0x0b00_0000 + i * 7919))
-        .find(|a| !listed.contains(a))
-        .expect("an unlisted address");
-    let in_prefix = Ipv4Addr::from(u32::from(nets[0].network()) | 1);
-
+    let (unlisted, in_prefix) = (unlisted(&exact), in_prefix(&nets));
     // Random templates: one row per possible source (host bits randomised).
-    let be = |a: Ipv4Addr| u32::from_ne_bytes(a.octets());
-    let mask_be = |bits: u32| u32::from_ne_bytes(bits.to_be_bytes());
-    let pass_rows = [BenchSource {
-        addr_be: be(Ipv4Addr::new(1, 0, 0, 0)),
-        host_mask_be: mask_be(0x3fff_ffff),
-    }];
-    let exact_rows: Vec<BenchSource> = exact
-        .iter()
-        .map(|a| BenchSource {
-            addr_be: be(*a),
-            host_mask_be: 0,
-        })
-        .collect();
-    let cidr_rows: Vec<BenchSource> = nets
-        .iter()
-        .map(|n| BenchSource {
-            addr_be: be(n.network()),
-            host_mask_be: mask_be(u32::from(n.hostmask())),
-        })
-        .collect();
+    let (pass_rows, exact_rows, cidr_rows) = (pass_rows(), exact_rows(&exact), prefix_rows(&nets));
 
     let mut measure = |program: &'static str, template: &'static str, ns: f64, floor_ns: f64| {
         rows.push(Row {

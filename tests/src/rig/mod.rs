@@ -9,18 +9,18 @@ pub mod peers;
 
 use std::{
     net::Ipv4Addr,
-    os::fd::AsRawFd as _,
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
+pub use crate::netns::within;
 use crate::{
     kernel::Kernel,
     netns::{Netns, run, veth},
     packet::*,
+    xdp_harness::pin_to,
 };
 
 pub const GEN_IF: &str = "rg0";
@@ -50,8 +50,8 @@ impl Rig {
         veth(&gen_ns, GEN_IF, &dut_ns, DUT_IF)?;
         gen_ns.ip(&["addr", "add", &format!("{GEN_ADDR}/24"), "dev", GEN_IF])?;
         dut_ns.ip(&["addr", "add", &format!("{DUT_ADDR}/24"), "dev", DUT_IF])?;
-        let gen_if = in_netns(&gen_ns, || ifindex(GEN_IF))??;
-        let dut_if = in_netns(&dut_ns, || ifindex(DUT_IF))??;
+        let gen_if = within(&gen_ns, || ifindex(GEN_IF))??;
+        let dut_if = within(&dut_ns, || ifindex(DUT_IF))??;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Rig {
             gen_mac: mac(&gen_ns, GEN_IF)?,
@@ -82,7 +82,7 @@ impl Rig {
     /// Attaches `program` of `k` to the receiving end, replacing what was
     /// there, and pins the receive queue's new NAPI thread.
     pub fn attach(&self, k: &mut Kernel, program: &str) -> Result<aya::programs::xdp::XdpLinkId> {
-        let link = in_netns(&self.dut_ns, || k.attach(program, self.dut_if))??;
+        let link = within(&self.dut_ns, || k.attach(program, self.dut_if))??;
         // The receive queue's NAPI in a thread of its own, to pin (veth
         // creates the NAPI when an XDP program is attached).
         run(self
@@ -140,7 +140,7 @@ impl Rig {
         let before = self.rx_xdp_packets()?;
         let started = Instant::now();
         on_cpu(self.gen_cpu, || {
-            in_netns(&self.gen_ns, || -> Result<()> {
+            within(&self.gen_ns, || -> Result<()> {
                 while started.elapsed() < time {
                     generator.send_live("bench_gen", frame, self.gen_if, BURST)?;
                 }
@@ -153,47 +153,20 @@ impl Rig {
     }
 }
 
-/// Runs `f` with this thread in namespace `ns`, then moves it back.
-pub fn in_netns<T>(ns: &Netns, f: impl FnOnce() -> T) -> Result<T> {
-    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
-    let path = Path::new("/run/netns").join(&ns.name);
-    let there = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
-    setns(&there, &ns.name)?;
-    let out = f();
-    setns(&home, "the original namespace")?;
-    Ok(out)
-}
-
-fn setns(fd: &std::fs::File, name: &str) -> Result<()> {
-    // SAFETY: a network namespace fd; affects the calling thread only.
-    let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!("setns into {name}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Runs `f` with this thread on `cpu` only, then restores its affinity.
 fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> T) -> Result<T> {
-    // SAFETY: plain sched_{get,set}affinity on this thread with a zeroed set.
-    unsafe {
-        let mut old: libc::cpu_set_t = std::mem::zeroed();
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_getaffinity(0, size, &mut old) != 0 {
-            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
-        }
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut one);
-        if libc::sched_setaffinity(0, size, &one) != 0 {
-            bail!(
-                "sched_setaffinity {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        let out = f();
-        libc::sched_setaffinity(0, size, &old);
-        Ok(out)
+    // SAFETY: a zeroed set, filled by sched_getaffinity for this thread.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: this thread, a set of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut old) } != 0 {
+        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
     }
+    pin_to(cpu)?;
+    let out = f();
+    // SAFETY: this thread, the set it had.
+    unsafe { libc::sched_setaffinity(0, size, &old) };
+    Ok(out)
 }
 
 fn ifindex(name: &str) -> Result<u32> {
