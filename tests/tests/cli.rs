@@ -332,3 +332,45 @@ fn output_into_a_closed_pipe_ends_quietly() -> Result<()> {
     );
     Ok(())
 }
+
+/// `status -o json` rows of the maps' kernel memory, by map name.
+fn map_memory(solo: &Solo) -> Result<std::collections::HashMap<String, serde_json::Value>> {
+    let (ok, out, err) = solo.run(&["status", "-o", "json"])?;
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(status["maps"]
+        .as_array()
+        .expect("maps in status")
+        .iter()
+        .map(|m| (m["map"].as_str().unwrap().to_string(), m.clone()))
+        .collect())
+}
+
+#[test]
+fn status_reports_each_maps_kernel_memory_as_the_kernel_charges_it() -> Result<()> {
+    let solo = attached(None)?;
+    let maps = map_memory(&solo)?;
+    for contract in ensuresec_common::contract::PINNED_MAPS {
+        let m = maps
+            .get(contract.name)
+            .unwrap_or_else(|| panic!("{} missing from {maps:?}", contract.name));
+        let (bytes, entries, raw) = (
+            m["kernel_bytes"].as_u64().unwrap(),
+            m["max_entries"].as_u64().unwrap(),
+            m["raw_bytes_per_entry"].as_u64().unwrap(),
+        );
+        // Preallocated maps hold every entry from the start; the LPM trie
+        // allocates per prefix (none listed here).
+        if m["kind"] != "lpm_trie" {
+            assert!(bytes >= entries * raw, "{m}");
+        }
+    }
+    // The kernel's own figure: a smaller configured table charges less.
+    let small = attached(Some("[maps]\nexact_v4 = 1024\n"))?;
+    let x4 = |maps: &std::collections::HashMap<String, serde_json::Value>| {
+        maps["ES_X4_KEYS"]["kernel_bytes"].as_u64().unwrap()
+    };
+    let small_maps = map_memory(&small)?;
+    assert!(x4(&small_maps) * 16 < x4(&maps), "{small_maps:?}");
+    Ok(())
+}

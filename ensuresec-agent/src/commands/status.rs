@@ -18,7 +18,7 @@ use crate::{
     ml::{model::Subject, state::MlState},
     output,
     pins::{PinDir, agent_pid},
-    store::Store,
+    store::{MapMemory, Store},
 };
 
 #[derive(Serialize)]
@@ -49,6 +49,9 @@ pub struct Status {
     pub response: Option<ResponseStatus>,
     /// The running agent's own health (`None` with no agent).
     pub health: Option<crate::health::Health>,
+    /// Kernel memory of every pinned map, and their sum.
+    pub maps: Vec<MapMemory>,
+    pub maps_kernel_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -179,7 +182,10 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         .collect();
     let pid = agent_pid(pins);
     let (events_dropped, events_sent) = store.event_stats()?;
+    let maps = store.map_memory()?;
     Ok(Status {
+        maps_kernel_bytes: maps.iter().map(|m| m.kernel_bytes).sum(),
+        maps,
         events_sent,
         events_dropped,
         journal: None,
@@ -323,6 +329,11 @@ pub fn print(pins: &PinDir, state_dir: &std::path::Path, format: OutputFormat) -
     };
     println!("port policy: {policy}");
     println!("detection: {}", describe_detection(&s));
+    println!(
+        "kernel memory: {:.1} MiB in {} maps (status -o json gives each)",
+        s.maps_kernel_bytes as f64 / (1u64 << 20) as f64,
+        s.maps.len()
+    );
     if let Some(m) = &s.anomaly_model {
         println!("anomaly model: {}", describe_model(m));
     }

@@ -2,8 +2,8 @@
 //! before anything uses them: maps left by another layout, or a pin of the
 //! wrong kind of object, are refused with what differs.
 
-use aya::maps::{MapData, MapType};
-use ensuresec_common::contract::{MapKind, PINNED_MAPS};
+use aya::maps::{MapData, MapInfo, MapType};
+use ensuresec_common::contract::{MapContract, MapKind, PINNED_MAPS};
 
 use crate::{
     error::{Error, Result},
@@ -23,16 +23,28 @@ fn map_type(kind: MapKind) -> MapType {
     }
 }
 
+/// The pinned map of `contract` and the kernel's description of it; `None`
+/// when it is not pinned (yet).
+pub(super) fn open_pinned(
+    pins: &PinDir,
+    contract: &MapContract,
+) -> Result<Option<(MapData, MapInfo)>> {
+    let path = pins.map(contract.name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let data = MapData::from_pin(&path).map_err(|e| Error::map(contract.name, e))?;
+    let info = data.info().map_err(|e| Error::map(contract.name, e))?;
+    Ok(Some((data, info)))
+}
+
 /// Refuses pinned maps whose kind or key/value sizes differ from this
 /// build's contract. Maps not pinned yet are skipped (a load creates them).
 pub fn check_pinned_layout(pins: &PinDir) -> Result<()> {
     for contract in PINNED_MAPS {
-        let path = pins.map(contract.name);
-        if !path.exists() {
+        let Some((_, info)) = open_pinned(pins, contract)? else {
             continue;
-        }
-        let data = MapData::from_pin(&path).map_err(|e| Error::map(contract.name, e))?;
-        let info = data.info().map_err(|e| Error::map(contract.name, e))?;
+        };
         let kind = info.map_type().map_err(|e| Error::map(contract.name, e))?;
         let want = map_type(contract.kind);
         if kind != want {

@@ -9,6 +9,7 @@ mod edit;
 mod exact;
 mod layout;
 mod lists;
+mod memory;
 mod raw;
 mod reasons;
 mod sums;
@@ -30,6 +31,7 @@ use ensuresec_common::{
 pub use self::{
     edit::{EditSummary, Listed},
     layout::check_pinned_layout,
+    memory::MapMemory,
     raw::RawMap,
     reasons::{Reasons, validate as validate_reason},
     sums::{Summed, add_window},
@@ -214,6 +216,11 @@ impl Store {
                 .ok_or_else(|| Error::map(MAP_PORTS, format!("entry {i} missing")))
         };
         Ok((control.port_policy_enabled != 0, get(false)?, get(true)?))
+    }
+
+    /// Every pinned map's kernel memory against its raw entries.
+    pub fn map_memory(&self) -> Result<Vec<MapMemory>> {
+        memory::map_memory(&self.pins, self.cpus)
     }
 
     /// Attachment records by ifindex.
