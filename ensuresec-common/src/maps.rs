@@ -17,7 +17,7 @@ pub const DEFAULT_DOOR_BUCKETS: u32 = 1 << 12;
 pub const DEFAULT_THROTTLES: u32 = 1 << 14;
 pub const DEFAULT_BUDGETS: u32 = 1 << 10;
 pub const DEFAULT_DECISIONS: u32 = 1 << 16;
-pub const DEFAULT_EVENTS_BYTES: u32 = 1 << 20;
+pub const DEFAULT_EVENTS_BYTES: u32 = 4 << 20;
 pub const MAX_IFACES: u32 = 256;
 /// Datagrams whose first fragment passed, remembered at once.
 pub const DEFAULT_FRAGS: u32 = 1 << 14;

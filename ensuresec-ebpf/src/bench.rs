@@ -1,10 +1,15 @@
 //! Source randomisation for the benchmark programs: BPF_PROG_TEST_RUN repeats one
 //! packet, so these programs rewrite its IPv4 source on every run to defeat caches
-//! the way a spoofed flood does.
+//! the way a spoofed flood does; and the ring buffer benchmark's events.
 
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, programs::XdpContext};
 
-use crate::maps::{ES_BENCH, ES_BENCH_SRC};
+use ensuresec_common::{
+    features::{EVENT_SOURCE_TRIP, Event, Window},
+    maps::{EVENT_STAT_DROPPED, EVENT_STAT_SENT},
+};
+
+use crate::maps::{ES_BENCH, ES_BENCH_SRC, ES_EVENT_STATS, ES_EVENTS};
 
 const MAX_SRC_OFFSET: usize = 64;
 
@@ -29,4 +34,44 @@ pub fn randomize_source(ctx: &XdpContext) {
     let addr = row.addr_be | (r2 & row.host_mask_be);
     // SAFETY: bounds checked above.
     unsafe { core::ptr::write_unaligned((start + offset) as *mut u32, addr) };
+}
+
+/// Sends one source trip event about the frame's (randomised) source and
+/// its destination, as the feature path does when a window trips, with the
+/// frame's length as its packet count: the ring buffer benchmark's load.
+#[inline(always)]
+pub fn emit_event(ctx: &XdpContext) {
+    let parsed = crate::parse::parse(ctx);
+    if parsed.ip.family == crate::parse::Ip::NONE {
+        return;
+    }
+    let w = Window {
+        packets: (ctx.data_end() - ctx.data()) as u32,
+        ..Default::default()
+    };
+    let sent = match ES_EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            let e = entry.as_mut_ptr();
+            // SAFETY: the reservation is an `Event`-sized slot we own until submit.
+            unsafe {
+                (*e).kind = EVENT_SOURCE_TRIP;
+                (*e).cpu = 0;
+                (*e).time_ns = crate::clock::now();
+                (*e).addr = parsed.ip.src_key();
+                (*e).peer = parsed.ip.dst_key();
+                (*e).port = parsed.transport.dport;
+                (*e).proto = parsed.ip.proto;
+                (*e).scale = 0;
+                (*e)._pad2 = 0;
+                (*e).window = w;
+            }
+            entry.submit(0);
+            EVENT_STAT_SENT
+        }
+        None => EVENT_STAT_DROPPED,
+    };
+    if let Some(v) = ES_EVENT_STATS.get_ptr_mut(sent) {
+        // SAFETY: per-CPU value.
+        unsafe { *v += 1 };
+    }
 }

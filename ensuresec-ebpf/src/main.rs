@@ -151,6 +151,15 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
+/// One trip event per run, about the frame's randomised source: the load of
+/// the ring buffer benchmark (`bench-ring`).
+#[xdp]
+pub fn bench_events(ctx: XdpContext) -> u32 {
+    bench::randomize_source(&ctx);
+    bench::emit_event(&ctx);
+    xdp_action::XDP_DROP
+}
+
 /// The filter on a randomised source address, one new address per run.
 #[xdp]
 pub fn bench_filter_random(ctx: XdpContext) -> u32 {

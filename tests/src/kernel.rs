@@ -106,6 +106,8 @@ impl Kernel {
         let extra = [(ensuresec_common::maps::MAP_BENCH_SRC, rows.max(1))];
         let mut ebpf = ebpf::load_with(&pins.pins, &sizes, &extra)?;
         ebpf::load_filter(&mut ebpf)?;
+        let store = Store::open(&pins.pins)?;
+        let mut kernel = Kernel { ebpf, store, pins };
         for name in [
             "bench_floor",
             "bench_floor_random",
@@ -113,14 +115,9 @@ impl Kernel {
             "bench_pass",
             "bench_gen",
         ] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name}"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {name}"))?;
+            kernel.load_program(name)?;
         }
-        let store = Store::open(&pins.pins)?;
-        Ok(Kernel { ebpf, store, pins })
+        Ok(kernel)
     }
 
     /// The filter's programs loaded (not attached) on the maps already
@@ -135,6 +132,16 @@ impl Kernel {
             store,
             pins: TestPins::borrowed(pins),
         })
+    }
+
+    /// Loads one more of the object's programs (a benchmark's) on these maps.
+    pub fn load_program(&mut self, name: &str) -> Result<()> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))
     }
 
     pub fn small() -> Result<Self> {

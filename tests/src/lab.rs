@@ -568,9 +568,14 @@ impl Lab {
                 let status: serde_json::Value =
                     serde_json::from_str(&self.ensuresec(&["status", "-o", "json"])?)?;
                 let sent = status["events_sent"].as_u64().unwrap_or(0);
-                let read = self.metric("ensuresec_ringbuf_events_total")? as u64;
+                // Every event sent was handled, or merged into one handled
+                // after it, or shed (the reader counts those as it reads).
+                let accounted = ["events", "coalesced", "shed"]
+                    .iter()
+                    .map(|m| self.metric(&format!("ensuresec_ringbuf_{m}_total")))
+                    .sum::<Result<f64>>()? as u64;
                 let watched = self.metric("ensuresec_watched")?;
-                Ok((read >= sent && watched == 0.0).then_some(sent))
+                Ok((accounted >= sent && watched == 0.0).then_some(sent))
             },
         )
     }

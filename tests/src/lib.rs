@@ -18,6 +18,7 @@ pub mod packet;
 pub mod receivers;
 pub mod reference;
 pub mod rig;
+pub mod ring_load;
 pub mod scenarios;
 pub mod shop;
 pub mod upstreams;

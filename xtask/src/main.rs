@@ -107,7 +107,7 @@ enum Task {
     Bench {
         #[arg(value_enum)]
         which: Bench,
-        /// `detect`: the scenarios to run (all by default); `rig`: its options.
+        /// `detect`: the scenarios to run (all by default); `rig`, `ring`: their options.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         scenarios: Vec<String>,
     },
@@ -121,6 +121,10 @@ enum Bench {
     /// beside xdp-filter, nftables and iptables with an ipset (`rig
     /// --smoke` for a short run; `--entries`, `--rounds`, `--seconds`).
     Rig,
+    /// Trip events per second the agent's ring buffer reader drains, with
+    /// the kernel's drops, from 1 to 8M distinct sources (`--seconds`,
+    /// `--smoke`).
+    Ring,
     /// Time and peak RSS of importing a 1M-line blocklist.
     Import,
     /// Journal: decisions written per second, and an agent restoring 1M
@@ -266,6 +270,7 @@ fn main() -> Result<()> {
             let bin = match which {
                 Bench::Xdp => "bench-xdp",
                 Bench::Rig => "bench-rig",
+                Bench::Ring => "bench-ring",
                 Bench::Import => "bench-import",
                 Bench::Journal => "bench-journal",
                 Bench::Detect => "bench-detect",

@@ -4,44 +4,15 @@
 //! a deciding log line is not left waiting for the next tick.
 
 use std::{
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::RawFd,
     sync::{
         Arc,
         mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
 };
 
-use crate::error::{Error, Result};
-
-struct EventFd(OwnedFd);
-
-impl EventFd {
-    fn new() -> Result<Self> {
-        // SAFETY: eventfd has no memory preconditions.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::io(
-                "creating an eventfd",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: a fresh descriptor this process owns.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64. A full counter (never in
-        // practice) only means the reader is already due to wake.
-        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    fn clear(&self) {
-        let mut n: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64; EAGAIN when already clear.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
-    }
-}
+use super::wake::EventFd;
+use crate::error::Result;
 
 /// The sending side; cheap to clone.
 pub struct Sender<T> {
@@ -89,7 +60,7 @@ pub struct Inbox<T> {
 impl<T> Inbox<T> {
     /// The descriptor to poll for readability.
     pub fn fd(&self) -> RawFd {
-        self.wake.0.as_raw_fd()
+        self.wake.fd()
     }
 
     /// Everything queued now.

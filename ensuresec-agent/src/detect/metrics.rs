@@ -1,5 +1,6 @@
 //! The detection metrics.
 
+use super::events::ReaderMetrics;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -10,8 +11,11 @@ pub struct DetectMetrics {
     pub decisions_active: IntGaugeVec,
     /// Decisions that could not be written, by why (`decisions_full`, ...).
     pub decisions_failed: IntCounterVec,
+    /// Events handled by the detectors.
     pub events: IntCounter,
     pub dropped: IntCounter,
+    /// What the ring buffer's reader read, merged and shed.
+    pub reader: ReaderMetrics,
     /// Re-examinations skipped because the watch list or a tick's work was
     /// full (a many-source flood).
     pub revisits_shed: IntCounter,
@@ -48,8 +52,22 @@ impl DetectMetrics {
             )?,
             events: IntCounter::new(
                 "ensuresec_ringbuf_events_total",
-                "Events read from the kernel's ring buffer",
+                "Events from the kernel's ring buffer the detectors handled (one per subject and turn)",
             )?,
+            reader: ReaderMetrics {
+                read: IntCounter::new(
+                    "ensuresec_ringbuf_read_total",
+                    "Events read from the kernel's ring buffer",
+                )?,
+                coalesced: IntCounter::new(
+                    "ensuresec_ringbuf_coalesced_total",
+                    "Events read that replaced a queued event about the same subject",
+                )?,
+                shed: IntCounter::new(
+                    "ensuresec_ringbuf_shed_total",
+                    "Events read about a new subject while the queue held its bound of subjects",
+                )?,
+            },
             dropped: IntCounter::new(
                 "ensuresec_ringbuf_dropped_total",
                 "Events the kernel could not queue (ring buffer full)",
@@ -79,6 +97,9 @@ impl DetectMetrics {
         registry.register(Box::new(m.decisions_failed.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.reader.read.clone()))?;
+        registry.register(Box::new(m.reader.coalesced.clone()))?;
+        registry.register(Box::new(m.reader.shed.clone()))?;
         registry.register(Box::new(m.revisits_shed.clone()))?;
         registry.register(Box::new(m.watched.clone()))?;
         registry.register(Box::new(m.time_to_mitigate.clone()))?;

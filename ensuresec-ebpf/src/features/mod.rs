@@ -2,8 +2,7 @@
 //! trip-wire events to the agent, and sampled headers.
 
 use aya_ebpf::{
-    bindings::BPF_RB_FORCE_WAKEUP, helpers::generated::bpf_get_smp_processor_id, maps::PerCpuArray,
-    programs::XdpContext,
+    helpers::generated::bpf_get_smp_processor_id, maps::PerCpuArray, programs::XdpContext,
 };
 use ensuresec_common::{
     features::{
@@ -171,8 +170,10 @@ fn emit(kind: u32, addr: &AddrKey, peer: &AddrKey, about: About, w: &Window, now
                 (*e)._pad2 = 0;
                 (*e).window = *w;
             }
-            // Trips are rare and the agent acts on them at once.
-            entry.submit(BPF_RB_FORCE_WAKEUP as u64);
+            // The kernel wakes the agent's reader when it has caught up
+            // (the first trip after a quiet spell); while events flow the
+            // reader looks again by itself, so a burst costs no wake-ups.
+            entry.submit(0);
             bump_by(EVENT_STAT_SENT, 1);
             1
         }

@@ -20,8 +20,8 @@ mod unsolicited;
 
 pub use catalogue::{Attack, Scenario, all, find};
 use catalogue::{TARGET, TARGET_MAC};
-pub use report::{Report, SourceReport, dropped, packets};
-use report::{metric, usage};
+use report::metric;
+pub use report::{Report, SourceReport, cpu_seconds, dropped, packets, usage};
 
 fn spawn_tool(lab: &Lab, tool: &str, args: &[String]) -> Result<Child> {
     let target = lab.storefront.v4.to_string();
@@ -239,7 +239,7 @@ pub fn run_with(s: &Scenario, mut opts: RunOptions) -> Result<Report> {
         packets: packets(&lab)?,
         agent_cpu_share: (cpu1 - cpu0) / duration_s,
         agent_peak_rss_mib: rss,
-        ringbuf_events: metric(&page, "ensuresec_ringbuf_events_total"),
+        ringbuf_events: metric(&page, "ensuresec_ringbuf_read_total"),
         ringbuf_dropped: metric(&page, "ensuresec_ringbuf_dropped_total"),
     })
 }

@@ -76,17 +76,19 @@ pub fn dropped(packets: &BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
-/// CPU seconds (user + system) and peak RSS (MiB) of a process.
-pub(super) fn usage(pid: u32) -> (f64, f64) {
+/// CPU seconds (user + system) in a `stat` file of /proc (a process's or a
+/// thread's).
+pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
     let ticks = 100.0; // USER_HZ
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
-        })
-        .unwrap_or(0.0);
+    let s = std::fs::read_to_string(stat_path).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+}
+
+/// CPU seconds (user + system) and peak RSS (MiB) of a process.
+pub fn usage(pid: u32) -> (f64, f64) {
+    let cpu = cpu_seconds(&format!("/proc/{pid}/stat")).unwrap_or(0.0);
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -1,6 +1,7 @@
-//! The detection loop: a thread that waits on the kernel's ring buffer, runs
-//! the detectors on each trip-wire event and writes decisions, and once a
-//! second expires decisions and refreshes the gauges. Its work per tick is
+//! The detection loop: a thread that waits for the trip-wire events the
+//! ring buffer's reader queued (`events`), runs the detectors on each and
+//! writes decisions, and once a second expires decisions and refreshes the
+//! gauges. Its work per tick is
 //! bounded, so that a flood from many sources cannot keep it from the one
 //! source that trips.
 
@@ -17,7 +18,6 @@ use report::Layer;
 
 use std::{
     collections::HashMap,
-    os::fd::AsRawFd,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -41,6 +41,7 @@ use super::{
     baseline::Baselines,
     decide::{self, covers},
     detector::{Action, Detectors},
+    events::{EventQueue, MAX_PENDING, spawn_reader},
     inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
@@ -68,7 +69,10 @@ pub struct Engine {
     store: Arc<Store>,
     settings: DetectSettings,
     metrics: DetectMetrics,
-    ring: RingBuf<MapData>,
+    /// The kernel's ring buffer until `spawn` hands it to the reader thread.
+    ring: Option<RingBuf<MapData>>,
+    /// Trip events the reader thread queued.
+    events: Arc<EventQueue>,
     /// The feature tables' geometry, fixed while the agent runs.
     geometry: DetectConfig,
     kernel_dropped: u64,
@@ -104,7 +108,8 @@ impl Engine {
             store,
             settings,
             metrics,
-            ring,
+            ring: Some(ring),
+            events: Arc::new(EventQueue::new(MAX_PENDING)?),
             geometry,
             kernel_dropped: 0,
             watched: WatchList::default(),
@@ -149,6 +154,15 @@ impl Engine {
 
     /// Runs until `stop` is set.
     pub fn spawn(mut self, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        let reader = self.ring.take().map(|ring| {
+            spawn_reader(
+                ring,
+                self.events.clone(),
+                self.metrics.reader.clone(),
+                stop.clone(),
+            )
+            .expect("spawning the ring buffer's reader")
+        });
         std::thread::Builder::new()
             .name("ensuresec-detect".into())
             .spawn(move || {
@@ -172,19 +186,22 @@ impl Engine {
                     }
                 }
                 self.flush_evidence();
+                if let Some(reader) = reader {
+                    let _ = reader.join();
+                }
             })
             .expect("spawning the detection thread")
     }
 
-    /// Sleeps until the kernel's ring buffer or the application inbox has
-    /// something, or `timeout`.
+    /// Sleeps until the reader queued kernel events or the application
+    /// inbox has something, or `timeout`.
     fn wait(&self, timeout: Duration) {
         let pollfd = |fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        let mut fds = vec![pollfd(self.ring.as_raw_fd())];
+        let mut fds = vec![pollfd(self.events.fd())];
         if let Some(app) = &self.app {
             fds.push(pollfd(app.fd()));
         }
@@ -199,14 +216,7 @@ impl Engine {
     }
 
     fn drain(&mut self) {
-        let mut events = Vec::new();
-        while let Some(item) = self.ring.next() {
-            if item.len() >= std::mem::size_of::<Event>() {
-                // SAFETY: the kernel wrote an `Event`.
-                events.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const Event) });
-            }
-        }
-        for e in events {
+        for e in self.events.take() {
             self.watch(&e);
             self.handle(&e);
             // Counted once handled: a reader that sees the count knows the
