@@ -376,14 +376,17 @@ impl Lab {
 
     /// The agent's metrics page, scraped from inside the storefront.
     pub fn metrics(&self) -> Result<String> {
-        let out = run(self.storefront.ns.cmd("curl").args([
-            "-sf",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:9968/metrics",
-        ]))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        agent_metrics(&self.storefront.ns)
     }
+}
+
+/// The metrics page of the agent running in `ns`, on its default listener.
+pub fn agent_metrics(ns: &Netns) -> Result<String> {
+    let out =
+        run(ns
+            .cmd("curl")
+            .args(["-sf", "--max-time", "2", "http://127.0.0.1:9968/metrics"]))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Drop for Lab {

@@ -125,6 +125,10 @@ enum Bench {
     /// the kernel's drops, from 1 to 8M distinct sources (`--seconds`,
     /// `--smoke`).
     Ring,
+    /// The agent under a spoofed flood at the rig's rate with 100,000
+    /// active sources: time to ban a real attacker beside it, agent CPU and
+    /// RSS (`--rounds`, `--seconds`).
+    Flood,
     /// Time and peak RSS of importing a 1M-line blocklist.
     Import,
     /// Journal: decisions written per second, and an agent restoring 1M
@@ -271,6 +275,7 @@ fn main() -> Result<()> {
                 Bench::Xdp => "bench-xdp",
                 Bench::Rig => "bench-rig",
                 Bench::Ring => "bench-ring",
+                Bench::Flood => "bench-flood",
                 Bench::Import => "bench-import",
                 Bench::Journal => "bench-journal",
                 Bench::Detect => "bench-detect",

@@ -83,14 +83,19 @@ impl Rig {
     /// there, and pins the receive queue's new NAPI thread.
     pub fn attach(&self, k: &mut Kernel, program: &str) -> Result<aya::programs::xdp::XdpLinkId> {
         let link = within(&self.dut_ns, || k.attach(program, self.dut_if))??;
-        // The receive queue's NAPI in a thread of its own, to pin (veth
-        // creates the NAPI when an XDP program is attached).
+        self.pin_receive_queue()?;
+        Ok(link)
+    }
+
+    /// Moves the receive queue's NAPI into a thread of its own and pins it
+    /// (veth creates the NAPI when an XDP program is attached, by this
+    /// process or another, such as an agent).
+    pub fn pin_receive_queue(&self) -> Result<()> {
         run(self
             .dut_ns
             .cmd("sh")
             .args(["-c", &format!("echo 1 > /sys/class/net/{DUT_IF}/threaded")]))?;
-        self.pin_napi()?;
-        Ok(link)
+        self.pin_napi()
     }
 
     /// Pins the receiving queue's NAPI threads (`napi/rd0-<id>`) to `rx_cpu`.
