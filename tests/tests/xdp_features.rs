@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use ensuresec_common::features::{DestKey, EVENT_SOURCE_TRIP, Event, Scale};
+use ensuresec_common::features::{
+    DestKey, DetectConfig, EVENT_SOURCE_TRIP, Event, HEAVY_PACKETS, HEAVY_SAMPLE, Scale,
+};
 use ensuresec_tests::{
     kernel::{Kernel, XDP_DROP, XDP_PASS},
     packet::*,
@@ -294,9 +296,12 @@ fn one_packet_sources_stay_out_of_the_source_table() -> Result<()> {
         .dest_stats(&cfg, &web, Scale::Window, 0)?
         .expect("destination tracked");
     assert_eq!(d.total.packets, 6 + FLOOD as u64, "every packet counted");
-    assert_eq!(
-        d.window.fresh, FLOOD,
-        "each spoofed packet its source's first"
+    // The window is heavy past HEAVY_PACKETS: one packet in HEAVY_SAMPLE
+    // counts from then, with that weight, so the count is within a sample.
+    assert!(
+        d.window.fresh.abs_diff(FLOOD) < HEAVY_SAMPLE,
+        "each spoofed packet its source's first: {} of {FLOOD}",
+        d.window.fresh
     );
 
     // A flood source that sends again is let in (its entry is recent).
@@ -307,5 +312,47 @@ fn one_packet_sources_stay_out_of_the_source_table() -> Result<()> {
         .source_stats(&cfg, &key(again), 0)?
         .expect("admitted");
     assert_eq!((s.total.packets, s.total.syn), (1, 1));
+    Ok(())
+}
+
+/// A flooding source's window and horizon past `HEAVY_PACKETS` count one
+/// packet in `HEAVY_SAMPLE` with that weight: the estimates stay within a
+/// sample of the truth, the source's lifetime packet count stays exact, and
+/// its destination's too.
+#[test]
+fn a_heavy_sources_counts_are_estimates_within_a_sample() -> Result<()> {
+    let k = detecting(1_000_000, 1_000_000)?;
+    // Horizons on, no wire firing.
+    k.store.write()?.set_detect_config(&DetectConfig {
+        window_ns: 60_000_000_000,
+        ..counting_only()
+    })?;
+    admit(&k, SRC)?;
+    const SYNS: u32 = 10 * HEAVY_PACKETS;
+    for _ in 0..SYNS {
+        k.run("ensuresec", &tcp(SRC, 80, TCP_SYN))?;
+    }
+    let cfg = k.store.detect_config()?;
+    let s = k.store.source_stats(&cfg, &key(SRC), 0)?.expect("tracked");
+    assert_eq!(s.total.packets, SYNS as u64, "every packet in the total");
+    let near = |estimate: u64, what: &str| {
+        assert!(
+            estimate.abs_diff(SYNS as u64) < 2 * HEAVY_SAMPLE as u64,
+            "{what}: {estimate} for {SYNS}"
+        );
+    };
+    near(s.window.packets as u64, "window packets");
+    near(s.window.syn as u64, "window SYNs");
+    near(s.total.syn, "total SYNs");
+    // The horizon begins at the source's second packet: its first is
+    // counted from the note the table kept of it.
+    near(s.horizon.syn as u64, "horizon SYNs");
+    let web = DestKey::new(key(DST), 80, 6);
+    let d = k
+        .store
+        .dest_stats(&cfg, &web, Scale::Window, 0)?
+        .expect("destination tracked");
+    assert_eq!(d.total.packets, SYNS as u64);
+    near(d.window.syn as u64, "destination window SYNs");
     Ok(())
 }

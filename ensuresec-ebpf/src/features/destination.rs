@@ -89,9 +89,14 @@ pub(super) fn destination(cfg: &DetectConfig) -> u32 {
     st.packets += 1;
     st.bytes += one.len as u64;
     st.new_conns += one.sample.syn as u64;
-    count_dest(&mut st.window, one, cfg, Scale::Window as u32);
-    count_dest(&mut st.burst, one, cfg, Scale::Burst as u32);
-    count_dest(&mut st.slow, one, cfg, Scale::Slow as u32);
+    // A flood's destination: one packet in eight counts, eightfold.
+    let weight = sample_weight(st.window.packets, st.packets);
+    if weight == 0 {
+        return one.fresh;
+    }
+    count_dest(&mut st.window, one, cfg, Scale::Window as u32, weight);
+    count_dest(&mut st.burst, one, cfg, Scale::Burst as u32, weight);
+    count_dest(&mut st.slow, one, cfg, Scale::Slow as u32, weight);
     one.fresh
 }
 
@@ -113,11 +118,12 @@ pub struct DestPacket {
 /// window, a tenth of it (a burst), ten of it (slow). Trips on packets (a
 /// burst at a tenth of the window's count; not the slow window) and, at
 /// every scale, on unsolicited answers and SYNs to ports the host does not
-/// serve, which no client needs. A subprogram of its own, called three
+/// serve, which no client needs. `weight`: see `sample_weight`. A
+/// subprogram of its own, called three
 /// times: inlined, each call's paths would multiply the next one's for the
 /// verifier.
 #[inline(never)]
-fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32) {
+fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32, weight: u32) {
     let tenth = (cfg.trip_dst_packets / 10).max(1);
     let (length_ns, first) = if scale == Scale::Burst as u32 {
         (cfg.window_ns / 10, tenth)
@@ -126,8 +132,8 @@ fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32) 
     } else {
         (cfg.window_ns, cfg.trip_dst_packets)
     };
-    count_window(w, &one.sample, one.len, one.now, length_ns);
-    w.fresh += one.fresh;
+    count_window(w, &one.sample, one.len, one.now, length_ns, weight);
+    w.fresh += one.fresh * weight;
     w.distinct_dsts += mark_if(&mut w.dst_sketch, one.src_bit, 1);
     let port_bit = sketch_bit(one.sport as u32, 256);
     w.distinct_ports += mark_if(&mut w.port_sketch, port_bit, one.has_port);

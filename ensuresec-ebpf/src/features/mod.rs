@@ -9,7 +9,7 @@ use ensuresec_common::{
         AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
         SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
         UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, key_hash, mark_if, packet_trip,
-        set_of, set_of_hash, sketch_bit, trip, vote_if,
+        sample_weight, set_of, set_of_hash, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -117,21 +117,22 @@ fn reset(w: &mut Window, now: u64) {
     w.dst_sketch = [0; 2];
 }
 
+/// Counts a packet in `w` with `weight` (see `sample_weight`).
 #[inline(always)]
-fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64) {
+fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64, weight: u32) {
     if now.wrapping_sub(w.start_ns) >= window_ns {
         reset(w, now);
     }
-    w.packets += 1;
-    w.bytes = w.bytes.wrapping_add(len);
-    w.syn += s.syn as u32;
-    w.synack += s.synack as u32;
-    w.ack_rst += s.ack_rst as u32;
-    w.udp += s.udp as u32;
-    w.icmp += s.icmp as u32;
-    w.frags += s.frag as u32;
-    w.udp_reflect += s.reflect as u32;
-    w.reflect_bytes = w.reflect_bytes.wrapping_add(len * s.answer);
+    w.packets += weight;
+    w.bytes = w.bytes.wrapping_add(len * weight);
+    w.syn += s.syn as u32 * weight;
+    w.synack += s.synack as u32 * weight;
+    w.ack_rst += s.ack_rst as u32 * weight;
+    w.udp += s.udp as u32 * weight;
+    w.icmp += s.icmp as u32 * weight;
+    w.frags += s.frag as u32 * weight;
+    w.udp_reflect += s.reflect as u32 * weight;
+    w.reflect_bytes = w.reflect_bytes.wrapping_add(len * s.answer * weight);
 }
 
 /// Sends a source's event (`kind`) about the packet's destination port.
@@ -280,6 +281,11 @@ pub(super) const FRESH: u32 = 1 << 16;
 /// that the source's window tripped on this packet (no class uses it).
 pub(super) const WINDOW_FIRED: u32 = 1 << 17;
 
+/// Bit of `source`'s result, and of the classes `horizon` gets, telling
+/// that the source's window is heavy: counted one packet in eight (see
+/// `sample_weight`).
+pub(super) const HEAVY: u32 = 1 << 19;
+
 /// Bit of `source`'s result telling that the source was in the table
 /// already: its horizon counts the packet. (Not derived from `FRESH`: a
 /// known source at index 0 whose window did not fire would return 0, the
@@ -316,24 +322,32 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     st.last_seen_ns = now;
     st.packets += 1;
     st.bytes += len as u64;
-    st.syn += s.syn as u64;
-    st.synack += s.synack as u64;
+    // A flooding source: one packet in eight counts, eightfold (its
+    // horizon samples connections, see `horizon`).
+    let weight = sample_weight(st.window.packets, st.packets);
+    if weight == 0 {
+        return ((index as u64) << 32) | (KNOWN | HEAVY) as u64;
+    }
+    let heavy = HEAVY * (weight != 1) as u32;
+    let w64 = weight as u64;
+    st.syn += s.syn as u64 * w64;
+    st.synack += s.synack as u64 * w64;
     // TCP flags (for ICMP, the same byte holds the type).
     let f = if p.transport.kind == Transport::TCP {
         p.transport.flags
     } else {
         0
     };
-    st.ack_only += (f == TCP_ACK) as u64;
-    st.rst += (f & TCP_RST != 0) as u64;
-    st.fin += (f & TCP_FIN != 0) as u64;
-    st.udp += s.udp as u64;
-    st.icmp += s.icmp as u64;
-    st.frags += s.frag as u64;
-    st.ack_rst += s.ack_rst as u64;
-    st.udp_reflect += s.reflect as u64;
+    st.ack_only += (f == TCP_ACK) as u64 * w64;
+    st.rst += (f & TCP_RST != 0) as u64 * w64;
+    st.fin += (f & TCP_FIN != 0) as u64 * w64;
+    st.udp += s.udp as u64 * w64;
+    st.icmp += s.icmp as u64 * w64;
+    st.frags += s.frag as u64 * w64;
+    st.ack_rst += s.ack_rst as u64 * w64;
+    st.udp_reflect += s.reflect as u64 * w64;
     let w = &mut st.window;
-    count_window(w, s, len, now, cfg.window_ns);
+    count_window(w, s, len, now, cfg.window_ns, weight);
     // A reflector answers from one port; a flooder rotates its own.
     w.vote = vote_if(w.vote, p.transport.sport, has_transport(p) as u32);
     // Distinct ports and hosts count probes only: replies to the host's own
@@ -358,7 +372,7 @@ fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u
     }
     // With the doorkeeper, a source new to the table has sent before.
     let new = if door { 0 } else { FRESH };
-    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32);
+    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32) | heavy;
     ((index as u64) << 32) | flags as u64
 }
 
@@ -381,7 +395,7 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
         core::hint::black_box(horizon(
             p,
             index,
-            classes | (flags & WINDOW_FIRED),
+            classes | (flags & (WINDOW_FIRED | HEAVY)),
             now,
             cfg,
         ));
