@@ -12,7 +12,7 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ensuresec_agent::config::MapSizes;
-use ensuresec_common::{features::DetectConfig, maps::BenchSource};
+use ensuresec_common::{features::DetectConfig, maps::BenchSource, ports::bitmap};
 use ensuresec_tests::{
     bench_lists::{
         SRC_OFFSET, block_edits, exact_addresses, exact_rows, in_prefix, pass_rows, prefix_rows,
@@ -245,11 +245,34 @@ fn main() -> Result<()> {
             &paths[2],
             entries,
         )?;
+        // A drop after detection, without the kernel's stack behind it: the
+        // port policy closes the frames' port to unlisted sources.
+        let closed = Traffic {
+            path: "drop-policy",
+            fixed: unlisted(&exact),
+            random: pass_rows(),
+        };
+        let only_80 = bitmap(&["80".parse()?]);
+        let policy = |b: &Bench, on: bool| -> Result<()> {
+            Ok(b.dut
+                .store
+                .write()?
+                .set_port_policy(on, &only_80, &only_80)?)
+        };
+        policy(&bench, true)?;
+        bench.measure(
+            "ensuresec+detection",
+            Dut::Program("ensuresec"),
+            &closed,
+            entries,
+        )?;
         bench
             .dut
             .store
             .write()?
             .set_detect_config(&DetectConfig::default())?;
+        bench.measure("ensuresec", Dut::Program("ensuresec"), &closed, entries)?;
+        policy(&bench, false)?;
 
         if entries <= XDP_FILTER_MAX {
             let filter = XdpFilter::load(&rig, &exact)?;
