@@ -89,8 +89,9 @@ reflector ports and everything else, distinct destination ports and addresses
 from the XDP program's per-source table, which a source enters with its
 second packet on a CPU (the doorkeeper, README): a source's first step
 lacks its first packet. Past 1,024 packets in a window on a CPU, a source is
-counted one packet in eight with weight eight (README): a flood's shares and
-rates are unbiased estimates; its packets and bytes stay exact.
+counted one packet in eight, at random, with weight eight (README): a
+flood's shares and rates are unbiased estimates; its packets and bytes stay
+exact.
 
 ## Data
 `cargo xtask dataset`: every lab scenario (real hping3, nmap, masscan, t50,

@@ -182,7 +182,11 @@ pub fn gather(pins: &PinDir) -> Result<Status> {
         .collect();
     let pid = agent_pid(pins);
     let (events_dropped, events_sent) = store.event_stats()?;
-    let maps = store.map_memory()?;
+    // Best effort: the rest of the status stands without it.
+    let maps = store.map_memory().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading the maps' kernel memory");
+        Vec::new()
+    });
     Ok(Status {
         maps_kernel_bytes: maps.iter().map(|m| m.kernel_bytes).sum(),
         maps,

@@ -25,20 +25,45 @@ use super::wake::EventFd;
 use crate::error::Result;
 
 /// Subjects queued at most; more are shed until the detection thread takes.
+/// As many as the per-source table has slots on a CPU: more subjects than
+/// that cannot all be tripping sources.
 pub const MAX_PENDING: usize = 65_536;
+
+/// Events the detection thread takes per turn, so that one turn's work
+/// stays bounded (the application inbox and the upkeep wait for it).
+pub const TAKE_PER_TURN: usize = 4096;
 
 /// How soon the reader looks again after reading events: the default ring
 /// buffer holds about 22,800 events, 23 ms of a million events a second.
 const BUSY_LOOK_AGAIN: Duration = Duration::from_micros(200);
 
-/// Events copied out of the ring buffer before they are queued in one go.
+/// Events copied out of the ring buffer before they are queued in one go:
+/// one lock per batch, and a batch that stays in the CPU's cache.
 const READ_BATCH: usize = 1024;
 
-/// What an event is about: kind, address, peer, port, protocol, scale.
-type Subject = (u32, AddrKey, AddrKey, u16, u8, u8);
+/// What an event is about. The peer is part of it: a source's event is
+/// judged by the detectors of the prefix its packet went to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Subject {
+    kind: u32,
+    addr: AddrKey,
+    peer: AddrKey,
+    port: u16,
+    proto: u8,
+    scale: u8,
+}
 
-fn subject(e: &Event) -> Subject {
-    (e.kind, e.addr, e.peer, e.port, e.proto, e.scale)
+impl Subject {
+    fn of(e: &Event) -> Self {
+        Self {
+            kind: e.kind,
+            addr: e.addr,
+            peer: e.peer,
+            port: e.port,
+            proto: e.proto,
+            scale: e.scale,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,21 +105,35 @@ impl EventQueue {
         self.wake.fd()
     }
 
-    /// Everything queued, oldest subject first.
-    pub fn take(&self) -> Vec<Event> {
+    /// The oldest `max` subjects' events; the rest stay queued (and the
+    /// descriptor readable).
+    pub fn take(&self, max: usize) -> Vec<Event> {
         self.wake.clear();
         let mut pending = self.pending.lock().expect("event queue poisoned");
-        pending.index.clear();
-        std::mem::take(&mut pending.events)
+        let Pending { index, events } = &mut *pending;
+        if events.len() <= max {
+            index.clear();
+            return std::mem::take(events);
+        }
+        let rest = events.split_off(max);
+        let taken = std::mem::replace(events, rest);
+        index.clear();
+        for (i, e) in events.iter().enumerate() {
+            index.insert(Subject::of(e), i);
+        }
+        self.wake.signal();
+        taken
     }
 
-    /// Queues `batch`; returns how many were coalesced and how many shed.
-    fn put(&self, batch: &[Event]) -> (u64, u64) {
+    /// Queues `batch`, counting what was read, merged and shed before the
+    /// detection thread can see it (so that handled + merged + shed never
+    /// passes read).
+    fn put(&self, batch: &[Event], metrics: &ReaderMetrics) {
         let (mut coalesced, mut shed) = (0, 0);
         let mut pending = self.pending.lock().expect("event queue poisoned");
         let Pending { index, events } = &mut *pending;
         for e in batch {
-            let key = subject(e);
+            let key = Subject::of(e);
             if let Some(&i) = index.get(&key) {
                 events[i] = *e;
                 coalesced += 1;
@@ -105,9 +144,11 @@ impl EventQueue {
                 shed += 1;
             }
         }
+        metrics.read.inc_by(batch.len() as u64);
+        metrics.coalesced.inc_by(coalesced);
+        metrics.shed.inc_by(shed);
         drop(pending);
         self.wake.signal();
-        (coalesced, shed)
     }
 }
 
@@ -134,7 +175,8 @@ pub fn spawn_reader(
                     wait_readable(ring.as_raw_fd(), Duration::from_millis(50));
                 }
                 busy = false;
-                loop {
+                // Checks `stop` too: a reader that events keep busy still ends.
+                while !stop.load(Ordering::Relaxed) {
                     while batch.len() < READ_BATCH {
                         let Some(item) = ring.next() else { break };
                         if item.len() >= std::mem::size_of::<Event>() {
@@ -148,10 +190,7 @@ pub fn spawn_reader(
                         break;
                     }
                     busy = true;
-                    let (coalesced, shed) = queue.put(&batch);
-                    metrics.read.inc_by(batch.len() as u64);
-                    metrics.coalesced.inc_by(coalesced);
-                    metrics.shed.inc_by(shed);
+                    queue.put(&batch, &metrics);
                     batch.clear();
                 }
             }
@@ -181,23 +220,48 @@ mod tests {
         e
     }
 
+    fn metrics() -> ReaderMetrics {
+        let counter = |name: &str| IntCounter::new(name, name).unwrap();
+        ReaderMetrics {
+            read: counter("read"),
+            coalesced: counter("coalesced"),
+            shed: counter("shed"),
+        }
+    }
+
     #[test]
     fn one_event_per_subject_the_latest_in_first_order_and_the_bound_holds() {
-        let q = EventQueue::new(2).unwrap();
+        let (q, m) = (EventQueue::new(2).unwrap(), metrics());
         let batch = [
             event(1, 1, 10),
             event(1, 2, 5),
             event(1, 1, 20),
             event(1, 3, 1),
         ];
-        assert_eq!(q.put(&batch), (1, 1));
-        let taken = q.take();
+        q.put(&batch, &m);
+        assert_eq!((m.read.get(), m.coalesced.get(), m.shed.get()), (4, 1, 1));
+        let taken = q.take(TAKE_PER_TURN);
         assert_eq!(taken.len(), 2);
         assert_eq!((taken[0].addr.0[15], taken[0].window.packets), (1, 20));
         assert_eq!(taken[1].addr.0[15], 2);
         // Another kind about the same address is another subject.
-        assert_eq!(q.put(&[event(1, 1, 1), event(2, 1, 1)]), (0, 0));
-        assert_eq!(q.take().len(), 2);
-        assert!(q.take().is_empty());
+        q.put(&[event(1, 1, 1), event(2, 1, 1)], &m);
+        assert_eq!(m.coalesced.get(), 1);
+        assert_eq!(q.take(TAKE_PER_TURN).len(), 2);
+        assert!(q.take(TAKE_PER_TURN).is_empty());
+    }
+
+    #[test]
+    fn a_turn_takes_at_most_its_share_and_the_rest_still_merges() {
+        let (q, m) = (EventQueue::new(10).unwrap(), metrics());
+        q.put(&[event(1, 1, 1), event(1, 2, 1), event(1, 3, 1)], &m);
+        let first = q.take(2);
+        let addrs: Vec<u8> = first.iter().map(|e| e.addr.0[15]).collect();
+        assert_eq!(addrs, [1, 2]);
+        // The one left is still found by its subject.
+        q.put(&[event(1, 3, 9)], &m);
+        assert_eq!(m.coalesced.get(), 1);
+        let rest = q.take(2);
+        assert_eq!((rest.len(), rest[0].window.packets), (1, 9));
     }
 }

@@ -15,11 +15,16 @@ use super::{Health, Issue};
 
 /// Counters whose growth within `RECENT` is an issue: (metric, issue, what
 /// it means).
-const LOSSES: [(&str, &str, &str); 8] = [
+const LOSSES: [(&str, &str, &str); 9] = [
     (
         "ensuresec_ringbuf_dropped_total",
         "ringbuf_drops",
-        "trip events the kernel could not queue (the detection thread is behind)",
+        "trip events the kernel could not queue (the ring buffer's reader is behind)",
+    ),
+    (
+        "ensuresec_ringbuf_shed_total",
+        "work_dropped",
+        "trip events shed: the queue to the detection thread held its bound of subjects",
     ),
     (
         "ensuresec_journal_write_errors_total",

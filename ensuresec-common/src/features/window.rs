@@ -69,19 +69,34 @@ pub const fn is_zero(x: u32) -> u32 {
 /// the candidate at the end.
 #[inline(always)]
 pub const fn vote(v: u32, port: u16) -> u32 {
-    let votes = v & 0xffff;
-    let same = is_zero((v >> 16) ^ port as u32);
-    let empty = is_zero(votes) & (same ^ 1);
-    let lose = (same | empty) ^ 1;
-    let gained = v + (is_zero(votes ^ 0xffff) ^ 1);
-    same * gained + empty * ((port as u32) << 16 | 1) + lose * v.wrapping_sub(lose)
+    vote_by(v, port, 1)
 }
 
-/// `vote` when `on` (0 or 1), else the vote unchanged; without a branch.
+/// `weight` steps of `vote` at once (0: the vote unchanged), without a
+/// branch: a packet counted with a weight (`sample_weight`) votes with it.
+/// `weight` is at most 0xffff.
 #[inline(always)]
-pub const fn vote_if(v: u32, port: u16, on: u32) -> u32 {
-    let on = on & 1;
-    on * vote(v, port) + (on ^ 1) * v
+pub const fn vote_by(v: u32, port: u16, weight: u32) -> u32 {
+    let votes = v & 0xffff;
+    let candidate = v >> 16;
+    let same = is_zero(candidate ^ port as u32);
+    // votes >= weight, both below 2^16: the difference's sign bit is clear.
+    let holds = (votes.wrapping_sub(weight) >> 31) ^ 1;
+    // votes + weight, at most 0xffff.
+    let sum = votes + weight;
+    let over = (0xffffu32.wrapping_sub(sum) >> 31) & 1;
+    let gained = sum.wrapping_sub(over * sum.wrapping_sub(0xffff));
+    let kept = candidate << 16 | gained;
+    let lost = candidate << 16 | votes.wrapping_sub(weight);
+    let taken = (port as u32) << 16 | weight.wrapping_sub(votes);
+    let other = holds * lost + (holds ^ 1) * taken;
+    same * kept + (same ^ 1) * other
+}
+
+/// `vote_by` a packet's `weight` when `on` (0 or 1), else the vote unchanged.
+#[inline(always)]
+pub const fn vote_if(v: u32, port: u16, on: u32, weight: u32) -> u32 {
+    vote_by(v, port, (on & 1) * weight)
 }
 
 /// Sets bit `bit` of a sketch when `on` (0 or 1), without a branch; returns
@@ -146,22 +161,22 @@ pub const fn sketch_bit(value: u32, bits: u32) -> u32 {
 }
 
 /// A window holding this many packets on a CPU is heavy: from then on until
-/// it ends, one packet in `HEAVY_SAMPLE` is counted in it, with that weight.
-/// Below, every packet counts: a window's first packets, all of a light
-/// source's or destination's, are exact; a flood's estimates are unbiased
-/// (a counter at 1024 off by a few packets in eight), and the per-packet
-/// work of a flood is an eighth.
+/// it ends, one packet in `HEAVY_SAMPLE`, picked at random, is counted in it
+/// with that weight. Below, every packet counts: a window's first packets,
+/// all of a light source's or destination's, are exact; a flood's counts are
+/// unbiased estimates (a standard deviation of about 3 % at 10,000 packets),
+/// and the counting work of seven packets in eight is skipped.
 pub const HEAVY_PACKETS: u32 = 1024;
 pub const HEAVY_SAMPLE: u32 = 8;
 
-/// The weight to count a packet with in a window holding `packets`, `seq`
-/// being a per-packet counter of its owner: 1 while the window is light;
-/// then `HEAVY_SAMPLE` for one packet in `HEAVY_SAMPLE`, 0 (not counted)
-/// for the others. Branch-free, as the helpers above.
+/// The weight to count a packet with in a window holding `packets` (0 for
+/// a window that is over), `random` being a random number: 1 while the
+/// window is light; then `HEAVY_SAMPLE` for one packet in `HEAVY_SAMPLE`,
+/// 0 (not counted) for the others. Branch-free, as the helpers above.
 #[inline(always)]
-pub const fn sample_weight(packets: u32, seq: u64) -> u32 {
+pub const fn sample_weight(packets: u32, random: u32) -> u32 {
     let heavy = ((packets >= HEAVY_PACKETS) as u32) & 1;
-    let picked = is_zero((seq % HEAVY_SAMPLE as u64) as u32);
+    let picked = is_zero(random % HEAVY_SAMPLE);
     (heavy ^ 1) + heavy * picked * HEAVY_SAMPLE
 }
 
@@ -194,11 +209,29 @@ mod tests {
     }
 
     #[test]
+    fn a_weighted_vote_is_as_many_single_votes() {
+        let mut x = 0x1234_5678u32;
+        let (mut weighted, mut single) = (0, 0);
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let port = [53u16, 123, 40_000][(x % 3) as usize];
+            let weight = [0, 1, 8][((x >> 8) % 3) as usize];
+            weighted = vote_by(weighted, port, weight);
+            for _ in 0..weight {
+                single = vote(single, port);
+            }
+            assert_eq!(weighted, single);
+        }
+    }
+
+    #[test]
     fn light_windows_count_every_packet_heavy_ones_an_eighth_with_weight() {
         let weights: Vec<u32> = (0..16).map(|seq| sample_weight(10, seq)).collect();
         assert!(weights.iter().all(|&w| w == 1));
-        let weights: Vec<u32> = (0..16u64)
-            .map(|seq| sample_weight(HEAVY_PACKETS, seq))
+        let weights: Vec<u32> = (0..16u32)
+            .map(|random| sample_weight(HEAVY_PACKETS, random))
             .collect();
         assert_eq!(weights.iter().sum::<u32>(), 16, "unbiased: {weights:?}");
         assert_eq!(weights.iter().filter(|&&w| w == 0).count(), 14);
@@ -254,8 +287,8 @@ mod tests {
         assert_eq!(vote(47808 << 16 | 0xffff, 47808), 47808 << 16 | 0xffff);
         // Packets without ports leave the vote as it was.
         let v = vote(0, 53);
-        assert_eq!(vote_if(v, 0, 0), v);
-        assert_eq!(vote_if(v, 53, 1), vote(v, 53));
+        assert_eq!(vote_if(v, 0, 0, 1), v);
+        assert_eq!(vote_if(v, 53, 1, 1), vote(v, 53));
         assert_eq!((0..=u32::MAX).step_by(65_537).map(is_zero).sum::<u32>(), 1);
     }
 

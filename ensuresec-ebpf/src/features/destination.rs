@@ -90,7 +90,7 @@ pub(super) fn destination(cfg: &DetectConfig) -> u32 {
     st.bytes += one.len as u64;
     st.new_conns += one.sample.syn as u64;
     // A flood's destination: one packet in eight counts, eightfold.
-    let weight = sample_weight(st.window.packets, st.packets);
+    let weight = sample_weight(live_packets(&st.window, one.now, cfg.window_ns), random());
     if weight == 0 {
         return one.fresh;
     }
@@ -138,7 +138,7 @@ fn count_dest(w: &mut Window, one: &DestPacket, cfg: &DetectConfig, scale: u32, 
     let port_bit = sketch_bit(one.sport as u32, 256);
     w.distinct_ports += mark_if(&mut w.port_sketch, port_bit, one.has_port);
     // Packets without ports (later fragments) do not vote.
-    w.vote = vote_if(w.vote, one.sport, one.has_port as u32);
+    w.vote = vote_if(w.vote, one.sport, one.has_port as u32, weight);
     let levels = w.tripped;
     // The slow scale is for unsolicited answers only.
     let packets = w.packets * (scale != Scale::Slow as u32) as u32;

@@ -6,12 +6,12 @@
 //! one-packet sources never touch it.
 
 use ensuresec_common::features::{
-    DetectConfig, EVENT_SOURCE_HORIZON, FirstPacket, HEAVY_PACKETS, HEAVY_SAMPLE, Horizon,
-    PENDING_MS, PENDING_SYNS, SourceStats, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS,
-    TRIP_HORIZON_SYNS, sample_weight, sketch_bit, trip_level,
+    DetectConfig, EVENT_SOURCE_HORIZON, FirstPacket, Horizon, PENDING_MS, PENDING_SYNS,
+    SourceStats, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS, TRIP_HORIZON_SYNS, sketch_bit,
+    trip_level,
 };
 
-use super::{HEAVY, PROBE, WINDOW_FIRED, emit_source, mark};
+use super::{PROBE, WINDOW_FIRED, emit_source, mark};
 use crate::{
     maps::{ES_HORIZONS, ES_SOURCES},
     parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport},
@@ -76,10 +76,9 @@ fn reset_horizon(h: &mut Horizon, now: u64) {
     h.opening_sketch = 0;
 }
 
-/// Counts a connection attempt whose completion `seq` is as completed (once),
-/// with `weight`.
+/// Counts a connection attempt whose completion `seq` is as completed (once).
 #[inline(always)]
-fn complete(h: &mut Horizon, seq: u32, weight: u32) {
+fn complete(h: &mut Horizon, seq: u32) {
     if seq == 0 {
         return;
     }
@@ -87,29 +86,11 @@ fn complete(h: &mut Horizon, seq: u32, weight: u32) {
     while i < PENDING_SYNS {
         if h.pending[i] == seq {
             h.pending[i] = 0;
-            h.completed += weight;
+            h.completed += 1;
             return;
         }
         i += 1;
     }
-}
-
-/// The weight a heavy source's packet counts with in its horizon: one SYN
-/// in `HEAVY_SAMPLE` (by the source's packet count) is counted, with that
-/// weight, and waits for its ACK; every other TCP packet is looked at, an
-/// ACK completing one of the sampled SYNs with the same weight; other
-/// packets, one in `HEAVY_SAMPLE`. Every packet of a light source counts
-/// once.
-#[inline(always)]
-fn horizon_weight(t: &Transport, heavy: bool, packets: u64) -> u32 {
-    if !heavy {
-        return 1;
-    }
-    let syn = t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if t.kind == Transport::TCP && !syn {
-        return HEAVY_SAMPLE;
-    }
-    sample_weight(HEAVY_PACKETS, packets)
 }
 
 /// Counts a known source's packet, of `classes`, in its horizon (at `index`
@@ -131,12 +112,8 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
     };
     // SAFETY: this CPU's values.
     let (slot, h) = unsafe { (&mut *slot, &mut *h) };
-    let t = &p.transport;
-    let weight = horizon_weight(t, classes & HEAVY != 0, slot.stats.packets);
-    if weight == 0 {
-        return 0;
-    }
     renew(&mut slot.stats.first, h, now, cfg.horizon_ns);
+    let t = &p.transport;
     if t.kind == Transport::TCP {
         let f = t.flags;
         if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
@@ -147,15 +124,15 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
             // completed too; one that completes few gets no such credit.
             let young = ms.wrapping_sub(h.pending_ms[ring]) < PENDING_MS;
             if h.pending[ring] != 0 && young && h.completed * 2 >= h.syn {
-                h.completed += weight;
+                h.completed += 1;
             }
-            h.syn += weight;
+            h.syn += 1;
             h.next_seq = t.seq.wrapping_add(1);
             h.pending[ring] = h.next_seq;
             h.pending_ms[ring] = ms;
             h.pending_next = h.pending_next.wrapping_add(1);
         } else if f & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK {
-            complete(h, t.seq, weight);
+            complete(h, t.seq);
             // The first data of the latest connection: its protocol's
             // opening. Each connection attempt opens once.
             if t.head != 0 && t.seq == h.next_seq && h.next_seq != 0 {

@@ -2,14 +2,15 @@
 //! trip-wire events to the agent, and sampled headers.
 
 use aya_ebpf::{
-    helpers::generated::bpf_get_smp_processor_id, maps::PerCpuArray, programs::XdpContext,
+    helpers::generated::{bpf_get_prandom_u32, bpf_get_smp_processor_id},
+    maps::PerCpuArray,
+    programs::XdpContext,
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, EVENT_SOURCE_TRIP, Event, Scale,
-        SourceSlot, SourceStats, TRIP_DSTS, TRIP_PACKETS, TRIP_PORTS, TRIP_UNSOLICITED,
-        UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, key_hash, mark_if, packet_trip,
-        sample_weight, set_of, set_of_hash, sketch_bit, trip, vote_if,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, Event, Scale, TRIP_PACKETS,
+        TRIP_UNSOLICITED, UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if,
+        sample_weight, set_of, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -18,16 +19,17 @@ mod classes;
 mod destination;
 mod door;
 mod horizon;
+mod source;
 
 use classes::PROBE;
 pub use classes::classes;
 pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
-use door::door_passes;
-use horizon::{horizon, note_first};
+use horizon::horizon;
+use source::source;
 
 use crate::{
-    maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS, ES_SOURCES},
+    maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS},
     parse::{
         IPPROTO_ICMP, IPPROTO_ICMPV6, Ip, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport,
     },
@@ -117,6 +119,26 @@ fn reset(w: &mut Window, now: u64) {
     w.dst_sketch = [0; 2];
 }
 
+/// The packets `w` holds, 0 once it is over (it is reset by the next
+/// packet counted in it): what makes it heavy (see `sample_weight`).
+#[inline(always)]
+fn live_packets(w: &Window, now: u64, window_ns: u64) -> u32 {
+    if now.wrapping_sub(w.start_ns) >= window_ns {
+        0
+    } else {
+        w.packets
+    }
+}
+
+/// A random number: which packets of a heavy window are counted is
+/// unknown to the sender, who could otherwise hide a kind of packet in the
+/// positions not counted.
+#[inline(always)]
+fn random() -> u32 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_get_prandom_u32() }
+}
+
 /// Counts a packet in `w` with `weight` (see `sample_weight`).
 #[inline(always)]
 fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64, weight: u32) {
@@ -193,26 +215,6 @@ fn bump_by(index: u32, n: u64) {
     }
 }
 
-#[inline(always)]
-fn zero_source(st: &mut SourceStats, now: u64) {
-    st.first_seen_ns = now;
-    st.last_seen_ns = now;
-    st.packets = 0;
-    st.bytes = 0;
-    st.syn = 0;
-    st.synack = 0;
-    st.ack_only = 0;
-    st.rst = 0;
-    st.fin = 0;
-    st.udp = 0;
-    st.icmp = 0;
-    st.frags = 0;
-    st.ack_rst = 0;
-    st.udp_reflect = 0;
-    reset(&mut st.window, 0);
-    // The horizon is left alone: it begins with the source's second packet.
-}
-
 /// The two ways of the set starting at `first`, on this CPU, and which of
 /// them holds the key (`hit`): that one, else the empty or least recently
 /// seen one, which the caller resets. `None` only outside the table.
@@ -249,23 +251,6 @@ struct Way<T: 'static> {
 }
 
 /// The slot of `key` (of hash `h`) in its set and its index: a hit, else
-/// the empty or least recently seen way, reset for `key` (then not `hit`).
-#[inline(always)]
-fn source_slot(key: &AddrKey, h: u64, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
-    let first = set_of_hash(h, cfg.source_mask);
-    let way = way_of(
-        &ES_SOURCES,
-        first,
-        |w| w.key == *key,
-        |w| w.stats.last_seen_ns,
-    )?;
-    if !way.hit {
-        way.value.key = *key;
-        zero_source(&mut way.value.stats, now);
-    }
-    Some(way)
-}
-
 /// Whether the TCP or UDP header was read (ports are known).
 #[inline(always)]
 fn has_transport(p: &Parsed) -> bool {
@@ -281,100 +266,11 @@ pub(super) const FRESH: u32 = 1 << 16;
 /// that the source's window tripped on this packet (no class uses it).
 pub(super) const WINDOW_FIRED: u32 = 1 << 17;
 
-/// Bit of `source`'s result, and of the classes `horizon` gets, telling
-/// that the source's window is heavy: counted one packet in eight (see
-/// `sample_weight`).
-pub(super) const HEAVY: u32 = 1 << 19;
-
 /// Bit of `source`'s result telling that the source was in the table
 /// already: its horizon counts the packet. (Not derived from `FRESH`: a
 /// known source at index 0 whose window did not fire would return 0, the
 /// same as a source outside the table.)
-const KNOWN: u32 = 1 << 18;
-
-/// Each of `source`, `horizon`, `destination` and `sample` is a BPF
-/// subprogram of its own, called one after another: their locals would not
-/// fit in one 512-byte frame with the caller's, nor nested. `source` returns
-/// its slot's index in the high 32 bits and `FRESH` or `KNOWN`, and
-/// `WINDOW_FIRED`, in the low ones; 0 outside the table.
-#[inline(never)]
-fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u64 {
-    let src = &p.ip.src_key();
-    let h = key_hash(src, 0, cfg.seed);
-    // A source's first packet (by the doorkeeper) stays out of the table.
-    let door = cfg.door_mask != 0;
-    if door && !door_passes(h, now, cfg.door_mask) {
-        return FRESH as u64;
-    }
-    let s = &Sample::of(classes);
-    let Some(Way {
-        value: slot,
-        index,
-        hit,
-    }) = source_slot(src, h, now, cfg)
-    else {
-        return 0;
-    };
-    let st = &mut slot.stats;
-    if !hit {
-        note_first(st, p, classes);
-    }
-    st.last_seen_ns = now;
-    st.packets += 1;
-    st.bytes += len as u64;
-    // A flooding source: one packet in eight counts, eightfold (its
-    // horizon samples connections, see `horizon`).
-    let weight = sample_weight(st.window.packets, st.packets);
-    if weight == 0 {
-        return ((index as u64) << 32) | (KNOWN | HEAVY) as u64;
-    }
-    let heavy = HEAVY * (weight != 1) as u32;
-    let w64 = weight as u64;
-    st.syn += s.syn as u64 * w64;
-    st.synack += s.synack as u64 * w64;
-    // TCP flags (for ICMP, the same byte holds the type).
-    let f = if p.transport.kind == Transport::TCP {
-        p.transport.flags
-    } else {
-        0
-    };
-    st.ack_only += (f == TCP_ACK) as u64 * w64;
-    st.rst += (f & TCP_RST != 0) as u64 * w64;
-    st.fin += (f & TCP_FIN != 0) as u64 * w64;
-    st.udp += s.udp as u64 * w64;
-    st.icmp += s.icmp as u64 * w64;
-    st.frags += s.frag as u64 * w64;
-    st.ack_rst += s.ack_rst as u64 * w64;
-    st.udp_reflect += s.reflect as u64 * w64;
-    let w = &mut st.window;
-    count_window(w, s, len, now, cfg.window_ns, weight);
-    // A reflector answers from one port; a flooder rotates its own.
-    w.vote = vote_if(w.vote, p.transport.sport, has_transport(p) as u32);
-    // Distinct ports and hosts count probes only: replies to the host's own
-    // connections land on many ephemeral ports and are no scan.
-    if s.probe {
-        if p.transport.kind == Transport::TCP || p.transport.kind == Transport::UDP {
-            let port_bit = sketch_bit(p.transport.dport as u32, 256);
-            w.distinct_ports += mark(&mut w.port_sketch, port_bit) as u32;
-        }
-        let dst = fold(p.ip.dst_v4, &p.ip.dst_v6, p.ip.family);
-        w.distinct_dsts += mark(&mut w.dst_sketch, sketch_bit(dst, 128)) as u32;
-    }
-    let (ports, dsts) = (w.distinct_ports, w.distinct_dsts);
-    let levels = w.tripped;
-    let window_fired = packet_trip(w, cfg.trip_packets)
-        | trip(w, TRIP_PORTS, ports, cfg.trip_ports)
-        | trip(w, TRIP_DSTS, dsts, cfg.trip_dsts);
-    // The agent never heard of an event not sent: trip again on the next
-    // packet rather than when the count has doubled.
-    if window_fired && emit_source(EVENT_SOURCE_TRIP, src, p, &st.window, now) == 0 {
-        st.window.tripped = levels;
-    }
-    // With the doorkeeper, a source new to the table has sent before.
-    let new = if door { 0 } else { FRESH };
-    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32) | heavy;
-    ((index as u64) << 32) | flags as u64
-}
+pub(super) const KNOWN: u32 = 1 << 18;
 
 /// Counts the packet, of `classes`, for its source and destination; may
 /// send events.
@@ -395,7 +291,7 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
         core::hint::black_box(horizon(
             p,
             index,
-            classes | (flags & (WINDOW_FIRED | HEAVY)),
+            classes | (flags & WINDOW_FIRED),
             now,
             cfg,
         ));

@@ -41,7 +41,7 @@ struct Row {
     /// Frames per second the receiving queue took (the flood and the attacker).
     received_mpps: f64,
     /// From the attacker's first packet to its ban in the kernel (`None`:
-    /// not banned within the round).
+    /// not banned within the round; a throttle or an alert is no ban).
     attacker_banned_ms: Option<f64>,
     agent_cpu_share: f64,
     agent_peak_rss_mib: f64,
@@ -185,6 +185,8 @@ fn options() -> Result<(usize, Duration)> {
             other => bail!("unknown option {other} (--rounds N, --seconds S)"),
         }
     }
+    // Each round's attacker has an address of its own in 10.99.0.100-199.
+    anyhow::ensure!((1..=100).contains(&rounds), "--rounds: 1 to 100");
     Ok((rounds, Duration::from_secs_f64(seconds)))
 }
 
@@ -210,8 +212,10 @@ fn main() -> Result<()> {
     generator.set_bench_sources(&rows_in, ensuresec_tests::bench_lists::SRC_OFFSET)?;
     let frame = rig.frame(Ipv4Addr::new(10, 64, 0, 1));
     let mut rows = Vec::new();
+    let mut attackers = Vec::new();
     for round in 0..rounds {
         let attacker = Ipv4Addr::new(10, 99, 0, 100 + round as u8);
+        attackers.push(attacker.to_string());
         let (cpu0, _) = usage(pid);
         let k0 = kernel_counts(&rig, &pins)?;
         let started = Instant::now();
@@ -224,7 +228,10 @@ fn main() -> Result<()> {
             let mut banned = None;
             while started.elapsed() < time {
                 let attacker = attacker.to_string();
-                if decisions(&rig, &pins)?.iter().any(|d| d.0 == attacker) {
+                let banned_now = decisions(&rig, &pins)?
+                    .iter()
+                    .any(|(target, _, action)| *target == attacker && action == "ban");
+                if banned_now {
                     banned = Some(attack_start.elapsed().as_secs_f64() * 1e3);
                     break;
                 }
@@ -248,7 +255,7 @@ fn main() -> Result<()> {
             .collect();
         let mut others = std::collections::BTreeMap::new();
         for (target, detector, action) in decisions(&rig, &pins)? {
-            if !target.starts_with("10.99.0.1") {
+            if !attackers.contains(&target) {
                 *others.entry(format!("{detector} {action}")).or_insert(0) += 1;
             }
         }

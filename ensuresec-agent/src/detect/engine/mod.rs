@@ -41,7 +41,7 @@ use super::{
     baseline::Baselines,
     decide::{self, covers},
     detector::{Action, Detectors},
-    events::{EventQueue, MAX_PENDING, spawn_reader},
+    events::{EventQueue, MAX_PENDING, TAKE_PER_TURN, spawn_reader},
     inbox::Inbox,
     kernel::ensure_syncookies,
     metrics::DetectMetrics,
@@ -216,7 +216,7 @@ impl Engine {
     }
 
     fn drain(&mut self) {
-        for e in self.events.take() {
+        for e in self.events.take(TAKE_PER_TURN) {
             self.watch(&e);
             self.handle(&e);
             // Counted once handled: a reader that sees the count knows the
