@@ -319,8 +319,7 @@ fn one_packet_sources_stay_out_of_the_source_table() -> Result<()> {
 /// `HEAVY_SAMPLE`, picked at random, with that weight: the estimates stay
 /// near the truth even when the sender places one kind of packet at every
 /// eighth position (a counter-based pick would count only those), while the
-/// source's lifetime packet count, its horizon (which pairs SYNs with their
-/// ACKs) and its destination's packet count stay exact.
+/// source's lifetime packet count and its destination's stay exact.
 #[test]
 fn a_heavy_sources_counts_are_estimates_near_the_truth() -> Result<()> {
     let k = detecting(1_000_000, 1_000_000)?;
@@ -350,9 +349,8 @@ fn a_heavy_sources_counts_are_estimates_near_the_truth() -> Result<()> {
     near(s.window.syn as u64, syns, "window SYNs");
     near(s.total.syn, syns, "total SYNs");
     near(s.total.ack_only, PACKETS / HEAVY_SAMPLE, "total ACKs");
-    // The horizon begins at the source's second packet: its first is
-    // counted from the note the table kept of it.
-    assert_eq!(s.horizon.syn, syns, "the horizon counts every SYN");
+    // The horizon samples a heavy source's SYNs on its own (see xdp_horizon).
+    near(s.horizon.syn as u64, syns, "horizon SYNs");
     let web = DestKey::new(key(DST), 80, 6);
     let d = k
         .store

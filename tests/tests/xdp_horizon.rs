@@ -5,7 +5,9 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::Result;
-use ensuresec_common::features::{DetectConfig, EVENT_SOURCE_HORIZON, Horizon, set_of};
+use ensuresec_common::features::{
+    DetectConfig, EVENT_SOURCE_HORIZON, HEAVY_PACKETS, Horizon, set_of,
+};
 use ensuresec_tests::{kernel::Kernel, packet::*, wait::eventually, xdp_harness::*};
 
 /// A TCP segment from `SRC` with a sequence number and data.
@@ -233,6 +235,64 @@ fn a_taken_over_slot_keeps_nothing_of_its_former_source() -> Result<()> {
         (h.syn, h.distinct_ports, h.uncompleted()),
         (2, 2, 2),
         "C's own two, nothing of A's ten: {h:?}"
+    );
+    Ok(())
+}
+
+/// A heavy source's horizon (its window past `HEAVY_PACKETS`) counts one SYN
+/// in `HEAVY_SAMPLE` at random with that weight, and every ACK completes its
+/// SYN with the weight the SYN had: a source that completes every
+/// handshake leaves nothing uncompleted, however its SYNs were sampled,
+/// and one that completes none leaves about all of them.
+#[test]
+fn a_heavy_sources_horizon_pairs_sampled_syns_with_their_acks() -> Result<()> {
+    pin_to(0)?;
+    // A new table for each source: the first one's completions would give
+    // the second the credit a busy NAT gets.
+    let fresh = || -> Result<(Kernel, DetectConfig)> {
+        let k = detecting(u32::MAX, u32::MAX)?;
+        let cfg = DetectConfig {
+            horizon_ns: 300_000_000_000,
+            window_ns: 60_000_000_000,
+            trip_horizon_syns: u32::MAX,
+            ..k.store.detect_config()?
+        };
+        k.store.write()?.set_detect_config(&cfg)?;
+        admit(&k, SRC)?;
+        Ok((k, cfg))
+    };
+    const HANDSHAKES: u32 = 20 * HEAVY_PACKETS;
+    let (k, cfg) = fresh()?;
+    for i in 0..HANDSHAKES {
+        let isn = 7 * i;
+        k.run("ensuresec", &segment(443, TCP_SYN, isn, &[]))?;
+        k.run("ensuresec", &segment(443, TCP_ACK, isn + 1, &[]))?;
+    }
+    let h = k
+        .store
+        .source_stats(&cfg, &key(SRC), 0)?
+        .expect("tracked")
+        .horizon;
+    assert_eq!(h.uncompleted(), 0, "every handshake completed: {h:?}");
+    // Past the first 512 handshakes (1,024 packets), SYNs are sampled: an sd
+    // of about 2 % here.
+    assert!(h.syn.abs_diff(HANDSHAKES) < HANDSHAKES / 10, "{h:?}");
+
+    // SYNs alone: about every one stays uncompleted.
+    const SYNS: u32 = 20 * HEAVY_PACKETS;
+    let (k, cfg) = fresh()?;
+    for i in 0..SYNS {
+        k.run("ensuresec", &segment(443, TCP_SYN, 7 * i, &[]))?;
+    }
+    let h = k
+        .store
+        .source_stats(&cfg, &key(SRC), 0)?
+        .expect("tracked")
+        .horizon;
+    let uncompleted = h.uncompleted();
+    assert!(
+        uncompleted.abs_diff(SYNS) < SYNS / 10,
+        "{uncompleted} of {SYNS}: {h:?}"
     );
     Ok(())
 }

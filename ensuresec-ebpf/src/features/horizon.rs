@@ -6,12 +6,12 @@
 //! one-packet sources never touch it.
 
 use ensuresec_common::features::{
-    DetectConfig, EVENT_SOURCE_HORIZON, FirstPacket, Horizon, PENDING_MS, PENDING_SYNS,
-    SourceStats, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS, TRIP_HORIZON_SYNS, sketch_bit,
-    trip_level,
+    DetectConfig, EVENT_SOURCE_HORIZON, FirstPacket, HEAVY_PACKETS, HEAVY_SAMPLE, Horizon,
+    PENDING_MS, PENDING_SYNS, SourceStats, TRIP_HORIZON_OPENINGS, TRIP_HORIZON_PORTS,
+    TRIP_HORIZON_SYNS, sample_weight, sketch_bit, trip_level,
 };
 
-use super::{PROBE, WINDOW_FIRED, emit_source, mark};
+use super::{HEAVY, PROBE, WINDOW_FIRED, emit_source, mark, random};
 use crate::{
     maps::{ES_HORIZONS, ES_SOURCES},
     parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport},
@@ -48,7 +48,8 @@ fn renew(first: &mut FirstPacket, h: &mut Horizon, now: u64, horizon_ns: u64) {
         h.syn = 1;
         h.next_seq = first.seq.wrapping_add(1);
         h.pending[0] = h.next_seq;
-        h.pending_ms[0] = (now / 1_000_000) as u32;
+        // Counted once (the lowest bit clear: see `PENDING_HEAVY`).
+        h.pending_ms[0] = (now / 1_000_000) as u32 & !PENDING_HEAVY;
         h.pending_next = 1;
     }
     if first.flags & FirstPacket::PROBED_PORT != 0 {
@@ -86,11 +87,34 @@ fn complete(h: &mut Horizon, seq: u32) {
     while i < PENDING_SYNS {
         if h.pending[i] == seq {
             h.pending[i] = 0;
-            h.completed += 1;
+            h.completed += pending_weight(h.pending_ms[i]);
             return;
         }
         i += 1;
     }
+}
+
+/// A pending SYN's time keeps, in its lowest bit, whether the SYN was
+/// counted with `HEAVY_SAMPLE` (a heavy source's sampled SYN) or once: its
+/// completion, or its credit when pushed out, counts the same.
+const PENDING_HEAVY: u32 = 1;
+
+#[inline(always)]
+fn pending_weight(ms: u32) -> u32 {
+    1 + (ms & PENDING_HEAVY) * (HEAVY_SAMPLE - 1)
+}
+
+/// The weight a SYN, or a packet other than TCP, counts with in a source's
+/// horizon: 1 for a light source; for a heavy one `HEAVY_SAMPLE` for one in
+/// `HEAVY_SAMPLE` at random, else 0 (not looked at). Other TCP packets are
+/// all looked at: an ACK completes its SYN with the weight that SYN had.
+#[inline(always)]
+fn horizon_weight(t: &Transport, heavy: bool) -> u32 {
+    let syn = t.kind == Transport::TCP && t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if !heavy || (t.kind == Transport::TCP && !syn) {
+        return 1;
+    }
+    sample_weight(HEAVY_PACKETS, random())
 }
 
 /// Counts a known source's packet, of `classes`, in its horizon (at `index`
@@ -112,8 +136,12 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
     };
     // SAFETY: this CPU's values.
     let (slot, h) = unsafe { (&mut *slot, &mut *h) };
-    renew(&mut slot.stats.first, h, now, cfg.horizon_ns);
     let t = &p.transport;
+    let weight = horizon_weight(t, classes & HEAVY != 0);
+    if weight == 0 {
+        return 0;
+    }
+    renew(&mut slot.stats.first, h, now, cfg.horizon_ns);
     if t.kind == Transport::TCP {
         let f = t.flags;
         if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
@@ -122,14 +150,15 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
             // A young attempt pushed out of the ring by a source that
             // completes most of its attempts (a busy NAT) was likely
             // completed too; one that completes few gets no such credit.
-            let young = ms.wrapping_sub(h.pending_ms[ring]) < PENDING_MS;
+            let pushed_out = h.pending_ms[ring];
+            let young = ms.wrapping_sub(pushed_out & !PENDING_HEAVY) < PENDING_MS;
             if h.pending[ring] != 0 && young && h.completed * 2 >= h.syn {
-                h.completed += 1;
+                h.completed += pending_weight(pushed_out);
             }
-            h.syn += 1;
+            h.syn += weight;
             h.next_seq = t.seq.wrapping_add(1);
             h.pending[ring] = h.next_seq;
-            h.pending_ms[ring] = ms;
+            h.pending_ms[ring] = (ms & !PENDING_HEAVY) | (weight != 1) as u32;
             h.pending_next = h.pending_next.wrapping_add(1);
         } else if f & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK {
             complete(h, t.seq);

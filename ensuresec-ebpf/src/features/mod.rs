@@ -272,6 +272,10 @@ pub(super) const WINDOW_FIRED: u32 = 1 << 17;
 /// same as a source outside the table.)
 pub(super) const KNOWN: u32 = 1 << 18;
 
+/// Bit of `source`'s result, and of the classes `horizon` gets, telling
+/// that the source's window is heavy (see `sample_weight`).
+pub(super) const HEAVY: u32 = 1 << 19;
+
 /// Counts the packet, of `classes`, for its source and destination; may
 /// send events.
 #[inline(always)]
@@ -291,7 +295,7 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
         core::hint::black_box(horizon(
             p,
             index,
-            classes | (flags & WINDOW_FIRED),
+            classes | (flags & (WINDOW_FIRED | HEAVY)),
             now,
             cfg,
         ));

@@ -76,12 +76,13 @@ pub(super) fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectC
     st.last_seen_ns = now;
     st.packets += 1;
     st.bytes += len as u64;
-    // A flooding source: one packet in eight counts, eightfold. Its
-    // horizon, which pairs each SYN with its ACK, sees every packet.
+    // A flooding source: one packet in eight counts, eightfold (its
+    // horizon samples its SYNs on its own, see `horizon`).
     let weight = sample_weight(live_packets(&st.window, now, cfg.window_ns), random());
     if weight == 0 {
-        return ((index as u64) << 32) | KNOWN as u64;
+        return ((index as u64) << 32) | (KNOWN | HEAVY) as u64;
     }
+    let heavy = HEAVY * (weight != 1) as u32;
     let w64 = weight as u64;
     st.syn += s.syn as u64 * w64;
     st.synack += s.synack as u64 * w64;
@@ -125,6 +126,6 @@ pub(super) fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectC
     }
     // With the doorkeeper, a source new to the table has sent before.
     let new = if door { 0 } else { FRESH };
-    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32);
+    let flags = (if hit { KNOWN } else { new }) | (WINDOW_FIRED * window_fired as u32) | heavy;
     ((index as u64) << 32) | flags as u64
 }
