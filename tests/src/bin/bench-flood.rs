@@ -5,9 +5,9 @@
 //! sources drawn from 8M spoofed addresses (one packet each); the receiving
 //! end carries a real agent protecting it. Each round, a real attacker
 //! (hping3, a SYN flood at 5,000 packets a second from a new address)
-//! starts beside the flood; the time until the agent's ban on it is in the
-//! kernel is measured, with the agent's CPU share and peak RSS over the
-//! round. Writes target/bench/flood.json.
+//! starts beside the flood; the time until the agent's ban or throttle on
+//! it is in the kernel is measured, with the agent's CPU share and peak RSS
+//! over the round. Writes target/bench/flood.json.
 //!
 //! `--rounds N` (default 5), `--seconds S` per round (default 8).
 
@@ -40,9 +40,11 @@ struct Row {
     seconds: f64,
     /// Frames per second the receiving queue took (the flood and the attacker).
     received_mpps: f64,
-    /// From the attacker's first packet to its ban in the kernel (`None`:
-    /// not banned within the round; a throttle or an alert is no ban).
-    attacker_banned_ms: Option<f64>,
+    /// From the attacker's first packet to a decision that stops it in the
+    /// kernel, a ban or a throttle (`None`: none within the round; an alert
+    /// stops nothing), and which.
+    attacker_stopped_ms: Option<f64>,
+    attacker_action: Option<String>,
     agent_cpu_share: f64,
     agent_peak_rss_mib: f64,
     /// Trip events the kernel sent in the round, and had no room for.
@@ -228,11 +230,13 @@ fn main() -> Result<()> {
             let mut banned = None;
             while started.elapsed() < time {
                 let attacker = attacker.to_string();
-                let banned_now = decisions(&rig, &pins)?
-                    .iter()
-                    .any(|(target, _, action)| *target == attacker && action == "ban");
-                if banned_now {
-                    banned = Some(attack_start.elapsed().as_secs_f64() * 1e3);
+                let stopping = decisions(&rig, &pins)?
+                    .into_iter()
+                    .find(|(target, _, action)| {
+                        *target == attacker && (action == "ban" || action == "throttle")
+                    });
+                if let Some((_, _, action)) = stopping {
+                    banned = Some((attack_start.elapsed().as_secs_f64() * 1e3, action));
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -263,7 +267,8 @@ fn main() -> Result<()> {
             round,
             seconds,
             received_mpps,
-            attacker_banned_ms: banned,
+            attacker_stopped_ms: banned.as_ref().map(|b| b.0),
+            attacker_action: banned.map(|b| b.1),
             agent_cpu_share: (cpu1 - cpu0) / seconds,
             agent_peak_rss_mib: rss,
             events_sent: k1.events_sent - k0.events_sent,
@@ -272,10 +277,12 @@ fn main() -> Result<()> {
             other_decisions: others,
         };
         eprintln!(
-            "round {round}: received {:.2} Mpps, attacker banned after {}, agent CPU {:.0} %, peak RSS {:.0} MiB, events {} sent / {} dropped, other decisions {:?}, packets {:?}",
+            "round {round}: received {:.2} Mpps, attacker stopped {}, agent CPU {:.0} %, peak RSS {:.0} MiB, events {} sent / {} dropped, other decisions {:?}, packets {:?}",
             row.received_mpps,
-            row.attacker_banned_ms
-                .map_or("never".into(), |ms| format!("{ms:.0} ms")),
+            match (&row.attacker_stopped_ms, &row.attacker_action) {
+                (Some(ms), Some(action)) => format!("({action}) after {ms:.0} ms"),
+                _ => "never".into(),
+            },
             row.agent_cpu_share * 100.0,
             row.agent_peak_rss_mib,
             row.events_sent,
