@@ -60,7 +60,8 @@ pub fn in_prefix(nets: &[Ipv4Net]) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(nets[0].network()) | 1)
 }
 
-fn be(a: Ipv4Addr) -> u32 {
+/// An address as a benchmark source table holds it (network order in memory).
+pub fn be(a: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
 }
 

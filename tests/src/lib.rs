@@ -4,6 +4,7 @@
 pub mod app_scenarios;
 pub mod attacks;
 pub mod bench_lists;
+pub mod bench_out;
 pub mod capture;
 pub mod clients;
 pub mod cutoff;

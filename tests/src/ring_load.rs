@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use ensuresec_common::maps::BenchSource;
 
 use crate::{
-    bench_lists::SRC_OFFSET,
+    bench_lists::{SRC_OFFSET, be},
     kernel::Kernel,
     lab::{Agent, Lab},
     packet::{L4, TCP_SYN, V4Opts, frame, ipv4},
@@ -127,7 +127,7 @@ impl RingLoad {
             u32::MAX >> (32 - bits)
         };
         let pool = BenchSource {
-            addr_be: u32::from_ne_bytes(Ipv4Addr::new(10, 128, 0, 0).octets()),
+            addr_be: be(Ipv4Addr::new(10, 128, 0, 0)),
             host_mask_be: u32::from_ne_bytes(mask.to_be_bytes()),
         };
         self.kernel.set_bench_sources(&[pool], SRC_OFFSET)?;

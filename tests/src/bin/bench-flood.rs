@@ -13,8 +13,7 @@
 
 use std::{
     net::Ipv4Addr,
-    path::PathBuf,
-    process::{Child, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -22,8 +21,9 @@ use anyhow::{Context as _, Result, bail};
 use ensuresec_agent::config::MapSizes;
 use ensuresec_common::maps::BenchSource;
 use ensuresec_tests::{
+    bench_lists::be,
     kernel::{Kernel, TestPins},
-    lab::{agent_metrics, ensuresec_bin},
+    lab::{Agent, agent_metrics, ensuresec_bin},
     netns::run,
     rig::{DUT_ADDR, DUT_IF, GEN_IF, Rig},
     scenarios::usage,
@@ -57,10 +57,6 @@ struct Row {
     other_decisions: std::collections::BTreeMap<String, usize>,
 }
 
-fn be(a: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(a.octets())
-}
-
 /// Half the rows: one active source each (10.64.0.0 up); half: the
 /// spoofed pool in 10.128.0.0/9.
 fn source_rows() -> Vec<BenchSource> {
@@ -75,16 +71,11 @@ fn source_rows() -> Vec<BenchSource> {
     active.chain(spoofed).collect()
 }
 
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ensuresec` in the receiving namespace, on the agent's pins.
+fn ensuresec(rig: &Rig, pins: &TestPins) -> Command {
+    let mut cmd = rig.dut_ns.nsenter(&ensuresec_bin().display().to_string());
+    cmd.env("ENSURESEC_PIN_DIR", pins.pins.root());
+    cmd
 }
 
 fn start_agent(rig: &Rig, pins: &TestPins, dir: &std::path::Path) -> Result<Agent> {
@@ -97,12 +88,9 @@ fn start_agent(rig: &Rig, pins: &TestPins, dir: &std::path::Path) -> Result<Agen
         ),
     )?;
     let log = dir.join("agent.log");
-    let child = rig
-        .dut_ns
-        .nsenter(&ensuresec_bin().display().to_string())
+    let child = ensuresec(rig, pins)
         .args(["run", "--config"])
         .arg(&config)
-        .env("ENSURESEC_PIN_DIR", pins.pins.root())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()
@@ -117,11 +105,7 @@ fn start_agent(rig: &Rig, pins: &TestPins, dir: &std::path::Path) -> Result<Agen
 
 /// Decisions in force: (target, detector, action).
 fn decisions(rig: &Rig, pins: &TestPins) -> Result<Vec<(String, String, String)>> {
-    let out = run(rig
-        .dut_ns
-        .nsenter(&ensuresec_bin().display().to_string())
-        .args(["decisions", "list", "-o", "json"])
-        .env("ENSURESEC_PIN_DIR", pins.pins.root()))?;
+    let out = run(ensuresec(rig, pins).args(["decisions", "list", "-o", "json"]))?;
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(rows
         .as_array()
@@ -142,11 +126,7 @@ struct KernelCounts {
 }
 
 fn kernel_counts(rig: &Rig, pins: &TestPins) -> Result<KernelCounts> {
-    let out = run(rig
-        .dut_ns
-        .nsenter(&ensuresec_bin().display().to_string())
-        .args(["status", "-o", "json"])
-        .env("ENSURESEC_PIN_DIR", pins.pins.root()))?;
+    let out = run(ensuresec(rig, pins).args(["status", "-o", "json"]))?;
     let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let packets = s["counters"]
         .as_array()
@@ -292,10 +272,7 @@ fn main() -> Result<()> {
         );
         rows.push(row);
     }
-    let out = PathBuf::from("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("flood.json"), serde_json::to_string_pretty(&rows)?)?;
-    eprintln!("wrote target/bench/flood.json");
+    ensuresec_tests::bench_out::write_json("flood.json", &rows)?;
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

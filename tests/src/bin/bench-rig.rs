@@ -8,7 +8,7 @@
 //! `--entries 10000,1000000` (default), `--rounds N` (5), `--seconds S`
 //! (1 per measurement); `--smoke` runs 100 entries, one short round.
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ensuresec_agent::config::MapSizes;
@@ -303,10 +303,6 @@ fn main() -> Result<()> {
             r.system, r.path, r.entries, r.template, r.mpps, r.floor_mpps, r.of_floor
         );
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("rig.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
-    eprintln!("wrote {}", path.display());
+    ensuresec_tests::bench_out::write_json("rig.json", &rows)?;
     Ok(())
 }

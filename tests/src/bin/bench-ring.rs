@@ -8,7 +8,7 @@
 //!
 //! `--seconds S` per pool (default 5); `--smoke`: 1 s, two pools.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use ensuresec_tests::ring_load::RingLoad;
@@ -106,9 +106,6 @@ fn main() -> Result<()> {
         );
         rows.push(row);
     }
-    let out = PathBuf::from("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("ring.json"), serde_json::to_string_pretty(&rows)?)?;
-    eprintln!("wrote target/bench/ring.json");
+    ensuresec_tests::bench_out::write_json("ring.json", &rows)?;
     Ok(())
 }

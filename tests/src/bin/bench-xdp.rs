@@ -10,7 +10,6 @@
 use std::{
     collections::HashSet,
     net::{Ipv4Addr, Ipv6Addr},
-    path::PathBuf,
 };
 
 use anyhow::Result;
@@ -285,10 +284,6 @@ fn main() -> Result<()> {
             r.program, r.entries, r.cidr_entries, r.template, r.ns_per_packet, r.ratio_to_floor
         );
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("xdp.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
-    eprintln!("wrote {}", path.display());
+    ensuresec_tests::bench_out::write_json("xdp.json", &rows)?;
     Ok(())
 }
