@@ -4,12 +4,9 @@
 
 use aya_ebpf::{helpers::generated::bpf_get_prandom_u32, programs::XdpContext};
 
-use ensuresec_common::{
-    features::{EVENT_SOURCE_TRIP, Event, Window},
-    maps::{EVENT_STAT_DROPPED, EVENT_STAT_SENT},
-};
+use ensuresec_common::features::{EVENT_SOURCE_TRIP, Window};
 
-use crate::maps::{ES_BENCH, ES_BENCH_SRC, ES_EVENT_STATS, ES_EVENTS};
+use crate::maps::{ES_BENCH, ES_BENCH_SRC};
 
 const MAX_SRC_OFFSET: usize = 64;
 
@@ -49,29 +46,6 @@ pub fn emit_event(ctx: &XdpContext) {
         packets: (ctx.data_end() - ctx.data()) as u32,
         ..Default::default()
     };
-    let sent = match ES_EVENTS.reserve::<Event>(0) {
-        Some(mut entry) => {
-            let e = entry.as_mut_ptr();
-            // SAFETY: the reservation is an `Event`-sized slot we own until submit.
-            unsafe {
-                (*e).kind = EVENT_SOURCE_TRIP;
-                (*e).cpu = 0;
-                (*e).time_ns = crate::clock::now();
-                (*e).addr = parsed.ip.src_key();
-                (*e).peer = parsed.ip.dst_key();
-                (*e).port = parsed.transport.dport;
-                (*e).proto = parsed.ip.proto;
-                (*e).scale = 0;
-                (*e)._pad2 = 0;
-                (*e).window = w;
-            }
-            entry.submit(0);
-            EVENT_STAT_SENT
-        }
-        None => EVENT_STAT_DROPPED,
-    };
-    if let Some(v) = ES_EVENT_STATS.get_ptr_mut(sent) {
-        // SAFETY: per-CPU value.
-        unsafe { *v += 1 };
-    }
+    let src = parsed.ip.src_key();
+    crate::features::emit_source(EVENT_SOURCE_TRIP, &src, &parsed, &w, crate::clock::now());
 }

@@ -10,6 +10,7 @@ mod frags;
 mod maps;
 mod mitigate;
 mod parse;
+mod random;
 mod replies;
 mod verdict;
 

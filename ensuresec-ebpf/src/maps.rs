@@ -118,6 +118,19 @@ pub static ES_PARSED: PerCpuArray<crate::parse::Parsed> = PerCpuArray::with_max_
 #[map]
 pub static ES_CLASSES: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// This CPU's reading of the coarse clock (see `clock`).
+#[map]
+pub static ES_CLOCK: PerCpuArray<crate::clock::Reading> = PerCpuArray::with_max_entries(1, 0);
+
+/// The slots this CPU counted its last source and destination in (see
+/// `features::recent`).
+#[map]
+pub static ES_RECENT: PerCpuArray<crate::features::Recent> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's random generator's state (see `random`).
+#[map]
+pub static ES_RANDOM: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// What `features::destination` counts a packet with, off the stack: with
 /// the caller's frame, the BPF stack (512 bytes) would not hold it.
 #[map]

@@ -180,14 +180,30 @@ pub fn lists(parsed: &Parsed) -> Option<Reason> {
 }
 
 /// The agent's throttles and new-connection budgets: the id of the reason
-/// that drops the packet, or 0. A subprogram of its own, so that the keys and
-/// buckets it builds stay off its caller's frame (BPF gives a call chain 512
-/// bytes, and the caller's frame is stacked with every other subprogram's).
-#[inline(never)]
+/// that drops the packet, or 0. Without any in force, no call is made (a
+/// call costs about 12 ns here).
+#[inline(always)]
 pub fn mitigations(parsed: &Parsed, classes: u32, cpus: u32, now: u64) -> u32 {
-    let Some(control) = ES_CONTROL.get(0) else {
-        return 0;
-    };
+    match ES_CONTROL.get(0) {
+        Some(control) if control.throttles != 0 || control.budgets != 0 => {
+            enforce_mitigations(control, parsed, classes, cpus, now)
+        }
+        _ => 0,
+    }
+}
+
+/// `mitigations` with some in force. A subprogram of its own, so that the
+/// keys and buckets it builds stay off its caller's frame (BPF gives a call
+/// chain 512 bytes, and the caller's frame is stacked with every other
+/// subprogram's).
+#[inline(never)]
+fn enforce_mitigations(
+    control: &Control,
+    parsed: &Parsed,
+    classes: u32,
+    cpus: u32,
+    now: u64,
+) -> u32 {
     if control.throttles != 0 && !mitigate::throttle_allows(parsed, classes, cpus, now) {
         return Reason::Throttled as u32;
     }

@@ -24,19 +24,17 @@ pub fn tracked_port(p: &Parsed) -> u16 {
 
 /// As `source_slot`, for destinations.
 #[inline(always)]
-fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut DestSlot> {
+fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<Way<DestSlot>> {
     let first = set_of(&key.addr, key.extra(), cfg.seed, cfg.dest_mask);
-    let Way {
-        value: slot, hit, ..
-    } = way_of(
+    let way = way_of(
         &ES_DESTS,
         first,
         |w| w.key == *key,
         |w| w.stats.last_seen_ns,
     )?;
-    if !hit {
-        slot.key = *key;
-        let st = &mut slot.stats;
+    if !way.hit {
+        way.value.key = *key;
+        let st = &mut way.value.stats;
         st.first_seen_ns = now;
         st.packets = 0;
         st.bytes = 0;
@@ -46,22 +44,47 @@ fn dest_slot(key: &DestKey, now: u64, cfg: &DetectConfig) -> Option<&'static mut
         reset(&mut st.burst, 0);
         reset(&mut st.slow, 0);
     }
-    Some(slot)
+    Some(way)
 }
 
-/// Writes what `destination` counts the packet with to its per-CPU scratch;
-/// `classes` carries `FRESH` when the packet was its source's first. A
-/// subprogram of its own, so that its frame and `destination`'s are not
-/// stacked (BPF gives a call chain 512 bytes); returns 0 without a scratch.
+/// Counts the packet in its destination's totals and, when its windows
+/// count it (one in eight of a flood's, eightfold: see `sample_weight`),
+/// writes what `destination` counts it with to the per-CPU scratch and
+/// returns 1; else 0, and `destination` is not called. `classes` carries
+/// `FRESH` when the packet was its source's first. A subprogram of its
+/// own, so that its frame and `destination`'s are not stacked (BPF gives a
+/// call chain 512 bytes).
 #[inline(never)]
-pub(super) fn dest_packet(p: &Parsed, classes: u32, len: u32, now: u64) -> u32 {
+pub(super) fn dest_packet(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u32 {
+    let key = DestKey::new(p.ip.dst_key(), tracked_port(p), p.ip.proto);
+    let Some(Way {
+        value: slot, index, ..
+    }) = dest_slot(&key, now, cfg)
+    else {
+        return 0;
+    };
+    let st = &mut slot.stats;
+    st.last_seen_ns = now;
+    st.packets += 1;
+    st.bytes += len as u64;
+    st.new_conns += (classes & class::SYN != 0) as u64;
+    recent::note_dest(index);
+    let weight = sample_weight(
+        live_packets(&st.window, now, cfg.window_ns),
+        draw_of(classes),
+    );
     let Some(scratch) = ES_DEST_PACKET.get_ptr_mut(0) else {
         return 0;
     };
+    if weight == 0 {
+        return 0;
+    }
     // SAFETY: per-CPU scratch of this CPU.
     let one = unsafe { &mut *scratch };
     one.sample = Sample::of(classes);
-    one.key = DestKey::new(p.ip.dst_key(), tracked_port(p), p.ip.proto);
+    one.key = key;
+    one.index = index;
+    one.weight = weight;
     // Distinct sources: a spoofed flood comes from very many; distinct
     // source ports: a reflection from one (or a few) services.
     one.src_bit = sketch_bit(fold(p.ip.src_v4, &p.ip.src_v6, p.ip.family), 128);
@@ -81,22 +104,14 @@ pub(super) fn destination(cfg: &DetectConfig) -> u32 {
     };
     // SAFETY: per-CPU scratch of this CPU, written by `dest_packet`.
     let one = unsafe { &*scratch };
-    let Some(slot) = dest_slot(&one.key, one.now, cfg) else {
+    let Some(slot) = ES_DESTS.get_ptr_mut(one.index) else {
         return 0;
     };
-    let st = &mut slot.stats;
-    st.last_seen_ns = one.now;
-    st.packets += 1;
-    st.bytes += one.len as u64;
-    st.new_conns += one.sample.syn as u64;
-    // A flood's destination: one packet in eight counts, eightfold.
-    let weight = sample_weight(live_packets(&st.window, one.now, cfg.window_ns), random());
-    if weight == 0 {
-        return one.fresh;
-    }
-    count_dest(&mut st.window, one, cfg, Scale::Window as u32, weight);
-    count_dest(&mut st.burst, one, cfg, Scale::Burst as u32, weight);
-    count_dest(&mut st.slow, one, cfg, Scale::Slow as u32, weight);
+    // SAFETY: this CPU's value.
+    let st = unsafe { &mut (*slot).stats };
+    count_dest(&mut st.window, one, cfg, Scale::Window as u32, one.weight);
+    count_dest(&mut st.burst, one, cfg, Scale::Burst as u32, one.weight);
+    count_dest(&mut st.slow, one, cfg, Scale::Slow as u32, one.weight);
     one.fresh
 }
 
@@ -104,6 +119,10 @@ pub(super) fn destination(cfg: &DetectConfig) -> u32 {
 pub struct DestPacket {
     sample: Sample,
     key: DestKey,
+    /// The destination's slot in `ES_DESTS`.
+    index: u32,
+    /// What the packet counts for (see `sample_weight`).
+    weight: u32,
     src_bit: u32,
     /// 1 when the ports were read, else 0.
     has_port: u64,

@@ -11,7 +11,7 @@ use ensuresec_common::features::{
     TRIP_HORIZON_SYNS, sample_weight, sketch_bit, trip_level,
 };
 
-use super::{HEAVY, PROBE, WINDOW_FIRED, emit_source, mark, random};
+use super::{HEAVY, PROBE, WINDOW_FIRED, emit_source, mark};
 use crate::{
     maps::{ES_HORIZONS, ES_SOURCES},
     parse::{Parsed, TCP_ACK, TCP_RST, TCP_SYN, Transport},
@@ -106,15 +106,15 @@ fn pending_weight(ms: u32) -> u32 {
 
 /// The weight a SYN, or a packet other than TCP, counts with in a source's
 /// horizon: 1 for a light source; for a heavy one `HEAVY_SAMPLE` for one in
-/// `HEAVY_SAMPLE` at random, else 0 (not looked at). Other TCP packets are
-/// all looked at: an ACK completes its SYN with the weight that SYN had.
+/// `HEAVY_SAMPLE`, as `draw` says, else 0 (not looked at). Other TCP packets
+/// are all looked at: an ACK completes its SYN with the weight that SYN had.
 #[inline(always)]
-fn horizon_weight(t: &Transport, heavy: bool) -> u32 {
+pub(super) fn horizon_weight(t: &Transport, heavy: bool, draw: u32) -> u32 {
     let syn = t.kind == Transport::TCP && t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if !heavy || (t.kind == Transport::TCP && !syn) {
         return 1;
     }
-    sample_weight(HEAVY_PACKETS, random())
+    sample_weight(HEAVY_PACKETS, draw)
 }
 
 /// Counts a known source's packet, of `classes`, in its horizon (at `index`
@@ -122,7 +122,9 @@ fn horizon_weight(t: &Transport, heavy: bool) -> u32 {
 /// when it is over or has not begun; sends an event when a trip wire fires,
 /// unless the source's window fired on this packet (`WINDOW_FIRED` in
 /// `classes`, one event per packet): then the trip waits for the source's
-/// next packet. Returns 1 when it sent one, else 0.
+/// next packet. The caller calls it only for packets `horizon_weight`
+/// looks at, with `HEAVY` in `classes` for those counted `HEAVY_SAMPLE`-fold.
+/// Returns 1 when it sent one, else 0.
 #[inline(never)]
 pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &DetectConfig) -> u32 {
     if cfg.horizon_ns == 0 {
@@ -137,10 +139,11 @@ pub(super) fn horizon(p: &Parsed, index: u32, classes: u32, now: u64, cfg: &Dete
     // SAFETY: this CPU's values.
     let (slot, h) = unsafe { (&mut *slot, &mut *h) };
     let t = &p.transport;
-    let weight = horizon_weight(t, classes & HEAVY != 0);
-    if weight == 0 {
-        return 0;
-    }
+    let weight = if classes & HEAVY != 0 {
+        HEAVY_SAMPLE
+    } else {
+        1
+    };
     renew(&mut slot.stats.first, h, now, cfg.horizon_ns);
     if t.kind == Transport::TCP {
         let f = t.flags;

@@ -2,15 +2,13 @@
 //! trip-wire events to the agent, and sampled headers.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_prandom_u32, bpf_get_smp_processor_id},
-    maps::PerCpuArray,
-    programs::XdpContext,
+    helpers::generated::bpf_get_smp_processor_id, maps::PerCpuArray, programs::XdpContext,
 };
 use ensuresec_common::{
     features::{
-        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, Event, Scale, TRIP_PACKETS,
-        TRIP_UNSOLICITED, UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero, mark_if,
-        sample_weight, set_of, sketch_bit, trip, vote_if,
+        AddrKey, DestKey, DestSlot, DetectConfig, EVENT_DEST_TRIP, Event, HEAVY_SAMPLE, Scale,
+        TRIP_PACKETS, TRIP_UNSOLICITED, UNSOLICITED_MIN, Window, class, is_reflector_port, is_zero,
+        mark_if, sample_weight, set_of, sketch_bit, trip, vote_if,
     },
     maps::{DST_PORTS_TCP, DST_PORTS_UDP, EVENT_STAT_DROPPED, EVENT_STAT_SENT, PORT_WORDS},
 };
@@ -19,13 +17,15 @@ mod classes;
 mod destination;
 mod door;
 mod horizon;
+mod recent;
 mod source;
 
 use classes::PROBE;
 pub use classes::classes;
 pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
-use horizon::horizon;
+use horizon::{horizon, horizon_weight};
+pub use recent::Recent;
 use source::source;
 
 use crate::{
@@ -135,8 +135,7 @@ fn live_packets(w: &Window, now: u64, window_ns: u64) -> u32 {
 /// positions not counted.
 #[inline(always)]
 fn random() -> u32 {
-    // SAFETY: helper without arguments.
-    unsafe { bpf_get_prandom_u32() }
+    crate::random::random()
 }
 
 /// Counts a packet in `w` with `weight` (see `sample_weight`).
@@ -159,7 +158,7 @@ fn count_window(w: &mut Window, s: &Sample, len: u32, now: u64, window_ns: u64, 
 
 /// Sends a source's event (`kind`) about the packet's destination port.
 #[inline(always)]
-pub(super) fn emit_source(kind: u32, src: &AddrKey, p: &Parsed, w: &Window, now: u64) -> u32 {
+pub(crate) fn emit_source(kind: u32, src: &AddrKey, p: &Parsed, w: &Window, now: u64) -> u32 {
     let peer = p.ip.dst_key();
     emit(
         kind,
@@ -272,9 +271,27 @@ pub(super) const WINDOW_FIRED: u32 = 1 << 17;
 /// same as a source outside the table.)
 pub(super) const KNOWN: u32 = 1 << 18;
 
-/// Bit of `source`'s result, and of the classes `horizon` gets, telling
-/// that the source's window is heavy (see `sample_weight`).
+/// Bit of `source`'s result telling that the source's window is heavy
+/// (see `sample_weight`); of the classes `horizon` gets, that the packet
+/// counts `HEAVY_SAMPLE`-fold (see `horizon_weight`).
 pub(super) const HEAVY: u32 = 1 << 19;
+
+/// Bit of the classes `source` and `dest_packet` get telling that the
+/// packet's draw picked it, should its window be heavy (see `sample_weight`).
+pub(super) const PICKED: u32 = 1 << 20;
+
+/// `PICKED` when `draw` picks the packet.
+#[inline(always)]
+fn picked(draw: u32) -> u32 {
+    PICKED * is_zero(draw % HEAVY_SAMPLE)
+}
+
+/// The draw a subprogram got from its caller in `classes` (see `PICKED`),
+/// as `sample_weight` takes it.
+#[inline(always)]
+fn draw_of(classes: u32) -> u32 {
+    is_zero(classes & PICKED)
+}
 
 /// Counts the packet, of `classes`, for its source and destination; may
 /// send events.
@@ -287,20 +304,36 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
     // Events sent are counted where they are sent: a count carried from one
     // subprogram to the next multiplies the states the verifier keeps.
-    let found = source(p, classes, len, now, cfg);
+    // One draw per packet: its bytes decide, independently, whether the
+    // source's, the horizon's and the destination's heavy windows count it.
+    let draw = random();
+    let (source_draw, horizon_draw, dest_draw) = (draw, draw >> 8, draw >> 16);
+    let found = match recent::source_left_out(p, len, now, cfg, source_draw) {
+        Some(found) => found,
+        None => source(p, classes | picked(source_draw), len, now, cfg),
+    };
     let flags = found as u32;
-    // A new source's horizon is not read: its lines stay cold.
-    if flags & KNOWN != 0 {
+    // A new source's horizon is not read: its lines stay cold. A heavy
+    // source's packets the horizon does not look at cost no call.
+    let weight = horizon_weight(&p.transport, flags & HEAVY != 0, horizon_draw);
+    if flags & KNOWN != 0 && weight != 0 {
         let index = (found >> 32) as u32;
+        let sampled = HEAVY * (weight != 1) as u32;
         core::hint::black_box(horizon(
             p,
             index,
-            classes | (flags & (WINDOW_FIRED | HEAVY)),
+            classes | (flags & WINDOW_FIRED) | sampled,
             now,
             cfg,
         ));
     }
-    if dest_packet(p, classes | (flags & FRESH), len, now) != 0 {
+    let key = DestKey::new(p.ip.dst_key(), tracked_port(p), p.ip.proto);
+    let syn = (classes & class::SYN != 0) as u64;
+    if recent::dest_left_out(&key, syn, len, now, cfg, dest_draw) {
+        return;
+    }
+    let classes = classes | (flags & FRESH) | picked(dest_draw);
+    if dest_packet(p, classes, len, now, cfg) != 0 {
         core::hint::black_box(destination(cfg));
     }
 }

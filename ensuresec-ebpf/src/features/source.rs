@@ -78,7 +78,11 @@ pub(super) fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectC
     st.bytes += len as u64;
     // A flooding source: one packet in eight counts, eightfold (its
     // horizon samples its SYNs on its own, see `horizon`).
-    let weight = sample_weight(live_packets(&st.window, now, cfg.window_ns), random());
+    recent::note_source(index);
+    let weight = sample_weight(
+        live_packets(&st.window, now, cfg.window_ns),
+        draw_of(classes),
+    );
     if weight == 0 {
         return ((index as u64) << 32) | (KNOWN | HEAVY) as u64;
     }

@@ -217,12 +217,19 @@ fn bench_size(entries: usize, rng: &mut fastrand::Rng, rows: &mut Vec<Row>) -> R
         median_ns(&k, "bench_filter_random", &packet(unlisted))?,
         floor_random,
     );
+    // IPv6, fixed template only (the random programs rewrite IPv4 sources).
+    let unlisted6: Ipv6Addr = "2001:db9::77".parse()?;
+    let floor_fixed_now = median_ns(&k, "bench_floor", &packet6(unlisted6))?;
+    measure(
+        "ensuresec-pass+features-ipv6",
+        "fixed",
+        median_ns(&k, "ensuresec", &packet6(unlisted6))?,
+        floor_fixed_now,
+    );
     k.store
         .write()?
         .set_detect_config(&DetectConfig::default())?;
 
-    // IPv6, fixed template only (the random programs rewrite IPv4 sources).
-    let unlisted6: Ipv6Addr = "2001:db9::77".parse()?;
     let in_prefix6 = Ipv6Addr::from(u128::from(nets6[0].network()) | 1);
     expect_paths(
         &k,
@@ -275,12 +282,12 @@ fn main() -> Result<()> {
         bench_size(entries, &mut rng, &mut rows)?;
     }
     println!(
-        "{:<24} {:>9} {:>6} {:>8} {:>8} {:>7}",
+        "{:<28} {:>9} {:>6} {:>8} {:>8} {:>7}",
         "program", "entries", "cidr", "template", "ns/pkt", "xfloor"
     );
     for r in &rows {
         println!(
-            "{:<24} {:>9} {:>6} {:>8} {:>8.1} {:>7.2}",
+            "{:<28} {:>9} {:>6} {:>8} {:>8.1} {:>7.2}",
             r.program, r.entries, r.cidr_entries, r.template, r.ns_per_packet, r.ratio_to_floor
         );
     }
