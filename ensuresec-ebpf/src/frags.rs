@@ -42,7 +42,9 @@ pub fn datagram_passed(p: &Parsed) -> bool {
     };
     // SAFETY: read-only use of the value.
     match unsafe { ES_FRAGS.get(k) } {
-        Some(at) => now().wrapping_sub(*at) < FRAG_TTL_NS,
+        // Saturating: each CPU reads the coarse clock once a tick (see
+        // `clock`), so another CPU's stamp may be a tick ahead of ours.
+        Some(at) => now().saturating_sub(*at) < FRAG_TTL_NS,
         None => false,
     }
 }

@@ -7,7 +7,7 @@ use aya_ebpf::helpers::generated::bpf_get_prandom_u32;
 
 use crate::maps::ES_RANDOM;
 
-/// A random number, different on every call.
+/// A fresh draw of 32 random bits.
 #[inline(always)]
 pub fn random() -> u32 {
     let Some(state) = ES_RANDOM.get_ptr_mut(0) else {

@@ -12,6 +12,7 @@ pub mod operator;
 mod rollback;
 pub mod status;
 mod status_journal;
+mod status_text;
 
 use anyhow::Result;
 

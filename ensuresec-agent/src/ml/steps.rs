@@ -21,9 +21,10 @@ use ensuresec_common::{
 
 use crate::{error::Result, store::Store};
 
-/// The kernel stamps packets with a coarse clock, up to a tick behind ours:
-/// slots seen this close before the last step are looked at again.
-const CLOCK_SLACK_NS: u64 = 20_000_000;
+/// The kernel stamps packets with a coarse clock read once a tick per CPU,
+/// up to two ticks behind ours (20 ms at 100 Hz): slots seen this close
+/// before the last step are looked at again.
+const CLOCK_SLACK_NS: u64 = 30_000_000;
 
 /// Baselines of slots idle for more steps than this are dropped.
 const FORGET_AFTER_STEPS: u64 = 2;

@@ -26,7 +26,7 @@ pub use destination::{DestPacket, tracked_port};
 use destination::{dest_packet, destination};
 use horizon::{horizon, horizon_weight};
 pub use recent::Recent;
-use source::source;
+use source::{admitted, source};
 
 use crate::{
     maps::{ES_DEST_PACKET, ES_DESTS, ES_DST_PORTS, ES_EVENT_STATS, ES_EVENTS},
@@ -128,14 +128,6 @@ fn live_packets(w: &Window, now: u64, window_ns: u64) -> u32 {
     } else {
         w.packets
     }
-}
-
-/// A random number: which packets of a heavy window are counted is
-/// unknown to the sender, who could otherwise hide a kind of packet in the
-/// positions not counted.
-#[inline(always)]
-fn random() -> u32 {
-    crate::random::random()
 }
 
 /// Counts a packet in `w` with `weight` (see `sample_weight`).
@@ -249,16 +241,15 @@ struct Way<T: 'static> {
     hit: bool,
 }
 
-/// The slot of `key` (of hash `h`) in its set and its index: a hit, else
 /// Whether the TCP or UDP header was read (ports are known).
 #[inline(always)]
 fn has_transport(p: &Parsed) -> bool {
     p.transport.kind == Transport::TCP || p.transport.kind == Transport::UDP
 }
 
-/// Bit of `source`'s result telling that the packet was its source's first
-/// on this CPU: refused by the doorkeeper, or (without one) new to the
-/// table. No class uses it.
+/// Bit of `record`'s source result telling that the packet was its
+/// source's first on this CPU: refused by the doorkeeper (set by `record`),
+/// or (without one) new to the table (set by `source`). No class uses it.
 pub(super) const FRESH: u32 = 1 << 16;
 
 /// Bit of `source`'s result, and of the classes `horizon` gets, telling
@@ -304,12 +295,15 @@ pub fn record(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) 
     // which would leave whatever r0 held (the verifier rejects a stack pointer).
     // Events sent are counted where they are sent: a count carried from one
     // subprogram to the next multiplies the states the verifier keeps.
-    // One draw per packet: its bytes decide, independently, whether the
-    // source's, the horizon's and the destination's heavy windows count it.
-    let draw = random();
+    // One random draw per packet: its bytes decide, independently, whether
+    // the source's, the horizon's and the destination's heavy windows count
+    // it (random, so that a sender cannot place what it wants hidden where
+    // nothing is counted).
+    let draw = crate::random::random();
     let (source_draw, horizon_draw, dest_draw) = (draw, draw >> 8, draw >> 16);
     let found = match recent::source_left_out(p, len, now, cfg, source_draw) {
         Some(found) => found,
+        None if !admitted(p, now, cfg) => FRESH as u64,
         None => source(p, classes | picked(source_draw), len, now, cfg),
     };
     let flags = found as u32;

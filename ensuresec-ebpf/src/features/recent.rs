@@ -11,7 +11,9 @@
 //! entry ages out, the source's next packet through the full path is
 //! refused once, as a new source's first is.
 
-use ensuresec_common::features::{DestKey, DetectConfig, SourceSlot, Window, sample_weight};
+use ensuresec_common::features::{
+    DestKey, DestSlot, DetectConfig, SourceSlot, Window, sample_weight,
+};
 
 use super::{HEAVY, KNOWN, live_packets};
 use crate::{
@@ -59,6 +61,16 @@ fn recent_source(p: &Parsed) -> Option<(&'static mut SourceSlot, u32)> {
     (slot.key == p.ip.src_key()).then_some((slot, index))
 }
 
+/// The destination's slot, when it is the CPU's last destination's.
+#[inline(always)]
+fn recent_dest(key: &DestKey) -> Option<&'static mut DestSlot> {
+    // SAFETY: this CPU's value of a per-CPU map.
+    let index = unsafe { (*ES_RECENT.get_ptr_mut(0)?).dest };
+    // SAFETY: as above.
+    let slot = unsafe { &mut *ES_DESTS.get_ptr_mut(index)? };
+    (slot.key == *key).then_some(slot)
+}
+
 /// Counts a recent source's packet that its heavy window leaves out
 /// (`draw`: see `sample_weight`) in its totals; returns what `source` would
 /// have, else `None` (the full path is needed).
@@ -92,18 +104,9 @@ pub(super) fn dest_left_out(
     cfg: &DetectConfig,
     draw: u32,
 ) -> bool {
-    let Some(recent) = ES_RECENT.get_ptr_mut(0) else {
+    let Some(slot) = recent_dest(key) else {
         return false;
     };
-    // SAFETY: this CPU's values of per-CPU maps.
-    let Some(slot) = ES_DESTS.get_ptr_mut(unsafe { (*recent).dest }) else {
-        return false;
-    };
-    // SAFETY: as above.
-    let slot = unsafe { &mut *slot };
-    if slot.key != *key {
-        return false;
-    }
     let st = &mut slot.stats;
     if !left_out(&st.window, now, cfg, draw) {
         return false;

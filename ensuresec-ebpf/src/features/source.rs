@@ -29,6 +29,7 @@ fn zero_source(st: &mut SourceStats, now: u64) {
     // The horizon is left alone: it begins with the source's second packet.
 }
 
+/// The slot of `key` (of hash `h`) in its set and its index: a hit, else
 /// the empty or least recently seen way, reset for `key` (then not `hit`).
 #[inline(always)]
 fn source_slot(key: &AddrKey, h: u64, now: u64, cfg: &DetectConfig) -> Option<Way<SourceSlot>> {
@@ -46,20 +47,26 @@ fn source_slot(key: &AddrKey, h: u64, now: u64, cfg: &DetectConfig) -> Option<Wa
     Some(way)
 }
 
-/// Each of `source`, `horizon`, `destination` and `sample` is a BPF
+/// Whether the doorkeeper (when there is one) lets the packet's source into
+/// the table: a source's first packet stays out of it. Inline, so that a
+/// spoofed flood's one-packet sources cost no call.
+#[inline(always)]
+pub(super) fn admitted(p: &Parsed, now: u64, cfg: &DetectConfig) -> bool {
+    cfg.door_mask == 0 || door_passes(key_hash(&p.ip.src_key(), 0, cfg.seed), now, cfg.door_mask)
+}
+
+/// Each of `source`, `horizon`, `dest_packet` and `destination` is a BPF
 /// subprogram of its own, called one after another: their locals would not
-/// fit in one 512-byte frame with the caller's, nor nested. `source` returns
-/// its slot's index in the high 32 bits and `FRESH` or `KNOWN`, and
-/// `WINDOW_FIRED`, in the low ones; 0 outside the table.
+/// fit in one 512-byte frame with the caller's, nor nested. Called for
+/// sources the doorkeeper `admitted`; returns the slot's index in the high
+/// 32 bits and, in the low ones, `KNOWN` (or, without a doorkeeper, `FRESH`
+/// for a source new to the table), `WINDOW_FIRED` and `HEAVY`; 0 outside
+/// the table.
 #[inline(never)]
 pub(super) fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectConfig) -> u64 {
     let src = &p.ip.src_key();
     let h = key_hash(src, 0, cfg.seed);
-    // A source's first packet (by the doorkeeper) stays out of the table.
     let door = cfg.door_mask != 0;
-    if door && !door_passes(h, now, cfg.door_mask) {
-        return FRESH as u64;
-    }
     let s = &Sample::of(classes);
     let Some(Way {
         value: slot,
@@ -76,9 +83,9 @@ pub(super) fn source(p: &Parsed, classes: u32, len: u32, now: u64, cfg: &DetectC
     st.last_seen_ns = now;
     st.packets += 1;
     st.bytes += len as u64;
-    // A flooding source: one packet in eight counts, eightfold (its
-    // horizon samples its SYNs on its own, see `horizon`).
     recent::note_source(index);
+    // A flooding source: one packet in eight counts, eightfold (its
+    // horizon samples its SYNs on its own, see `horizon_weight`).
     let weight = sample_weight(
         live_packets(&st.window, now, cfg.window_ns),
         draw_of(classes),
