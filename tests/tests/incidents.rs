@@ -65,9 +65,18 @@ fn attacks_on_a_shop_become_its_incidents_and_survive_a_restart() -> Result<()> 
         dropped["packets_dropped"].as_u64() <= Some(3000 + 64 * 4),
         "{dropped}"
     );
-    assert_eq!(
-        dropped["packets_dropped"], dropped["connections_dropped"],
-        "all SYNs"
+    // Nearly all SYNs: the attacker's kernel answers the shop's SYN-ACKs
+    // (retransmitted to SYNs that passed before the ban) with RSTs, which
+    // the ban drops too, and one sampled drop weighs 64.
+    let (packets, connections) = (
+        dropped["packets_dropped"].as_u64().context("packets")?,
+        dropped["connections_dropped"]
+            .as_u64()
+            .context("connections")?,
+    );
+    assert!(
+        connections <= packets && connections * 10 >= packets * 9,
+        "{dropped}"
     );
     let id = flood["id"].as_i64().context("an id")?;
 
