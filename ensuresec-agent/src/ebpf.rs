@@ -5,10 +5,11 @@ use aya::{Ebpf, EbpfLoader};
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_for},
     maps::{
-        Control, LAYOUT_VERSION, MAP_CIDR_V6, MAP_CONTROL, MAP_PROGS, MAP_TRIE4_NODES,
-        MAP_TRIE4_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PROG_DETECT,
+        Control, LAYOUT_VERSION, MAP_CONTROL, MAP_PROGS, MAP_TRIE4_NODES, MAP_TRIE4_RULES,
+        MAP_TRIE6_LEAVES, MAP_TRIE6_NODES, MAP_TRIE6_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS,
+        MAP_X6_VALS, PROG_DETECT,
     },
-    trie4::MAX_NODES_PER_RULE,
+    trie::{MAX_NODES_PER_RULE, nodes_v6},
 };
 
 use crate::{
@@ -90,9 +91,11 @@ pub fn load_with(pins: &PinDir, sizes: &MapSizes, extra: &[(&str, u32)]) -> Resu
         .map_max_entries(MAP_X4_VALS, x4 * WAYS_V4 as u32)
         .map_max_entries(MAP_X6_KEYS, x6)
         .map_max_entries(MAP_X6_VALS, x6 * WAYS_V6 as u32)
-        .map_max_entries(MAP_CIDR_V6, sizes.cidr_v6)
         .map_max_entries(MAP_TRIE4_RULES, 2 * sizes.cidr_v4)
         .map_max_entries(MAP_TRIE4_NODES, 2 * MAX_NODES_PER_RULE * sizes.cidr_v4)
+        .map_max_entries(MAP_TRIE6_RULES, 2 * sizes.cidr_v6)
+        .map_max_entries(MAP_TRIE6_LEAVES, 2 * sizes.cidr_v6)
+        .map_max_entries(MAP_TRIE6_NODES, 2 * nodes_v6(sizes.cidr_v6))
         .load(object())
         .map_err(|e| Error::Load(format!("{e:#}")))?;
     init_control(pins, sizes)?;

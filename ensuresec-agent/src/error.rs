@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use ensuresec_common::{
-    entry::TargetError, import::ImportError, ports::PortError, trie4_build::TrieError,
-    ttl::TtlError,
+    entry::TargetError, import::ImportError, ports::PortError, trie_build::TrieError, ttl::TtlError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +57,14 @@ pub enum Error {
     Capacity {
         what: &'static str,
         need: usize,
+        capacity: u32,
+        setting: &'static str,
+    },
+    #[error(
+        "{what} would need more than the {capacity} trie nodes {setting} gives it (rules far apart and long need the most); nothing was changed"
+    )]
+    TrieNodes {
+        what: &'static str,
         capacity: u32,
         setting: &'static str,
     },

@@ -263,7 +263,7 @@ pub fn delete_one<K: Pod>(fd: BorrowedFd<'_>, key: &K) -> io::Result<bool> {
     }
 }
 
-/// Every key, by `BPF_MAP_GET_NEXT_KEY` (for maps without batch lookups: LPM tries).
+/// Every key, by `BPF_MAP_GET_NEXT_KEY` (to count a hash map's keys without reading values).
 pub fn keys<K: Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
     let mut out: Vec<K> = Vec::new();
     loop {

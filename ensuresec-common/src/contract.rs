@@ -18,10 +18,10 @@ use crate::{
         Throttle, door::DoorBucket,
     },
     maps::{
-        Cidr6Value, Control, Counter, DropCount, FragKey, IfaceRecord, ListEntry, PortBitmap,
-        ReasonText, TrieRule,
+        Control, Counter, DropCount, FragKey, IfaceRecord, ListEntry, PortBitmap, ReasonText,
+        TrieLeaf, TrieRule, TrieRule6,
     },
-    trie4::{Node, RootBlock},
+    trie::{Node, RootBlock},
 };
 
 /// The kinds of BPF maps ensuresec uses.
@@ -32,7 +32,6 @@ pub enum MapKind {
     Hash,
     LruHash,
     LruPerCpuHash,
-    LpmTrie,
     ProgArray,
     RingBuf,
 }
@@ -45,9 +44,6 @@ pub struct MapContract {
     pub key_size: u32,
     pub value_size: u32,
 }
-
-/// An LPM trie key of an IPv6 prefix: the prefix length, then the address.
-type Lpm6Key = [u8; 20];
 
 macro_rules! contract {
     ($( $(#[$doc:meta])* $konst:ident = $name:literal : $kind:ident<$key:ty, $value:ty>; )*) => {
@@ -75,15 +71,20 @@ contract! {
     MAP_X6_KEYS = "ES_X6_KEYS": Array<u32, BucketV6>;
     /// Values of the IPv6 table, slot `bucket * WAYS_V6 + way`.
     MAP_X6_VALS = "ES_X6_VALS": Array<u32, ListEntry>;
-    /// IPv6 prefixes, an LPM trie whose values carry the combined verdict of
-    /// every rule covering the prefix (see `rules6`).
-    MAP_CIDR_V6 = "ES_CIDR_V6": LpmTrie<Lpm6Key, Cidr6Value>;
     /// IPv4 prefix trie, first level: two copies of 256 blocks of 256 slots.
     MAP_TRIE4_ROOT = "ES_T4_ROOT": Array<u32, RootBlock>;
     /// IPv4 prefix trie, lower levels: nodes of 16 slots, both copies.
     MAP_TRIE4_NODES = "ES_T4_NODES": Array<u32, Node>;
     /// IPv4 prefix rules referenced by trie slots, both copies.
     MAP_TRIE4_RULES = "ES_T4_RULES": Array<u32, TrieRule>;
+    /// IPv6 prefix trie, first level: two copies of 256 blocks of 256 slots.
+    MAP_TRIE6_ROOT = "ES_T6_ROOT": Array<u32, RootBlock>;
+    /// IPv6 prefix trie, lower levels: nodes of 16 slots, both copies.
+    MAP_TRIE6_NODES = "ES_T6_NODES": Array<u32, Node>;
+    /// IPv6 prefix rules referenced by trie slots, both copies.
+    MAP_TRIE6_RULES = "ES_T6_RULES": Array<u32, TrieRule6>;
+    /// IPv6 prefix trie, path-compressed leaves: at most one per rule, both copies.
+    MAP_TRIE6_LEAVES = "ES_T6_LEAVES": Array<u32, TrieLeaf>;
     /// One `Control` record: which trie and port-policy copy is live.
     MAP_CONTROL = "ES_CONTROL": Array<u32, Control>;
     /// Port policy bitmaps, at `port_slot(copy, udp)`.
@@ -164,8 +165,9 @@ pub const PORT_SLOTS: u32 = 4;
 const _: () = {
     assert!(size_of::<ListEntry>() == 32);
     assert!(size_of::<TrieRule>() == 40);
-    assert!(size_of::<Cidr6Value>() == 48);
-    assert!(size_of::<Control>() == 88);
+    assert!(size_of::<TrieRule6>() == 56);
+    assert!(size_of::<TrieLeaf>() == 40);
+    assert!(size_of::<Control>() == 104);
     assert!(size_of::<Throttle>() == 24);
     assert!(size_of::<AddrKey>() == 16);
     assert!(size_of::<DecisionKey>() == 24);

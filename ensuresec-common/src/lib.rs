@@ -11,7 +11,7 @@ pub mod features;
 pub mod maps;
 pub mod named;
 pub mod reason;
-pub mod trie4;
+pub mod trie;
 
 #[cfg(feature = "user")]
 pub mod entry;
@@ -22,9 +22,9 @@ pub mod ports;
 #[cfg(feature = "user")]
 pub mod precedence;
 #[cfg(feature = "user")]
-pub mod rules6;
+pub mod trie_build;
 #[cfg(feature = "user")]
-pub mod trie4_build;
+pub mod trie_rule;
 #[cfg(feature = "user")]
 pub mod ttl;
 #[cfg(feature = "user")]

@@ -123,30 +123,45 @@ pub struct TrieRule {
     pub prefix_len: u32,
 }
 
-/// Value of `ES_CIDR_V6`: the rule itself (`own`) and the verdict of all rules
-/// covering this prefix, which is what the kernel reads after a longest match.
+/// A path-compressed stretch of the IPv6 trie: where only one rule lies below
+/// a slot, the slot names this leaf, and the address is checked against the
+/// rule whole instead of walked down nodes that hold nothing else.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cidr6Value {
-    pub own: ListEntry,
-    /// Latest expiry among covering blocks (0 with `FLAG_BLOCK`: forever).
-    pub effective_expires_at_ns: u64,
-    /// `FLAG_ALLOW` and/or `FLAG_BLOCK` when some covering rule has them.
-    pub effective_flags: u32,
-    pub _pad: u32,
+pub struct TrieLeaf {
+    /// The rule's network and mask as four words, most significant first
+    /// (host byte order).
+    pub bits: [u32; 4],
+    pub mask: [u32; 4],
+    /// The slot value for addresses inside the rule, and for the others.
+    pub on_match: u32,
+    pub otherwise: u32,
 }
 
-impl Cidr6Value {
+impl TrieLeaf {
     #[inline(always)]
-    pub fn effective(&self) -> ListEntry {
-        ListEntry {
-            expires_at_ns: self.effective_expires_at_ns,
-            ban_expires_at_ns: 0,
-            added_at_secs: 0,
-            flags: self.effective_flags,
-            reason_id: 0,
+    pub fn slot_for(&self, words: &[u32; 4]) -> u32 {
+        let inside = (words[0] & self.mask[0] == self.bits[0])
+            & (words[1] & self.mask[1] == self.bits[1])
+            & (words[2] & self.mask[2] == self.bits[2])
+            & (words[3] & self.mask[3] == self.bits[3]);
+        if inside {
+            self.on_match
+        } else {
+            self.otherwise
         }
     }
+}
+
+/// An IPv6 prefix rule referenced from the IPv6 trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrieRule6 {
+    pub entry: ListEntry,
+    /// Network address, network byte order.
+    pub addr: [u8; 16],
+    pub prefix_len: u32,
+    pub _pad: u32,
 }
 
 /// The single record of `ES_CONTROL`.
@@ -183,11 +198,15 @@ pub struct Control {
     /// Keys in the exact tables (user space only; the sweep corrects them).
     pub x4_used: u32,
     pub x6_used: u32,
-    pub _pad: u32,
+    /// Live copy (0 or 1) of the IPv6 trie maps.
+    pub trie6_copy: u32,
+    /// Rules and nodes held by each IPv6 trie copy (user space only).
+    pub trie6_rules: [u32; 2],
+    pub trie6_nodes: [u32; 2],
 }
 
 /// Bumped whenever a pinned map's key or value layout changes.
-pub const LAYOUT_VERSION: u32 = 13;
+pub const LAYOUT_VERSION: u32 = 14;
 
 /// Destinations whose dropped packets are counted (`ES_DROPS`, LRU).
 pub const DEFAULT_DROP_DESTS: u32 = 1 << 12;
@@ -272,7 +291,8 @@ mod pod {
     unsafe impl aya::Pod for ListEntry {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for TrieRule {}
-    unsafe impl aya::Pod for Cidr6Value {}
+    unsafe impl aya::Pod for TrieRule6 {}
+    unsafe impl aya::Pod for TrieLeaf {}
     unsafe impl aya::Pod for Control {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for DropCount {}

@@ -7,11 +7,13 @@ mod clock;
 mod drops;
 mod features;
 mod frags;
+mod lists;
 mod maps;
 mod mitigate;
 mod parse;
 mod random;
 mod replies;
+mod tries;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -67,7 +69,7 @@ fn finish_at(reason: Reason, len: u32, parsed: &parse::Parsed) -> u32 {
 fn filter(ctx: &XdpContext) -> u32 {
     let parsed = parse::parse(ctx);
     let len = (ctx.data_end() - ctx.data()) as u32;
-    if let Some(reason) = verdict::lists(&parsed) {
+    if let Some(reason) = lists::lists(&parsed) {
         // Listed sources are decided: the cheapest drop, no features.
         return finish_at(reason, len, &parsed);
     }

@@ -4,9 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{
-        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray, RingBuf,
-    },
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use ensuresec_common::{
     contract::{DST_PORTS_SLOTS, PORT_SLOTS},
@@ -17,14 +15,15 @@ use ensuresec_common::{
         door::DoorBucket,
     },
     maps::{
-        BenchParams, BenchSource, Cidr6Value, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
+        BenchParams, BenchSource, Control, Counter, DEFAULT_BUDGETS, DEFAULT_CIDR_V4,
         DEFAULT_CIDR_V6, DEFAULT_DECISIONS, DEFAULT_DESTS, DEFAULT_DOOR_BUCKETS,
         DEFAULT_DROP_DESTS, DEFAULT_EVENTS_BYTES, DEFAULT_EXACT_V4, DEFAULT_EXACT_V6,
         DEFAULT_FRAGS, DEFAULT_REASONS, DEFAULT_SOURCES, DEFAULT_THROTTLES, DropCount, EVENT_STATS,
-        FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieRule,
+        FragKey, IfaceRecord, ListEntry, MAX_IFACES, PortBitmap, ReasonText, TrieLeaf, TrieRule,
+        TrieRule6,
     },
     reason::REASON_COUNT,
-    trie4::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock},
+    trie::{MAX_NODES_PER_RULE, Node, ROOT_BLOCKS, RootBlock, nodes_v6},
 };
 
 /// Exact IPv4 addresses: key buckets and their values (see `ensuresec_common::exact`).
@@ -50,9 +49,6 @@ pub static ES_X6_VALS: Array<ListEntry> = Array::pinned(
     BPF_F_MMAPABLE,
 );
 
-#[map]
-pub static ES_CIDR_V6: LpmTrie<[u8; 16], Cidr6Value> = LpmTrie::pinned(DEFAULT_CIDR_V6, 0);
-
 /// Two copies of the trie root.
 #[map]
 pub static ES_T4_ROOT: Array<RootBlock> = Array::pinned(2 * ROOT_BLOCKS, 0);
@@ -64,6 +60,22 @@ pub static ES_T4_NODES: Array<Node> = Array::pinned(2 * MAX_NODES_PER_RULE * DEF
 /// Two copies of the IPv4 prefix rules.
 #[map]
 pub static ES_T4_RULES: Array<TrieRule> = Array::pinned(2 * DEFAULT_CIDR_V4, 0);
+
+/// Two copies of the IPv6 trie root.
+#[map]
+pub static ES_T6_ROOT: Array<RootBlock> = Array::pinned(2 * ROOT_BLOCKS, 0);
+
+/// Two copies of the IPv6 trie nodes (see `trie::nodes_v6`).
+#[map]
+pub static ES_T6_NODES: Array<Node> = Array::pinned(2 * nodes_v6(DEFAULT_CIDR_V6), 0);
+
+/// Two copies of the IPv6 prefix rules.
+#[map]
+pub static ES_T6_RULES: Array<TrieRule6> = Array::pinned(2 * DEFAULT_CIDR_V6, 0);
+
+/// Two copies of the IPv6 trie's leaves (at most one per rule).
+#[map]
+pub static ES_T6_LEAVES: Array<TrieLeaf> = Array::pinned(2 * DEFAULT_CIDR_V6, 0);
 
 #[map]
 pub static ES_CONTROL: Array<Control> = Array::pinned(1, 0);

@@ -359,11 +359,8 @@ fn status_reports_each_maps_kernel_memory_as_the_kernel_charges_it() -> Result<(
             m["max_entries"].as_u64().unwrap(),
             m["raw_bytes_per_entry"].as_u64().unwrap(),
         );
-        // Preallocated maps hold every entry from the start; the LPM trie
-        // allocates per prefix (none listed here).
-        if m["kind"] != "lpm_trie" {
-            assert!(bytes >= entries * raw, "{m}");
-        }
+        // Every map is preallocated: it holds every entry from the start.
+        assert!(bytes >= entries * raw, "{m}");
     }
     // The kernel's own figure: a smaller configured table charges less.
     let small = attached(Some("[maps]\nexact_v4 = 1024\n"))?;

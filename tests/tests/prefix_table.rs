@@ -27,7 +27,8 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 
-/// Nested and disjoint prefixes and exact addresses of both families.
+/// Nested and disjoint prefixes and exact addresses of both families, down to
+/// the deepest levels of the IPv6 trie.
 const TARGETS: &[&str] = &[
     "10.1.0.0/16",
     "10.1.2.0/24",
@@ -38,6 +39,7 @@ const TARGETS: &[&str] = &[
     "2001:db8:0:1::/64",
     "2001:db8:0:1::/80",
     "2001:db8:0:1::5",
+    "2001:db8:0:1::4/126",
     "2001:db8:0:2::/64",
 ];
 
@@ -51,6 +53,7 @@ const PROBES: &[&str] = &[
     "10.2.0.1",
     "2001:db8:0:1::5",
     "2001:db8:0:1::6",
+    "2001:db8:0:1::8",
     "2001:db8:0:1:1::1",
     "2001:db8:0:2::1",
     "2001:db8:9::1",

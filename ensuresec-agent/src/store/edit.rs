@@ -7,13 +7,15 @@ use std::{collections::HashMap, hash::Hash, net::Ipv4Addr};
 use ensuresec_common::{
     entry::Target,
     features::AddrKey,
-    maps::{FLAG_ALLOW, FLAG_EXACT_ALLOW_INSIDE, ListEntry, TrieRule},
+    maps::{FLAG_ALLOW, ListEntry, TrieRule, TrieRule6},
+    trie_build::TrieLayout,
 };
 
 use super::{
     Writer,
-    cidr6::Prefix6,
     exact::{Key, Plan, Table},
+    lists::without_derived,
+    trie::{Family, Flip},
 };
 use crate::{
     edit::{Op, apply},
@@ -57,6 +59,47 @@ const V6_LIST: &str = "the IPv6 address list";
 
 fn key4(a: &Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
+}
+
+/// A prefix as its network aligned to the left of 128 bits (an IPv4 network
+/// is the top 32) and its length: the tries' view of both families.
+type Prefix = (u128, u8);
+
+/// An exact IPv4 key (network order in memory) aligned to the left.
+fn bits4(k: &u32) -> u128 {
+    (u32::from_be_bytes(k.to_ne_bytes()) as u128) << 96
+}
+
+fn bits6(k: &AddrKey) -> u128 {
+    u128::from_be_bytes(k.0)
+}
+
+/// Whether the batch makes some exact address an allow, or stops it being one.
+fn allows_change<K: Eq + Hash>(plan: &Plan<K>, after: &HashMap<K, Option<ListEntry>>) -> bool {
+    let allows = |e: Option<&ListEntry>| e.is_some_and(|e| e.flags & FLAG_ALLOW != 0);
+    after
+        .iter()
+        .any(|(k, new)| allows(plan.prior.get(k)) != allows(new.as_ref()))
+}
+
+/// The exact allows once the batch applies, aligned to the left.
+fn exact_allows<K: Copy + Eq + Hash>(
+    current: Vec<(K, ListEntry)>,
+    after: &HashMap<K, Option<ListEntry>>,
+    bits: fn(&K) -> u128,
+) -> Vec<u128> {
+    let mut allows: HashMap<K, bool> = current
+        .into_iter()
+        .map(|(k, e)| (k, e.flags & FLAG_ALLOW != 0))
+        .collect();
+    for (k, v) in after {
+        allows.insert(*k, v.is_some_and(|e| e.flags & FLAG_ALLOW != 0));
+    }
+    allows
+        .into_iter()
+        .filter(|(_, allowed)| *allowed)
+        .map(|(k, _)| bits(&k))
+        .collect()
 }
 
 /// One edit of a batch: its place in the batch, target, map key and op.
@@ -156,9 +199,12 @@ impl Writer<'_> {
             match target {
                 Target::V4(a) => e4.push((at, *target, key4(a), *op)),
                 Target::V6(a) => e6.push((at, *target, AddrKey::from(*a), *op)),
-                Target::Net4(n) => {
-                    n4.push((at, *target, (u32::from(n.network()), n.prefix_len()), *op))
-                }
+                Target::Net4(n) => n4.push((
+                    at,
+                    *target,
+                    ((u32::from(n.network()) as u128) << 96, n.prefix_len()),
+                    *op,
+                )),
                 Target::Net6(n) => {
                     n6.push((at, *target, (u128::from(n.network()), n.prefix_len()), *op))
                 }
@@ -173,27 +219,17 @@ impl Writer<'_> {
         let prior4 = self.exact_v4.current(&keys4)?;
         let keys6: Vec<AddrKey> = e6.iter().map(|e| e.2).collect();
         let prior6 = self.exact_v6.current(&keys6)?;
-        let rules4 = if n4.is_empty() {
-            None
-        } else {
-            Some(self.current_rules4()?)
-        };
-        let prior_cidr6 = if n6.is_empty() {
-            None
-        } else {
-            Some(self.cidr6_values()?)
-        };
-        let own6 = prior_cidr6.as_ref().map(|prior| {
-            prior
-                .iter()
-                .map(|(k, v)| (*k, v.own))
-                .collect::<HashMap<Prefix6, ListEntry>>()
-        });
+        let rules4 = (!n4.is_empty())
+            .then(|| self.current_rules::<TrieRule>())
+            .transpose()?;
+        let rules6 = (!n6.is_empty())
+            .then(|| self.current_rules::<TrieRule6>())
+            .transpose()?;
         let replayed = (
             replay(&e4, &prior4),
             replay(&e6, &prior6),
             rules4.as_ref().map(|r| replay(&n4, r)).transpose(),
-            own6.as_ref().map(|r| replay(&n6, r)).transpose(),
+            rules6.as_ref().map(|r| replay(&n6, r)).transpose(),
         );
         let (after4, after6, after_n4, after_n6) = match replayed {
             (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
@@ -223,108 +259,90 @@ impl Writer<'_> {
             "maps.exact_v6",
         )?;
 
-        // Prefix rules record whether exact allows lie inside them, so the trie
-        // is rebuilt when either changes.
-        let allow_changed = after4.iter().any(|(k, new)| {
-            let was = plan4
-                .prior
-                .get(k)
-                .is_some_and(|e| e.flags & FLAG_ALLOW != 0);
-            was != new.is_some_and(|e| e.flags & FLAG_ALLOW != 0)
-        });
-        let trie = if n4.is_empty() && !allow_changed {
-            None
-        } else {
-            let mut rules = match rules4 {
-                Some(r) => r,
-                None => self.current_rules4()?,
-            };
-            if let Some(after) = after_n4 {
-                summary.count(&rules, &after);
-                merge(&mut rules, after);
-            }
-            let rules: Vec<TrieRule> = rules
-                .into_iter()
-                .map(|((addr, len), entry)| TrieRule {
-                    entry,
-                    addr,
-                    prefix_len: len as u32,
-                })
-                .collect();
-            let mut allows: HashMap<u32, bool> = self
-                .exact_v4
-                .dump()?
-                .into_iter()
-                .map(|(k, e)| (k, e.flags & FLAG_ALLOW != 0))
-                .collect();
-            for (k, v) in &after4 {
-                allows.insert(*k, v.is_some_and(|e| e.flags & FLAG_ALLOW != 0));
-            }
-            let allows: Vec<u32> = allows
-                .into_iter()
-                .filter(|(_, allowed)| *allowed)
-                .map(|(k, _)| u32::from_be_bytes(k.to_ne_bytes()))
-                .collect();
-            Some(self.plan_trie4(&rules, &allows)?)
-        };
+        // Prefix rules record whether exact allows lie inside them, so a
+        // family's trie is rebuilt when either changes.
+        let trie4 = self.plan_prefixes::<TrieRule>(
+            rules4,
+            after_n4,
+            allows_change(&plan4, &after4),
+            || Ok(exact_allows(self.exact_v4.dump()?, &after4, bits4)),
+            &mut summary,
+        )?;
+        let trie6 = self.plan_prefixes::<TrieRule6>(
+            rules6,
+            after_n6,
+            allows_change(&plan6, &after6),
+            || Ok(exact_allows(self.exact_v6.dump()?, &after6, bits6)),
+            &mut summary,
+        )?;
 
-        let cidr6 = match (prior_cidr6, own6, after_n6) {
-            (Some(prior), Some(mut rules), Some(after)) => {
-                summary.count(&rules, &after);
-                merge(&mut rules, after);
-                if rules.len() > self.capacities.cidr_v6 as usize {
-                    return Err(Error::Capacity {
-                        what: "the IPv6 prefix list",
-                        need: rules.len(),
-                        capacity: self.capacities.cidr_v6,
-                        setting: "maps.cidr_v6",
-                    });
-                }
-                Some((prior, rules))
+        // Write; undo what was written if a later step fails, in reverse.
+        let flip4 = trie4.as_ref().map(|t| self.install_trie(t)).transpose()?;
+        let undo_flips = |s: &Writer, flips: &[&Option<Flip>]| {
+            for flip in flips.iter().filter_map(|f| f.as_ref()) {
+                s.undo_trie(flip);
             }
-            _ => None,
         };
-
-        // Write; undo what was written if a later step fails.
-        let flip = trie.as_ref().map(|t| self.install_trie4(t)).transpose()?;
-        let undo_flip = |s: &Writer| {
-            if let Some(f) = &flip {
-                s.undo_trie4(f);
+        let flip6 = match trie6.as_ref().map(|t| self.install_trie(t)).transpose() {
+            Ok(f) => f,
+            Err(e) => {
+                undo_flips(self, &[&flip4]);
+                return Err(e);
             }
         };
         if let Err(e) = self.exact_v4.apply(&plan4, V4_LIST) {
-            undo_flip(self);
+            undo_flips(self, &[&flip6, &flip4]);
             return Err(e);
         }
         if let Err(e) = self.exact_v6.apply(&plan6, V6_LIST) {
             self.exact_v4.undo(&plan4);
-            undo_flip(self);
-            return Err(e);
-        }
-        if let Some((prior, rules)) = cidr6
-            && let Err(e) = self.write_cidr6(prior, &rules)
-        {
-            self.exact_v6.undo(&plan6);
-            self.exact_v4.undo(&plan4);
-            undo_flip(self);
+            undo_flips(self, &[&flip6, &flip4]);
             return Err(e);
         }
         self.count_change(plan4.growth(), plan6.growth());
         Ok(summary)
     }
 
-    /// The IPv4 prefix rules in force, by (network, length), without the
-    /// flag the trie build derives.
-    fn current_rules4(&self) -> Result<HashMap<(u32, u8), ListEntry>> {
+    /// A family's prefix rules in force, without the flag the trie build derives.
+    fn current_rules<R: Family>(&self) -> Result<HashMap<Prefix, ListEntry>> {
         Ok(self
-            .trie4_rules()?
+            .trie_rules::<R>()?
             .into_iter()
             .map(|r| {
-                let mut entry = r.entry;
-                entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
-                ((r.addr, r.prefix_len as u8), entry)
+                (
+                    (r.bits(), r.prefix_bits() as u8),
+                    without_derived(*r.entry()),
+                )
             })
             .collect())
+    }
+
+    /// The family's new trie, when its rules or the exact allows inside them
+    /// change; `rules` are the current rules when the batch has prefix edits.
+    fn plan_prefixes<R: Family>(
+        &self,
+        rules: Option<HashMap<Prefix, ListEntry>>,
+        after: Option<HashMap<Prefix, Option<ListEntry>>>,
+        allows_changed: bool,
+        allows: impl FnOnce() -> Result<Vec<u128>>,
+        summary: &mut EditSummary,
+    ) -> Result<Option<TrieLayout<R>>> {
+        if after.is_none() && !allows_changed {
+            return Ok(None);
+        }
+        let mut rules = match rules {
+            Some(r) => r,
+            None => self.current_rules::<R>()?,
+        };
+        if let Some(after) = after {
+            summary.count(&rules, &after);
+            merge(&mut rules, after);
+        }
+        let rules: Vec<R> = rules
+            .into_iter()
+            .map(|((bits, len), entry)| R::from_parts(bits, len as u32, entry))
+            .collect();
+        Ok(Some(self.plan_trie(&rules, &allows()?)?))
     }
 
     /// Records a committed change in the control record: a new generation,

@@ -17,7 +17,6 @@ fn map_type(kind: MapKind) -> MapType {
         MapKind::Hash => MapType::Hash,
         MapKind::LruHash => MapType::LruHash,
         MapKind::LruPerCpuHash => MapType::LruPerCpuHash,
-        MapKind::LpmTrie => MapType::LpmTrie,
         MapKind::ProgArray => MapType::ProgramArray,
         MapKind::RingBuf => MapType::RingBuf,
     }

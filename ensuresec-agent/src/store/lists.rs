@@ -8,7 +8,7 @@ use std::{
 
 use ensuresec_common::{
     entry::Target,
-    maps::{FLAG_ALLOW, ListEntry},
+    maps::{FLAG_ALLOW, FLAG_EXACT_ALLOW_INSIDE, ListEntry, TrieRule, TrieRule6},
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -17,6 +17,13 @@ use crate::error::{Error, Result};
 
 fn key4(a: &Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
+}
+
+/// A prefix rule's entry as the operator set it, without the flag the trie
+/// build derives.
+pub(super) fn without_derived(mut entry: ListEntry) -> ListEntry {
+    entry.flags &= !FLAG_EXACT_ALLOW_INSIDE;
+    entry
 }
 
 impl Store {
@@ -74,20 +81,20 @@ impl Store {
     /// Every IPv4 and IPv6 prefix entry.
     pub fn prefix_entries(&self) -> Result<Vec<Listed>> {
         let mut out = Vec::new();
-        for r in self.trie4_rules()? {
+        for r in self.trie_rules::<TrieRule>()? {
             let net = Ipv4Net::new(r.addr.into(), r.prefix_len as u8)
-                .map_err(|e| Error::map(self.trie_rules.name, e))?;
+                .map_err(|e| Error::map(self.trie4.rules.name, e))?;
             out.push(Listed {
                 target: Target::Net4(net),
-                entry: r.entry,
+                entry: without_derived(r.entry),
             });
         }
-        for ((bits, len), v) in self.cidr6_values()? {
-            let net =
-                Ipv6Net::new(bits.into(), len).map_err(|e| Error::map(self.cidr_v6.name, e))?;
+        for r in self.trie_rules::<TrieRule6>()? {
+            let net = Ipv6Net::new(r.addr.into(), r.prefix_len as u8)
+                .map_err(|e| Error::map(self.trie6.rules.name, e))?;
             out.push(Listed {
                 target: Target::Net6(net),
-                entry: v.own,
+                entry: without_derived(r.entry),
             });
         }
         Ok(out)

@@ -37,7 +37,6 @@ fn kind_name(kind: MapKind) -> &'static str {
         MapKind::Hash => "hash",
         MapKind::LruHash => "lru_hash",
         MapKind::LruPerCpuHash => "lru_percpu_hash",
-        MapKind::LpmTrie => "lpm_trie",
         MapKind::ProgArray => "prog_array",
         MapKind::RingBuf => "ringbuf",
     }
@@ -52,7 +51,7 @@ pub fn raw_bytes(kind: MapKind, key: u32, value: u32, cpus: usize) -> u64 {
         MapKind::Array | MapKind::ProgArray => value,
         MapKind::PerCpuArray => per_cpu,
         MapKind::LruPerCpuHash => key + per_cpu,
-        MapKind::Hash | MapKind::LruHash | MapKind::LpmTrie => key + value,
+        MapKind::Hash | MapKind::LruHash => key + value,
     }
 }
 

@@ -1,7 +1,6 @@
 //! The pinned maps, opened by path: the state every command and the agent share.
 //! Writers hold an exclusive `flock` on the pin directory for the whole change.
 
-mod cidr6;
 mod cuckoo;
 pub mod decisions;
 mod detect;
@@ -13,18 +12,19 @@ mod memory;
 mod raw;
 mod reasons;
 mod sums;
-mod trie4;
+mod trie;
 mod writer;
 
 use ensuresec_common::{
     exact::{WAYS_V4, WAYS_V6, buckets_v4, buckets_v6},
     features::AddrKey,
     maps::{
-        Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CIDR_V6, MAP_CONTROL,
-        MAP_COUNTERS, MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DOOR, MAP_DROPS, MAP_DST_PORTS,
-        MAP_EVENT_STATS, MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS,
-        MAP_SOURCES, MAP_THROTTLE, MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_X4_KEYS,
-        MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS, PortBitmap, port_slot,
+        Control, Counter, IfaceRecord, LAYOUT_VERSION, MAP_BUDGET, MAP_CONTROL, MAP_COUNTERS,
+        MAP_DECISIONS, MAP_DESTS, MAP_DETECT, MAP_DOOR, MAP_DROPS, MAP_DST_PORTS, MAP_EVENT_STATS,
+        MAP_HORIZONS, MAP_IFACES, MAP_OFFENDERS, MAP_PORTS, MAP_REASONS, MAP_SOURCES, MAP_THROTTLE,
+        MAP_TRIE4_NODES, MAP_TRIE4_ROOT, MAP_TRIE4_RULES, MAP_TRIE6_LEAVES, MAP_TRIE6_NODES,
+        MAP_TRIE6_ROOT, MAP_TRIE6_RULES, MAP_X4_KEYS, MAP_X4_VALS, MAP_X6_KEYS, MAP_X6_VALS,
+        PortBitmap, port_slot,
     },
 };
 
@@ -51,6 +51,7 @@ pub struct Capacities {
     pub cidr_v6: u32,
     /// Trie nodes per copy.
     pub trie4_nodes: u32,
+    pub trie6_nodes: u32,
 }
 
 /// Every pinned map, opened once. Reads go through `Store`; changes go
@@ -61,10 +62,8 @@ pub struct Store {
     cpus: usize,
     pub(crate) exact_v4: exact::Table<u32, WAYS_V4>,
     pub(crate) exact_v6: exact::Table<AddrKey, WAYS_V6>,
-    pub(crate) cidr_v6: RawMap,
-    pub(crate) trie_root: RawMap,
-    pub(crate) trie_nodes: RawMap,
-    pub(crate) trie_rules: RawMap,
+    pub(crate) trie4: trie::TrieMaps,
+    pub(crate) trie6: trie::TrieMaps,
     pub(crate) control: RawMap,
     pub(crate) ports: RawMap,
     pub(crate) counters: RawMap,
@@ -126,12 +125,18 @@ impl Store {
             capacity: control.x6_capacity,
             buckets: Box::new(move |k: &AddrKey| buckets_v6(k, seed6, mask6)),
         };
-        let cidr_v6 = open(MAP_CIDR_V6)?;
-        let (trie_root, trie_nodes, trie_rules) = (
+        let trie4 = trie::TrieMaps::open(
             open(MAP_TRIE4_ROOT)?,
             open(MAP_TRIE4_NODES)?,
             open(MAP_TRIE4_RULES)?,
-        );
+            None,
+        )?;
+        let trie6 = trie::TrieMaps::open(
+            open(MAP_TRIE6_ROOT)?,
+            open(MAP_TRIE6_NODES)?,
+            open(MAP_TRIE6_RULES)?,
+            Some(open(MAP_TRIE6_LEAVES)?),
+        )?;
         // A source's horizon sits at its slot's index: the tables go together.
         let (sources, horizons) = (open(MAP_SOURCES)?, open(MAP_HORIZONS)?);
         let (slots, beside) = (sources.capacity()?, horizons.capacity()?);
@@ -144,9 +149,10 @@ impl Store {
         let capacities = Capacities {
             exact_v4: control.x4_capacity,
             exact_v6: control.x6_capacity,
-            cidr_v4: trie_rules.capacity()? / 2,
-            cidr_v6: cidr_v6.capacity()?,
-            trie4_nodes: trie_nodes.capacity()? / 2,
+            cidr_v4: trie4.rule_capacity,
+            cidr_v6: trie6.rule_capacity,
+            trie4_nodes: trie4.node_capacity,
+            trie6_nodes: trie6.node_capacity,
         };
         let cpus = aya::util::nr_cpus()
             .map_err(|(what, e)| Error::io(format!("counting CPUs ({what})"), e))?;
@@ -155,10 +161,8 @@ impl Store {
             cpus,
             exact_v4,
             exact_v6,
-            cidr_v6,
-            trie_root,
-            trie_nodes,
-            trie_rules,
+            trie4,
+            trie6,
             control: control_map,
             ports: open(MAP_PORTS)?,
             counters: open(MAP_COUNTERS)?,

@@ -68,19 +68,6 @@ impl RawMap {
         sys::dump(self.fd()).map_err(|e| Error::map_io(self.name, e))
     }
 
-    /// Every entry of a map without batch support, one key at a time.
-    pub fn dump_by_key<K: Pod, V: Pod>(&self) -> Result<Vec<(K, V)>> {
-        let keys: Vec<K> = sys::keys(self.fd()).map_err(|e| Error::map(self.name, e))?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            // An entry deleted between the two calls is simply skipped.
-            if let Some(v) = self.get(&k)? {
-                out.push((k, v));
-            }
-        }
-        Ok(out)
-    }
-
     /// Checks that the map is a mappable array of `V`; returns its length.
     fn mappable<V: Pod>(&self) -> Result<usize> {
         let info = self.data.info().map_err(|e| Error::map(self.name, e))?;
