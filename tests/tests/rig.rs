@@ -25,7 +25,7 @@ fn frames_reach_each_system_on_the_rig() -> Result<()> {
     let time = Duration::from_millis(200);
 
     let link = rig.attach(&mut dut, "bench_floor")?;
-    let floor = rig.measure(&generator, &frame, time)?;
+    let floor = rig.measure(&generator, &frame, time)?.mpps;
     within(&rig.dut_ns, || dut.detach("bench_floor", link))??;
     assert!(floor > 0.0, "the floor received nothing");
 
@@ -34,7 +34,11 @@ fn frames_reach_each_system_on_the_rig() -> Result<()> {
     let filter = rig.measure(&generator, &frame, time)?;
     let dropped = dut.counters()?[Reason::BlockedExact as usize].packets - before;
     within(&rig.dut_ns, || dut.detach("ensuresec", link))??;
-    assert!(filter > 0.0, "ensuresec received nothing");
+    assert!(filter.mpps > 0.0, "ensuresec received nothing");
+    assert!(
+        filter.rx_ns_per_frame > 0.0,
+        "the receiving CPU's time was not read: {filter:?}"
+    );
     assert!(
         dropped > 0,
         "ensuresec dropped none of the listed source's frames"
@@ -42,9 +46,12 @@ fn frames_reach_each_system_on_the_rig() -> Result<()> {
 
     let _nft = Nftables::load(&rig, &[listed], &[])?;
     let link = rig.attach(&mut dut, "bench_pass")?;
-    let nft = rig.measure(&generator, &frame, time)?;
+    let nft = rig.measure(&generator, &frame, time)?.mpps;
     within(&rig.dut_ns, || dut.detach("bench_pass", link))??;
     assert!(nft > 0.0, "frames never reached the nftables peer");
-    eprintln!("floor {floor:.2} Mpps, ensuresec {filter:.2}, nftables {nft:.2}");
+    eprintln!(
+        "floor {floor:.2} Mpps, ensuresec {:.2} ({:.0} ns a frame), nftables {nft:.2}",
+        filter.mpps, filter.rx_ns_per_frame
+    );
     Ok(())
 }

@@ -202,7 +202,7 @@ fn main() -> Result<()> {
         let k0 = kernel_counts(&rig, &pins)?;
         let started = Instant::now();
         let (received_mpps, banned) = std::thread::scope(|s| -> Result<_> {
-            let flood = s.spawn(|| rig.measure(&generator, &frame, time));
+            let flood = s.spawn(|| rig.measure(&generator, &frame, time).map(|r| r.mpps));
             // The flood settles first; then the attacker starts beside it.
             std::thread::sleep(time / 4);
             let mut hping = attack(&rig, attacker)?;

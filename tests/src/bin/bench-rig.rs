@@ -20,7 +20,7 @@ use ensuresec_tests::{
     },
     kernel::Kernel,
     rig::{
-        Rig,
+        Rate, Rig,
         peers::{Iptables, Nftables, XDP_FILTER_MAX, XdpFilter},
     },
     xdp_harness::counting_only,
@@ -40,6 +40,15 @@ struct Row {
     /// The floor of the path measured in the same rounds, and the ratio.
     floor_mpps: f64,
     of_floor: f64,
+    /// Receiving-CPU nanoseconds per frame (the NAPI thread's runtime over
+    /// the frames it took), and the frames per second one receiving CPU
+    /// could take at that cost: what the system costs, whatever the
+    /// generator offers.
+    rx_ns_per_frame: f64,
+    rx_capacity_mpps: f64,
+    /// The floor's receiving-CPU nanoseconds per frame (the veth and NAPI
+    /// work every system pays), measured in the same rounds.
+    floor_rx_ns_per_frame: f64,
 }
 
 struct Options {
@@ -125,7 +134,7 @@ struct Bench<'a> {
     opts: &'a Options,
     rows: Vec<Row>,
     /// The floor rounds last measured per (path, template).
-    floors: std::collections::HashMap<(&'static str, &'static str), Vec<f64>>,
+    floors: std::collections::HashMap<(&'static str, &'static str), Vec<Rate>>,
 }
 
 impl Bench<'_> {
@@ -168,9 +177,16 @@ impl Bench<'_> {
             } else {
                 self.floors.insert(key, floors.clone());
             }
-            let (floor, mpps) = (median(&mut floors), median(&mut systems));
+            let (floor, floor_ns) = (
+                median_of(&floors, |r| r.mpps),
+                median_of(&floors, |r| r.rx_ns_per_frame),
+            );
+            let (mpps, ns) = (
+                median_of(&systems, |r| r.mpps),
+                median_of(&systems, |r| r.rx_ns_per_frame),
+            );
             eprintln!(
-                "  {system:<22} {:<11} {template:<6} {mpps:6.2} Mpps (floor {floor:.2})",
+                "  {system:<22} {:<11} {template:<6} {mpps:6.2} Mpps (floor {floor:.2}), {ns:5.0} ns a frame on the receiving CPU (floor {floor_ns:.0})",
                 t.path
             );
             self.rows.push(Row {
@@ -181,21 +197,26 @@ impl Bench<'_> {
                 mpps,
                 floor_mpps: floor,
                 of_floor: mpps / floor,
+                rx_ns_per_frame: ns,
+                rx_capacity_mpps: 1e3 / ns,
+                floor_rx_ns_per_frame: floor_ns,
             });
         }
         Ok(())
     }
 
     /// One measurement with `program` attached on the receiving end.
-    fn turn(&mut self, program: &'static str, frame: &[u8]) -> Result<f64> {
+    fn turn(&mut self, program: &'static str, frame: &[u8]) -> Result<Rate> {
         let link = self.rig.attach(&mut self.dut, program)?;
-        let mpps = self.rig.measure(&self.generator, frame, self.opts.time);
+        let rate = self.rig.measure(&self.generator, frame, self.opts.time);
         ensuresec_tests::rig::within(&self.rig.dut_ns, || self.dut.detach(program, link))??;
-        mpps
+        rate
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of one measure of `rates`.
+fn median_of(rates: &[Rate], measure: fn(&Rate) -> f64) -> f64 {
+    let mut v: Vec<f64> = rates.iter().map(measure).collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -294,13 +315,31 @@ fn main() -> Result<()> {
         rows.append(&mut bench.rows);
     }
     println!(
-        "{:<22} {:<11} {:>9} {:>8} {:>8} {:>8} {:>7}",
-        "system", "path", "entries", "template", "Mpps", "floor", "xfloor"
+        "{:<22} {:<11} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
+        "system",
+        "path",
+        "entries",
+        "template",
+        "Mpps",
+        "floor",
+        "xfloor",
+        "rx ns/fr",
+        "floor ns",
+        "rx Mpps"
     );
     for r in &rows {
         println!(
-            "{:<22} {:<11} {:>9} {:>8} {:>8.2} {:>8.2} {:>7.2}",
-            r.system, r.path, r.entries, r.template, r.mpps, r.floor_mpps, r.of_floor
+            "{:<22} {:<11} {:>9} {:>8} {:>8.2} {:>8.2} {:>7.2} {:>9.0} {:>9.0} {:>9.2}",
+            r.system,
+            r.path,
+            r.entries,
+            r.template,
+            r.mpps,
+            r.floor_mpps,
+            r.of_floor,
+            r.rx_ns_per_frame,
+            r.floor_rx_ns_per_frame,
+            r.rx_capacity_mpps
         );
     }
     ensuresec_tests::bench_out::write_json("rig.json", &rows)?;

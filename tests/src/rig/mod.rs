@@ -3,7 +3,8 @@
 //! (as the kernel's xdp-trafficgen does) out of one end of a veth pair; the
 //! other end, in the namespace under test, carries the system measured. Its
 //! receive queue runs in a NAPI thread pinned to its own CPU, and packets
-//! per second are read from that queue's XDP counters over a fixed time.
+//! per second are read from that queue's XDP counters over a fixed time,
+//! with the receiving CPU's time per frame from the NAPI thread's runtime.
 
 pub mod peers;
 
@@ -98,28 +99,28 @@ impl Rig {
         self.pin_napi()
     }
 
-    /// Pins the receiving queue's NAPI threads (`napi/rd0-<id>`) to `rx_cpu`.
+    /// Pins the receiving queue's NAPI threads to `rx_cpu`.
     fn pin_napi(&self) -> Result<()> {
-        let prefix = format!("napi/{DUT_IF}-");
-        let mut pinned = 0;
-        for entry in std::fs::read_dir("/proc")?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim_end().starts_with(&prefix) {
-                run(Command::new("taskset").args([
-                    "-pc",
-                    &self.rx_cpu.to_string(),
-                    &pid.to_string(),
-                ]))?;
-                pinned += 1;
-            }
-        }
-        if pinned == 0 {
-            bail!("no NAPI thread {prefix}*: threaded NAPI did not start");
+        for pid in napi_threads()? {
+            run(Command::new("taskset").args(["-pc", &self.rx_cpu.to_string(), &pid.to_string()]))?;
         }
         Ok(())
+    }
+
+    /// Nanoseconds the receiving queue's NAPI threads have run so far
+    /// (`/proc/PID/schedstat`): the receiving CPU's work, the program's and
+    /// (for XDP_PASS) the kernel stack's behind it.
+    fn rx_runtime_ns(&self) -> Result<u64> {
+        let mut total = 0;
+        for pid in napi_threads()? {
+            let path = format!("/proc/{pid}/schedstat");
+            let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+            let first = text.split_whitespace().next().unwrap_or_default();
+            total += first
+                .parse::<u64>()
+                .with_context(|| format!("{path}: {text}"))?;
+        }
+        Ok(total)
     }
 
     /// Frames the receiving queue's XDP program has seen (veth's counters).
@@ -139,10 +140,11 @@ impl Rig {
     }
 
     /// Sends `frame` through `generator`'s `bench_gen` for `time`, from this thread
-    /// moved into the generator's namespace and CPU; returns the millions
-    /// of frames per second the receiving queue took.
-    pub fn measure(&self, generator: &Kernel, frame: &[u8], time: Duration) -> Result<f64> {
+    /// moved into the generator's namespace and CPU; returns the frames per
+    /// second the receiving queue took and what each cost its CPU.
+    pub fn measure(&self, generator: &Kernel, frame: &[u8], time: Duration) -> Result<Rate> {
         let before = self.rx_xdp_packets()?;
+        let ran_before = self.rx_runtime_ns()?;
         let started = Instant::now();
         on_cpu(self.gen_cpu, || {
             within(&self.gen_ns, || -> Result<()> {
@@ -154,8 +156,43 @@ impl Rig {
         })???;
         let elapsed = started.elapsed();
         let after = self.rx_xdp_packets()?;
-        Ok((after - before) as f64 / elapsed.as_secs_f64() / 1e6)
+        let ran = self.rx_runtime_ns()?.saturating_sub(ran_before);
+        let frames = after - before;
+        Ok(Rate {
+            mpps: frames as f64 / elapsed.as_secs_f64() / 1e6,
+            rx_ns_per_frame: ran as f64 / frames.max(1) as f64,
+        })
     }
+}
+
+/// What the receiving end took in one measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    /// Millions of frames per second: capped by what the generator offers.
+    pub mpps: f64,
+    /// Receiving-CPU nanoseconds per frame: the system's own cost, whatever
+    /// the generator offers (its inverse is the rate one receiving CPU
+    /// could take).
+    pub rx_ns_per_frame: f64,
+}
+
+/// The receiving queue's NAPI threads (`napi/rd0-<id>`).
+fn napi_threads() -> Result<Vec<u32>> {
+    let prefix = format!("napi/{DUT_IF}-");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(&prefix) {
+            pids.push(pid);
+        }
+    }
+    if pids.is_empty() {
+        bail!("no NAPI thread {prefix}*: threaded NAPI did not start");
+    }
+    Ok(pids)
 }
 
 /// Runs `f` with this thread on `cpu` only, then restores its affinity.
